@@ -1,0 +1,58 @@
+"""troupe: an actor runtime for event processing.
+
+>>> from troupe import Actor, ActorSystem, SyncActorSystem, MailboxConfig
+"""
+
+from ._version import __version__
+from .actor import Actor
+from .cell import State, Terminated
+from .clock import Clock, RealClock, VirtualClock
+from .dead_letters import DeadLetter, DeadLetters
+from .errors import (
+    ActorNotFound,
+    ActorStopped,
+    AskTimeout,
+    ConfigError,
+    MailboxFull,
+    MessageDropped,
+    NameTaken,
+    SystemClosed,
+    TroupeError,
+)
+from .loop import new_event_loop, run
+from .mailbox import MailboxConfig, OverflowPolicy
+from .ref import ActorRef
+from .sync import SyncActorSystem
+from .system import ActorSystem, ShutdownReport
+from .threaded import AdoptedPykkaActor, ThreadActor
+
+__all__ = [
+    "Actor",
+    "ActorNotFound",
+    "ActorRef",
+    "ActorStopped",
+    "ActorSystem",
+    "AdoptedPykkaActor",
+    "AskTimeout",
+    "Clock",
+    "ConfigError",
+    "DeadLetter",
+    "DeadLetters",
+    "MailboxConfig",
+    "MailboxFull",
+    "MessageDropped",
+    "NameTaken",
+    "OverflowPolicy",
+    "RealClock",
+    "ShutdownReport",
+    "State",
+    "SyncActorSystem",
+    "SystemClosed",
+    "Terminated",
+    "ThreadActor",
+    "TroupeError",
+    "VirtualClock",
+    "__version__",
+    "new_event_loop",
+    "run",
+]

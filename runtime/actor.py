@@ -1,0 +1,130 @@
+"""The ``Actor`` base class that user actors subclass."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .mailbox import MailboxConfig
+
+if TYPE_CHECKING:
+    from .cell import ActorCell
+    from .ref import ActorRef
+    from .system import ActorSystem
+    from .timers import Timers
+
+
+class Actor:
+    """An actor: private state in plain attributes, one message handled at a time.
+
+    Subclass it and define ``receive`` as ``def`` or ``async def``; what it
+    returns is the reply to an ``ask``, what it raises fails the actor (its
+    supervisor decides what happens next) and is raised to the asker.
+
+    >>> class Counter(Actor):
+    ...     def __init__(self) -> None:
+    ...         self.count = 0
+    ...     def receive(self, message: object) -> int:
+    ...         self.count += 1
+    ...         return self.count
+
+    Class attributes tune the runtime: ``mailbox`` (a :class:`MailboxConfig`)
+    and ``throughput`` (messages handled per turn before other actors run).
+    """
+
+    mailbox: ClassVar[MailboxConfig | None] = None
+    throughput: ClassVar[int | None] = None
+
+    _troupe_cell: ActorCell
+
+    def receive(self, message: Any) -> Any | Awaitable[Any]:
+        """Handle one message. Override this."""
+        raise NotImplementedError(f"{type(self).__name__} must define receive(message)")
+
+    # -- lifecycle hooks (each may be ``def`` or ``async def``) --------------------------
+
+    def on_start(self) -> Any:
+        """Called once before the first message."""
+
+    def on_stop(self) -> Any:
+        """Called when the actor stops, and on the failed instance before a restart."""
+
+    def on_restart(self, exc: BaseException) -> Any:
+        """Called on the fresh instance after a restart caused by ``exc``; runs on_start."""
+        return self.on_start()
+
+    # -- context ---------------------------------------------------------------------
+
+    @property
+    def ref(self) -> ActorRef:
+        """This actor's own reference."""
+        return self._cell().ref
+
+    @property
+    def system(self) -> ActorSystem:
+        """The system this actor runs in."""
+        return self._cell().system
+
+    @property
+    def name(self) -> str:
+        """This actor's unique name."""
+        return self._cell().name
+
+    @property
+    def timers(self) -> Timers:
+        """Messages to self after a delay or periodically, on the system's clock."""
+        return self._cell().timers
+
+    @property
+    def sender(self) -> ActorRef | None:
+        """The sender of the message being handled, when it gave one."""
+        return self._cell().current_sender
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers of the message being handled (empty when it had none)."""
+        return self._cell().current_headers
+
+    def spawn(
+        self, factory: Any, *args: Any, name: str | None = None, **kwargs: Any
+    ) -> ActorRef:
+        """Start a child actor; it stops when this actor stops."""
+        cell = self._cell()
+        return cell.system.spawn(factory, *args, name=name, parent=cell, **kwargs)
+
+    def watch(self, other: ActorRef) -> None:
+        """Receive ``Terminated(other, reason)`` as a message once ``other`` stops."""
+        deliver = self._cell().deliver
+        other._cell.add_watcher(deliver)
+
+    def unwatch(self, other: ActorRef) -> None:
+        """Stop watching ``other``."""
+        other._cell.remove_watcher(self._cell().deliver)
+
+    # -- runtime plumbing (overridden by ThreadActor) ----------------------------------------
+
+    def _troupe_handler(self) -> Callable[[Any], Any]:
+        """The callable the dispatcher calls per message."""
+        return self.receive
+
+    def _troupe_call_hook(self, hook: str, *args: Any) -> Any:
+        """Run a lifecycle hook; may return an awaitable."""
+        return getattr(self, hook)(*args)
+
+    def _troupe_release(self) -> None:
+        """Free what the instance holds outside the loop once the actor has stopped."""
+
+    def _cell(self) -> ActorCell:
+        try:
+            return self._troupe_cell
+        except AttributeError:
+            raise RuntimeError(
+                f"{type(self).__name__} is not running in an ActorSystem; "
+                "create actors with system.spawn(...), not by calling the class"
+            ) from None
+
+
+def is_async_callable(fn: Any) -> bool:
+    """True when calling ``fn`` returns a coroutine."""
+    return inspect.iscoroutinefunction(fn)

@@ -1,0 +1,524 @@
+"""``ActorCell``: the runtime side of one actor — mailbox, state, dispatch, lifecycle.
+
+Dispatch keeps no task or thread per idle actor. A cell is scheduled on the
+event loop only when its mailbox turns non-empty, and then handles at most
+``throughput`` messages before yielding: sync handlers in a plain loop
+callback, ``async def`` handlers in one task per turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from .envelope import Envelope, open_envelope
+from .errors import ActorStopped, MailboxFull, MessageDropped
+from .mailbox import ACCEPTED, Accepted, Mailbox, MailboxConfig
+from .ref import ActorRef
+from .timers import Timers
+
+if TYPE_CHECKING:
+    from .actor import Actor
+    from .system import ActorSystem
+
+logger = logging.getLogger(__name__)
+
+ActorFactory = Callable[..., "Actor"]
+
+
+class State(IntEnum):
+    """Where a cell is in its life."""
+
+    STARTING = 0
+    RUNNING = 1
+    SUSPENDED = 2  # failed; waiting for its supervisor's directive or a restart delay
+    STOPPING = 3
+    STOPPED = 4
+
+
+class Terminated:
+    """Sent to watchers when the watched actor stops; ``reason`` is None for a normal stop."""
+
+    __slots__ = ("reason", "ref")
+
+    def __init__(self, ref: ActorRef, reason: BaseException | None) -> None:
+        self.ref = ref
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Terminated({self.ref!r}, reason={self.reason!r})"
+
+
+class ActorCell:
+    """Owns one actor instance, its mailbox and its place in the tree."""
+
+    __slots__ = (
+        "_current",
+        "_instance_args",
+        "_is_async",
+        "_lifecycle",
+        "_loop",
+        "_receive",
+        "_scheduled",
+        "_stopped",
+        "_task",
+        "_thread_id",
+        "_throughput",
+        "_timers",
+        "actor",
+        "children",
+        "factory",
+        "failed_in_start",
+        "failure",
+        "mailbox",
+        "name",
+        "parent",
+        "ref",
+        "restarts",
+        "state",
+        "system",
+        "watchers",
+    )
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        name: str,
+        factory: ActorFactory,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        parent: ActorCell | None,
+        mailbox: MailboxConfig,
+        throughput: int,
+    ) -> None:
+        self.system = system
+        self.name = name
+        self.factory = factory
+        self._instance_args = (args, kwargs)
+        self.parent = parent
+        self.ref = ActorRef(self)
+        self.mailbox = Mailbox(mailbox, self._overflowed)
+        self._throughput = throughput
+        self._loop = system.loop
+        self._thread_id = system.thread_id
+        self._scheduled = False
+        self._current: Envelope | None = None
+        self._timers: Timers | None = None
+        self._stopped: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._lifecycle: asyncio.Task[Any] | None = None
+        self.children: dict[str, ActorCell] | None = None
+        self.watchers: list[Callable[[Terminated], Any]] | None = None
+        self.restarts = 0
+        self.failure: BaseException | None = None
+        self.failed_in_start = False
+        self.state = State.STARTING
+        self.actor = self._new_instance()
+        self._bind(self.actor)
+
+    # -- instance management -----------------------------------------------------------
+
+    def _new_instance(self) -> Actor:
+        from .actor import Actor
+
+        args, kwargs = self._instance_args
+        factory = self.factory
+        if isinstance(factory, type) and issubclass(factory, Actor):
+            instance = factory.__new__(factory)
+            instance._troupe_cell = self
+            instance.__init__(*args, **kwargs)  # type: ignore[misc]
+            return instance
+        instance = factory(*args, **kwargs)
+        if not isinstance(instance, Actor):
+            raise TypeError(
+                f"actor factory {factory!r} returned {type(instance).__name__}, not an Actor"
+            )
+        instance._troupe_cell = self
+        return instance
+
+    def _bind(self, actor: Actor) -> None:
+        from .actor import is_async_callable
+
+        self._receive = actor._troupe_handler()
+        self._is_async = is_async_callable(self._receive)
+
+    def start(self) -> None:
+        """Run on_start (when the actor defines one), then begin handling messages."""
+        from .actor import Actor
+
+        if type(self.actor).on_start is Actor.on_start:
+            self.state = State.RUNNING
+            return
+        self._run_lifecycle(self._start_sequence())
+
+    async def _start_sequence(self) -> None:
+        try:
+            await self._call_hook("on_start")
+        except Exception as exc:
+            self._failed(exc, None, in_start=True)
+            return
+        self._enter_running()
+
+    async def _call_hook(self, hook: str, *args: Any) -> None:
+        result = self.actor._troupe_call_hook(hook, *args)
+        if result is not None and isinstance(result, Awaitable):
+            await result
+
+    def _run_lifecycle(self, coro: Awaitable[None]) -> None:
+        self._lifecycle = self._loop.create_task(coro)  # type: ignore[arg-type]
+
+    def _enter_running(self) -> None:
+        if self.state in (State.STOPPING, State.STOPPED):
+            return
+        self.state = State.RUNNING
+        if len(self.mailbox) or self.mailbox.system:
+            self._schedule()
+
+    # -- properties used by Actor -------------------------------------------------------
+
+    @property
+    def timers(self) -> Timers:
+        if self._timers is None:
+            self._timers = Timers(self)
+        return self._timers
+
+    @property
+    def current_sender(self) -> ActorRef | None:
+        return self._current.sender if self._current is not None else None
+
+    @property
+    def current_headers(self) -> dict[str, str]:
+        current = self._current
+        if current is None or current.headers is None:
+            return {}
+        return current.headers
+
+    @property
+    def is_terminated(self) -> bool:
+        return self.state is State.STOPPED
+
+    # -- intake -------------------------------------------------------------------------
+
+    def deliver(self, item: Any) -> Accepted | asyncio.Future[None]:
+        """Put a user message (bare or in an Envelope) in the mailbox."""
+        if threading.get_ident() != self._thread_id:
+            return self._deliver_from_thread(item)
+        if self.state >= State.STOPPING:
+            self._undeliverable(item, "recipient stopped")
+            return ACCEPTED
+        pending = self.mailbox.put(item, self.name)
+        if not self._scheduled and self.state is State.RUNNING:
+            self._schedule()
+        return pending
+
+    def _deliver_from_thread(self, item: Any) -> Accepted:
+        """Hand a message over from a foreign thread; block while backpressure holds it."""
+        import concurrent.futures
+
+        if self._loop.is_closed():
+            self._undeliverable(item, "system closed")
+            return ACCEPTED
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def put_on_loop() -> None:
+            try:
+                pending = self.deliver(item)
+            except BaseException as exc:
+                done.set_exception(exc)
+                return
+            if type(pending) is Accepted:
+                done.set_result(None)
+            else:
+                assert isinstance(pending, asyncio.Future)
+                pending.add_done_callback(lambda _: done.set_result(None))
+
+        self._loop.call_soon_threadsafe(put_on_loop)
+        done.result()
+        return ACCEPTED
+
+    def send_system(self, action: Callable[[], Any]) -> None:
+        """Queue ``action`` in the system lane, ahead of every user message."""
+        if threading.get_ident() != self._thread_id:
+            self._loop.call_soon_threadsafe(self.send_system, action)
+            return
+        if self.state is State.STOPPED:
+            return
+        self.mailbox.system.append(action)
+        if not self._scheduled and self.state is not State.STARTING:
+            self._schedule()
+
+    def _overflowed(self, item: Any, reason: str) -> None:
+        message, reply = open_envelope(item)
+        if reply is not None and not reply.done():
+            policy = self.mailbox.policy.value
+            reply.set_exception(MessageDropped(self.name, policy))
+        if reason == "dead_letter":
+            self.system.dead_letters.publish(message, self.name, "mailbox full")
+        else:
+            self.system.note_dropped(self, message)
+
+    def _undeliverable(self, item: Any, reason: str) -> None:
+        message, reply = open_envelope(item)
+        if reply is not None and not reply.done():
+            reply.set_exception(ActorStopped(self.name))
+        self.system.dead_letters.publish(message, self.name, reason)
+
+    # -- dispatch -----------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        self._scheduled = True
+        if self._is_async:
+            self._task = self._loop.create_task(self._drain_async())
+        else:
+            self._loop.call_soon(self._drain_sync)
+
+    def _finish_turn(self) -> None:
+        self._scheduled = False
+        self._current = None
+        mailbox = self.mailbox
+        if mailbox.system or (self.state is State.RUNNING and len(mailbox)):
+            self._schedule()
+
+    def _run_system_lane(self) -> None:
+        lane = self.mailbox.system
+        while lane:
+            action = lane.popleft()
+            try:
+                action()
+            except Exception:
+                logger.exception("system message for actor %s failed", self.name)
+
+    def _drain_sync(self) -> None:
+        mailbox = self.mailbox
+        receive = self._receive
+        budget = self._throughput
+        while budget:
+            if mailbox.system:
+                self._run_system_lane()
+            if self.state is not State.RUNNING:
+                break
+            try:
+                item = mailbox.pop()
+            except IndexError:
+                break
+            budget -= 1
+            if type(item) is Envelope:
+                self._current = item
+                message = item.message
+                reply = item.reply
+            else:
+                message = item
+                reply = None
+            try:
+                result = receive(message)
+            except Exception as exc:
+                if reply is not None and not reply.done():
+                    reply.set_exception(exc)
+                self._failed(exc, message)
+                break
+            if reply is not None:
+                if not reply.done():
+                    reply.set_result(result)
+                self._current = None
+        self._finish_turn()
+
+    async def _drain_async(self) -> None:
+        mailbox = self.mailbox
+        receive = self._receive
+        budget = self._throughput
+        while budget:
+            if mailbox.system:
+                self._run_system_lane()
+            if self.state is not State.RUNNING:
+                break
+            try:
+                item = mailbox.pop()
+            except IndexError:
+                break
+            budget -= 1
+            message, reply = open_envelope(item)
+            self._current = item if reply is not None or type(item) is Envelope else None
+            try:
+                result = await receive(message)
+            except asyncio.CancelledError:
+                if reply is not None and not reply.done():
+                    reply.set_exception(ActorStopped(self.name))
+                self._scheduled = False
+                raise
+            except Exception as exc:
+                if reply is not None and not reply.done():
+                    reply.set_exception(exc)
+                self._failed(exc, message)
+                break
+            if reply is not None and not reply.done():
+                reply.set_result(result)
+            self._current = None
+        self._finish_turn()
+
+    # -- failure and directives -----------------------------------------------------------
+
+    def _failed(self, exc: BaseException, message: Any, *, in_start: bool = False) -> None:
+        self.state = State.SUSPENDED
+        self.failure = exc
+        self.failed_in_start = in_start
+        self.system.note_failure(self, exc, message)
+        parent = self.parent
+        if parent is not None and hasattr(parent.actor, "on_child_failure"):
+            parent.send_system(lambda: parent.actor.on_child_failure(self, exc))  # type: ignore[attr-defined]
+            return
+        self.system.guardian_decide(self, exc)
+
+    def resume(self) -> None:
+        """Keep the instance and its state; continue with the next message."""
+        if self.state is State.SUSPENDED:
+            self.failure = None
+            self._enter_running()
+
+    def restart(self, delay: float = 0.0) -> None:
+        """Replace the instance after ``delay`` seconds; mailbox and ref survive."""
+        if self.state >= State.STOPPING:
+            return
+        self.state = State.SUSPENDED
+        if self._timers is not None:
+            self._timers.cancel_all()
+        cause = self.failure or RuntimeError("restart requested")
+        if delay > 0:
+            self.system.clock.call_later(delay, self._begin_restart, cause)
+        else:
+            self._begin_restart(cause)
+
+    def _begin_restart(self, cause: BaseException) -> None:
+        if self.state >= State.STOPPING:
+            return
+        self._run_lifecycle(self._restart_sequence(cause))
+
+    async def _restart_sequence(self, cause: BaseException) -> None:
+        try:
+            await self._call_hook("on_stop")
+        except Exception:
+            logger.exception("on_stop of %s failed during restart", self.name)
+        self.actor._troupe_release()
+        await self._stop_children(None)
+        if self.state >= State.STOPPING:
+            return
+        self.restarts += 1
+        try:
+            self.actor = self._new_instance()
+            self._bind(self.actor)
+            await self._call_hook("on_restart", cause)
+        except Exception as exc:
+            self._failed(exc, None, in_start=True)
+            return
+        self.failure = None
+        self.system.note_restart(self)
+        self._enter_running()
+
+    # -- stopping -----------------------------------------------------------------------
+
+    def stopped(self) -> asyncio.Future[None]:
+        """A future that resolves once the actor has stopped."""
+        if self._stopped is None:
+            self._stopped = self._loop.create_future()
+            if self.state is State.STOPPED:
+                self._stopped.set_result(None)
+        return self._stopped
+
+    def request_stop(self, reason: BaseException | None = None) -> asyncio.Future[None]:
+        """Stop after the current message; pending messages go to dead letters."""
+        if threading.get_ident() != self._thread_id:
+            raise RuntimeError("stop() must be called on the system's loop; use SyncActorSystem.stop")
+        future = self.stopped()
+        if self.state < State.STOPPING:
+            self.send_system(lambda: self._begin_stop(reason))
+        return future
+
+    def _begin_stop(self, reason: BaseException | None) -> None:
+        if self.state >= State.STOPPING:
+            return
+        self.state = State.STOPPING
+        if self._timers is not None:
+            self._timers.cancel_all()
+        self._run_lifecycle(self._stop_sequence(reason))
+
+    async def _stop_sequence(self, reason: BaseException | None) -> None:
+        await self._stop_children(reason)
+        try:
+            await self._call_hook("on_stop")
+        except Exception:
+            logger.exception("on_stop of %s failed", self.name)
+        self._terminate(reason)
+
+    async def _stop_children(self, reason: BaseException | None) -> None:
+        if not self.children:
+            return
+        for child in reversed(list(self.children.values())):
+            await child.request_stop()
+
+    def _terminate(self, reason: BaseException | None) -> None:
+        self.state = State.STOPPED
+        self.actor._troupe_release()
+        for item in self.mailbox.drain():
+            self._undeliverable(item, "recipient stopped")
+        self.mailbox.system.clear()
+        self.system.unregister(self)
+        if self.parent is not None and self.parent.children:
+            self.parent.children.pop(self.name, None)
+        if self.watchers:
+            notice = Terminated(self.ref, reason)
+            for watcher in self.watchers:
+                try:
+                    watcher(notice)
+                except Exception:
+                    logger.exception("death watcher of %s failed", self.name)
+            self.watchers = None
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
+    # -- death watch --------------------------------------------------------------------
+
+    def add_watcher(self, callback: Callable[[Terminated], Any]) -> None:
+        """Call ``callback(Terminated)`` once this actor stops (at once if it has)."""
+        if self.state is State.STOPPED:
+            callback(Terminated(self.ref, self.failure))
+            return
+        if self.watchers is None:
+            self.watchers = []
+        self.watchers.append(callback)
+
+    def remove_watcher(self, callback: Callable[[Terminated], Any]) -> None:
+        """Stop calling ``callback`` when this actor stops."""
+        if self.watchers and callback in self.watchers:
+            self.watchers.remove(callback)
+
+    def cancel_tasks(self) -> None:
+        """Cancel the cell's running turn and lifecycle step (used past a shutdown deadline)."""
+        for task in (self._task, self._lifecycle):
+            if task is not None and not task.done():
+                task.cancel()
+
+    def is_idle(self) -> bool:
+        """True when nothing is queued, scheduled or in a lifecycle step."""
+        lifecycle = self._lifecycle is not None and not self._lifecycle.done()
+        mailbox = self.mailbox
+        return not (
+            self._scheduled
+            or lifecycle
+            or len(mailbox)
+            or mailbox.system
+            or mailbox.waiting
+            or self.state is State.SUSPENDED
+        )
+
+    def live_tasks(self) -> list[asyncio.Task[Any]]:
+        """The cell's tasks that have not finished."""
+        return [t for t in (self._task, self._lifecycle) if t is not None and not t.done()]
+
+    def __repr__(self) -> str:
+        return f"<ActorCell {self.name} {self.state.name}>"
+
+
+__all__ = ["ActorCell", "MailboxFull", "State", "Terminated"]

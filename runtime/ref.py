@@ -1,0 +1,107 @@
+"""``ActorRef``: the only handle the outside world has on an actor."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from .envelope import Envelope
+from .errors import AskTimeout
+from .mailbox import Accepted
+
+if TYPE_CHECKING:
+    from .cell import ActorCell
+
+_DEFAULT: Any = object()
+
+
+class ActorRef:
+    """Send messages to an actor with ``tell`` (one-way) or ``ask`` (request/reply).
+
+    A ref stays valid across restarts; once the actor stops, messages sent to it
+    go to the system's dead letters. Refs are safe to use from other threads.
+    """
+
+    __slots__ = ("_cell",)
+
+    def __init__(self, cell: ActorCell) -> None:
+        self._cell = cell
+
+    @property
+    def name(self) -> str:
+        """The actor's unique name in its system."""
+        return self._cell.name
+
+    @property
+    def is_alive(self) -> bool:
+        """False once the actor has stopped."""
+        return not self._cell.is_terminated
+
+    def tell(
+        self,
+        message: Any,
+        *,
+        sender: ActorRef | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Accepted | asyncio.Future[None]:
+        """Send ``message`` one-way.
+
+        Returns an awaitable: ``await ref.tell(m)`` waits for mailbox room when
+        the mailbox policy is ``backpressure``; otherwise it is already done.
+        From a thread other than the system's, a full ``backpressure`` mailbox
+        blocks the calling thread instead.
+        """
+        if sender is None and headers is None:
+            return self._cell.deliver(message)
+        return self._cell.deliver(Envelope(message, None, sender, headers))
+
+    async def ask(
+        self,
+        message: Any,
+        *,
+        timeout: float | None = _DEFAULT,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """Send ``message`` and return the handler's result (or raise its exception).
+
+        ``timeout`` defaults to the system's ``ask_timeout``; ``None`` waits forever.
+        Raises :class:`~troupe.AskTimeout` naming the actor when no reply comes in time.
+        """
+        cell = self._cell
+        if timeout is _DEFAULT:
+            timeout = cell.system.ask_timeout
+        loop = asyncio.get_running_loop()
+        if loop is not cell.system.loop:
+            raise RuntimeError(
+                f"ask({self.name!r}) was awaited outside the actor system's event loop; "
+                "from another thread use SyncActorSystem.ask"
+            )
+        reply: asyncio.Future[Any] = loop.create_future()
+        pending = cell.deliver(Envelope(message, reply, None, headers))
+        if type(pending) is not Accepted:
+            await pending
+        if timeout is None:
+            return await reply
+        handle = cell.system.clock.call_later(timeout, _expire, reply, cell.name, timeout)
+        try:
+            return await reply
+        finally:
+            handle.cancel()
+
+    def stop(self) -> asyncio.Future[None]:
+        """Stop the actor after its current message; the future resolves once it stopped."""
+        return self._cell.request_stop()
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self._cell.name}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorRef) and other._cell is self._cell
+
+    def __hash__(self) -> int:
+        return id(self._cell)
+
+
+def _expire(reply: asyncio.Future[Any], name: str, timeout: float) -> None:
+    if not reply.done():
+        reply.set_exception(AskTimeout(name, timeout))

@@ -1,0 +1,304 @@
+"""``ActorSystem``: one per process and event loop; owns actors, names, clock, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from .cell import ActorCell, ActorFactory, State, Terminated
+from .clock import Clock, RealClock
+from .dead_letters import DeadLetters
+from .errors import ActorNotFound, ConfigError, NameTaken, SystemClosed
+from .mailbox import MailboxConfig
+from .ref import ActorRef
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_THROUGHPUT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownReport:
+    """What a shutdown achieved.
+
+    ``drained`` is True when every mailbox was empty before the deadline;
+    ``undelivered`` counts messages that went to dead letters instead;
+    ``cancelled`` counts handlers cut off at the deadline.
+    """
+
+    drained: bool
+    undelivered: int
+    cancelled: int
+    seconds: float
+
+
+class ActorSystem:
+    """The home of a set of actors on one asyncio event loop.
+
+    >>> import asyncio
+    >>> from troupe import Actor, ActorSystem
+    >>> class Echo(Actor):
+    ...     def receive(self, message):
+    ...         return message
+    >>> async def main():
+    ...     async with ActorSystem("demo") as system:
+    ...         echo = system.spawn(Echo, name="echo")
+    ...         return await echo.ask("hi")
+    >>> asyncio.run(main())
+    'hi'
+
+    For sync programs, :class:`~troupe.SyncActorSystem` runs one on a background thread.
+    """
+
+    def __init__(
+        self,
+        name: str = "troupe",
+        *,
+        clock: Clock | Callable[[asyncio.AbstractEventLoop], Clock] | None = None,
+        mailbox: MailboxConfig | None = None,
+        throughput: int = DEFAULT_THROUGHPUT,
+        ask_timeout: float | None = 5.0,
+        shutdown_timeout: float = 10.0,
+    ) -> None:
+        if isinstance(throughput, bool) or not isinstance(throughput, int) or throughput < 1:
+            raise ConfigError("throughput", f"must be a positive int, got {throughput!r}")
+        if ask_timeout is not None and not ask_timeout > 0:
+            raise ConfigError("ask_timeout", f"must be positive or None, got {ask_timeout!r}")
+        if not shutdown_timeout >= 0:
+            raise ConfigError(
+                "shutdown_timeout", f"must be zero or positive, got {shutdown_timeout!r}"
+            )
+        self.name = name
+        self.default_mailbox = mailbox or MailboxConfig()
+        self.throughput = throughput
+        self.ask_timeout = ask_timeout
+        self.shutdown_timeout = shutdown_timeout
+        self.dead_letters = DeadLetters()
+        self.dropped = 0
+        self.failures = 0
+        self.restarts = 0
+        self._clock_spec = clock
+        self._cells: dict[str, ActorCell] = {}
+        self._top_level: dict[str, ActorCell] = {}
+        self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._clock: Clock | None = None
+        self.thread_id = -1
+        self._closing = False
+        self._closed = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> ActorSystem:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+
+    def start(self) -> None:
+        """Bind the system to the running event loop (``async with`` does this)."""
+        if self._loop is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self.thread_id = threading.get_ident()
+        spec = self._clock_spec
+        if spec is None:
+            self._clock = RealClock(self._loop)
+        elif callable(spec) and not hasattr(spec, "now"):
+            self._clock = spec(self._loop)
+        else:
+            self._clock = spec  # type: ignore[assignment]
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the actors run on."""
+        if self._loop is None:
+            raise SystemClosed(
+                f"actor system {self.name!r} is not started; use 'async with ActorSystem()'"
+            )
+        return self._loop
+
+    @property
+    def clock(self) -> Clock:
+        """The system's clock (real, or virtual in simulations)."""
+        if self._clock is None:
+            raise SystemClosed(f"actor system {self.name!r} is not started")
+        return self._clock
+
+    @property
+    def is_running(self) -> bool:
+        return self._loop is not None and not self._closed
+
+    # -- actors -------------------------------------------------------------------------
+
+    def spawn(
+        self,
+        factory: ActorFactory,
+        *args: Any,
+        name: str | None = None,
+        mailbox: MailboxConfig | None = None,
+        parent: ActorCell | None = None,
+        **kwargs: Any,
+    ) -> ActorRef:
+        """Create an actor from a class (or a factory returning an Actor) and start it.
+
+        ``name`` must be unique among live actors; without one a name is made
+        from the class name. ``args``/``kwargs`` go to the constructor, again at
+        every restart.
+        """
+        if self._closed or self._closing:
+            raise SystemClosed(f"actor system {self.name!r} is shutting down; cannot spawn")
+        self.loop  # noqa: B018 - raises SystemClosed when the system is not started
+        if name is None:
+            name = f"{getattr(factory, '__name__', 'actor')}-{next(self._ids)}"
+        elif name in self._cells:
+            raise NameTaken(name)
+        config = mailbox or getattr(factory, "mailbox", None) or self.default_mailbox
+        throughput = getattr(factory, "throughput", None) or self.throughput
+        cell = ActorCell(self, name, factory, args, kwargs, parent, config, throughput)
+        self._cells[name] = cell
+        if parent is None:
+            self._top_level[name] = cell
+        else:
+            if parent.children is None:
+                parent.children = {}
+            parent.children[name] = cell
+        cell.start()
+        return cell.ref
+
+    def adopt(self, pykka_ref: Any, *, name: str | None = None) -> ActorRef:
+        """Put an existing pykka actor behind a troupe ref (see AdoptedPykkaActor)."""
+        from .threaded import AdoptedPykkaActor
+
+        return self.spawn(AdoptedPykkaActor, pykka_ref, name=name)
+
+    def lookup(self, name: str) -> ActorRef:
+        """The ref of the live actor called ``name``; raises ActorNotFound."""
+        cell = self._cells.get(name)
+        if cell is None:
+            raise ActorNotFound(name)
+        return cell.ref
+
+    def find(self, name: str) -> ActorRef | None:
+        """The ref of the live actor called ``name``, or None."""
+        cell = self._cells.get(name)
+        return cell.ref if cell is not None else None
+
+    def actors(self) -> list[ActorRef]:
+        """Refs of every live actor, in spawn order."""
+        return [cell.ref for cell in self._cells.values()]
+
+    async def stop(self, ref: ActorRef) -> None:
+        """Stop one actor (and its children) and wait until it has stopped."""
+        await ref.stop()
+
+    def watch(self, ref: ActorRef, callback: Callable[[Terminated], Any]) -> None:
+        """Call ``callback(Terminated(ref, reason))`` once the actor stops."""
+        ref._cell.add_watcher(callback)
+
+    def cell_of(self, ref: ActorRef) -> ActorCell:
+        """The runtime cell behind a ref (for supervisors and tooling)."""
+        return ref._cell
+
+    # -- events from cells --------------------------------------------------------------
+
+    def unregister(self, cell: ActorCell) -> None:
+        if self._cells.get(cell.name) is cell:
+            del self._cells[cell.name]
+        if self._top_level.get(cell.name) is cell:
+            del self._top_level[cell.name]
+
+    def note_dropped(self, cell: ActorCell, message: Any) -> None:
+        self.dropped += 1
+
+    def note_failure(self, cell: ActorCell, exc: BaseException, message: Any) -> None:
+        self.failures += 1
+        logger.error(
+            "actor %s failed on %r: %s: %s",
+            cell.name,
+            message,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+
+    def note_restart(self, cell: ActorCell) -> None:
+        self.restarts += 1
+
+    def guardian_decide(self, cell: ActorCell, exc: BaseException) -> None:
+        """Directive for an actor without a supervisor: restart it after a failed
+        message; stop it after a failed start, which a restart would only repeat."""
+        if cell.failed_in_start:
+            logger.error("actor %s failed to start; stopping it", cell.name)
+            cell.request_stop(exc)
+        else:
+            cell.restart()
+
+    # -- shutdown -----------------------------------------------------------------------
+
+    async def shutdown(self, timeout: float | None = None) -> ShutdownReport:
+        """Drain mailboxes for up to ``timeout`` seconds, then stop every actor.
+
+        Timers stop first, so no new self-messages appear. Actors keep handling
+        what is queued (and what they send each other) until every mailbox is
+        empty or the deadline passes; then actors stop children-first in reverse
+        spawn order. Messages still queued go to dead letters and are counted in
+        the report; handlers still running at the deadline are cancelled.
+        """
+        if self._closed or self._loop is None:
+            return ShutdownReport(True, 0, 0, 0.0)
+        self._closing = True
+        timeout = self.shutdown_timeout if timeout is None else timeout
+        began = time.monotonic()
+        deadline = began + timeout
+        for cell in list(self._cells.values()):
+            if cell._timers is not None:
+                cell._timers.cancel_all()
+        drained = await self._wait_idle(deadline)
+        letters_before = self.dead_letters.by_reason["recipient stopped"]
+        stops = [cell.request_stop() for cell in reversed(list(self._top_level.values()))]
+        cancelled = 0
+        if stops:
+            remaining = max(0.0, deadline - time.monotonic())
+            done, pending = await asyncio.wait(stops, timeout=max(remaining, 0.05))
+            if pending:
+                cancelled = await self._force_stop()
+        undelivered = self.dead_letters.by_reason["recipient stopped"] - letters_before
+        self._closed = True
+        return ShutdownReport(drained, undelivered, cancelled, time.monotonic() - began)
+
+    async def _wait_idle(self, deadline: float) -> bool:
+        delay = 0.0005
+        while True:
+            if all(cell.is_idle() for cell in self._cells.values()):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    async def _force_stop(self) -> int:
+        cancelled = 0
+        for cell in list(self._cells.values()):
+            tasks = cell.live_tasks()
+            cancelled += len(tasks)
+            cell.cancel_tasks()
+        await asyncio.sleep(0)
+        for cell in reversed(list(self._cells.values())):
+            if cell.state is not State.STOPPED:
+                cell._terminate(None)
+        return cancelled
+
