@@ -86,9 +86,7 @@ class Actor:
         """Headers of the message being handled (empty when it had none)."""
         return self._cell().current_headers
 
-    def spawn(
-        self, factory: Any, *args: Any, name: str | None = None, **kwargs: Any
-    ) -> ActorRef:
+    def spawn(self, factory: Any, *args: Any, name: str | None = None, **kwargs: Any) -> ActorRef:
         """Start a child actor; it stops when this actor stops."""
         cell = self._cell()
         return cell.system.spawn(factory, *args, name=name, parent=cell, **kwargs)

@@ -132,13 +132,13 @@ class ActorCell:
             instance._troupe_cell = self
             instance.__init__(*args, **kwargs)  # type: ignore[misc]
             return instance
-        instance = factory(*args, **kwargs)
-        if not isinstance(instance, Actor):
+        made = factory(*args, **kwargs)
+        if not isinstance(made, Actor):
             raise TypeError(
-                f"actor factory {factory!r} returned {type(instance).__name__}, not an Actor"
+                f"actor factory {factory!r} returned {type(made).__name__}, not an Actor"
             )
-        instance._troupe_cell = self
-        return instance
+        made._troupe_cell = self
+        return made
 
     def _bind(self, actor: Actor) -> None:
         from .actor import is_async_callable
@@ -430,7 +430,9 @@ class ActorCell:
     def request_stop(self, reason: BaseException | None = None) -> asyncio.Future[None]:
         """Stop after the current message; pending messages go to dead letters."""
         if threading.get_ident() != self._thread_id:
-            raise RuntimeError("stop() must be called on the system's loop; use SyncActorSystem.stop")
+            raise RuntimeError(
+                "stop() must be called on the system's loop; use SyncActorSystem.stop"
+            )
         future = self.stopped()
         if self.state < State.STOPPING:
             self.send_system(lambda: self._begin_stop(reason))

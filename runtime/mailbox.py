@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -62,13 +62,13 @@ class MailboxConfig:
             ) from None
 
 
-class Accepted:
+class Accepted(Awaitable[None]):
     """The awaitable a ``tell`` returns when the message went straight in."""
 
     __slots__ = ()
 
-    def __await__(self) -> Generator[Any, None, None]:
-        return iter(())
+    def __await__(self) -> Generator[Any, Any, None]:
+        return iter(())  # type: ignore[return-value]  # an empty iterator finishes at once
 
     def done(self) -> bool:
         return True
@@ -86,7 +86,7 @@ OverflowHandler = Callable[[Any, str], None]
 class Mailbox:
     """One actor's queue of user messages plus its system lane. Loop-thread only."""
 
-    __slots__ = ("capacity", "dropped", "policy", "system", "_on_overflow", "_queue", "_waiters")
+    __slots__ = ("_on_overflow", "_queue", "_waiters", "capacity", "dropped", "policy", "system")
 
     def __init__(self, config: MailboxConfig, on_overflow: OverflowHandler) -> None:
         self.capacity = config.capacity

@@ -70,7 +70,9 @@ class SyncActorSystem:
         """The background event loop."""
         return self._loop
 
-    def spawn(self, factory: ActorFactory, *args: Any, name: str | None = None, **kw: Any) -> ActorRef:
+    def spawn(
+        self, factory: ActorFactory, *args: Any, name: str | None = None, **kw: Any
+    ) -> ActorRef:
         """Create and start an actor; returns its ref."""
         return self._call(lambda: self.system.spawn(factory, *args, name=name, **kw))
 

@@ -273,7 +273,7 @@ class ActorSystem:
         cancelled = 0
         if stops:
             remaining = max(0.0, deadline - time.monotonic())
-            done, pending = await asyncio.wait(stops, timeout=max(remaining, 0.05))
+            _done, pending = await asyncio.wait(stops, timeout=max(remaining, 0.05))
             if pending:
                 cancelled = await self._force_stop()
         undelivered = self.dead_letters.by_reason["recipient stopped"] - letters_before
@@ -301,4 +301,3 @@ class ActorSystem:
             if cell.state is not State.STOPPED:
                 cell._terminate(None)
         return cancelled
-

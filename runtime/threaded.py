@@ -42,7 +42,7 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
-class _ThreadHost(pykka.ThreadingActor):  # type: ignore[misc]
+class _ThreadHost(pykka.ThreadingActor):
     """The pykka actor that runs a ThreadActor's code on its thread."""
 
     def on_receive(self, message: Any) -> None:
