@@ -1,0 +1,1 @@
+"""Runnable examples that ship with troupe (``troupe demo`` runs the order system)."""
