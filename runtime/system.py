@@ -280,6 +280,11 @@ class ActorSystem:
         self._closed = True
         return ShutdownReport(drained, undelivered, cancelled, time.monotonic() - began)
 
+    async def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every mailbox is empty and no actor is busy; False on timeout."""
+        deadline = time.monotonic() + (self.shutdown_timeout if timeout is None else timeout)
+        return await self._wait_idle(deadline)
+
     async def _wait_idle(self, deadline: float) -> bool:
         delay = 0.0005
         while True:

@@ -114,9 +114,10 @@ class AdoptedPykkaActor(Actor):
         future = self._pykka_ref.ask(message, block=False)
         return await asyncio.get_running_loop().run_in_executor(None, future.get)
 
-    def on_stop(self) -> None:
+    async def on_stop(self) -> None:
         from .cell import State
 
         final_stop = self._cell().state is State.STOPPING  # not a restart
         if final_stop and self._pykka_ref.is_alive():
-            self._pykka_ref.stop(block=False)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, lambda: self._pykka_ref.stop(block=True))

@@ -1,0 +1,87 @@
+"""Shutdown drains within its deadline, reports what it could not deliver, leaves no task."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from troupe import Actor, ActorSystem
+
+
+class Slow(Actor):
+    def __init__(self, done: list[int]) -> None:
+        self.done = done
+
+    async def receive(self, message: int) -> None:
+        await asyncio.sleep(message / 1000)
+        self.done.append(message)
+
+
+class Relay(Actor):
+    """Forwards each message to the next actor: work in flight between actors."""
+
+    def __init__(self, nxt: Any, done: list[int]) -> None:
+        self.nxt, self.done = nxt, done
+
+    def receive(self, message: int) -> None:
+        if self.nxt is None:
+            self.done.append(message)
+        else:
+            self.nxt.tell(message)
+
+
+@given(chain=st.integers(1, 6), messages=st.integers(0, 50))
+async def test_shutdown_drains_messages_in_flight_between_actors(chain: int, messages: int) -> None:
+    done: list[int] = []
+    system = ActorSystem()
+    async with system:
+        nxt = None
+        for _ in range(chain):
+            nxt = system.spawn(Relay, nxt, done)
+        assert nxt is not None
+        for i in range(messages):
+            nxt.tell(i)
+    assert sorted(done) == list(range(messages))
+    assert system.actors() == []
+
+
+async def test_shutdown_past_its_deadline_reports_the_undelivered() -> None:
+    done: list[int] = []
+    system = ActorSystem()
+    async with system:
+        ref = system.spawn(Slow, done)
+        for _ in range(20):
+            ref.tell(1000)  # a second each: 20 s of work
+        report = await system.shutdown(timeout=0.25)
+    assert not report.drained
+    assert report.cancelled == 1  # the handler running at the deadline
+    assert done == []
+    assert report.undelivered == 19
+    assert report.undelivered == system.dead_letters.by_reason["recipient stopped"]
+    assert report.seconds < 2
+
+
+async def test_no_task_is_left_after_shutdown() -> None:
+    done: list[int] = []
+    system = ActorSystem()
+    before = asyncio.all_tasks()
+    async with system:
+        refs = [system.spawn(Slow, done) for _ in range(50)]
+        for ref in refs:
+            ref.tell(1)
+        await system.shutdown(timeout=0.0)
+    await asyncio.sleep(0)
+    assert asyncio.all_tasks() == before
+
+
+async def test_spawn_after_shutdown_is_refused() -> None:
+    import pytest
+    from troupe import SystemClosed
+
+    system = ActorSystem()
+    async with system:
+        pass
+    with pytest.raises(SystemClosed):
+        system.spawn(Slow, [])
