@@ -84,46 +84,57 @@ OverflowHandler = Callable[[Any, str], None]
 
 
 class Mailbox:
-    """One actor's queue of user messages plus its system lane. Loop-thread only."""
+    """One actor's queue of user messages plus its system lane. Loop-thread only.
 
-    __slots__ = ("_on_overflow", "_queue", "_waiters", "capacity", "dropped", "policy", "system")
+    The deques are made on first use, so an idle actor stays small. The cell's
+    dispatch loop reads ``queue`` (None or a deque) directly: it is the hot path.
+    """
+
+    __slots__ = ("_on_overflow", "capacity", "dropped", "policy", "queue", "system", "waiters")
 
     def __init__(self, config: MailboxConfig, on_overflow: OverflowHandler) -> None:
         self.capacity = config.capacity
         self.policy = config.policy
         self.dropped = 0
-        self.system: deque[Callable[[], Any]] = deque()
+        self.queue: deque[Any] | None = None
+        self.system: deque[Callable[[], Any]] | None = None
+        self.waiters: deque[tuple[Any, asyncio.Future[None]]] | None = None
         self._on_overflow = on_overflow
-        self._queue: deque[Any] | None = None  # made on first use: idle actors stay small
-        self._waiters: deque[tuple[Any, asyncio.Future[None]]] | None = None
 
     def __len__(self) -> int:
-        return len(self._queue) if self._queue is not None else 0
+        return len(self.queue) if self.queue is not None else 0
 
     @property
     def waiting(self) -> int:
         """Messages parked by ``backpressure`` until there is room."""
-        return len(self._waiters) if self._waiters else 0
+        return len(self.waiters) if self.waiters else 0
 
     def put(self, item: Any, actor_name: str) -> Accepted | asyncio.Future[None]:
         """Add a user message; return an awaitable that completes once it is queued."""
-        queue = self._queue
+        queue = self.queue
         if queue is None:
-            queue = self._queue = deque()
-        if len(queue) < self.capacity and not self._waiters:
+            queue = self.queue = deque()
+        if len(queue) < self.capacity and not self.waiters:
             queue.append(item)
             return ACCEPTED
-        return self._overflow(queue, item, actor_name)
+        return self.overflow(item, actor_name)
 
-    def _overflow(
-        self, queue: deque[Any], item: Any, actor_name: str
-    ) -> Accepted | asyncio.Future[None]:
+    def put_system(self, action: Callable[[], Any]) -> None:
+        """Add a system message (stop, restart, watch): it runs before any user message."""
+        if self.system is None:
+            self.system = deque()
+        self.system.append(action)
+
+    def overflow(self, item: Any, actor_name: str) -> Accepted | asyncio.Future[None]:
+        """Apply the overflow policy to ``item``, which found the mailbox full."""
+        queue = self.queue
+        assert queue is not None
         policy = self.policy
         if policy is OverflowPolicy.BACKPRESSURE:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            if self._waiters is None:
-                self._waiters = deque()
-            self._waiters.append((item, future))
+            if self.waiters is None:
+                self.waiters = deque()
+            self.waiters.append((item, future))
             return future
         if policy is OverflowPolicy.REJECT:
             raise MailboxFull(actor_name, self.capacity, policy.value)
@@ -140,17 +151,19 @@ class Mailbox:
 
     def pop(self) -> Any:
         """Take the oldest user message; raise IndexError when there is none."""
-        queue = self._queue
+        queue = self.queue
         if queue is None:
             raise IndexError("empty mailbox")
         item = queue.popleft()
-        if self._waiters:
-            self._admit_waiter(queue)
+        if self.waiters:
+            self.admit_waiter()
         return item
 
-    def _admit_waiter(self, queue: deque[Any]) -> None:
-        waiters = self._waiters
-        assert waiters is not None
+    def admit_waiter(self) -> None:
+        """Move the oldest message parked by backpressure into the queue (room was made)."""
+        waiters = self.waiters
+        queue = self.queue
+        assert waiters is not None and queue is not None
         while waiters:
             item, future = waiters.popleft()
             if future.cancelled():
@@ -161,13 +174,13 @@ class Mailbox:
 
     def drain(self) -> list[Any]:
         """Remove and return every queued and parked user message (oldest first)."""
-        items: list[Any] = list(self._queue) if self._queue else []
-        if self._queue:
-            self._queue.clear()
-        if self._waiters:
-            for item, future in self._waiters:
+        items: list[Any] = list(self.queue) if self.queue else []
+        if self.queue:
+            self.queue.clear()
+        if self.waiters:
+            for item, future in self.waiters:
                 if not future.cancelled():
                     items.append(item)
                     future.set_result(None)
-            self._waiters.clear()
+            self.waiters.clear()
         return items

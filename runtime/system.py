@@ -86,13 +86,15 @@ class ActorSystem:
         self.restarts = 0
         self._clock_spec = clock
         self._cells: dict[str, ActorCell] = {}
-        self._top_level: dict[str, ActorCell] = {}
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clock: Clock | None = None
         self.thread_id = -1
         self._closing = False
         self._closed = False
+        self.failure: BaseException | None = None
+        self._failing: asyncio.Task[ShutdownReport] | None = None
+        self._failure_listeners: list[Callable[[ActorCell, BaseException], Any]] = []
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -107,6 +109,8 @@ class ActorSystem:
         tb: TracebackType | None,
     ) -> None:
         await self.shutdown()
+        if exc is None and self.failure is not None:
+            raise self.failure
 
     def start(self) -> None:
         """Bind the system to the running event loop (``async with`` does this)."""
@@ -170,9 +174,7 @@ class ActorSystem:
         throughput = getattr(factory, "throughput", None) or self.throughput
         cell = ActorCell(self, name, factory, args, kwargs, parent, config, throughput)
         self._cells[name] = cell
-        if parent is None:
-            self._top_level[name] = cell
-        else:
+        if parent is not None:
             if parent.children is None:
                 parent.children = {}
             parent.children[name] = cell
@@ -218,8 +220,6 @@ class ActorSystem:
     def unregister(self, cell: ActorCell) -> None:
         if self._cells.get(cell.name) is cell:
             del self._cells[cell.name]
-        if self._top_level.get(cell.name) is cell:
-            del self._top_level[cell.name]
 
     def note_dropped(self, cell: ActorCell, message: Any) -> None:
         self.dropped += 1
@@ -234,6 +234,35 @@ class ActorSystem:
             exc,
             exc_info=exc,
         )
+        for listener in tuple(self._failure_listeners):
+            try:
+                listener(cell, exc)
+            except Exception:
+                logger.exception("failure listener %r failed", listener)
+
+    def add_failure_listener(
+        self, listener: Callable[[ActorCell, BaseException], Any]
+    ) -> Callable[[], None]:
+        """Call ``listener(cell, exc)`` whenever an actor fails; returns an unsubscribe."""
+        self._failure_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._failure_listeners:
+                self._failure_listeners.remove(listener)
+
+        return unsubscribe
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop the whole system because ``exc`` was not handled (a root supervisor gave up).
+
+        ``failure`` keeps the first such error and ``async with`` raises it on exit,
+        so a program (or the CLI) ends with that error and a non-zero status.
+        """
+        if self.failure is None:
+            self.failure = exc
+        logger.critical("actor system %s is stopping: %s", self.name, exc)
+        if self._failing is None and not self._closed and not self._closing:
+            self._failing = self.loop.create_task(self.shutdown())
 
     def note_restart(self, cell: ActorCell) -> None:
         self.restarts += 1
@@ -258,6 +287,9 @@ class ActorSystem:
         spawn order. Messages still queued go to dead letters and are counted in
         the report; handlers still running at the deadline are cancelled.
         """
+        failing = self._failing
+        if failing is not None and failing is not asyncio.current_task():
+            return await asyncio.shield(failing)
         if self._closed or self._loop is None:
             return ShutdownReport(True, 0, 0, 0.0)
         self._closing = True
@@ -269,7 +301,8 @@ class ActorSystem:
                 cell._timers.cancel_all()
         drained = await self._wait_idle(deadline)
         letters_before = self.dead_letters.by_reason["recipient stopped"]
-        stops = [cell.request_stop() for cell in reversed(list(self._top_level.values()))]
+        top_level = [cell for cell in self._cells.values() if cell.parent is None]
+        stops = [cell.request_stop() for cell in reversed(top_level)]
         cancelled = 0
         if stops:
             remaining = max(0.0, deadline - time.monotonic())

@@ -36,7 +36,7 @@ class Backoff:
     initial: float = 0.1
     maximum: float = 30.0
     multiplier: float = 2.0
-    jitter: Jitter = Jitter.FULL
+    jitter: Jitter | str = Jitter.FULL
     reset_after: float = 60.0
 
     def __post_init__(self) -> None:
@@ -77,9 +77,9 @@ class Backoff:
     def bounds(self, attempt: int) -> tuple[float, float]:
         """The smallest and largest delay ``delay(attempt)`` can return."""
         ceiling = self.ceiling(attempt)
-        if self.jitter is Jitter.FULL:
+        if self.jitter == Jitter.FULL:
             return 0.0, ceiling
-        if self.jitter is Jitter.EQUAL:
+        if self.jitter == Jitter.EQUAL:
             return ceiling / 2, ceiling
         return ceiling, ceiling
 
