@@ -105,7 +105,7 @@ class Collector(Actor):
     async def receive(self, message: Any) -> Any:
         if message == "report":
             return self.seen
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(message if isinstance(message, float) else 0.001)
         self.seen.append(message)
         return None
 
@@ -119,9 +119,9 @@ def test_sync_handle_spawns_tells_asks_and_shuts_down() -> None:
         for i in range(20):  # a full backpressure mailbox blocks this thread
             system.tell(collector, i)
         assert system.ask(collector, "report") == list(range(20))
-        system.tell(collector, 99)  # takes a millisecond
+        system.tell(collector, 0.5)  # takes half a second
         with pytest.raises(AskTimeout):
-            system.ask(collector, "report", timeout=0.0001)
+            system.ask(collector, "report", timeout=0.01)
     assert not system.loop.is_running()
 
 
