@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable
 from enum import IntEnum
+from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from .envelope import Envelope, open_envelope
@@ -53,6 +54,10 @@ class Terminated:
         return f"Terminated({self.ref!r}, reason={self.reason!r})"
 
 
+_RUNNING = State.RUNNING
+_STOPPING = State.STOPPING
+
+
 class ActorCell:
     """Owns one actor instance, its mailbox and its place in the tree."""
 
@@ -79,6 +84,7 @@ class ActorCell:
         "parent",
         "ref",
         "restarts",
+        "shutdown_timeout",
         "state",
         "system",
         "watchers",
@@ -114,6 +120,7 @@ class ActorCell:
         self.children: dict[str, ActorCell] | None = None
         self.watchers: list[Callable[[Terminated], Any]] | None = None
         self.restarts = 0
+        self.shutdown_timeout: float | None = None  # parent kills it past this stop deadline
         self.failure: BaseException | None = None
         self.failed_in_start = False
         self.state = State.STARTING
@@ -168,6 +175,12 @@ class ActorCell:
         if result is not None and isinstance(result, Awaitable):
             await result
 
+    async def wait_started(self) -> None:
+        """Wait until ``on_start`` (or a restart's ``on_restart``) has finished or failed."""
+        lifecycle = self._lifecycle
+        if lifecycle is not None and not lifecycle.done():
+            await asyncio.wait({lifecycle})
+
     def _run_lifecycle(self, coro: Awaitable[None]) -> None:
         self._lifecycle = self._loop.create_task(coro)  # type: ignore[arg-type]
 
@@ -175,7 +188,7 @@ class ActorCell:
         if self.state in (State.STOPPING, State.STOPPED):
             return
         self.state = State.RUNNING
-        if len(self.mailbox) or self.mailbox.system:
+        if not self._scheduled and (len(self.mailbox) or self.mailbox.system):
             self._schedule()
 
     # -- properties used by Actor -------------------------------------------------------
@@ -205,15 +218,27 @@ class ActorCell:
 
     def deliver(self, item: Any) -> Accepted | asyncio.Future[None]:
         """Put a user message (bare or in an Envelope) in the mailbox."""
-        if threading.get_ident() != self._thread_id:
+        if get_ident() != self._thread_id:
             return self._deliver_from_thread(item)
-        if self.state >= State.STOPPING:
+        state = self.state
+        if state is _RUNNING:
+            queue = self.mailbox.queue
+            if (
+                queue is not None
+                and len(queue) < self.mailbox.capacity
+                and not self.mailbox.waiters
+            ):
+                queue.append(item)  # fast path: Mailbox.put without the call
+                pending: Accepted | asyncio.Future[None] = ACCEPTED
+            else:
+                pending = self.mailbox.put(item, self.name)
+            if not self._scheduled:
+                self._schedule()
+            return pending
+        if state >= _STOPPING:
             self._undeliverable(item, "recipient stopped")
             return ACCEPTED
-        pending = self.mailbox.put(item, self.name)
-        if not self._scheduled and self.state is State.RUNNING:
-            self._schedule()
-        return pending
+        return self.mailbox.put(item, self.name)  # starting or suspended: queue it
 
     def _deliver_from_thread(self, item: Any) -> Accepted:
         """Hand a message over from a foreign thread; block while backpressure holds it."""
@@ -247,7 +272,7 @@ class ActorCell:
             return
         if self.state is State.STOPPED:
             return
-        self.mailbox.system.append(action)
+        self.mailbox.put_system(action)
         if not self._scheduled and self.state is not State.STARTING:
             self._schedule()
 
@@ -285,7 +310,7 @@ class ActorCell:
 
     def _run_system_lane(self) -> None:
         lane = self.mailbox.system
-        while lane:
+        while lane:  # a non-empty lane is a deque
             action = lane.popleft()
             try:
                 action()
@@ -294,17 +319,17 @@ class ActorCell:
 
     def _drain_sync(self) -> None:
         mailbox = self.mailbox
+        queue = mailbox.queue
         receive = self._receive
         budget = self._throughput
         while budget:
             if mailbox.system:
                 self._run_system_lane()
-            if self.state is not State.RUNNING:
+            if self.state is not _RUNNING or not queue:
                 break
-            try:
-                item = mailbox.pop()
-            except IndexError:
-                break
+            item = queue.popleft()
+            if mailbox.waiters:
+                mailbox.admit_waiter()
             budget -= 1
             if type(item) is Envelope:
                 self._current = item
@@ -333,12 +358,9 @@ class ActorCell:
         while budget:
             if mailbox.system:
                 self._run_system_lane()
-            if self.state is not State.RUNNING:
+            if self.state is not _RUNNING or not mailbox.queue:
                 break
-            try:
-                item = mailbox.pop()
-            except IndexError:
-                break
+            item = mailbox.pop()
             budget -= 1
             message, reply = open_envelope(item)
             self._current = item if reply is not None or type(item) is Envelope else None
@@ -371,6 +393,14 @@ class ActorCell:
             parent.send_system(lambda: parent.actor.on_child_failure(self, exc))  # type: ignore[attr-defined]
             return
         self.system.guardian_decide(self, exc)
+
+    def fail(self, exc: BaseException) -> None:
+        """Fail the actor from outside a handler (a linked actor died, a supervisor gave
+        up): it is suspended and its supervisor decides, as after a handler exception.
+        Does nothing while it is already suspended, stopping or stopped."""
+        if self.state in (State.SUSPENDED, State.STOPPING, State.STOPPED):
+            return
+        self._failed(exc, None)
 
     def resume(self) -> None:
         """Keep the instance and its state; continue with the next message."""
@@ -458,14 +488,41 @@ class ActorCell:
         if not self.children:
             return
         for child in reversed(list(self.children.values())):
-            await child.request_stop()
+            await child.stop_within(child.shutdown_timeout)
+
+    async def stop_within(self, timeout: float | None, reason: BaseException | None = None) -> None:
+        """Stop (see ``request_stop``) and wait; past ``timeout`` seconds of the system's
+        clock, ``kill`` it. ``None`` waits as long as it takes."""
+        stopped = self.request_stop(reason)
+        if timeout is None or stopped.done():
+            await stopped
+            return
+        handle = self.system.clock.call_later(timeout, self.kill, reason)
+        try:
+            await stopped
+        finally:
+            handle.cancel()
+
+    def kill(self, reason: BaseException | None = None) -> None:
+        """Terminate at once: cancel the running handler and lifecycle step, kill the
+        children, skip ``on_stop``. Queued messages go to dead letters."""
+        if self.state is State.STOPPED:
+            return
+        self.state = State.STOPPING
+        if self._timers is not None:
+            self._timers.cancel_all()
+        if self.children:
+            for child in reversed(list(self.children.values())):
+                child.kill(reason)
+        self.cancel_tasks()
+        self._terminate(reason)
 
     def _terminate(self, reason: BaseException | None) -> None:
         self.state = State.STOPPED
         self.actor._troupe_release()
         for item in self.mailbox.drain():
             self._undeliverable(item, "recipient stopped")
-        self.mailbox.system.clear()
+        self.mailbox.system = None
         self.system.unregister(self)
         if self.parent is not None and self.parent.children:
             self.parent.children.pop(self.name, None)
