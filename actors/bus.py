@@ -1,0 +1,286 @@
+"""``EventBus``: publish events by topic to subscriber actors.
+
+The bus is a routing table, not a bottleneck: ``publish`` puts the event
+straight into the mailbox of every subscriber whose pattern matches (each
+subscriber at most once per event). A subscriber with a retry policy gets its
+events through a courier actor of its own that asks it, retries failures with
+backoff and keeps that subscriber's events in order.
+
+>>> import asyncio
+>>> from troupe import Actor, ActorSystem
+>>> class Printer(Actor):
+...     def receive(self, event):
+...         return f"{self.headers['troupe-topic']}: {event}"
+>>> async def main():
+...     async with ActorSystem() as system:
+...         bus = EventBus(system)
+...         bus.subscribe(system.spawn(Printer), "orders.#")
+...         return await bus.publish("hello", topic="orders.placed", wait=True)
+>>> asyncio.run(main())
+1
+
+``publish(..., wait=True)`` returns once every handler finished and raises an
+``ExceptionGroup`` holding every failure (each noted with its subscriber);
+without ``wait`` it only waits for mailbox room (backpressure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from troupe.actor import Actor
+from troupe.errors import ActorStopped
+from troupe.ref import _DEFAULT, ActorRef
+
+from .retry import Retry
+from .topics import TopicPattern, pattern_name, topic_of
+
+if TYPE_CHECKING:
+    from troupe.cell import Terminated
+    from troupe.system import ActorSystem
+
+logger = logging.getLogger(__name__)
+
+TOPIC_HEADER = "troupe-topic"
+
+
+@dataclass
+class _Subscriber:
+    ref: ActorRef
+    patterns: list[TopicPattern] = field(default_factory=list)
+    retry: Retry | None = None
+    courier: ActorRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    event: Any
+    headers: dict[str, str]
+    timeout: float | None
+    asked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    error: BaseException
+
+
+@dataclass
+class BusStats:
+    """Counters of one bus."""
+
+    published: int = 0
+    deliveries: int = 0
+    unrouted: int = 0
+    failed: int = 0
+    retried: int = 0
+
+
+class EventBus:
+    """Topic-routed publish/subscribe between actors of one system.
+
+    ``subscribe(ref, *patterns, retry=)`` adds patterns for an actor (exact
+    topics, ``*``/``#`` wildcards, or event classes); a subscriber that stops is
+    removed. ``publish`` returns how many subscribers the event went to.
+    """
+
+    def __init__(self, system: ActorSystem, *, name: str = "bus") -> None:
+        self.system = system
+        self.name = name
+        self.stats = BusStats()
+        self._subscribers: dict[ActorRef, _Subscriber] = {}
+        self._routes: dict[str, list[_Subscriber]] = {}
+
+    # -- subscriptions ------------------------------------------------------------------
+
+    def subscribe(self, ref: ActorRef, *patterns: str | type, retry: Retry | None = None) -> None:
+        """Deliver events whose topic matches any of ``patterns`` to ``ref``.
+
+        With ``retry``, a failing handler is retried with the policy's backoff
+        (the subscriber's events then go through a courier, in order).
+        """
+        if not patterns:
+            raise ValueError("subscribe needs at least one pattern; use '#' for every topic")
+        entry = self._subscribers.get(ref)
+        if entry is None:
+            if not ref.is_alive:
+                raise ActorStopped(ref.name)
+            entry = self._subscribers[ref] = _Subscriber(ref)
+            self.system.watch(ref, self._subscriber_stopped)
+        known = {p.text for p in entry.patterns}
+        for pattern in patterns:
+            text = pattern_name(pattern)
+            if text not in known:
+                entry.patterns.append(TopicPattern(text))
+                known.add(text)
+        if retry is not None and retry != entry.retry:
+            self._stop_courier(entry)
+            entry.retry = retry
+            entry.courier = self.system.spawn(
+                _Courier, ref, retry, self.stats, name=f"{self.name}.courier.{ref.name}"
+            )
+        self._routes.clear()
+
+    def unsubscribe(self, ref: ActorRef, *patterns: str | type) -> None:
+        """Remove ``patterns`` of ``ref`` (all of them when none are given)."""
+        entry = self._subscribers.get(ref)
+        if entry is None:
+            return
+        if patterns:
+            drop = {pattern_name(p) for p in patterns}
+            entry.patterns = [p for p in entry.patterns if p.text not in drop]
+        if not patterns or not entry.patterns:
+            del self._subscribers[ref]
+            self._stop_courier(entry)
+        self._routes.clear()
+
+    def subscribers(self, topic: str) -> list[ActorRef]:
+        """The actors an event with ``topic`` goes to."""
+        return [entry.ref for entry in self._route(topic)]
+
+    def _route(self, topic: str) -> list[_Subscriber]:
+        route = self._routes.get(topic)
+        if route is None:
+            route = [
+                entry
+                for entry in self._subscribers.values()
+                if any(p.matches(topic) for p in entry.patterns)
+            ]
+            if len(self._routes) > 10_000:
+                self._routes.clear()
+            self._routes[topic] = route
+        return route
+
+    def _subscriber_stopped(self, notice: Terminated) -> None:
+        self.unsubscribe(notice.ref)
+
+    def _stop_courier(self, entry: _Subscriber) -> None:
+        if entry.courier is not None and entry.courier.is_alive:
+            entry.courier.stop()
+        entry.courier = None
+
+    # -- publishing ---------------------------------------------------------------------
+
+    async def publish(
+        self,
+        event: Any,
+        *,
+        topic: str | None = None,
+        wait: bool = False,
+        timeout: float | None = _DEFAULT,
+        headers: dict[str, str] | None = None,
+    ) -> int:
+        """Send ``event`` to every matching subscriber; return how many there were.
+
+        ``wait=False`` (fire-and-forget) returns once every subscriber's mailbox
+        took the event. ``wait=True`` returns once every handler finished
+        (after its retries) and raises an ``ExceptionGroup`` of all failures.
+        ``timeout`` bounds each handler (default: the system's ask timeout).
+        """
+        topic = topic or topic_of(event)
+        route = self._route(topic)
+        self.stats.published += 1
+        if not route:
+            self.stats.unrouted += 1
+            return 0
+        meta = {TOPIC_HEADER: topic} if headers is None else {**headers, TOPIC_HEADER: topic}
+        if timeout is _DEFAULT:
+            timeout = self.system.ask_timeout
+        self.stats.deliveries += len(route)
+        if not wait:
+            for entry in route:
+                pending = self._tell(entry, event, meta, timeout)
+                if not pending.done():  # type: ignore[attr-defined]
+                    await pending
+            return len(route)
+        results = await asyncio.gather(
+            *(self._ask(entry, event, meta, timeout) for entry in route),
+            return_exceptions=True,
+        )
+        errors: list[Exception] = []
+        for entry, result in zip(route, results, strict=True):
+            if isinstance(result, _Failed):
+                result = result.error
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                result.add_note(f"event {topic!r} failed in subscriber {entry.ref.name!r}")
+                errors.append(result)
+                if entry.courier is None:
+                    self.stats.failed += 1
+        if errors:
+            raise ExceptionGroup(
+                f"{len(errors)} of {len(route)} subscribers failed on event {topic!r}", errors
+            )
+        return len(route)
+
+    def emit(self, event: Any, *, topic: str | None = None) -> int:
+        """Fire-and-forget publish for sync code; never waits (mailbox policies apply)."""
+        topic = topic or topic_of(event)
+        route = self._route(topic)
+        self.stats.published += 1
+        if not route:
+            self.stats.unrouted += 1
+            return 0
+        meta = {TOPIC_HEADER: topic}
+        self.stats.deliveries += len(route)
+        for entry in route:
+            self._tell(entry, event, meta, self.system.ask_timeout)
+        return len(route)
+
+    def _tell(
+        self, entry: _Subscriber, event: Any, headers: dict[str, str], timeout: float | None
+    ) -> Awaitable[None]:
+        if entry.courier is not None:
+            return entry.courier.tell(_Delivery(event, headers, timeout))
+        return entry.ref.tell(event, headers=headers)
+
+    async def _ask(
+        self, entry: _Subscriber, event: Any, headers: dict[str, str], timeout: float | None
+    ) -> Any:
+        if entry.courier is not None:
+            # the courier bounds each attempt itself; its reply waits for all retries
+            return await entry.courier.ask(_Delivery(event, headers, timeout, True), timeout=None)
+        return await entry.ref.ask(event, timeout=timeout, headers=headers)
+
+
+class _Courier(Actor):
+    """Delivers one subscriber's events in order, retrying failed handlers with backoff."""
+
+    def __init__(self, target: ActorRef, retry: Retry, stats: BusStats) -> None:
+        self.target = target
+        self.retry = retry
+        self.stats = stats
+
+    async def receive(self, delivery: _Delivery) -> Any:
+        target = self.target
+        policy = self.retry
+        attempt = 1
+        while True:
+            try:
+                return await target.ask(
+                    delivery.event, timeout=delivery.timeout, headers=delivery.headers
+                )
+            except Exception as exc:
+                if not target.is_alive or not policy.should_retry(exc, attempt):
+                    self.stats.failed += 1
+                    logger.warning(
+                        "subscriber %s failed on %s after %d attempt(s): %s: %s",
+                        target.name,
+                        delivery.headers.get(TOPIC_HEADER),
+                        attempt,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    if not delivery.asked:
+                        self.system.dead_letters.publish(
+                            delivery.event, target.name, f"handler failed: {exc!r}"
+                        )
+                    return _Failed(exc)
+                self.stats.retried += 1
+                await self.system.clock.sleep(policy.delay(attempt))
+                attempt += 1

@@ -1,0 +1,186 @@
+"""Effectively-once effects over an :class:`~troupe.brokers.idempotency.IdempotencyStore`.
+
+``Idempotent.run(key, effect)`` claims ``key`` atomically before running the
+effect: the first caller runs it and stores its result; a duplicate that comes
+later gets the stored result without running anything; a duplicate that comes
+while the first is still running waits for it (and takes over when the first
+caller failed and released the key, or when its lease ran out). There is no
+check-then-set window, in one process or across many sharing a Redis store.
+
+>>> import asyncio
+>>> from troupe.brokers.idempotency import MemoryIdempotencyStore
+>>> guard = Idempotent(MemoryIdempotencyStore())
+>>> effects = []
+>>> async def charge() -> dict:
+...     effects.append("charged")
+...     return {"ok": True}
+>>> async def main():
+...     return await asyncio.gather(*(guard.run("order-1", charge) for _ in range(3)))
+>>> asyncio.run(main()), effects, guard.stats.suppressed
+([{'ok': True}, {'ok': True}, {'ok': True}], ['charged'], 2)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from troupe.actor import Actor
+from troupe.brokers.idempotency import ClaimState, IdempotencyStore
+from troupe.errors import ConfigError, TroupeError
+from troupe.ref import ActorRef
+from troupe.supervisors import Backoff
+
+logger = logging.getLogger(__name__)
+
+
+class Codec(Protocol):
+    """Turns an effect's result into bytes for the store and back."""
+
+    def encode(self, value: Any) -> bytes: ...
+
+    def decode(self, data: bytes) -> Any: ...
+
+
+class JsonCodec:
+    """JSON results (the default): safe to read back from a shared store."""
+
+    def encode(self, value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+    def decode(self, data: bytes) -> Any:
+        return json.loads(data)
+
+
+class StillInProgress(TroupeError):
+    """A duplicate waited for the first holder of a key longer than ``wait``."""
+
+    def __init__(self, key: str, waited: float) -> None:
+        self.key = key
+        super().__init__(
+            f"idempotency key {key!r} is still held by another caller after {waited:g} s; "
+            "retry later (the holder's lease ends it if the holder died)"
+        )
+
+
+@dataclass
+class IdempotencyStats:
+    """How often the effect ran, was suppressed as a duplicate, or failed."""
+
+    executed: int = 0
+    suppressed: int = 0
+    waited: int = 0
+    failed: int = 0
+    lost_leases: int = 0
+
+
+class Idempotent:
+    """Runs effects at most once per key (per result TTL), over any IdempotencyStore.
+
+    ``lease`` must outlast the effect: a holder whose lease expires may see its
+    key taken by a duplicate. ``ttl`` is how long a result is remembered.
+    ``wait`` bounds how long a duplicate waits for a running first attempt
+    (default: one lease); ``sleep`` is the clock's sleep used while waiting.
+    """
+
+    def __init__(
+        self,
+        store: IdempotencyStore,
+        *,
+        lease: float = 30.0,
+        ttl: float = 24 * 3600.0,
+        wait: float | None = None,
+        codec: Codec | None = None,
+        poll: Backoff | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        namespace: str = "",
+    ) -> None:
+        if not lease > 0:
+            raise ConfigError("idempotency.lease", f"must be positive, got {lease!r}")
+        if not ttl > 0:
+            raise ConfigError("idempotency.ttl", f"must be positive, got {ttl!r}")
+        self.store = store
+        self.lease = lease
+        self.ttl = ttl
+        self.wait = lease if wait is None else wait
+        self.codec: Codec = codec or JsonCodec()
+        self.poll = poll or Backoff(initial=0.005, maximum=0.5, multiplier=2.0, jitter="equal")
+        self.sleep = sleep
+        self.namespace = namespace
+        self.stats = IdempotencyStats()
+
+    async def run(self, key: str, effect: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``effect(*args, **kwargs)`` (sync or async) unless ``key`` already ran.
+
+        Returns the effect's result, or the stored result of the run that came
+        first. An exception from the effect releases the key (a later duplicate
+        may try again) and is raised.
+        """
+        full_key = f"{self.namespace}{key}"
+        waited = 0.0
+        attempt = 0
+        while True:
+            claim = await self.store.claim(full_key, lease=self.lease)
+            if claim.state is ClaimState.DONE:
+                self.stats.suppressed += 1
+                return None if claim.result is None else self.codec.decode(claim.result)
+            if claim.state is ClaimState.ACQUIRED:
+                assert claim.token is not None
+                return await self._execute(full_key, claim.token, effect, args, kwargs)
+            if waited >= self.wait:
+                raise StillInProgress(full_key, waited)
+            if attempt == 0:
+                self.stats.waited += 1
+            delay = min(self.poll.delay(attempt), max(self.wait - waited, 0.0)) or 0.001
+            await self.sleep(delay)
+            waited += delay
+            attempt += 1
+
+    async def _execute(
+        self,
+        key: str,
+        token: str,
+        effect: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        try:
+            result = effect(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        except BaseException:
+            self.stats.failed += 1
+            if not await self.store.release(key, token):
+                self.stats.lost_leases += 1
+            raise
+        self.stats.executed += 1
+        if not await self.store.complete(key, token, self.codec.encode(result), ttl=self.ttl):
+            self.stats.lost_leases += 1
+            logger.warning(
+                "lease on idempotency key %r ran out before the effect finished; "
+                "raise the lease above the effect's duration",
+                key,
+            )
+        return result
+
+
+class Deduplicate(Actor):
+    """An actor in front of ``target`` that forwards each message once per key.
+
+    ``key`` maps a message to its idempotency key; duplicates get the reply of
+    the first delivery without reaching ``target``. Replies must be encodable
+    by the guard's codec (JSON by default).
+    """
+
+    def __init__(self, target: ActorRef, guard: Idempotent, key: Callable[[Any], str]) -> None:
+        self.target = target
+        self.guard = guard
+        self.key = key
+
+    async def receive(self, message: Any) -> Any:
+        return await self.guard.run(self.key(message), self.target.ask, message)

@@ -1,0 +1,117 @@
+"""Idempotent: atomic claim, stored result, release on failure; duplicates run the effect once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from troupe import ActorSystem
+from troupe.actors.idempotency import Deduplicate, Idempotent, StillInProgress
+from troupe.brokers.idempotency import MemoryIdempotencyStore
+
+from .helpers import Recorder
+
+
+async def test_concurrent_duplicates_run_the_effect_once_and_share_its_result() -> None:
+    guard = Idempotent(MemoryIdempotencyStore())
+    runs: list[str] = []
+
+    async def effect(value: str) -> dict[str, str]:
+        runs.append(value)
+        await asyncio.sleep(0.01)
+        return {"value": value}
+
+    results = await asyncio.gather(*(guard.run("k", effect, f"v{i}") for i in range(5)))
+    assert len(runs) == 1
+    assert all(r == {"value": runs[0]} for r in results)
+    assert guard.stats.executed == 1 and guard.stats.suppressed == 4 and guard.stats.waited == 4
+
+
+async def test_failure_releases_the_key_so_a_retry_runs() -> None:
+    guard = Idempotent(MemoryIdempotencyStore())
+    calls = 0
+
+    def effect() -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("down")
+        return calls
+
+    with pytest.raises(ConnectionError):
+        await guard.run("k", effect)
+    assert await guard.run("k", effect) == 2
+    assert await guard.run("k", effect) == 2  # stored, not run again
+    assert calls == 2 and guard.stats.failed == 1
+
+
+async def test_a_duplicate_gives_up_waiting_for_a_stuck_holder() -> None:
+    store = MemoryIdempotencyStore()
+    guard = Idempotent(store, lease=30, wait=0.02)
+    await store.claim("stuck", lease=30)  # someone else holds it and never finishes
+    with pytest.raises(StillInProgress, match="stuck"):
+        await guard.run("stuck", lambda: None)
+
+
+async def test_deduplicate_actor_forwards_each_key_once() -> None:
+    async with ActorSystem() as system:
+        seen: list[Any] = []
+        target = system.spawn(Recorder, seen)
+        guard = Idempotent(MemoryIdempotencyStore(), sleep=system.clock.sleep)
+        front = system.spawn(Deduplicate, target, guard, lambda m: m["id"])
+        replies = [await front.ask({"id": i % 3, "n": i}) for i in range(7)]
+        assert [m["n"] for m in seen] == [0, 1, 2]
+        assert replies[3] == {"id": 0, "n": 0}
+
+
+@given(
+    submissions=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]),  # key
+            st.booleans(),  # this attempt fails
+            st.integers(0, 5),  # loop turns before it starts
+            st.integers(0, 5),  # loop turns the effect takes
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_property_any_interleaving_of_duplicates_and_failures_runs_each_effect_once(
+    submissions: list[tuple[str, bool, int, int]],
+) -> None:
+    effects: Counter[str] = Counter()
+
+    async def submit(guard: Idempotent, key: str, fails: bool, delay: int, work: int) -> Any:
+        for _ in range(delay):
+            await asyncio.sleep(0)
+
+        async def effect() -> str:
+            for _ in range(work):
+                await asyncio.sleep(0)
+            if fails:
+                raise RuntimeError("transient")
+            effects[key] += 1
+            return f"done-{key}"
+
+        return await guard.run(key, effect)
+
+    async def scenario() -> None:
+        guard = Idempotent(MemoryIdempotencyStore())
+        results = await asyncio.gather(
+            *(submit(guard, *s) for s in submissions), return_exceptions=True
+        )
+        for key in {s[0] for s in submissions}:
+            succeeds = any(not fails for k, fails, _, _ in submissions if k == key)
+            assert effects[key] == (1 if succeeds else 0)
+        for (key, fails, _, _), result in zip(submissions, results, strict=True):
+            if not fails:
+                assert result == f"done-{key}"
+            else:
+                assert isinstance(result, RuntimeError) or result == f"done-{key}"
+
+    asyncio.run(scenario())
