@@ -6,7 +6,6 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from .envelope import Envelope
-from .errors import AskTimeout
 from .mailbox import Accepted
 
 if TYPE_CHECKING:
@@ -80,13 +79,9 @@ class ActorRef:
         pending = cell.deliver(Envelope(message, reply, None, headers))
         if type(pending) is not Accepted:
             await pending
-        if timeout is None:
-            return await reply
-        handle = cell.system.clock.call_later(timeout, _expire, reply, cell.name, timeout)
-        try:
-            return await reply
-        finally:
-            handle.cancel()
+        if timeout is not None:
+            cell.system.ask_deadlines.add(reply, cell.name, timeout)
+        return await reply
 
     def stop(self) -> asyncio.Future[None]:
         """Stop the actor after its current message; the future resolves once it stopped."""
@@ -100,8 +95,3 @@ class ActorRef:
 
     def __hash__(self) -> int:
         return id(self._cell)
-
-
-def _expire(reply: asyncio.Future[Any], name: str, timeout: float) -> None:
-    if not reply.done():
-        reply.set_exception(AskTimeout(name, timeout))

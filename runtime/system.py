@@ -15,6 +15,7 @@ from typing import Any
 from .cell import ActorCell, ActorFactory, State, Terminated
 from .clock import Clock, RealClock
 from .dead_letters import DeadLetters
+from .deadlines import AskDeadlines
 from .errors import ActorNotFound, ConfigError, NameTaken, SystemClosed
 from .mailbox import MailboxConfig
 from .ref import ActorRef
@@ -89,6 +90,7 @@ class ActorSystem:
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clock: Clock | None = None
+        self._ask_deadlines: AskDeadlines | None = None
         self.thread_id = -1
         self._closing = False
         self._closed = False
@@ -141,6 +143,13 @@ class ActorSystem:
         if self._clock is None:
             raise SystemClosed(f"actor system {self.name!r} is not started")
         return self._clock
+
+    @property
+    def ask_deadlines(self) -> AskDeadlines:
+        """Expires pending asks on the system's clock."""
+        if self._ask_deadlines is None:
+            self._ask_deadlines = AskDeadlines(self.clock)
+        return self._ask_deadlines
 
     @property
     def is_running(self) -> bool:
@@ -310,6 +319,8 @@ class ActorSystem:
             if pending:
                 cancelled = await self._force_stop()
         undelivered = self.dead_letters.by_reason["recipient stopped"] - letters_before
+        if self._ask_deadlines is not None:
+            self._ask_deadlines.cancel()
         self._closed = True
         return ShutdownReport(drained, undelivered, cancelled, time.monotonic() - began)
 

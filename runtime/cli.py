@@ -1,0 +1,254 @@
+"""The ``troupe`` command line.
+
+``troupe run package.module:tree`` runs a process tree in the foreground;
+``troupe --version`` prints the version.
+
+Adding a subcommand: write ``def add_NAME_command(subcommands)`` that calls
+``subcommands.add_parser(...)``, adds its arguments and sets
+``handler=<function(args) -> exit status>`` with ``set_defaults``, then list it
+in :data:`COMMANDS`. Import heavy modules inside the handler, not at the top,
+so ``troupe --version`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from troupe.supervisors.process_hooks import ProcessHooks
+    from troupe.supervisors.process_supervisor import ProcessSupervisor
+
+logger = logging.getLogger(__name__)
+
+Subcommands = Any  # argparse's private _SubParsersAction
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A mistake on the command line; the message says what to do."""
+
+
+def add_run_command(subcommands: Subcommands) -> None:
+    """``troupe run TARGET``."""
+    from troupe.supervisors.policy import RestartType, Strategy
+    from troupe.supervisors.process_logging import LEVELS
+
+    run = subcommands.add_parser(
+        "run",
+        help="run a process tree in the foreground",
+        description=(
+            "Run the tree named by TARGET in --processes child processes (or the "
+            "ProcessSupervisor TARGET names), restart them when they die, and drain and "
+            "stop them on SIGTERM or Ctrl-C. SIGUSR1 logs the tree."
+        ),
+    )
+    run.add_argument(
+        "target",
+        metavar="TARGET",
+        help="package.module:attribute naming a build(system) function, an Actor subclass, "
+        "an actor supervisor spec, or a ProcessSupervisor",
+    )
+    run.add_argument(
+        "--processes",
+        "-p",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="how many processes run the tree (default 1)",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus /metrics for the whole tree on 127.0.0.1:PORT",
+    )
+    run.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LEVELS,
+        default="INFO",
+        help="log level of the root and every child (default INFO)",
+    )
+    run.add_argument(
+        "--shutdown-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="drain deadline of each child on stop, before SIGKILL (default 10)",
+    )
+    run.add_argument(
+        "--restart",
+        choices=[r.value for r in RestartType],
+        default=RestartType.PERMANENT.value,
+        help="when an ended process starts again (default permanent)",
+    )
+    run.add_argument(
+        "--strategy",
+        choices=[s.value for s in Strategy],
+        default=Strategy.ONE_FOR_ONE.value,
+        help="which processes restart when one dies (default one_for_one)",
+    )
+    run.add_argument(
+        "--max-restarts",
+        type=_non_negative_int,
+        default=3,
+        metavar="N",
+        help="give up after more than N restarts within --within seconds (default 3)",
+    )
+    run.add_argument(
+        "--within",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="window of the restart limit (default 5)",
+    )
+    run.set_defaults(handler=run_command)
+
+
+COMMANDS: list[Callable[[Subcommands], None]] = [add_run_command]
+"""Functions that add one subcommand each (see the module docstring)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``troupe`` argument parser with every subcommand in :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="troupe", description="troupe: an actor runtime for event processing"
+    )
+    parser.add_argument("--version", action="version", version=f"troupe {__version__}")
+    subcommands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+    for add in COMMANDS:
+        add(subcommands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return handler(args)
+    except CliError as exc:
+        sys.stderr.write(f"troupe {args.command}: error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``troupe run``: build the tree, run it until it stops, return its exit status."""
+    from troupe import run
+    from troupe.supervisors.process_logging import configure_logging
+    from troupe.supervisors.process_target import TargetError
+
+    configure_logging(args.log_level, "root")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    hooks = metrics_hooks(args.metrics_port) if args.metrics_port is not None else []
+    try:
+        tree = tree_for(args, hooks)
+        return run(tree.run())
+    except TargetError as exc:
+        raise CliError(str(exc)) from None
+
+
+def tree_for(args: argparse.Namespace, hooks: list[ProcessHooks]) -> ProcessSupervisor:
+    """The ProcessSupervisor that ``troupe run`` runs for these arguments."""
+    from troupe.errors import ConfigError
+    from troupe.supervisors.process_spec import ProcessSpec
+    from troupe.supervisors.process_supervisor import ProcessSupervisor
+    from troupe.supervisors.process_target import classify, load
+
+    obj = load(args.target)
+    if isinstance(obj, ProcessSupervisor):
+        if args.processes is not None:
+            raise CliError(
+                f"{args.target} is a ProcessSupervisor, which sets its own process counts; "
+                "drop --processes or change count= in its ProcessSpecs"
+            )
+        obj.hooks.extend(hooks)
+        obj.log_level = args.log_level
+        return obj
+    classify(obj, args.target)
+    try:
+        spec = ProcessSpec(
+            args.target,
+            count=args.processes or 1,
+            restart=args.restart,
+            shutdown=args.shutdown_timeout,
+        )
+        return ProcessSupervisor(
+            [spec],
+            strategy=args.strategy,
+            max_restarts=args.max_restarts,
+            within=args.within,
+            name=args.target,
+            hooks=hooks,
+            log_level=args.log_level,
+        )
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def metrics_hooks(port: int) -> list[ProcessHooks]:
+    """Process hooks that serve the tree's /metrics on ``port``.
+
+    The metrics module provides them as ``troupe.metrics.process_tree_hooks(port)``
+    returning a sequence of :class:`~troupe.supervisors.process_hooks.ProcessHooks`.
+    """
+    try:
+        metrics = importlib.import_module("troupe.metrics")
+    except ImportError as exc:
+        raise CliError(
+            f"--metrics-port needs troupe.metrics, which cannot be imported: {exc}"
+        ) from exc
+    factory = getattr(metrics, "process_tree_hooks", None)
+    if factory is None:
+        raise CliError("--metrics-port: troupe.metrics does not provide process_tree_hooks(port)")
+    return list(factory(port))
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more seconds, got {text}")
+    return value
