@@ -10,6 +10,7 @@ import asyncio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from troupe import (
     Actor,
     ActorSystem,

@@ -7,6 +7,7 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from troupe import Actor, ActorSystem
 
 
@@ -78,6 +79,7 @@ async def test_no_task_is_left_after_shutdown() -> None:
 
 async def test_spawn_after_shutdown_is_refused() -> None:
     import pytest
+
     from troupe import SystemClosed
 
     system = ActorSystem()
