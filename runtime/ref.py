@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from .envelope import Envelope
-from .mailbox import Accepted
+from .mailbox import ACCEPTED, Accepted
+from .state import State
 
 if TYPE_CHECKING:
     from .cell import ActorCell
 
 _DEFAULT: Any = object()
+_RUNNING = State.RUNNING
 
 
 class ActorRef:
@@ -50,9 +53,18 @@ class ActorRef:
         From a thread other than the system's, a full ``backpressure`` mailbox
         blocks the calling thread instead.
         """
-        if sender is None and headers is None:
-            return self._cell.deliver(message)
-        return self._cell.deliver(Envelope(message, None, sender, headers))
+        if sender is not None or headers is not None:
+            message = Envelope(message, None, sender, headers)
+        cell = self._cell
+        if cell.state is _RUNNING and get_ident() == cell._thread_id:
+            mailbox = cell.mailbox
+            queue = mailbox.queue
+            if queue is not None and len(queue) < mailbox.capacity and not mailbox.waiters:
+                queue.append(message)  # the hot path of ActorCell.deliver, inlined
+                if not cell._scheduled:
+                    cell._schedule()
+                return ACCEPTED
+        return cell.deliver(message)
 
     async def ask(
         self,
