@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from troupe.supervisors.backoff import Backoff
     from troupe.supervisors.process_hooks import ProcessHooks
     from troupe.supervisors.process_supervisor import ProcessSupervisor
 
@@ -111,6 +112,13 @@ def add_run_command(subcommands: Subcommands) -> None:
         metavar="SECONDS",
         help="window of the restart limit (default 5)",
     )
+    run.add_argument(
+        "--backoff",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="delay before the first restart, doubling up to 30 s (default 0.5, jittered)",
+    )
     run.set_defaults(handler=run_command)
 
 
@@ -153,12 +161,12 @@ def run_command(args: argparse.Namespace) -> int:
     from troupe.supervisors.process_logging import configure_logging
     from troupe.supervisors.process_target import TargetError
 
-    configure_logging(args.log_level, "root")
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     hooks = metrics_hooks(args.metrics_port) if args.metrics_port is not None else []
     try:
         tree = tree_for(args, hooks)
+        configure_logging(args.log_level, "root")
         return run(tree.run())
     except TargetError as exc:
         raise CliError(str(exc)) from None
@@ -178,6 +186,8 @@ def tree_for(args: argparse.Namespace, hooks: list[ProcessHooks]) -> ProcessSupe
                 f"{args.target} is a ProcessSupervisor, which sets its own process counts; "
                 "drop --processes or change count= in its ProcessSpecs"
             )
+        if args.backoff is not None:
+            raise CliError(f"{args.target} is a ProcessSupervisor; set its backoff= instead")
         obj.hooks.extend(hooks)
         obj.log_level = args.log_level
         return obj
@@ -194,6 +204,7 @@ def tree_for(args: argparse.Namespace, hooks: list[ProcessHooks]) -> ProcessSupe
             strategy=args.strategy,
             max_restarts=args.max_restarts,
             within=args.within,
+            backoff=_backoff(args.backoff),
             name=args.target,
             hooks=hooks,
             log_level=args.log_level,
@@ -218,6 +229,20 @@ def metrics_hooks(port: int) -> list[ProcessHooks]:
     if factory is None:
         raise CliError("--metrics-port: troupe.metrics does not provide process_tree_hooks(port)")
     return list(factory(port))
+
+
+def _backoff(initial: float | None) -> Backoff | None:
+    from troupe.supervisors.backoff import Backoff
+    from troupe.supervisors.process_supervisor import DEFAULT_BACKOFF
+
+    if initial is None:
+        return None
+    return Backoff(
+        initial=initial,
+        maximum=max(initial, DEFAULT_BACKOFF.maximum),
+        jitter=DEFAULT_BACKOFF.jitter,
+        reset_after=DEFAULT_BACKOFF.reset_after,
+    )
 
 
 def _positive_int(text: str) -> int:
