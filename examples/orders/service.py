@@ -1,0 +1,107 @@
+"""Order intake and the glue between the bus and the saga.
+
+- :class:`OrderService` takes ``CreateOrder`` commands, idempotent by order id
+  (a duplicate submission gets the first answer and places nothing), and
+  publishes ``OrderPlaced``.
+- :class:`OrderFlow` starts the order saga on ``OrderPlaced`` and turns the
+  saga's outcome into ``PaymentCompleted``/``PaymentFailed`` and
+  ``OrderConfirmed``/``OrderCancelled`` events.
+- :class:`EventCounter` counts every event on the bus (a ``#`` subscriber).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+from troupe.actor import Actor
+from troupe.actors.bus import EventBus
+from troupe.actors.idempotency import Idempotent
+from troupe.actors.saga import SagaFinished, StartSaga
+from troupe.actors.saga_log import SagaStatus
+from troupe.actors.topics import topic_of
+
+from .events import (
+    CreateOrder,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderPlaced,
+    PaymentCompleted,
+    PaymentFailed,
+)
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "orders.service"
+FLOW = "orders.flow"
+SAGA = "orders.saga"
+COUNTER = "orders.events"
+
+
+class OrderService(Actor):
+    """Accepts orders once per order id and announces them on the bus."""
+
+    def __init__(self, guard: Idempotent, bus: EventBus) -> None:
+        self.guard = guard
+        self.bus = bus
+
+    async def receive(self, command: CreateOrder) -> dict[str, Any]:
+        if not isinstance(command, CreateOrder):
+            raise TypeError(f"order service expects CreateOrder, got {command!r}")
+        reply: dict[str, Any] = await self.guard.run(command.order_id, self._place, command)
+        return reply
+
+    async def _place(self, command: CreateOrder) -> dict[str, Any]:
+        problem = _invalid(command)
+        if problem is not None:
+            return {"order_id": command.order_id, "status": "rejected", "reason": problem}
+        await self.bus.publish(
+            OrderPlaced(command.order_id, command.customer, dict(command.items), command.amount)
+        )
+        return {"order_id": command.order_id, "status": "accepted"}
+
+
+def _invalid(command: CreateOrder) -> str | None:
+    if command.amount <= 0:
+        return f"amount must be positive, got {command.amount}"
+    if not command.items or any(qty <= 0 for qty in command.items.values()):
+        return "an order needs items with positive quantities"
+    return None
+
+
+class OrderFlow(Actor):
+    """Starts a saga per placed order; publishes the outcome of each."""
+
+    def __init__(self, bus: EventBus, saga_name: str = SAGA) -> None:
+        self.bus = bus
+        self.saga_name = saga_name
+
+    async def receive(self, message: Any) -> None:
+        if isinstance(message, OrderPlaced):
+            data = {"customer": message.customer, "items": message.items, "amount": message.amount}
+            self.system.lookup(self.saga_name).tell(StartSaga(message.order_id, data))
+        elif isinstance(message, SagaFinished):
+            await self._outcome(message)
+
+    async def _outcome(self, done: SagaFinished) -> None:
+        order_id = done.saga_id
+        if done.status is SagaStatus.COMPLETED:
+            await self.bus.publish(PaymentCompleted(order_id, int(done.data["amount"])))
+            await self.bus.publish(OrderConfirmed(order_id))
+        elif done.status is SagaStatus.COMPENSATED:
+            if done.failed_step == "payment":
+                await self.bus.publish(PaymentFailed(order_id, done.error or "declined"))
+            await self.bus.publish(OrderCancelled(order_id, done.failed_step, done.error))
+        else:
+            logger.error("order %s needs attention: %s", order_id, done.error)
+
+
+class EventCounter(Actor):
+    """Counts events by topic into a Counter owned by the caller (survives restarts)."""
+
+    def __init__(self, counts: Counter[str]) -> None:
+        self.counts = counts
+
+    def receive(self, event: Any) -> None:
+        self.counts[self.headers.get("troupe-topic") or topic_of(event)] += 1
