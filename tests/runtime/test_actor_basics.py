@@ -277,3 +277,24 @@ async def test_thousands_of_idle_actors_hold_no_task() -> None:
         for _ in range(5000):
             system.spawn(AsyncEcho)
         assert len(asyncio.all_tasks()) == before
+
+
+class Recorder(Actor):
+    def __init__(self, seen: list[int]) -> None:
+        self.seen = seen
+
+    async def receive(self, message: int) -> None:
+        await asyncio.sleep(0)
+        self.seen.append(message)
+
+
+async def test_stop_jumps_ahead_of_queued_user_messages() -> None:
+    seen: list[int] = []
+    async with ActorSystem() as system:
+        ref = system.spawn(Recorder, seen, name="rec")
+        for i in range(100):
+            ref.tell(i)
+        await asyncio.sleep(0)  # the first turn starts
+        await ref.stop()
+        assert len(seen) <= 2  # the message in hand finishes; the queue waits no longer
+        assert system.dead_letters.by_reason["recipient stopped"] == 100 - len(seen)
