@@ -1,0 +1,372 @@
+"""The broker-neutral interface every broker implements, and what bridges share with it.
+
+A :class:`Broker` offers streams with consumer groups: publish (now, after a
+delay, in batches), read new entries for a consumer, claim pending entries
+(its own after a restart, idle ones of dead consumers), redeliver for a retry,
+acknowledge, and dead-letter. Delivery counts are kept by the broker, so a
+message that kills its consumer is not redelivered forever. Bridges
+(:mod:`troupe.brokers.consumer`, :mod:`troupe.brokers.producer`) are written
+once against this interface; each broker says what it offers in
+:class:`Capabilities`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal
+
+from troupe.errors import TroupeError
+from troupe.supervisors import Backoff, BackoffState
+
+from .message import (
+    DELIVERIES,
+    ERROR_REASON,
+    JSON,
+    ORIGINAL_STREAM,
+    Message,
+    Serializer,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class BrokerError(TroupeError):
+    """A broker operation failed."""
+
+
+class BrokerConnectionError(BrokerError, ConnectionError):
+    """The connection to the broker is lost or cannot be made; bridges fail and restart."""
+
+
+class PublishError(BrokerError):
+    """A publish failed after its retries; the cause is chained."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a broker offers; the conformance suite reads it to pick what to test.
+
+    ``ordering``: ``"stream"`` = first deliveries reach a consumer in publish
+    order; ``"key"`` = in order per key; ``"none"`` = no promise.
+    """
+
+    name: str
+    ordering: Literal["stream", "key", "none"] = "stream"
+    delayed: bool = True
+    dead_letter: bool = True
+    durable: bool = False  # survives a broker restart
+    shared: bool = False  # several processes can consume the same group
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One delivery of a stream entry to a consumer.
+
+    ``deliveries`` is the broker's count (1 the first time). ``message`` is
+    None when the entry could not be read; ``error`` then says why and
+    ``raw`` holds the entry's fields.
+    """
+
+    stream: str
+    group: str
+    entry_id: str
+    deliveries: int
+    message: Message | None
+    error: str | None = None
+    raw: Mapping[bytes, bytes] | None = None
+
+
+@dataclass(slots=True)
+class ConsumerStats:
+    """Plain counters of one consumer (stream, group, consumer); read by metrics collectors."""
+
+    delivered: int = 0  # handed to the target
+    acked: int = 0
+    failed: int = 0  # handler failures (each one a retry or a dead letter)
+    redelivered: int = 0  # deliveries with a broker count above 1
+    dead_lettered: int = 0
+    malformed: int = 0  # dead-lettered because the entry or payload did not decode
+    in_flight: int = 0  # delivered, not yet acked or dead-lettered
+    lag: int | None = None  # entries not yet delivered to the group (when the broker says)
+    connection_failures: int = 0
+
+
+@dataclass(slots=True)
+class ProducerStats:
+    """Plain counters of one producer bridge; read by metrics collectors."""
+
+    published: int = 0  # confirmed by the broker
+    failed: int = 0  # given up after retries
+    retries: int = 0
+    batches: int = 0
+
+
+@dataclass
+class BrokerStats:
+    """Counters that outlive bridge restarts, kept on the broker object."""
+
+    consumers: dict[tuple[str, str, str], ConsumerStats] = field(default_factory=dict)
+    producers: dict[str, ProducerStats] = field(default_factory=dict)
+
+    def consumer(self, stream: str, group: str, consumer: str) -> ConsumerStats:
+        """The counters of one consumer (made on first use)."""
+        key = (stream, group, consumer)
+        stats = self.consumers.get(key)
+        if stats is None:
+            stats = self.consumers[key] = ConsumerStats()
+        return stats
+
+    def producer(self, name: str) -> ProducerStats:
+        """The counters of one producer bridge (made on first use)."""
+        stats = self.producers.get(name)
+        if stats is None:
+            stats = self.producers[name] = ProducerStats()
+        return stats
+
+
+DEFAULT_RECONNECT = Backoff(initial=0.1, maximum=10.0, multiplier=2.0, jitter="equal")
+
+
+class Broker(ABC):
+    """Streams with consumer groups, pending entries, redelivery, delay and a DLQ.
+
+    Use :func:`troupe.brokers.connect` to make one from a URL. Every method is
+    a coroutine on the caller's event loop. ``url`` never shows a password.
+    """
+
+    capabilities: Capabilities
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        serializer: Serializer = JSON,
+        reconnect: Backoff = DEFAULT_RECONNECT,
+    ) -> None:
+        from .url import redact
+
+        self.url = redact(url)
+        self.serializer = serializer
+        self.stats = BrokerStats()
+        self._reconnect = BackoffState(reconnect)
+        self._resume_at = 0.0
+
+    # -- connection -----------------------------------------------------------------------
+
+    async def connect(self) -> None:  # noqa: B027 - optional hook
+        """Open the connection (idempotent); raises BrokerConnectionError."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Close the connection."""
+
+    async def __aenter__(self) -> Broker:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def connection_lost(self, now: float) -> float:
+        """Record a lost connection at ``now``; returns the backoff before reconnecting.
+
+        Bridges call this before they fail, and wait out :meth:`reconnect_wait`
+        when restarted, so restarts after lost connections back off (reset after
+        a quiet period) whichever supervisor restarts them.
+        """
+        delay = self._reconnect.next_delay(now)
+        self._resume_at = now + delay
+        return delay
+
+    def reconnect_wait(self, now: float) -> float:
+        """Seconds to wait before the next connection attempt (0 when none is due)."""
+        return max(0.0, self._resume_at - now)
+
+    # -- producing ------------------------------------------------------------------------
+
+    def message(
+        self,
+        payload: Any,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        serializer: Serializer | None = None,
+    ) -> Message:
+        """Build a Message: bytes payloads are used as the body, others are serialized."""
+        if isinstance(payload, bytes):
+            body = payload
+            content_type = None
+        else:
+            ser = serializer or self.serializer
+            body = ser.dumps(payload)
+            content_type = ser.content_type
+        all_headers = dict(headers) if headers else {}
+        if content_type is not None:
+            all_headers.setdefault("content-type", content_type)
+        return Message(body, key, all_headers)
+
+    async def publish(
+        self,
+        stream: str,
+        payload: Any,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float | None = None,
+        at: float | None = None,
+        serializer: Serializer | None = None,
+    ) -> str:
+        """Publish one payload; returns the message id.
+
+        ``delay`` (seconds) or ``at`` (a ``time.time()`` timestamp) hold the
+        message back until then.
+        """
+        message = self.message(payload, key=key, headers=headers, serializer=serializer)
+        await self.publish_messages(stream, [message], delay=delay, at=at)
+        return message.id
+
+    async def publish_messages(
+        self,
+        stream: str,
+        messages: Sequence[Message],
+        *,
+        delay: float | None = None,
+        at: float | None = None,
+    ) -> list[str]:
+        """Publish a batch in one round trip; returns the broker's entry ids (or ``""``)."""
+        if not messages:
+            return []
+        due = at if at is not None else (time.time() + delay if delay else None)
+        if due is not None and due > time.time():
+            await self._schedule(stream, messages, due)
+            return ["" for _ in messages]
+        return await self._append(stream, messages)
+
+    @abstractmethod
+    async def _append(self, stream: str, messages: Sequence[Message]) -> list[str]:
+        """Append messages to the stream now."""
+
+    @abstractmethod
+    async def _schedule(self, stream: str, messages: Sequence[Message], due: float) -> None:
+        """Hold messages until ``due`` (a ``time.time()`` timestamp)."""
+
+    @abstractmethod
+    async def promote_due(self, stream: str) -> int:
+        """Move delayed messages that are due into the stream; returns how many moved."""
+
+    # -- consuming ------------------------------------------------------------------------
+
+    @abstractmethod
+    async def ensure_group(self, stream: str, group: str) -> None:
+        """Create the consumer group (and the stream) unless it exists."""
+
+    @abstractmethod
+    async def read(
+        self, stream: str, group: str, consumer: str, count: int, block: float
+    ) -> list[Delivery]:
+        """Up to ``count`` new entries for ``consumer``; waits up to ``block`` seconds."""
+
+    @abstractmethod
+    async def claim_own(self, stream: str, group: str, consumer: str, count: int) -> list[Delivery]:
+        """Re-deliver up to ``count`` of ``consumer``'s own pending entries (after a restart).
+
+        Each counts as a delivery.
+        """
+
+    @abstractmethod
+    async def claim_idle(
+        self, stream: str, group: str, consumer: str, min_idle: float, count: int
+    ) -> list[Delivery]:
+        """Take over up to ``count`` entries pending longer than ``min_idle`` seconds."""
+
+    @abstractmethod
+    async def redeliver(self, delivery: Delivery, consumer: str) -> Delivery | None:
+        """Deliver a pending entry again (a retry); None when the entry is gone."""
+
+    @abstractmethod
+    async def ack(self, stream: str, group: str, entry_ids: Sequence[str]) -> int:
+        """Acknowledge handled entries; returns how many were pending."""
+
+    @abstractmethod
+    async def _dead_letter(self, delivery: Delivery, dead: Message, dlq: str) -> None:
+        """Append ``dead`` to ``dlq`` and acknowledge ``delivery``, atomically if possible."""
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Move a delivery to the stream's DLQ with ``reason`` in its headers, and ack it."""
+        await self._dead_letter(delivery, dead_message(delivery, reason), self.dlq(delivery.stream))
+
+    @abstractmethod
+    async def read_stream(self, stream: str, count: int = 1000) -> list[Message]:
+        """The messages in a stream, oldest first (for DLQs, tests and tools)."""
+
+    async def dead_letters(self, stream: str, count: int = 1000) -> list[Message]:
+        """The dead-lettered messages of ``stream``, oldest first."""
+        return await self.read_stream(self.dlq(stream), count)
+
+    @abstractmethod
+    async def pending(self, stream: str, group: str) -> int:
+        """Entries delivered to the group and not acknowledged."""
+
+    @abstractmethod
+    async def lag(self, stream: str, group: str) -> int | None:
+        """Entries in the stream not yet delivered to the group (None when unknown)."""
+
+    def dlq(self, stream: str) -> str:
+        """The dead-letter stream of ``stream``."""
+        return f"{stream}:dlq"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+
+def dead_message(delivery: Delivery, reason: str) -> Message:
+    """The message a delivery becomes in the DLQ: same id, body and key, with the reason."""
+    original = delivery.message
+    extra = {
+        ERROR_REASON: reason,
+        ORIGINAL_STREAM: delivery.stream,
+        DELIVERIES: str(delivery.deliveries),
+    }
+    if original is not None:
+        return Message(
+            original.body,
+            original.key,
+            {**original.headers, **extra},
+            original.id,
+            original.timestamp,
+        )
+    raw = delivery.raw or {}
+    raw_id = raw.get(b"i")
+    try:
+        message_id = raw_id.decode() if raw_id is not None else delivery.entry_id
+    except UnicodeDecodeError:
+        message_id = delivery.entry_id
+    return Message(raw.get(b"b", b""), None, extra, message_id)
+
+
+def to_str(value: Any) -> str:
+    """A broker reply value (bytes or str) as str."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+__all__ = [
+    "Broker",
+    "BrokerConnectionError",
+    "BrokerError",
+    "BrokerStats",
+    "Capabilities",
+    "ConsumerStats",
+    "Delivery",
+    "ProducerStats",
+    "PublishError",
+    "dead_message",
+]

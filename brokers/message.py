@@ -1,0 +1,174 @@
+"""The message model every broker shares: ``Message``, header names, serializers.
+
+A ``Message`` is what travels through a broker: an id, an optional key, string
+headers, the body as bytes and a timestamp. Payloads become bodies through a
+``Serializer`` (JSON by default). Nothing read from a broker is ever unpickled.
+
+On the wire (a Redis Streams entry, the in-memory broker's log) a message is a
+flat mapping of short field names to bytes, built by :func:`to_fields` and read
+back by :func:`from_fields`, which raises :class:`MalformedMessage` with the
+reason when an entry cannot be read.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from troupe.errors import TroupeError
+
+# -- header names -------------------------------------------------------------------------
+
+TRACEPARENT = "traceparent"  #: W3C trace context, carried unchanged
+ATTEMPT = "troupe-attempt"  #: delivery number (1 on the first delivery), set on delivery
+IDEMPOTENCY_KEY = "troupe-idempotency-key"  #: the key effects are deduplicated on
+ERROR_REASON = "troupe-error"  #: why a message was dead-lettered
+CONTENT_TYPE = "content-type"  #: the serializer's content type
+MESSAGE_ID = "troupe-message-id"  #: the message id, set on delivery
+STREAM = "troupe-stream"  #: the stream a delivery came from, set on delivery
+ORIGINAL_STREAM = "troupe-original-stream"  #: where a dead-lettered message was consumed
+DELIVERIES = "troupe-deliveries"  #: deliveries counted by the broker before dead-lettering
+
+
+class MalformedMessage(TroupeError):
+    """A broker entry or body could not be read; the reason says what was wrong."""
+
+
+@dataclass(slots=True)
+class Message:
+    """One broker message. ``body`` is bytes; ``headers`` map strings to strings."""
+
+    body: bytes
+    key: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    timestamp: float = field(default_factory=time.time)
+
+    @property
+    def idempotency_key(self) -> str:
+        """The ``troupe-idempotency-key`` header, or the message id."""
+        return self.headers.get(IDEMPOTENCY_KEY) or self.id
+
+
+# -- serializers --------------------------------------------------------------------------
+
+
+class Serializer(Protocol):
+    """Turns payloads into bodies and back. ``loads`` raises on a body it cannot read."""
+
+    content_type: str
+
+    def dumps(self, payload: Any) -> bytes: ...
+
+    def loads(self, body: bytes) -> Any: ...
+
+
+class JsonSerializer:
+    """JSON in UTF-8 (the default)."""
+
+    content_type = "application/json"
+
+    def dumps(self, payload: Any) -> bytes:
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def loads(self, body: bytes) -> Any:
+        return json.loads(body)
+
+
+class BytesSerializer:
+    """Bodies pass through unchanged (payloads must be bytes)."""
+
+    content_type = "application/octet-stream"
+
+    def dumps(self, payload: Any) -> bytes:
+        if not isinstance(payload, bytes | bytearray | memoryview):
+            raise TypeError(f"BytesSerializer publishes bytes, got {type(payload).__name__}")
+        return bytes(payload)
+
+    def loads(self, body: bytes) -> Any:
+        return body
+
+
+JSON = JsonSerializer()
+BYTES = BytesSerializer()
+
+
+def decode_body(serializer: Serializer, message: Message) -> Any:
+    """The payload of ``message``; raises MalformedMessage naming the cause."""
+    try:
+        return serializer.loads(message.body)
+    except Exception as exc:
+        raise MalformedMessage(
+            f"payload of message {message.id} does not decode as {serializer.content_type}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+# -- wire fields --------------------------------------------------------------------------
+
+_BODY, _KEY, _HEADERS, _ID, _TIME = b"b", b"k", b"h", b"i", b"t"
+
+
+def to_fields(message: Message) -> dict[bytes, bytes]:
+    """The flat field mapping a message is stored as."""
+    fields = {
+        _ID: message.id.encode(),
+        _BODY: message.body,
+        _TIME: repr(message.timestamp).encode(),
+    }
+    if message.key is not None:
+        fields[_KEY] = message.key.encode()
+    if message.headers:
+        fields[_HEADERS] = json.dumps(message.headers, separators=(",", ":")).encode()
+    return fields
+
+
+def from_fields(fields: Mapping[bytes, bytes], fallback_id: str) -> Message:
+    """Read a message back from its fields; raises MalformedMessage with the reason."""
+    body = fields.get(_BODY)
+    if body is None:
+        raise MalformedMessage(f"entry {fallback_id} has no body field 'b'")
+    try:
+        raw_id = fields.get(_ID)
+        message_id = raw_id.decode() if raw_id is not None else fallback_id
+        raw_key = fields.get(_KEY)
+        key = raw_key.decode() if raw_key is not None else None
+        raw_time = fields.get(_TIME)
+        timestamp = float(raw_time) if raw_time is not None else 0.0
+        raw_headers = fields.get(_HEADERS)
+        headers: dict[str, str] = {}
+        if raw_headers is not None:
+            loaded = json.loads(raw_headers)
+            if not isinstance(loaded, dict):
+                raise ValueError("headers are not a JSON object")
+            headers = {str(k): str(v) for k, v in loaded.items()}
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MalformedMessage(f"entry {fallback_id} has unreadable fields: {exc}") from exc
+    return Message(body, key, headers, message_id, timestamp)
+
+
+__all__ = [
+    "ATTEMPT",
+    "BYTES",
+    "CONTENT_TYPE",
+    "DELIVERIES",
+    "ERROR_REASON",
+    "IDEMPOTENCY_KEY",
+    "JSON",
+    "MESSAGE_ID",
+    "ORIGINAL_STREAM",
+    "STREAM",
+    "TRACEPARENT",
+    "BytesSerializer",
+    "JsonSerializer",
+    "MalformedMessage",
+    "Message",
+    "Serializer",
+    "decode_body",
+    "from_fields",
+    "to_fields",
+]

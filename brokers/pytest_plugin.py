@@ -1,0 +1,47 @@
+"""pytest fixtures for tests on a real Redis: import them into a conftest.py.
+
+>>> # tests/<pkg>/conftest.py
+>>> # from troupe.brokers.pytest_plugin import redis_server, redis_url  # noqa: F401
+
+``redis_server`` (session scope) starts one redis-server on a free 127.0.0.1
+port with a temporary data folder and stops it at the end; fault tests call
+its ``restart()``/``stop()``/``start()``. ``redis_url`` gives each test an
+empty database (FLUSHALL) on that server and restarts the server first if a
+previous test left it stopped. A missing redis-server binary is a test error
+that says how to install it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from .testing import RedisServer, ServerMissing
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server for the whole test session."""
+    try:
+        server = RedisServer()
+    except ServerMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of an empty database on the session's redis-server."""
+    redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server.url

@@ -1,0 +1,155 @@
+"""Real broker servers for tests: ``RedisServer`` runs its own redis-server.
+
+The server listens on a free 127.0.0.1 port with its data in a temporary
+folder (append-only file on, so a restart keeps the streams). ``stop`` /
+``start`` / ``restart`` / ``kill`` serve fault tests. The pytest fixtures
+built on it live in :mod:`troupe.brokers.pytest_plugin`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "redis-server is not installed; install the Debian package with "
+    "'apt-get install redis-server' (scripts/test does this when it is missing)"
+)
+
+
+class ServerMissing(RuntimeError):
+    """The server binary is not installed; the message says how to install it."""
+
+
+def find_redis_server() -> str:
+    """The redis-server binary; raises ServerMissing with install instructions."""
+    found = shutil.which("redis-server")
+    for candidate in (found, "/usr/bin/redis-server", "/usr/sbin/redis-server"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise ServerMissing(INSTALL_HINT)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A redis-server child process on 127.0.0.1 (``url``) with a temporary data dir."""
+
+    def __init__(self, port: int | None = None, directory: str | None = None) -> None:
+        self.binary = find_redis_server()
+        self.port = port or free_port()
+        self._own_dir = directory is None
+        self.directory = Path(directory or tempfile.mkdtemp(prefix="troupe-redis-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the server and wait until it answers PING."""
+        if self.process is not None and self.process.poll() is None:
+            return
+        args = [
+            self.binary,
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--dir", str(self.directory),
+            "--save", "",
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--protected-mode", "yes",
+            "--daemonize", "no",
+            "--loglevel", "warning",
+            "--logfile", str(self.directory / "redis.log"),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode() if self.process.stderr else ""
+                log = self._log_tail()
+                raise RuntimeError(f"redis-server exited at start: {err}{log}")
+            if self._ping():
+                return
+            time.sleep(0.02)
+        self.kill()
+        raise RuntimeError(f"redis-server did not answer on port {self.port} in {timeout} s")
+
+    def _ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def _log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self.directory / "redis.log").read_text()[-2000:]
+        return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Graceful stop (SIGTERM: the server flushes its append-only file)."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr:
+            process.stderr.close()
+
+    def kill(self) -> None:
+        """Stop the server with SIGKILL (unflushed writes may be lost)."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        if process is not None and process.stderr:
+            process.stderr.close()
+
+    def restart(self, down_for: float = 0.0) -> None:
+        """Stop gracefully, stay down ``down_for`` seconds, start again on the same port."""
+        self.stop()
+        if down_for:
+            time.sleep(down_for)
+        self.start()
+
+    def close(self) -> None:
+        """Stop the server and remove its data folder."""
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,62 @@
+"""Choosing a broker by URL, and keeping passwords out of logs and reprs.
+
+>>> redact("redis://app:s3cret@127.0.0.1:6379/0")
+'redis://app:***@127.0.0.1:6379/0'
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from troupe.errors import ConfigError
+
+from .base import Broker
+
+logger = logging.getLogger(__name__)
+
+SCHEMES = ("memory", "redis", "rediss")
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def connect(url: str = "memory://", **options: Any) -> Broker:
+    """A broker for ``url``: ``memory://`` (embedded), ``redis://`` or ``rediss://`` (TLS).
+
+    The broker connects on first use (or ``await broker.connect()``).
+    ``options`` go to the broker class (e.g. ``maxlen=100_000``).
+
+    >>> connect("memory://")
+    <MemoryBroker memory://>
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "memory":
+        from .memory import MemoryBroker
+
+        return MemoryBroker(url, **options)
+    if scheme in ("redis", "rediss"):
+        from .redis_streams import RedisBroker
+
+        return RedisBroker(url, **options)
+    raise ConfigError(
+        "broker url",
+        f"{redact(url)!r} has no supported scheme; use one of "
+        + ", ".join(f"{s}://" for s in SCHEMES),
+    )

@@ -1,0 +1,42 @@
+"""Broker test fixtures: a session-wide redis-server and a broker of every kind.
+
+Other test folders reuse the Redis fixtures with
+``from troupe.brokers.pytest_plugin import redis_server, redis_url  # noqa: F401``.
+RabbitMQ and Kafka join the conformance suite by adding their id to ``BROKERS``
+and a branch in ``broker_url``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from troupe.brokers import Broker, connect
+from troupe.brokers.pytest_plugin import redis_server, redis_url
+
+__all__ = ["broker", "broker_url", "redis_server", "redis_url"]
+
+BROKERS = ["memory", "redis"]
+
+
+@pytest.fixture(params=BROKERS)
+def broker_url(request: pytest.FixtureRequest) -> str:
+    """The URL of an empty broker of each kind."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "redis":
+        url: str = request.getfixturevalue("redis_url")
+        return url
+    raise AssertionError(f"unknown broker {request.param}")
+
+
+@pytest.fixture
+async def broker(broker_url: str) -> AsyncIterator[Broker]:
+    """A connected broker of each kind, closed after the test."""
+    b = connect(broker_url)
+    await b.connect()
+    try:
+        yield b
+    finally:
+        await b.close()

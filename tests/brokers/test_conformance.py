@@ -1,0 +1,410 @@
+"""The delivery contract, run against every broker (see ``BROKERS`` in conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from troupe import Actor, ActorSystem, MailboxConfig
+from troupe.brokers import Broker, ConsumerBridge, MemoryBroker, connect
+from troupe.brokers.message import ATTEMPT, DELIVERIES, ERROR_REASON, MESSAGE_ID, TRACEPARENT
+from troupe.brokers.redis_streams import RedisBroker
+from troupe.supervisors import Backoff
+
+FAST_RETRY = Backoff(initial=0.001, maximum=0.01, jitter="none")
+
+
+class Recorder(Actor):
+    """Records payloads and headers; ``fail[payload]`` = how many times to fail it first."""
+
+    def __init__(self, seen: list[tuple[Any, dict[str, str]]], fail: dict[Any, int]) -> None:
+        self.seen = seen
+        self.fail = fail
+
+    def receive(self, message: Any) -> Any:
+        key = message if not isinstance(message, dict) else message.get("n")
+        if self.fail.get(key, 0) != 0:
+            self.fail[key] -= 1
+            raise RuntimeError(f"handler refused {key}")
+        self.seen.append((message, dict(self.headers)))
+        return None
+
+
+class Gate(Actor):
+    """Records a payload once the gate opens (an asyncio.Event shared with the test)."""
+
+    mailbox: ClassVar[MailboxConfig | None] = MailboxConfig(capacity=5)
+
+    def __init__(self, gate: asyncio.Event, started: list[Any], done: list[Any]) -> None:
+        self.gate = gate
+        self.started = started
+        self.done = done
+
+    async def receive(self, message: Any) -> None:
+        self.started.append(message)
+        await self.gate.wait()
+        self.done.append(message)
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+async def wait_pending(broker: Broker, stream: str, group: str, expected: int) -> None:
+    deadline = time.monotonic() + 15
+    while (n := await broker.pending(stream, group)) != expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"pending is {n}, expected {expected}")
+        await asyncio.sleep(0.01)
+
+
+def bridge_options(**overrides: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {"retry": FAST_RETRY, "block": 0.05, "drain_timeout": 2.0}
+    options.update(overrides)
+    return options
+
+
+async def test_delivers_payloads_with_headers_and_acks(broker: Broker) -> None:
+    seen: list[tuple[Any, dict[str, str]]] = []
+    async with ActorSystem() as system:
+        target = system.spawn(Recorder, seen, {}, name="recorder")
+        system.spawn(ConsumerBridge, broker, "s", "g", target, **bridge_options())
+        ids = [
+            await broker.publish("s", {"n": i}, headers={TRACEPARENT: f"00-{i:032x}-{i:016x}-01"})
+            for i in range(50)
+        ]
+        await eventually(lambda: len(seen) == 50)
+        await wait_pending(broker, "s", "g", 0)
+    assert [m for m, _ in seen] == [{"n": i} for i in range(50)]
+    for (_, headers), message_id in zip(seen, ids, strict=True):
+        assert headers[ATTEMPT] == "1"
+        assert headers[MESSAGE_ID] == message_id
+        assert headers[TRACEPARENT].startswith("00-")
+    assert await broker.dead_letters("s") == []
+
+
+async def test_target_by_name(broker: Broker) -> None:
+    seen: list[tuple[Any, dict[str, str]]] = []
+    async with ActorSystem() as system:
+        system.spawn(ConsumerBridge, broker, "s", "g", "late", **bridge_options())
+        await broker.publish("s", "hello")
+        await asyncio.sleep(0.1)
+        system.spawn(Recorder, seen, {}, name="late")  # the target appears later
+        await eventually(lambda: len(seen) == 1)
+    assert seen[0][0] == "hello"
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(failures=st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=12))
+def test_at_least_once_under_handler_failures(broker_url: str, failures: list[int]) -> None:
+    """Every message is handled once it stops failing; each failure is one more delivery."""
+
+    async def scenario() -> None:
+        broker = connect(broker_url)
+        stream = f"s-{uuid.uuid4().hex}"
+        seen: list[tuple[Any, dict[str, str]]] = []
+        plan = dict(enumerate(failures))
+        async with ActorSystem() as system:
+            target = system.spawn(Recorder, seen, dict(plan))
+            bridge = system.spawn(
+                ConsumerBridge, broker, stream, "g", target, **bridge_options(max_deliveries=4)
+            )
+            for i in range(len(failures)):
+                await broker.publish(stream, {"n": i})
+            await eventually(lambda: len(seen) == len(failures))
+            await wait_pending(broker, stream, "g", 0)
+            stats = system.cell_of(bridge).actor.stats  # type: ignore[attr-defined]
+        await broker.close()
+        attempts = {m["n"]: int(h[ATTEMPT]) for m, h in seen}
+        assert attempts == {i: k + 1 for i, k in plan.items()}
+        assert stats.failed == sum(failures)
+        assert stats.acked == len(failures)
+        assert stats.dead_lettered == 0
+
+    asyncio.run(scenario())
+
+
+async def test_dead_letter_after_max_deliveries_with_reason(broker: Broker) -> None:
+    seen: list[tuple[Any, dict[str, str]]] = []
+    calls: list[int] = []
+
+    class Poisoned(Recorder):
+        def receive(self, message: Any) -> Any:
+            if message == "poison":
+                calls.append(1)
+                raise ValueError("cannot digest poison")
+            return super().receive(message)
+
+    async with ActorSystem() as system:
+        target = system.spawn(Poisoned, seen, {})
+        bridge = system.spawn(
+            ConsumerBridge, broker, "s", "g", target, **bridge_options(max_deliveries=3)
+        )
+        poison_id = await broker.publish("s", "poison", key="k1")
+        await broker.publish("s", "fine")
+        await eventually(lambda: len(seen) == 1)
+        await eventually(lambda: system.cell_of(bridge).actor.stats.dead_lettered == 1)  # type: ignore[attr-defined]
+        await wait_pending(broker, "s", "g", 0)
+    assert len(calls) == 3
+    [dead] = await broker.dead_letters("s")
+    assert dead.id == poison_id
+    assert dead.key == "k1"
+    assert broker.serializer.loads(dead.body) == "poison"
+    assert "cannot digest poison" in dead.headers[ERROR_REASON]
+    assert dead.headers[DELIVERIES] == "3"
+
+
+async def test_no_ack_before_the_handler_returned(broker: Broker) -> None:
+    gate = asyncio.Event()
+    started: list[Any] = []
+    done: list[Any] = []
+    async with ActorSystem() as system:
+        target = system.spawn(Gate, gate, started, done)
+        system.spawn(ConsumerBridge, broker, "s", "g", target, **bridge_options())
+        for i in range(3):
+            await broker.publish("s", i)
+        await eventually(lambda: len(started) == 1)
+        await asyncio.sleep(0.2)
+        assert await broker.pending("s", "g") == 3  # delivered, none handled: none acked
+        gate.set()
+        await eventually(lambda: len(done) == 3)
+        await wait_pending(broker, "s", "g", 0)
+
+
+async def test_intake_is_bounded_by_the_target_mailbox(broker: Broker) -> None:
+    gate = asyncio.Event()
+    started: list[Any] = []
+    done: list[Any] = []
+    async with ActorSystem() as system:
+        target = system.spawn(Gate, gate, started, done)  # mailbox capacity 5
+        bridge = system.spawn(ConsumerBridge, broker, "s", "g", target, **bridge_options())
+        for i in range(50):
+            await broker.publish("s", i)
+        await eventually(lambda: len(started) == 1)
+        await asyncio.sleep(0.3)
+        actor = system.cell_of(bridge).actor
+        assert actor.in_flight <= 6  # type: ignore[attr-defined]  # 5 queued + 1 being handled
+        assert await broker.pending("s", "g") <= 6
+        assert len(system.cell_of(target).mailbox) <= 5
+        gate.set()
+        await eventually(lambda: len(done) == 50)
+    assert done == list(range(50))
+
+
+async def test_drain_acks_only_what_was_handled(broker: Broker) -> None:
+    gate = asyncio.Event()
+    started: list[Any] = []
+    done: list[Any] = []
+    async with ActorSystem() as system:
+        target = system.spawn(Gate, gate, started, done)
+        bridge = system.spawn(
+            ConsumerBridge,
+            broker,
+            "s",
+            "g",
+            target,
+            consumer="c1",
+            **bridge_options(drain_timeout=0.2),
+        )
+        for i in range(10):
+            await broker.publish("s", i)
+        await eventually(lambda: len(started) == 1)
+        await asyncio.sleep(0.1)
+        await bridge.stop()  # the handler is stuck: the drain deadline passes
+        assert done == []
+        in_target = await broker.pending("s", "g")
+        assert in_target >= 1  # nothing acked
+        gate.set()
+        await eventually(lambda: len(done) == in_target)  # they finish, unacked
+        await asyncio.sleep(0.1)
+        assert await broker.pending("s", "g") == in_target
+        # a new bridge with the same consumer name resumes its own unacked work
+        seen: list[tuple[Any, dict[str, str]]] = []
+        again = system.spawn(Recorder, seen, {})
+        system.spawn(ConsumerBridge, broker, "s", "g", again, consumer="c1", **bridge_options())
+        await eventually(lambda: len(seen) == 10)
+        await wait_pending(broker, "s", "g", 0)
+    assert sorted(m for m, _ in seen) == list(range(10))
+    redelivered = [int(h[ATTEMPT]) for m, h in seen if m < in_target]
+    assert all(a == 2 for a in redelivered)
+
+
+async def test_drain_on_stop_finishes_in_flight_work(broker: Broker) -> None:
+    gate = asyncio.Event()
+    started: list[Any] = []
+    done: list[Any] = []
+    async with ActorSystem() as system:
+        target = system.spawn(Gate, gate, started, done)
+        bridge = system.spawn(
+            ConsumerBridge, broker, "s", "g", target, **bridge_options(drain_timeout=5.0)
+        )
+        for i in range(4):
+            await broker.publish("s", i)
+        await eventually(lambda: len(started) == 1)
+        await asyncio.sleep(0.1)
+        stopping = asyncio.ensure_future(bridge.stop())
+        await asyncio.sleep(0.1)
+        gate.set()  # in-flight work finishes within the deadline
+        await stopping
+        assert done == [0, 1, 2, 3]
+        assert await broker.pending("s", "g") == 0  # handled, so acked
+
+
+async def test_redelivery_after_consumer_crash(broker: Broker) -> None:
+    await broker.ensure_group("s", "g")
+    for i in range(10):
+        await broker.publish("s", i)
+    crashed = await broker.read("s", "g", "dead-consumer", 10, 0)  # then it "crashes"
+    assert len(crashed) == 10
+    seen: list[tuple[Any, dict[str, str]]] = []
+    async with ActorSystem() as system:
+        target = system.spawn(Recorder, seen, {})
+        system.spawn(ConsumerBridge, broker, "s", "g", target, **bridge_options(claim_idle=0.2))
+        await eventually(lambda: len(seen) == 10)
+        await wait_pending(broker, "s", "g", 0)
+    assert sorted(m for m, _ in seen) == list(range(10))
+    assert {h[ATTEMPT] for _, h in seen} == {"2"}
+
+
+async def test_restarted_consumer_resumes_its_own_pending_at_once(broker: Broker) -> None:
+    await broker.ensure_group("s", "g")
+    for i in range(5):
+        await broker.publish("s", i)
+    await broker.read("s", "g", "me", 5, 0)
+    seen: list[tuple[Any, dict[str, str]]] = []
+    async with ActorSystem() as system:
+        target = system.spawn(Recorder, seen, {})
+        system.spawn(
+            ConsumerBridge,
+            broker,
+            "s",
+            "g",
+            target,
+            consumer="me",
+            **bridge_options(claim_idle=3600),
+        )
+        await eventually(lambda: len(seen) == 5)
+    assert [m for m, _ in seen] == list(range(5))
+
+
+async def test_message_that_kills_consumers_is_dead_lettered(broker: Broker) -> None:
+    """A delivery count grown by crashes (no handler ever returned) ends in the DLQ."""
+    await broker.ensure_group("s", "g")
+    await broker.publish("s", "deadly")
+    await broker.read("s", "g", "c0", 1, 0)
+    for n in range(1, 3):  # two more consumers take it and die
+        [claimed] = await broker.claim_idle("s", "g", f"c{n}", 0, 10)
+        assert claimed.deliveries == n + 1
+    seen: list[tuple[Any, dict[str, str]]] = []
+    async with ActorSystem() as system:
+        target = system.spawn(Recorder, seen, {})
+        system.spawn(
+            ConsumerBridge,
+            broker,
+            "s",
+            "g",
+            target,
+            **bridge_options(claim_idle=0.05, max_deliveries=3),
+        )
+        await wait_pending(broker, "s", "g", 0)
+    assert seen == []
+    [dead] = await broker.dead_letters("s")
+    assert "without an ack" in dead.headers[ERROR_REASON]
+
+
+async def test_ordering_is_kept_for_one_consumer(broker: Broker) -> None:
+    if broker.capabilities.ordering != "stream":
+        pytest.skip("this broker promises no stream order")
+    seen: list[tuple[Any, dict[str, str]]] = []
+    async with ActorSystem() as system:
+        target = system.spawn(Recorder, seen, {})
+        system.spawn(ConsumerBridge, broker, "s", "g", target, **bridge_options(batch=7))
+        for start in range(0, 300, 50):
+            await broker.publish_messages(
+                "s", [broker.message({"n": i}) for i in range(start, start + 50)]
+            )
+        await eventually(lambda: len(seen) == 300)
+    assert [m["n"] for m, _ in seen] == list(range(300))
+
+
+async def test_delayed_delivery(broker: Broker) -> None:
+    if not broker.capabilities.delayed:
+        pytest.skip("this broker has no delayed delivery")
+    seen: list[tuple[Any, dict[str, str]]] = []
+    arrival: dict[Any, float] = {}
+
+    class Stamp(Recorder):
+        def receive(self, message: Any) -> Any:
+            arrival[message] = time.time()
+            return super().receive(message)
+
+    async with ActorSystem() as system:
+        target = system.spawn(Stamp, seen, {})
+        system.spawn(ConsumerBridge, broker, "s", "g", target, **bridge_options())
+        sent = time.time()
+        await broker.publish("s", "later", delay=0.4)
+        await broker.publish("s", "at", at=sent + 0.2)
+        await broker.publish("s", "now")
+        await eventually(lambda: len(seen) == 3)
+    assert [m for m, _ in seen] == ["now", "at", "later"]
+    assert arrival["later"] >= sent + 0.4
+    assert arrival["at"] >= sent + 0.2
+
+
+async def test_malformed_payloads_go_to_the_dlq_and_consumption_goes_on(broker: Broker) -> None:
+    seen: list[tuple[Any, dict[str, str]]] = []
+    async with ActorSystem() as system:
+        target = system.spawn(Recorder, seen, {})
+        bridge = system.spawn(ConsumerBridge, broker, "s", "g", target, **bridge_options())
+        bad_id = await broker.publish("s", b"{not json")
+        await inject_raw(broker, "s", {b"x": b"no body field"})
+        await broker.publish("s", {"n": 1})
+        await eventually(lambda: len(seen) == 1)
+        await wait_pending(broker, "s", "g", 0)
+        stats = system.cell_of(bridge).actor.stats  # type: ignore[attr-defined]
+    assert seen[0][0] == {"n": 1}
+    dead = await broker.dead_letters("s")
+    assert len(dead) == 2
+    assert dead[0].id == bad_id
+    assert "does not decode" in dead[0].headers[ERROR_REASON]
+    assert "no body" in dead[1].headers[ERROR_REASON]
+    assert stats.malformed == 2
+    assert stats.dead_lettered == 2
+
+
+async def inject_raw(broker: Broker, stream: str, fields: dict[bytes, bytes]) -> None:
+    if isinstance(broker, MemoryBroker):
+        broker.inject_raw(stream, fields)
+    elif isinstance(broker, RedisBroker):
+        await broker.client.xadd(stream, fields)  # type: ignore[arg-type]
+    else:
+        raise AssertionError(f"no raw injection for {broker!r}")
+
+
+async def test_counters_are_kept_on_the_broker_across_restarts(broker: Broker) -> None:
+    seen: list[tuple[Any, dict[str, str]]] = []
+    async with ActorSystem() as system:
+        target = system.spawn(Recorder, seen, {})
+        bridge = system.spawn(
+            ConsumerBridge, broker, "s", "g", target, consumer="c", **bridge_options()
+        )
+        await broker.publish("s", 1)
+        await eventually(lambda: len(seen) == 1)
+        system.cell_of(bridge).restart()
+        await broker.publish("s", 2)
+        await eventually(lambda: len(seen) == 2)
+        await wait_pending(broker, "s", "g", 0)
+    stats = broker.stats.consumer("s", "g", "c")
+    assert stats.delivered == 2
+    assert stats.acked == 2
