@@ -13,6 +13,7 @@ so ``troupe --version`` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -163,16 +164,18 @@ def run_command(args: argparse.Namespace) -> int:
 
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
-    hooks = metrics_hooks(args.metrics_port) if args.metrics_port is not None else []
     try:
-        tree = tree_for(args, hooks)
-        configure_logging(args.log_level, "root")
-        return run(tree.run())
+        tree = tree_for(args)
     except TargetError as exc:
         raise CliError(str(exc)) from None
+    configure_logging(args.log_level, "root")
+    with contextlib.ExitStack() as cleanup:
+        if args.metrics_port is not None:
+            tree.hooks.extend(metrics_hooks(args.metrics_port, cleanup))
+        return run(tree.run())
 
 
-def tree_for(args: argparse.Namespace, hooks: list[ProcessHooks]) -> ProcessSupervisor:
+def tree_for(args: argparse.Namespace) -> ProcessSupervisor:
     """The ProcessSupervisor that ``troupe run`` runs for these arguments."""
     from troupe.errors import ConfigError
     from troupe.supervisors.process_spec import ProcessSpec
@@ -188,7 +191,6 @@ def tree_for(args: argparse.Namespace, hooks: list[ProcessHooks]) -> ProcessSupe
             )
         if args.backoff is not None:
             raise CliError(f"{args.target} is a ProcessSupervisor; set its backoff= instead")
-        obj.hooks.extend(hooks)
         obj.log_level = args.log_level
         return obj
     classify(obj, args.target)
@@ -206,29 +208,31 @@ def tree_for(args: argparse.Namespace, hooks: list[ProcessHooks]) -> ProcessSupe
             within=args.within,
             backoff=_backoff(args.backoff),
             name=args.target,
-            hooks=hooks,
             log_level=args.log_level,
         )
     except ConfigError as exc:
         raise CliError(str(exc)) from None
 
 
-def metrics_hooks(port: int) -> list[ProcessHooks]:
-    """Process hooks that serve the tree's /metrics on ``port``.
+def metrics_hooks(port: int, cleanup: contextlib.ExitStack) -> list[ProcessHooks]:
+    """Serve the whole tree's ``/metrics`` on 127.0.0.1:``port`` while the tree runs.
 
-    The metrics module provides them as ``troupe.metrics.process_tree_hooks(port)``
-    returning a sequence of :class:`~troupe.supervisors.process_hooks.ProcessHooks`.
+    A :class:`troupe.metrics_export.MetricsEndpoint` gives the children its
+    directory through its process hooks; ``cleanup`` closes it at the end.
     """
     try:
-        metrics = importlib.import_module("troupe.metrics")
+        export = importlib.import_module("troupe.metrics_export")
     except ImportError as exc:
         raise CliError(
-            f"--metrics-port needs troupe.metrics, which cannot be imported: {exc}"
+            f"--metrics-port needs prometheus-client (pip install 'troupe[metrics]'): {exc}"
         ) from exc
-    factory = getattr(metrics, "process_tree_hooks", None)
-    if factory is None:
-        raise CliError("--metrics-port: troupe.metrics does not provide process_tree_hooks(port)")
-    return list(factory(port))
+    try:
+        endpoint = export.MetricsEndpoint(port=port)
+    except OSError as exc:
+        raise CliError(f"--metrics-port {port}: cannot listen on 127.0.0.1:{port}: {exc}") from exc
+    cleanup.callback(endpoint.close)
+    hooks: ProcessHooks = endpoint.process_hooks()
+    return [hooks]
 
 
 def _backoff(initial: float | None) -> Backoff | None:

@@ -156,14 +156,16 @@ def classify(obj: Any, target: str) -> Tree:
             f"{target!r} is a function with {required} required parameters; a build function "
             f"takes exactly one, the ActorSystem ({TREE_KINDS_HELP})"
         )
-    raise TargetError(f"{target!r} is a {type(obj).__name__}, not a tree; {TREE_KINDS_HELP}")
+    raise TargetError(
+        f"{target!r} names an object of type {type(obj).__name__}, not a tree; {TREE_KINDS_HELP}"
+    )
 
 
 def path_of(obj: Any) -> str:
     """The import path of a module-level function or class, for use as a target."""
     module = getattr(obj, "__module__", None)
     qualname = getattr(obj, "__qualname__", None)
-    if not module or not qualname or "<locals>" in qualname:
+    if not module or not qualname or "<" in qualname:
         raise TargetError(
             f"{obj!r} has no import path; pass 'package.module:attribute' or define it at "
             "module level"

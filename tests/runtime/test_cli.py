@@ -1,0 +1,119 @@
+"""The ``troupe`` command line: version, help, and errors that say what to fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from troupe import __version__
+from troupe.cli import COMMANDS, build_parser, main
+
+TARGETS = Path(__file__).resolve().parents[1] / "supervisors"
+
+
+@pytest.fixture(autouse=True)
+def targets_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(TARGETS))
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def test_version_through_python_m_troupe() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "troupe", "--version"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"troupe {__version__}"
+
+
+def test_without_a_command_it_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_cli(capsys)
+    assert code == 2
+    assert "run" in err and "commands" in err
+
+
+def test_a_module_that_does_not_exist(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_cli(capsys, "run", "no_such_package.workers:tree")
+    assert code == 2
+    assert "troupe run: error:" in err
+    assert "no module named 'no_such_package'" in err
+    assert "PYTHONPATH" in err
+
+
+def test_an_attribute_that_does_not_exist_lists_the_trees_there(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, err = run_cli(capsys, "run", "process_tree_targets:nope")
+    assert code == 2
+    assert "cannot find 'nope' in module 'process_tree_targets'" in err
+    assert "Worker" in err and "build" in err and "crash_on_start" in err
+
+
+def test_an_attribute_that_is_not_a_tree(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_cli(capsys, "run", "process_tree_targets:NOT_A_TREE")
+    assert code == 2
+    assert "'process_tree_targets:NOT_A_TREE' names an object of type int, not a tree" in err
+    assert "build(system)" in err and "Actor subclass" in err
+
+
+def test_a_path_without_attribute(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_cli(capsys, "run", "process_tree_targets")
+    assert code == 2
+    assert "'package.module:attribute'" in err
+
+
+def test_bad_option_values_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "process_tree_targets:build", "--processes", "0"])
+    assert exit_info.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_run_options_reach_the_process_tree() -> None:
+    from troupe.cli import tree_for
+    from troupe.supervisors import RestartType, Strategy
+
+    args = build_parser().parse_args(
+        [
+            "run",
+            "process_tree_targets:build",
+            "--processes=3",
+            "--shutdown-timeout=2.5",
+            "--restart=transient",
+            "--strategy=one_for_all",
+            "--max-restarts=7",
+            "--within=9",
+            "--backoff=0.25",
+            "--log-level=debug",
+        ]
+    )
+    tree = tree_for(args)
+    (spec,) = tree.specs
+    assert (spec.target, spec.count, spec.shutdown, spec.restart) == (
+        "process_tree_targets:build",
+        3,
+        2.5,
+        RestartType.TRANSIENT,
+    )
+    assert tree.strategy is Strategy.ONE_FOR_ALL
+    assert (tree.intensity.max_restarts, tree.intensity.within) == (7, 9.0)
+    assert tree.backoff.initial == 0.25
+    assert tree.log_level == "DEBUG"
+    assert [s.name for s in tree.status()] == ["build-0", "build-1", "build-2"]
+
+
+def test_subcommands_plug_in_through_commands(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def add_hello(subcommands: object) -> None:
+        hello = subcommands.add_parser("hello")  # type: ignore[attr-defined]
+        hello.set_defaults(handler=lambda args: 5)
+
+    monkeypatch.setattr("troupe.cli.COMMANDS", [*COMMANDS, add_hello])
+    assert main(["hello"]) == 5
