@@ -12,46 +12,29 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from enum import IntEnum
 from threading import get_ident
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from .envelope import Envelope, open_envelope
 from .errors import ActorStopped, MailboxFull, MessageDropped
 from .mailbox import ACCEPTED, Accepted, Mailbox, MailboxConfig
+from .metrics import DEAD_LETTERED, FAILED, FAST_BOUND
 from .ref import ActorRef
+from .state import State, Terminated
 from .timers import Timers
+from .tracing import current_traceparent
+from .tracing import enter as enter_trace
+from .tracing import leave as leave_trace
 
 if TYPE_CHECKING:
     from .actor import Actor
+    from .metrics import ActorStats
     from .system import ActorSystem
 
 logger = logging.getLogger(__name__)
 
 ActorFactory = Callable[..., "Actor"]
-
-
-class State(IntEnum):
-    """Where a cell is in its life."""
-
-    STARTING = 0
-    RUNNING = 1
-    SUSPENDED = 2  # failed; waiting for its supervisor's directive or a restart delay
-    STOPPING = 3
-    STOPPED = 4
-
-
-class Terminated:
-    """Sent to watchers when the watched actor stops; ``reason`` is None for a normal stop."""
-
-    __slots__ = ("reason", "ref")
-
-    def __init__(self, ref: ActorRef, reason: BaseException | None) -> None:
-        self.ref = ref
-        self.reason = reason
-
-    def __repr__(self) -> str:
-        return f"Terminated({self.ref!r}, reason={self.reason!r})"
 
 
 _RUNNING = State.RUNNING
@@ -80,6 +63,7 @@ class ActorCell:
         "failed_in_start",
         "failure",
         "mailbox",
+        "metrics",
         "name",
         "parent",
         "ref",
@@ -120,6 +104,7 @@ class ActorCell:
         self.children: dict[str, ActorCell] | None = None
         self.watchers: list[Callable[[Terminated], Any]] | None = None
         self.restarts = 0
+        self.metrics: ActorStats | None = None  # the system sets it when metrics are on
         self.shutdown_timeout: float | None = None  # parent kills it past this stop deadline
         self.failure: BaseException | None = None
         self.failed_in_start = False
@@ -217,28 +202,20 @@ class ActorCell:
     # -- intake -------------------------------------------------------------------------
 
     def deliver(self, item: Any) -> Accepted | asyncio.Future[None]:
-        """Put a user message (bare or in an Envelope) in the mailbox."""
+        """Put a user message (bare or in an Envelope) in the mailbox.
+
+        ``ActorRef.tell`` inlines the common case (loop thread, running actor,
+        room in the queue); this is the general path.
+        """
         if get_ident() != self._thread_id:
             return self._deliver_from_thread(item)
-        state = self.state
-        if state is _RUNNING:
-            queue = self.mailbox.queue
-            if (
-                queue is not None
-                and len(queue) < self.mailbox.capacity
-                and not self.mailbox.waiters
-            ):
-                queue.append(item)  # fast path: Mailbox.put without the call
-                pending: Accepted | asyncio.Future[None] = ACCEPTED
-            else:
-                pending = self.mailbox.put(item, self.name)
-            if not self._scheduled:
-                self._schedule()
-            return pending
-        if state >= _STOPPING:
+        if self.state >= _STOPPING:
             self._undeliverable(item, "recipient stopped")
             return ACCEPTED
-        return self.mailbox.put(item, self.name)  # starting or suspended: queue it
+        pending = self.mailbox.put(item, self.name)
+        if self.state is _RUNNING and not self._scheduled:
+            self._schedule()
+        return pending
 
     def _deliver_from_thread(self, item: Any) -> Accepted:
         """Hand a message over from a foreign thread; block while backpressure holds it."""
@@ -282,6 +259,8 @@ class ActorCell:
             policy = self.mailbox.policy.value
             reply.set_exception(MessageDropped(self.name, policy))
         if reason == "dead_letter":
+            if self.metrics is not None:
+                self.metrics.add(DEAD_LETTERED)
             self.system.dead_letters.publish(message, self.name, "mailbox full")
         else:
             self.system.note_dropped(self, message)
@@ -290,6 +269,8 @@ class ActorCell:
         message, reply = open_envelope(item)
         if reply is not None and not reply.done():
             reply.set_exception(ActorStopped(self.name))
+        if self.metrics is not None:
+            self.metrics.add(DEAD_LETTERED)
         self.system.dead_letters.publish(message, self.name, reason)
 
     # -- dispatch -----------------------------------------------------------------------
@@ -322,9 +303,21 @@ class ActorCell:
         queue = mailbox.queue
         receive = self._receive
         budget = self._throughput
+        # Metrics: one perf_counter read per message, chained (a message's time runs
+        # from the previous one's end); quick calls are summed in a local.
+        stats = self.metrics
+        quick = 0
+        began = start = perf_counter() if stats is not None else 0.0
+        traced = False
+        if current_traceparent.get() is not None:
+            leave_trace()  # inherited from whoever scheduled this turn
         while budget:
             if mailbox.system:
                 self._run_system_lane()
+                if stats is not None:
+                    now = perf_counter()
+                    start += now - began
+                    began = now
             if self.state is not _RUNNING or not queue:
                 break
             item = queue.popleft()
@@ -335,50 +328,108 @@ class ActorCell:
                 self._current = item
                 message = item.message
                 reply = item.reply
+                if item.headers is not None:
+                    traced = enter_trace(item.headers)
             else:
                 message = item
                 reply = None
             try:
                 result = receive(message)
             except Exception as exc:
+                if stats is not None:
+                    now = perf_counter()
+                    stats.observe(now - began)
+                    stats.add(FAILED)
+                    began = now
                 if reply is not None and not reply.done():
                     reply.set_exception(exc)
                 self._failed(exc, message)
+                if traced:
+                    leave_trace()
                 break
+            if stats is not None:
+                now = perf_counter()
+                if now - began < FAST_BOUND:
+                    quick += 1
+                else:
+                    stats.observe(now - began)
+                began = now
             if reply is not None:
                 if not reply.done():
                     reply.set_result(result)
                 self._current = None
+            if traced:
+                leave_trace()
+                traced = False
+                self._current = None
+        if stats is not None:
+            stats.end_turn(quick, began - start)
         self._finish_turn()
 
     async def _drain_async(self) -> None:
         mailbox = self.mailbox
         receive = self._receive
         budget = self._throughput
+        stats = self.metrics  # timing as in _drain_sync
+        quick = 0
+        began = start = perf_counter() if stats is not None else 0.0
+        traced = False
+        if current_traceparent.get() is not None:
+            leave_trace()
         while budget:
             if mailbox.system:
                 self._run_system_lane()
+                if stats is not None:
+                    now = perf_counter()
+                    start += now - began
+                    began = now
             if self.state is not _RUNNING or not mailbox.queue:
                 break
             item = mailbox.pop()
             budget -= 1
             message, reply = open_envelope(item)
-            self._current = item if reply is not None or type(item) is Envelope else None
+            if type(item) is Envelope:
+                self._current = item
+                if item.headers is not None:
+                    traced = enter_trace(item.headers)
+            else:
+                self._current = None
             try:
                 result = await receive(message)
             except asyncio.CancelledError:
                 if reply is not None and not reply.done():
                     reply.set_exception(ActorStopped(self.name))
                 self._scheduled = False
+                if stats is not None:
+                    stats.end_turn(quick, began - start)
                 raise
             except Exception as exc:
+                if stats is not None:
+                    now = perf_counter()
+                    stats.observe(now - began)
+                    stats.add(FAILED)
+                    began = now
                 if reply is not None and not reply.done():
                     reply.set_exception(exc)
                 self._failed(exc, message)
+                if traced:
+                    leave_trace()
                 break
+            if stats is not None:
+                now = perf_counter()
+                if now - began < FAST_BOUND:
+                    quick += 1
+                else:
+                    stats.observe(now - began)
+                began = now
             if reply is not None and not reply.done():
                 reply.set_result(result)
             self._current = None
+            if traced:
+                leave_trace()
+                traced = False
+        if stats is not None:
+            stats.end_turn(quick, began - start)
         self._finish_turn()
 
     # -- failure and directives -----------------------------------------------------------

@@ -18,6 +18,7 @@ from .dead_letters import DeadLetters
 from .deadlines import AskDeadlines
 from .errors import ActorNotFound, ConfigError, NameTaken, SystemClosed
 from .mailbox import MailboxConfig
+from .metrics import DROPPED, RESTARTS, SystemMetrics
 from .ref import ActorRef
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,10 @@ class ActorSystem:
         throughput: int = DEFAULT_THROUGHPUT,
         ask_timeout: float | None = 5.0,
         shutdown_timeout: float = 10.0,
+        metrics: bool = True,
+        metrics_port: int | None = None,
+        metrics_addr: str = "127.0.0.1",
+        tracing: bool = False,
     ) -> None:
         if isinstance(throughput, bool) or not isinstance(throughput, int) or throughput < 1:
             raise ConfigError("throughput", f"must be a positive int, got {throughput!r}")
@@ -97,6 +102,11 @@ class ActorSystem:
         self.failure: BaseException | None = None
         self._failing: asyncio.Task[ShutdownReport] | None = None
         self._failure_listeners: list[Callable[[ActorCell, BaseException], Any]] = []
+        self._metrics_on = metrics or metrics_port is not None
+        self._metrics_listen = (metrics_port, metrics_addr)
+        self.metrics: SystemMetrics | None = None
+        self.metrics_endpoint: Any = None  # a troupe.metrics_export.MetricsEndpoint when serving
+        self.tracing = tracing
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -127,6 +137,24 @@ class ActorSystem:
             self._clock = spec(self._loop)
         else:
             self._clock = spec  # type: ignore[assignment]
+        self._start_observability()
+
+    def _start_observability(self) -> None:
+        if self.tracing:
+            from .tracing import enable
+
+            enable()
+        if not self._metrics_on:
+            return
+        self.metrics = SystemMetrics(self)
+        if self.metrics.file_backed:
+            self.metrics.start_sampler(self.loop)
+        port, addr = self._metrics_listen
+        if port is not None:
+            from .metrics_export import MetricsEndpoint
+
+            self.metrics_endpoint = MetricsEndpoint(port, addr)
+            self.metrics_endpoint.add_system(self.metrics)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -164,17 +192,21 @@ class ActorSystem:
         name: str | None = None,
         mailbox: MailboxConfig | None = None,
         parent: ActorCell | None = None,
+        metrics_label: str | None = None,
         **kwargs: Any,
     ) -> ActorRef:
         """Create an actor from a class (or a factory returning an Actor) and start it.
 
         ``name`` must be unique among live actors; without one a name is made
         from the class name. ``args``/``kwargs`` go to the constructor, again at
-        every restart.
+        every restart. ``metrics_label`` names the actor's metrics group
+        (default: the class's ``metrics_label``, else ``name``, else the class
+        name; see :mod:`troupe.metrics`).
         """
         if self._closed or self._closing:
             raise SystemClosed(f"actor system {self.name!r} is shutting down; cannot spawn")
         self.loop  # noqa: B018 - raises SystemClosed when the system is not started
+        named = name is not None
         if name is None:
             name = f"{getattr(factory, '__name__', 'actor')}-{next(self._ids)}"
         elif name in self._cells:
@@ -182,6 +214,10 @@ class ActorSystem:
         config = mailbox or getattr(factory, "mailbox", None) or self.default_mailbox
         throughput = getattr(factory, "throughput", None) or self.throughput
         cell = ActorCell(self, name, factory, args, kwargs, parent, config, throughput)
+        if self.metrics is not None:
+            cell.metrics = self.metrics.stats_for(
+                name, factory, named=named, explicit=metrics_label
+            )
         self._cells[name] = cell
         if parent is not None:
             if parent.children is None:
@@ -224,6 +260,10 @@ class ActorSystem:
         """The runtime cell behind a ref (for supervisors and tooling)."""
         return ref._cell
 
+    def cells(self) -> list[ActorCell]:
+        """Every live cell (a copy; safe to call from another thread, e.g. a scrape)."""
+        return list(self._cells.values())
+
     # -- events from cells --------------------------------------------------------------
 
     def unregister(self, cell: ActorCell) -> None:
@@ -232,6 +272,8 @@ class ActorSystem:
 
     def note_dropped(self, cell: ActorCell, message: Any) -> None:
         self.dropped += 1
+        if cell.metrics is not None:
+            cell.metrics.add(DROPPED)
 
     def note_failure(self, cell: ActorCell, exc: BaseException, message: Any) -> None:
         self.failures += 1
@@ -275,6 +317,8 @@ class ActorSystem:
 
     def note_restart(self, cell: ActorCell) -> None:
         self.restarts += 1
+        if cell.metrics is not None:
+            cell.metrics.add(RESTARTS)
 
     def guardian_decide(self, cell: ActorCell, exc: BaseException) -> None:
         """Directive for an actor without a supervisor: restart it after a failed
@@ -322,7 +366,15 @@ class ActorSystem:
         if self._ask_deadlines is not None:
             self._ask_deadlines.cancel()
         self._closed = True
+        self._stop_observability()
         return ShutdownReport(drained, undelivered, cancelled, time.monotonic() - began)
+
+    def _stop_observability(self) -> None:
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.close()
+            self.metrics_endpoint = None
+        if self.metrics is not None:
+            self.metrics.close()
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every mailbox is empty and no actor is busy; False on timeout."""
