@@ -7,11 +7,15 @@ both apply them.
 
 from __future__ import annotations
 
+import random
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from troupe.errors import ConfigError
+
+from .backoff import Backoff, BackoffState
 
 
 class Strategy(StrEnum):
@@ -58,6 +62,90 @@ def children_to_restart(strategy: Strategy, order: list[str], failed: str) -> li
     return [failed]
 
 
+@dataclass(frozen=True, slots=True)
+class RestartPlan:
+    """What a supervisor does after one child ended.
+
+    ``restart``: children to restart, in start order (the ended one included);
+    ``remove``: children to stop (when still running) and forget — the ended
+    child when its restart type says so, and temporary siblings a group restart
+    takes down (OTP does not bring those back).
+    """
+
+    restart: tuple[str, ...]
+    remove: tuple[str, ...]
+
+
+def plan_restart(
+    strategy: Strategy,
+    children: Sequence[tuple[str, RestartType]],
+    ended: str,
+    abnormal: bool,
+) -> RestartPlan:
+    """The plan when ``ended`` (one of the live ``children``, in start order) ended.
+
+    >>> kids = [("db", RestartType.PERMANENT), ("cache", RestartType.TEMPORARY),
+    ...         ("api", RestartType.TRANSIENT)]
+    >>> plan_restart(Strategy.ONE_FOR_ALL, kids, "api", abnormal=True)
+    RestartPlan(restart=('db', 'api'), remove=('cache',))
+    >>> plan_restart(Strategy.REST_FOR_ONE, kids, "api", abnormal=False)
+    RestartPlan(restart=(), remove=('api',))
+    """
+    types = dict(children)
+    if ended not in types:
+        raise KeyError(f"{ended!r} is not one of the children {list(types)}")
+    if not should_restart(types[ended], abnormal):
+        return RestartPlan((), (ended,))
+    affected = children_to_restart(strategy, [name for name, _ in children], ended)
+    restart = tuple(n for n in affected if n == ended or types[n] is not RestartType.TEMPORARY)
+    remove = tuple(n for n in affected if n != ended and types[n] is RestartType.TEMPORARY)
+    return RestartPlan(restart, remove)
+
+
+#: Maps a child's exception to what its supervisor does.
+Decider = Callable[[BaseException], Directive]
+
+
+def default_decider(exc: BaseException) -> Directive:
+    """Restart, whatever the exception (OTP's behaviour)."""
+    return Directive.RESTART
+
+
+def decider(
+    directives: Mapping[type[BaseException], Directive | str],
+    default: Directive | str = Directive.RESTART,
+) -> Decider:
+    """A decider from exception types; the most specific class in the exception's MRO wins.
+
+    >>> decide = decider({KeyError: "resume", LookupError: "stop"})
+    >>> decide(KeyError()), decide(IndexError()), decide(ValueError())
+    (<Directive.RESUME: 'resume'>, <Directive.STOP: 'stop'>, <Directive.RESTART: 'restart'>)
+    """
+    table: dict[type[BaseException], Directive] = {}
+    for exc_type, directive in directives.items():
+        if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+            raise ConfigError("decider", f"keys must be exception classes, got {exc_type!r}")
+        table[exc_type] = _directive(directive)
+    fallback = _directive(default)
+
+    def decide(exc: BaseException) -> Directive:
+        for cls in type(exc).__mro__:
+            found = table.get(cls)
+            if found is not None:
+                return found
+        return fallback
+
+    return decide
+
+
+def _directive(value: Directive | str) -> Directive:
+    try:
+        return Directive(value)
+    except ValueError:
+        choices = ", ".join(d.value for d in Directive)
+        raise ConfigError("decider", f"unknown directive {value!r}; choose {choices}") from None
+
+
 @dataclass
 class RestartIntensity:
     """At most ``max_restarts`` restarts within ``within`` seconds (OTP intensity/period).
@@ -90,3 +178,37 @@ class RestartIntensity:
     def count(self, now: float) -> int:
         """Restarts inside the window that ends at ``now``."""
         return sum(1 for t in self._times if t > now - self.within)
+
+
+@dataclass
+class RestartTracker:
+    """The restart bookkeeping of one supervisor: its intensity window plus one
+    :class:`BackoffState` per child (keyed by name).
+
+    >>> tracker = RestartTracker(RestartIntensity(1, within=10), Backoff.none())
+    >>> tracker.record("db", now=0.0), tracker.record("db", now=1.0)
+    (0.0, None)
+    """
+
+    intensity: RestartIntensity
+    backoff: Backoff
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+    _states: dict[str, BackoffState] = field(default_factory=dict, repr=False)
+
+    def record(self, child: str, now: float) -> float | None:
+        """Count a restart caused by ``child`` at ``now``: the backoff delay before it,
+        or None when it exceeds the intensity limit (the supervisor gives up)."""
+        if not self.intensity.record(now):
+            return None
+        return self.state(child).next_delay(now)
+
+    def state(self, child: str) -> BackoffState:
+        """The backoff state of ``child`` (made on first use)."""
+        found = self._states.get(child)
+        if found is None:
+            found = self._states[child] = BackoffState(self.backoff, rng=self.rng)
+        return found
+
+    def forget(self, child: str) -> None:
+        """Drop the backoff state of a child that left the tree."""
+        self._states.pop(child, None)
