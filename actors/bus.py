@@ -93,7 +93,8 @@ class EventBus:
         self.name = name
         self.stats = BusStats()
         self._subscribers: dict[ActorRef, _Subscriber] = {}
-        self._routes: dict[str, list[_Subscriber]] = {}
+        self._bridges: dict[ActorRef, _Subscriber] = {}
+        self._routes: dict[tuple[str, bool], list[_Subscriber]] = {}
 
     # -- subscriptions ------------------------------------------------------------------
 
@@ -138,21 +139,36 @@ class EventBus:
             self._stop_courier(entry)
         self._routes.clear()
 
-    def subscribers(self, topic: str) -> list[ActorRef]:
-        """The actors an event with ``topic`` goes to."""
-        return [entry.ref for entry in self._route(topic)]
+    def bridge(self, ref: ActorRef, *patterns: str | type) -> None:
+        """Send events matching ``patterns`` to ``ref`` *instead of* local subscribers.
 
-    def _route(self, topic: str) -> list[_Subscriber]:
-        route = self._routes.get(topic)
+        Used by :class:`~troupe.actors.bus_bridge.BusBridge`: such events travel
+        through a broker and come back to the local subscribers of every process
+        with ``publish(..., local=True)``.
+        """
+        self._bridges[ref] = _Subscriber(ref, [TopicPattern(pattern_name(p)) for p in patterns])
+        self._routes.clear()
+
+    def unbridge(self, ref: ActorRef) -> None:
+        """Stop routing events to the bridge ``ref``."""
+        self._bridges.pop(ref, None)
+        self._routes.clear()
+
+    def subscribers(self, topic: str) -> list[ActorRef]:
+        """The local actors an event with ``topic`` goes to."""
+        return [entry.ref for entry in self._route(topic, True)]
+
+    def _route(self, topic: str, local: bool) -> list[_Subscriber]:
+        route = self._routes.get((topic, local))
         if route is None:
-            route = [
-                entry
-                for entry in self._subscribers.values()
-                if any(p.matches(topic) for p in entry.patterns)
-            ]
+            route = []
+            if not local:
+                route = [e for e in self._bridges.values() if _matches(e, topic)]
+            if not route:
+                route = [e for e in self._subscribers.values() if _matches(e, topic)]
             if len(self._routes) > 10_000:
                 self._routes.clear()
-            self._routes[topic] = route
+            self._routes[(topic, local)] = route
         return route
 
     def _subscriber_stopped(self, notice: Terminated) -> None:
@@ -173,6 +189,7 @@ class EventBus:
         wait: bool = False,
         timeout: float | None = _DEFAULT,
         headers: dict[str, str] | None = None,
+        local: bool = False,
     ) -> int:
         """Send ``event`` to every matching subscriber; return how many there were.
 
@@ -180,9 +197,11 @@ class EventBus:
         took the event. ``wait=True`` returns once every handler finished
         (after its retries) and raises an ``ExceptionGroup`` of all failures.
         ``timeout`` bounds each handler (default: the system's ask timeout).
+        A topic that is bridged to a broker goes to the bridge only, unless
+        ``local`` (what bridges use to deliver what they consume).
         """
         topic = topic or topic_of(event)
-        route = self._route(topic)
+        route = self._route(topic, local)
         self.stats.published += 1
         if not route:
             self.stats.unrouted += 1
@@ -221,7 +240,7 @@ class EventBus:
     def emit(self, event: Any, *, topic: str | None = None) -> int:
         """Fire-and-forget publish for sync code; never waits (mailbox policies apply)."""
         topic = topic or topic_of(event)
-        route = self._route(topic)
+        route = self._route(topic, False)
         self.stats.published += 1
         if not route:
             self.stats.unrouted += 1
@@ -246,6 +265,10 @@ class EventBus:
             # the courier bounds each attempt itself; its reply waits for all retries
             return await entry.courier.ask(_Delivery(event, headers, timeout, True), timeout=None)
         return await entry.ref.ask(event, timeout=timeout, headers=headers)
+
+
+def _matches(entry: _Subscriber, topic: str) -> bool:
+    return any(p.matches(topic) for p in entry.patterns)
 
 
 class _Courier(Actor):

@@ -131,7 +131,7 @@ async def test_compensations_retry_then_park_as_needs_attention() -> None:
     assert done.status is SagaStatus.COMPENSATED  # two failures, third attempt works
     assert stats.compensation_retries == 2
     plan = {"c": "reject", "b-undo-failures": 10}
-    journal, done, (record, stats, orchestrator, _) = await run_saga(plan)
+    journal, done, (record, stats, _, _) = await run_saga(plan)
     assert done.status is SagaStatus.NEEDS_ATTENTION
     assert journal == ["do a", "do b"]  # a is not undone while b is stuck: order is kept
     assert record.status is SagaStatus.NEEDS_ATTENTION and "ConnectionError" in record.error
