@@ -130,7 +130,16 @@ async def _serve(config: ChildConfig, control: socket.socket | None, stop: _Stop
     root_failure: list[BaseException | None] = []
     try:
         tree = resolve(config.target)
-        root = await tree.build(system)
+        building = asyncio.ensure_future(tree.build(system))
+        stop_wait = asyncio.ensure_future(stopping.wait())
+        await asyncio.wait([building, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+        if not building.done():
+            logger.warning("stopped (%s) while the tree was still starting", stop.reason)
+            building.cancel()
+            await system.shutdown(config.shutdown)
+            return EXIT_OK
+        root = building.result()
     except Exception:
         logger.exception("tree %s failed to start", config.target)
         await system.shutdown(config.shutdown)

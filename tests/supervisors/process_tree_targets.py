@@ -100,3 +100,9 @@ def make_worker_tree() -> type[Actor]:
 
 
 NOT_A_TREE = 42
+
+
+async def slow_start(system: ActorSystem) -> None:
+    """A tree that takes far longer to build than any test waits."""
+    _note("up", system.name)
+    await asyncio.sleep(60)

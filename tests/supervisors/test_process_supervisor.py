@@ -175,6 +175,17 @@ async def test_a_child_that_does_not_drain_in_time_is_killed_and_the_exit_is_non
     assert tree.status()[0].last_exit == -signal.SIGKILL
 
 
+async def test_a_child_stopped_while_its_tree_is_still_starting_exits_cleanly(
+    note_dir: Path,
+) -> None:
+    tree = ProcessSupervisor([ProcessSpec("process_tree_targets:slow_start", shutdown=1.0)])
+    await tree.start()
+    await eventually(lambda: len(notes(note_dir, "up")) == 1)
+    assert tree.status()[0].state is ChildState.STARTING
+    assert await tree.stop() == EXIT_OK
+    assert tree.status()[0].last_exit == 0
+
+
 async def test_an_actor_root_ends_its_process_and_transient_children_stay_down(
     note_dir: Path,
 ) -> None:
@@ -201,6 +212,17 @@ async def test_a_failing_actor_root_exits_non_zero_and_is_restarted(note_dir: Pa
     assert await tree.wait() == EXIT_FAILED
     assert tree.failure is not None and tree.failure.child == "BrokenRoot-0"
     assert tree.status()[0].restarts == 1
+
+
+async def test_a_temporary_child_is_never_restarted(note_dir: Path) -> None:
+    tree = ProcessSupervisor(
+        [ProcessSpec("process_tree_targets:BrokenRoot", restart="temporary")], backoff=QUICK
+    )
+    await tree.start()
+    assert await tree.wait() == EXIT_FAILED  # it ended abnormally and stays down
+    assert tree.failure is None
+    (status,) = tree.status()
+    assert (status.state, status.restarts, status.last_exit) == (ChildState.EXITED, 0, 1)
 
 
 async def test_a_factory_target_builds_its_tree_in_the_child(note_dir: Path) -> None:
