@@ -167,15 +167,13 @@ class TreeReader:
         self.directory = Path(directory)
         self._files: dict[Path, _OpenFile] = {}
 
-    def snapshots(self, skip: set[Path] | None = None) -> Iterator[SlotSnapshot]:
-        """Slots of every file but those in ``skip`` (stores this process reads directly)."""
+    def snapshots(self) -> Iterator[SlotSnapshot]:
+        """The slots of every store file in the directory."""
         try:
             paths = sorted(self.directory.glob(f"*{SUFFIX}"))
         except OSError:
             return
         for path in paths:
-            if skip and path in skip:
-                continue
             opened = self._open(path)
             if opened is None:
                 continue
