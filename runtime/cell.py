@@ -304,9 +304,9 @@ class ActorCell:
         receive = self._receive
         budget = self._throughput
         # Metrics: one perf_counter read per message, chained (a message's time runs
-        # from the previous one's end); quick calls are summed in a local.
+        # from the previous one's end); calls under FAST_BOUND are counted per turn.
         stats = self.metrics
-        quick = 0
+        slow = 0  # messages counted by observe(); the rest of the turn was quick
         began = start = perf_counter() if stats is not None else 0.0
         traced = False
         if current_traceparent.get() is not None:
@@ -340,6 +340,7 @@ class ActorCell:
                     now = perf_counter()
                     stats.observe(now - began)
                     stats.add(FAILED)
+                    slow += 1
                     began = now
                 if reply is not None and not reply.done():
                     reply.set_exception(exc)
@@ -349,10 +350,9 @@ class ActorCell:
                 break
             if stats is not None:
                 now = perf_counter()
-                if now - began < FAST_BOUND:
-                    quick += 1
-                else:
+                if now - began >= FAST_BOUND:
                     stats.observe(now - began)
+                    slow += 1
                 began = now
             if reply is not None:
                 if not reply.done():
@@ -363,7 +363,7 @@ class ActorCell:
                 traced = False
                 self._current = None
         if stats is not None:
-            stats.end_turn(quick, began - start)
+            stats.end_turn(self._throughput - budget - slow, began - start)
         self._finish_turn()
 
     async def _drain_async(self) -> None:
@@ -371,7 +371,7 @@ class ActorCell:
         receive = self._receive
         budget = self._throughput
         stats = self.metrics  # timing as in _drain_sync
-        quick = 0
+        slow = 0  # messages counted by observe(); the rest of the turn was quick
         began = start = perf_counter() if stats is not None else 0.0
         traced = False
         if current_traceparent.get() is not None:
@@ -400,14 +400,15 @@ class ActorCell:
                 if reply is not None and not reply.done():
                     reply.set_exception(ActorStopped(self.name))
                 self._scheduled = False
-                if stats is not None:
-                    stats.end_turn(quick, began - start)
+                if stats is not None:  # the cancelled message is not counted
+                    stats.end_turn(self._throughput - budget - slow - 1, began - start)
                 raise
             except Exception as exc:
                 if stats is not None:
                     now = perf_counter()
                     stats.observe(now - began)
                     stats.add(FAILED)
+                    slow += 1
                     began = now
                 if reply is not None and not reply.done():
                     reply.set_exception(exc)
@@ -417,10 +418,9 @@ class ActorCell:
                 break
             if stats is not None:
                 now = perf_counter()
-                if now - began < FAST_BOUND:
-                    quick += 1
-                else:
+                if now - began >= FAST_BOUND:
                     stats.observe(now - began)
+                    slow += 1
                 began = now
             if reply is not None and not reply.done():
                 reply.set_result(result)
@@ -429,7 +429,7 @@ class ActorCell:
                 leave_trace()
                 traced = False
         if stats is not None:
-            stats.end_turn(quick, began - start)
+            stats.end_turn(self._throughput - budget - slow, began - start)
         self._finish_turn()
 
     # -- failure and directives -----------------------------------------------------------

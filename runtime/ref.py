@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .envelope import Envelope
 from .mailbox import ACCEPTED, Accepted
 from .state import State
+from .tracing import PROPAGATION, outgoing
 
 if TYPE_CHECKING:
     from .cell import ActorCell
@@ -53,9 +54,11 @@ class ActorRef:
         From a thread other than the system's, a full ``backpressure`` mailbox
         blocks the calling thread instead.
         """
+        cell = self._cell
+        if PROPAGATION.on:  # carry the trace of the message being handled (troupe.tracing)
+            headers = outgoing(headers, cell.system.tracing)
         if sender is not None or headers is not None:
             message = Envelope(message, None, sender, headers)
-        cell = self._cell
         if cell.state is _RUNNING and get_ident() == cell._thread_id:
             mailbox = cell.mailbox
             queue = mailbox.queue
@@ -88,6 +91,8 @@ class ActorRef:
                 "from another thread use SyncActorSystem.ask"
             )
         reply: asyncio.Future[Any] = loop.create_future()
+        if PROPAGATION.on:
+            headers = outgoing(headers, cell.system.tracing)
         pending = cell.deliver(Envelope(message, reply, None, headers))
         if type(pending) is not Accepted:
             await pending
