@@ -9,8 +9,32 @@ from __future__ import annotations
 import logging
 import sys
 
-FORMAT = "%(asctime)s %(levelname)-7s %(troupe_process)s[%(process)d] %(name)s: %(message)s"
+FORMAT = "%(asctime)s %(levelname)-7s %(troupe_label)s %(name)s: %(message)s"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+MAX_DEPTH = 40
+
+
+def current_actor() -> str | None:
+    """The name of the actor whose handler or hook is running on this thread's stack.
+
+    Found by walking the stack to the runtime's dispatch frame, so it costs
+    nothing until something logs.
+    """
+    from troupe import cell
+
+    cell_file = cell.__file__
+    frame = sys._getframe(1)
+    for _ in range(MAX_DEPTH):
+        if frame.f_code.co_filename == cell_file:
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, cell.ActorCell):
+                return owner.name
+        if frame.f_back is None:
+            return None
+        frame = frame.f_back
+    return None
 
 
 class _ProcessLabel(logging.Filter):
@@ -19,15 +43,17 @@ class _ProcessLabel(logging.Filter):
         self.label = label
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.troupe_process = self.label
+        actor = current_actor()
+        label = f"{self.label}[{record.process}]"
+        record.troupe_label = f"{label}/{actor}" if actor else label
         return True
 
 
 def configure_logging(level: str | int, process: str) -> None:
-    """Send log records to stderr as ``time LEVEL process[pid] logger: message``.
+    """Send log records to stderr as ``time LEVEL process[pid]/actor logger: message``.
 
-    Actor names appear in the runtime's own messages (failures, restarts,
-    stops); ``process`` is ``root`` or the child's name (``workers-0``).
+    ``process`` is ``root`` or the child's name (``workers-0``); ``/actor``
+    names the actor when the record comes from an actor's handler or hook.
     """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))

@@ -8,6 +8,7 @@ Each child records what happened to it as small files in ``$TROUPE_TEST_DIR``:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from troupe import Actor, ActorSystem
 
+log = logging.getLogger(__name__)
 WORK_ITEMS = 20
 WORK_SECONDS = 0.04
 
@@ -36,10 +38,13 @@ class Worker(Actor):
 
     async def receive(self, message: Any) -> int:
         await asyncio.sleep(WORK_SECONDS)
+        if not self.handled:
+            log.info("first item")
         self.handled += 1
         return self.handled
 
     def on_stop(self) -> None:
+        log.info("handled %d", self.handled)
         _note("drained", str(self.handled))
 
 

@@ -50,7 +50,9 @@ def test_sigterm_drains_every_child_and_the_root_exits_0_within_the_deadline(
     assert not any(alive(pid) for pid in pids)
     assert "received SIGTERM" in log
     for name, pid in zip(["busy-0", "busy-1"], pids, strict=True):
-        assert f"{name}[{pid}]" in log  # log lines name the process
+        assert f"{name}[{pid}] " in log  # log lines name the process
+        assert f"{name}[{pid}]/worker process_tree_targets: first item" in log  # and the actor
+        assert f"{name}[{pid}]/worker process_tree_targets: handled {WORK_ITEMS}" in log
         assert f"pid {pid}" in log  # the SIGUSR1 dump lists it
     assert "stopped cleanly" in log
 
