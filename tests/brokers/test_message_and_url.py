@@ -1,0 +1,80 @@
+"""The message model, serializers, wire fields and broker selection by URL."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from troupe import ConfigError
+from troupe.brokers import JSON, MalformedMessage, MemoryBroker, Message, connect, redact
+from troupe.brokers.message import BYTES, decode_body, from_fields, to_fields
+from troupe.brokers.redis_streams import RedisBroker
+
+headers = st.dictionaries(st.text(min_size=1, max_size=10), st.text(max_size=20), max_size=4)
+
+
+@given(
+    body=st.binary(max_size=200),
+    key=st.none() | st.text(max_size=20),
+    headers=headers,
+)
+def test_fields_round_trip(body: bytes, key: str | None, headers: dict[str, str]) -> None:
+    message = Message(body, key, headers)
+    back = from_fields(to_fields(message), "1-0")
+    assert back == message
+
+
+def test_unreadable_fields_are_malformed_with_a_reason() -> None:
+    with pytest.raises(MalformedMessage, match="no body"):
+        from_fields({b"i": b"x"}, "1-0")
+    with pytest.raises(MalformedMessage, match="unreadable"):
+        from_fields({b"b": b"", b"h": b"[1, 2]"}, "1-0")
+    with pytest.raises(MalformedMessage, match="unreadable"):
+        from_fields({b"b": b"", b"k": b"\xff\xfe"}, "1-0")
+
+
+def test_json_is_the_default_and_bytes_pass_through() -> None:
+    broker = MemoryBroker()
+    message = broker.message({"a": [1, "é"]}, key="k", headers={"traceparent": "t"})
+    assert JSON.loads(message.body) == {"a": [1, "é"]}
+    assert message.headers["content-type"] == "application/json"
+    raw = broker.message(b"\x00\x01")
+    assert raw.body == b"\x00\x01"
+    assert BYTES.loads(raw.body) == b"\x00\x01"
+    with pytest.raises(MalformedMessage, match="does not decode"):
+        decode_body(JSON, Message(b"\x80 not json"))
+
+
+def test_connect_picks_the_broker_by_url() -> None:
+    assert isinstance(connect("memory://"), MemoryBroker)
+    assert isinstance(connect("redis://127.0.0.1:1/0"), RedisBroker)
+    tls = connect("rediss://127.0.0.1:1/0")
+    assert isinstance(tls, RedisBroker)
+    with pytest.raises(ConfigError, match="memory://, redis://, rediss://"):
+        connect("ftp://user:pw@host")
+
+
+def test_passwords_never_show(caplog: pytest.LogCaptureFixture) -> None:
+    url = "rediss://app:s3cret@127.0.0.1:6380/2"
+    broker = connect(url)
+    assert "s3cret" not in repr(broker)
+    assert "s3cret" not in broker.url
+    assert redact(url) == "rediss://app:***@127.0.0.1:6380/2"
+    assert redact("redis://127.0.0.1:6379") == "redis://127.0.0.1:6379"
+    with caplog.at_level(logging.DEBUG), pytest.raises(ConfigError) as info:
+        connect("bogus://u:s3cret@h")
+    assert "s3cret" not in str(info.value)
+
+
+async def test_connection_errors_do_not_leak_the_password() -> None:
+    from troupe.brokers import BrokerConnectionError
+    from troupe.brokers.testing import free_port
+
+    broker = connect(f"redis://app:s3cret@127.0.0.1:{free_port()}/0")
+    with pytest.raises(BrokerConnectionError) as info:
+        await broker.connect()
+    assert "s3cret" not in str(info.value)
+    await broker.close()

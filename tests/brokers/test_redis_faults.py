@@ -1,0 +1,164 @@
+"""Faults on a real Redis: a consumer process killed with -9, a server restart, publish errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from troupe import Actor, ActorSystem
+from troupe.brokers import (
+    BrokerConnectionError,
+    ConsumerBridge,
+    ProducerBridge,
+    Publish,
+    PublishError,
+    connect,
+)
+from troupe.brokers.testing import RedisServer
+from troupe.supervisors import Backoff
+
+CONSUMER = Path(__file__).with_name("effect_consumer.py")
+TOTAL = 10_000
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+def start_consumer(url: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, str(CONSUMER), url, "orders", "effects"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def test_kill_9_mid_stream_loses_nothing_and_effects_happen_once(redis_url: str) -> None:
+    broker = connect(redis_url)
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await broker.ensure_group("orders", "effects")
+        for start in range(0, TOTAL, 1000):
+            await broker.publish_messages(
+                "orders", [broker.message({"n": i}) for i in range(start, start + 1000)]
+            )
+        first = start_consumer(redis_url)
+        try:
+
+            async def some_handled() -> bool:
+                return int(await client.hlen("handled")) >= TOTAL // 4
+
+            await eventually(some_handled)
+            first.send_signal(signal.SIGKILL)  # mid-stream: no drain, no ack
+            first.wait()
+            assert int(await client.hlen("effects")) < TOTAL
+        finally:
+            first.kill()
+            first.wait()
+        second = start_consumer(redis_url)
+        try:
+
+            async def all_applied() -> bool:
+                return int(await client.hlen("effects")) == TOTAL
+
+            await eventually(all_applied, timeout=120)
+            await eventually(lambda: _pending_is_zero(broker))
+        finally:
+            second.kill()
+            second.wait()
+        handled = {int(k): int(v) for k, v in (await client.hgetall("handled")).items()}
+        effects = {int(k): int(v) for k, v in (await client.hgetall("effects")).items()}
+        assert set(handled) == set(range(TOTAL))  # every message handled at least once
+        assert effects == dict.fromkeys(range(TOTAL), 1)  # every effect exactly once
+        assert await broker.dead_letters("orders") == []
+    finally:
+        await client.aclose()
+        await broker.close()
+
+
+async def _pending_is_zero(broker: Any) -> bool:
+    return int(await broker.pending("orders", "effects")) == 0
+
+
+class Slow(Actor):
+    def __init__(self, seen: list[int]) -> None:
+        self.seen = seen
+
+    async def receive(self, message: Any) -> None:
+        await asyncio.sleep(0.0005)
+        self.seen.append(message)
+
+
+async def test_server_restart_during_consumption_is_survived(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    broker = connect(redis_url, reconnect=Backoff(initial=0.05, maximum=0.5))
+    seen: list[int] = []
+    try:
+        await broker.ensure_group("s", "g")
+        await broker.publish_messages("s", [broker.message(i) for i in range(2000)])
+        async with ActorSystem() as system:
+            target = system.spawn(Slow, seen)
+            bridge = system.spawn(ConsumerBridge, broker, "s", "g", target, block=0.05)
+            deadline = time.monotonic() + 30
+            while len(seen) < 300:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(redis_server.restart, 0.5)
+            while set(seen) != set(range(2000)) or await broker.pending("s", "g"):
+                assert time.monotonic() < deadline + 30, f"{len(set(seen))} of 2000 handled"
+                await asyncio.sleep(0.05)
+            cell = system.cell_of(bridge)
+            assert cell.restarts >= 1  # the lost connection failed the bridge; it was restarted
+            stats = broker.stats.consumer("s", "g", cell.actor.consumer)  # type: ignore[attr-defined]
+            assert stats.connection_failures >= 1
+            assert bridge.is_alive
+    finally:
+        await broker.close()
+
+
+async def test_producer_reports_failures_to_askers_and_counts_told_ones(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    broker = connect(redis_url, reconnect=Backoff(initial=0.01, maximum=0.05))
+    fast = Backoff(initial=0.01, maximum=0.02)
+    try:
+        async with ActorSystem() as system:
+            producer = system.spawn(ProducerBridge, broker, "out", max_attempts=2, retry=fast)
+            assert isinstance(await producer.ask({"ok": 1}), str)
+            await asyncio.to_thread(redis_server.stop)
+            try:
+                with pytest.raises((PublishError, BrokerConnectionError)):
+                    await producer.ask(Publish({"ok": 2}))
+                await producer.tell({"ok": 3})
+                stats = broker.stats.producer(producer.name)
+                deadline = time.monotonic() + 10
+                while stats.failed < 2:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.02)
+            finally:
+                await asyncio.to_thread(redis_server.start)
+            message_id = await producer.ask({"ok": 4})  # restarted or not, it publishes again
+            assert isinstance(message_id, str)
+            assert stats.published == 2
+            assert stats.retries >= 2
+        bodies = [m.body for m in await broker.read_stream("out")]
+        assert bodies == [b'{"ok":1}', b'{"ok":4}']
+    finally:
+        await broker.close()
