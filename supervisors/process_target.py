@@ -8,8 +8,8 @@ own :class:`~troupe.ActorSystem`. A target may name:
 - an :class:`~troupe.Actor` subclass, spawned as the process's root actor;
   the process ends when that actor stops (exit status 0 after a normal stop,
   1 after a failure);
-- an actor supervisor spec (``troupe.supervisors.SupervisorSpec``), spawned as the
-  root actor the same way;
+- an actor supervisor spec (``troupe.supervisors.spec.SupervisorSpec``), spawned
+  (``spec.spawn(system)``) as the root actor the same way;
 - a function without parameters that returns one of the above (called in the
   child process).
 
@@ -193,19 +193,26 @@ def _required_positional(fn: Callable[..., Any]) -> int | None:
 
 def _is_supervisor_spec(obj: Any) -> bool:
     try:
-        supervisor = importlib.import_module("troupe.supervisors.supervisor")
+        spec_module = importlib.import_module("troupe.supervisors.spec")
     except ImportError:
         return False
-    spec_type = getattr(supervisor, "SupervisorSpec", None)
+    spec_type = getattr(spec_module, "SupervisorSpec", None)
     return isinstance(spec_type, type) and isinstance(obj, spec_type)
 
 
 def _candidates(module: Any) -> list[str]:
     from troupe import Actor
 
+    from .process_supervisor import ProcessSupervisor
+
     names = []
     for name, value in vars(module).items():
-        if name.startswith("_") or getattr(value, "__module__", None) != module.__name__:
+        if name.startswith("_"):
+            continue
+        if isinstance(value, ProcessSupervisor) or _is_supervisor_spec(value):
+            names.append(name)
+            continue
+        if getattr(value, "__module__", None) != module.__name__:
             continue
         is_actor = isinstance(value, type) and issubclass(value, Actor)
         is_function = inspect.isfunction(value) and _required_positional(value) in (0, 1)
