@@ -17,21 +17,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from troupe.actors.bus import EventBus
+from troupe.actors.bus_bridge import BusBridge, DataclassCodec
 from troupe.actors.idempotency import Idempotent
 from troupe.actors.retry import Retry
 from troupe.actors.saga import SagaOrchestrator, SagaStats
 from troupe.actors.saga_log import MemorySagaLog, SagaLog
+from troupe.brokers import Broker, connect
 from troupe.brokers.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from troupe.ref import ActorRef
 from troupe.system import ActorSystem
 
-from .events import CreateOrder, OrderPlaced
+from .events import EVENT_TYPES, CreateOrder, OrderPlaced
 from .ledgers import Inventory, Mailer, Payments
-from .service import COUNTER, FLOW, SAGA, SERVICE, EventCounter, OrderFlow, OrderService
+from .service import BRIDGE, COUNTER, FLOW, SAGA, SERVICE, EventCounter, OrderFlow, OrderService
 from .steps import (
     CONFIRMATION,
     INVENTORY,
@@ -50,13 +53,25 @@ DEFAULT_STOCK = {"book": 500, "lamp": 200, "mug": 800, "desk": 50}
 
 @dataclass
 class OrderSettings:
-    """What the order system runs on and with."""
+    """What the order system runs on and with.
 
+    ``broker_url`` picks the broker the order events travel through
+    (``memory://`` embedded, ``redis://host:port/db``); with Redis, the saga log
+    and the idempotency keys live in Redis too, under ``namespace``. Passing
+    ``inventory``/``payments``/``mailer`` reuses the "external services" (tests
+    restart the system around the same ones).
+    """
+
+    broker_url: str = "memory://"
+    namespace: str = "troupe:orders:"
     stock: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_STOCK))
     balances: dict[str, int] = field(default_factory=lambda: {"ada": 10**9})
     faults: Faults = field(default_factory=Faults)
     saga_log: SagaLog | None = None
     idempotency: IdempotencyStore | None = None
+    inventory: Inventory | None = None
+    payments: Payments | None = None
+    mailer: Mailer | None = None
     step_timeout: float = 2.0
     step_retry: Retry | None = None
 
@@ -77,6 +92,9 @@ class OrderApp:
     saga_stats: SagaStats
     saga_log: SagaLog
     events: Counter[str]
+    outcomes: Counter[str]
+    broker: Broker
+    closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
     async def submit(self, order: CreateOrder, timeout: float | None = 10.0) -> dict[str, Any]:
         """Place an order (safe to repeat with the same order id)."""
@@ -103,6 +121,12 @@ class OrderApp:
         ended = self.events["OrderConfirmed"] + self.events["OrderCancelled"]
         return ended >= self.saga_stats.completed + self.saga_stats.compensated
 
+    async def close(self) -> None:
+        """Close the connections the app opened (call after the system shut down)."""
+        for close in reversed(self.closers):
+            await close()
+        self.closers.clear()
+
     def summary(self) -> dict[str, int]:
         """The numbers the demo prints."""
         stats = self.saga_stats
@@ -124,22 +148,31 @@ class OrderApp:
 
 async def start_orders(system: ActorSystem, settings: OrderSettings) -> OrderApp:
     """Start the order system's actors in ``system`` and return a handle on them."""
-    inventory = Inventory(settings.stock)
-    payments = Payments(settings.balances)
-    mailer = Mailer()
+    inventory = settings.inventory or Inventory(settings.stock)
+    payments = settings.payments or Payments(settings.balances)
+    mailer = settings.mailer or Mailer()
+    broker = connect(settings.broker_url)
+    closers: list[Callable[[], Awaitable[Any]]] = [broker.close]
+    saga_log, store = settings.saga_log, settings.idempotency
+    if settings.broker_url.startswith(("redis://", "rediss://")) and (
+        saga_log is None or store is None
+    ):
+        saga_log, store, close = _redis_state(settings, saga_log, store)
+        closers.append(close)
     bus = EventBus(system, name="orders.bus")
     events: Counter[str] = Counter()
     saga_stats = SagaStats()
-    saga_log: SagaLog = settings.saga_log if settings.saga_log is not None else MemorySagaLog()
+    saga_log = saga_log if saga_log is not None else MemorySagaLog()
     guard = Idempotent(
-        settings.idempotency or MemoryIdempotencyStore(),
-        namespace="orders:create:",
+        store or MemoryIdempotencyStore(),
+        namespace=f"{settings.namespace}create:",
         sleep=system.clock.sleep,
     )
     system.spawn(ReserveInventory, inventory, settings.faults, name=INVENTORY)
     system.spawn(ChargePayment, payments, name=PAYMENT)
     system.spawn(SendConfirmation, mailer, name=CONFIRMATION)
-    flow = system.spawn(OrderFlow, bus, SAGA, name=FLOW)
+    outcomes: Counter[str] = Counter()
+    flow = system.spawn(OrderFlow, bus, SAGA, outcomes, name=FLOW)
     orchestrator = system.spawn(
         SagaOrchestrator,
         order_saga(settings.step_timeout, settings.step_retry),
@@ -151,6 +184,16 @@ async def start_orders(system: ActorSystem, settings: OrderSettings) -> OrderApp
     counter = system.spawn(EventCounter, events, name=COUNTER)
     bus.subscribe(flow, OrderPlaced, retry=Retry(max_attempts=5, initial=0.01))
     bus.subscribe(counter, "#")
+    system.spawn(
+        BusBridge,
+        bus,
+        broker,
+        f"{settings.namespace}events",
+        group="orders",
+        consumer="orders-1",
+        codec=DataclassCodec(EVENT_TYPES.values()),
+        name=BRIDGE,
+    )
     service = system.spawn(OrderService, guard, bus, name=SERVICE)
     return OrderApp(
         system=system,
@@ -165,4 +208,22 @@ async def start_orders(system: ActorSystem, settings: OrderSettings) -> OrderApp
         saga_stats=saga_stats,
         saga_log=saga_log,
         events=events,
+        outcomes=outcomes,
+        broker=broker,
+        closers=closers,
     )
+
+
+def _redis_state(
+    settings: OrderSettings, saga_log: SagaLog | None, store: IdempotencyStore | None
+) -> tuple[SagaLog, IdempotencyStore, Callable[[], Awaitable[Any]]]:
+    """The saga log and idempotency store on the broker's Redis."""
+    from redis.asyncio import Redis
+
+    from troupe.actors.saga_log_redis import RedisSagaLog
+    from troupe.brokers.redis_idempotency import RedisIdempotencyStore
+
+    client = Redis.from_url(settings.broker_url)
+    log = saga_log or RedisSagaLog(client, prefix=f"{settings.namespace}saga:")
+    idem = store or RedisIdempotencyStore(client, prefix=f"{settings.namespace}idem:")
+    return log, idem, client.aclose

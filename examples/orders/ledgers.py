@@ -30,7 +30,7 @@ class Inventory:
         self.stock = dict(stock)
         self.reservations: dict[str, dict[str, int]] = {}
         self.released: set[str] = set()
-        self.operations = 0
+        self.history: list[tuple[str, str]] = []  # (operation, order id) that took effect
 
     def reserve(self, order_id: str, items: dict[str, int]) -> None:
         """Take ``items`` out of stock for ``order_id`` (again: no-op)."""
@@ -44,7 +44,7 @@ class Inventory:
         for sku, qty in items.items():
             self.stock[sku] -= qty
         self.reservations[order_id] = dict(items)
-        self.operations += 1
+        self.history.append(("reserve", order_id))
 
     def release(self, order_id: str) -> None:
         """Put ``order_id``'s reservation back (no-op when there is none)."""
@@ -54,7 +54,7 @@ class Inventory:
             return
         for sku, qty in items.items():
             self.stock[sku] += qty
-        self.operations += 1
+        self.history.append(("release", order_id))
 
     def balanced(self) -> bool:
         """Stock plus reservations equals the initial stock, for every SKU."""
@@ -74,6 +74,7 @@ class Payments:
         self.total = sum(balances.values())
         self.charges: dict[str, tuple[str, int]] = {}
         self.refunded: set[str] = set()
+        self.history: list[tuple[str, str]] = []  # (operation, order id) that took effect
 
     def charge(self, order_id: str, customer: str, amount: int) -> None:
         """Move ``amount`` from ``customer`` to the merchant for ``order_id`` (again: no-op)."""
@@ -87,6 +88,7 @@ class Payments:
         self.balances[customer] = balance - amount
         self.merchant += amount
         self.charges[order_id] = (customer, amount)
+        self.history.append(("charge", order_id))
 
     def refund(self, order_id: str) -> None:
         """Give ``order_id``'s charge back (no-op when there is none)."""
@@ -97,6 +99,7 @@ class Payments:
         customer, amount = charge
         self.balances[customer] += amount
         self.merchant -= amount
+        self.history.append(("refund", order_id))
 
     def balanced(self) -> bool:
         """No money was created or lost, and the merchant holds exactly the live charges."""
@@ -110,7 +113,10 @@ class Mailer:
 
     def __init__(self) -> None:
         self.sent: dict[str, str] = {}
+        self.history: list[tuple[str, str]] = []
 
     def send(self, order_id: str, to: str) -> None:
         """Send the confirmation for ``order_id`` (again: no-op)."""
-        self.sent.setdefault(order_id, to)
+        if order_id not in self.sent:
+            self.sent[order_id] = to
+            self.history.append(("mail", order_id))

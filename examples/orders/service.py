@@ -37,6 +37,7 @@ SERVICE = "orders.service"
 FLOW = "orders.flow"
 SAGA = "orders.saga"
 COUNTER = "orders.events"
+BRIDGE = "orders.bridge"
 
 
 class OrderService(Actor):
@@ -56,8 +57,11 @@ class OrderService(Actor):
         problem = _invalid(command)
         if problem is not None:
             return {"order_id": command.order_id, "status": "rejected", "reason": problem}
+        # wait=True: with the bus bridged to a broker, this returns once the broker has
+        # the event, so an accepted order is never lost (the saga starts from the broker)
         await self.bus.publish(
-            OrderPlaced(command.order_id, command.customer, dict(command.items), command.amount)
+            OrderPlaced(command.order_id, command.customer, dict(command.items), command.amount),
+            wait=True,
         )
         return {"order_id": command.order_id, "status": "accepted"}
 
@@ -73,19 +77,24 @@ def _invalid(command: CreateOrder) -> str | None:
 class OrderFlow(Actor):
     """Starts a saga per placed order; publishes the outcome of each."""
 
-    def __init__(self, bus: EventBus, saga_name: str = SAGA) -> None:
+    def __init__(
+        self, bus: EventBus, saga_name: str = SAGA, outcomes: Counter[str] | None = None
+    ) -> None:
         self.bus = bus
         self.saga_name = saga_name
+        self.outcomes: Counter[str] = outcomes if outcomes is not None else Counter()
 
     async def receive(self, message: Any) -> None:
         if isinstance(message, OrderPlaced):
             data = {"customer": message.customer, "items": message.items, "amount": message.amount}
-            self.system.lookup(self.saga_name).tell(StartSaga(message.order_id, data))
+            # ask: the event is acked only once the saga is in the saga log
+            await self.system.lookup(self.saga_name).ask(StartSaga(message.order_id, data))
         elif isinstance(message, SagaFinished):
             await self._outcome(message)
 
     async def _outcome(self, done: SagaFinished) -> None:
         order_id = done.saga_id
+        self.outcomes[f"{done.status.value}:{done.failed_step or '-'}"] += 1
         if done.status is SagaStatus.COMPLETED:
             await self.bus.publish(PaymentCompleted(order_id, int(done.data["amount"])))
             await self.bus.publish(OrderConfirmed(order_id))

@@ -1,0 +1,416 @@
+"""``troupe demo``: the order system under a stream of orders and injected faults.
+
+It places a seeded, realistic stream of orders (some customers cannot pay,
+the desk runs out of stock), submits some orders twice (at once and later, as
+retrying clients do), makes the inventory actor crash now and then, shows a
+progress bar on stderr, serves ``/metrics`` while it runs, and prints what
+happened: orders completed and compensated, restarts, dead letters,
+duplicates suppressed — and whether stock and money still balance.
+The exit status is 0 only when they do and every order settled.
+
+    troupe demo                                   # embedded in-memory broker
+    troupe demo --broker redis://127.0.0.1:6379/0 # events, saga log, idempotency on Redis
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import random
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import OrderApp
+    from .events import CreateOrder
+
+logger = logging.getLogger(__name__)
+
+PRICES = {"book": 1500, "lamp": 4500, "mug": 900, "desk": 25000}
+DEMO_STOCK = {"book": 2000, "lamp": 800, "mug": 3000, "desk": 150}
+
+
+@dataclass
+class DemoOptions:
+    """Settings of one demo run (the command-line flags)."""
+
+    orders: int = 600
+    broker: str = "memory://"
+    rate: float = 400.0  # orders per second; 0 = as fast as possible
+    concurrency: int = 32
+    duplicates: float = 0.1
+    poor_customers: float = 0.15
+    crash_every: int = 25
+    seed: int = 7
+    metrics_port: int | None = 0  # 0 = any free port; None = no endpoint
+    progress: bool = True
+    timeout: float = 120.0
+
+
+@dataclass
+class DemoResult:
+    """What the run did; ``ok`` is the exit condition."""
+
+    summary: dict[str, int]
+    submissions: int
+    unique: int
+    inventory_balanced: bool
+    money_balanced: bool
+    settled: bool
+    effects_once: bool
+    seconds: float
+    metrics_url: str | None = None
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Everything settled, balanced, and no effect happened twice."""
+        return (
+            self.settled
+            and self.inventory_balanced
+            and self.money_balanced
+            and self.effects_once
+            and self.summary["needs_attention"] == 0
+        )
+
+
+def make_orders(options: DemoOptions) -> tuple[list[CreateOrder], list[int], dict[str, int]]:
+    """The order stream: orders, the submission order (indexes; duplicates repeat), balances."""
+    from .events import CreateOrder
+
+    rng = random.Random(options.seed)
+    customers = [f"c{n:03d}" for n in range(40)]
+    poor = set(rng.sample(customers, round(len(customers) * options.poor_customers)))
+    balances = {c: (3000 if c in poor else 10_000_000) for c in customers}
+    orders = []
+    for n in range(options.orders):
+        skus = rng.sample(sorted(PRICES), rng.choice((1, 1, 2, 3)))
+        items = {sku: rng.choice((1, 1, 2)) for sku in skus}
+        amount = sum(PRICES[sku] * qty for sku, qty in items.items())
+        orders.append(CreateOrder(f"order-{n:05d}", rng.choice(customers), items, amount))
+    schedule = list(range(len(orders)))
+    for index in range(len(orders)):
+        if rng.random() < options.duplicates:
+            # a client retrying: right away (concurrent duplicate) or a little later
+            later = min(len(schedule), schedule.index(index) + rng.choice((1, 1, 5, 40)))
+            schedule.insert(later, index)
+    return orders, schedule, balances
+
+
+async def run_demo(options: DemoOptions, err: IO[str] | None = None) -> DemoResult:
+    """Run the order system under the demo's load and faults; return what happened."""
+    from troupe.system import ActorSystem
+
+    from .app import OrderSettings, start_orders
+    from .steps import Faults
+
+    err = err if err is not None else sys.stderr
+    orders, schedule, balances = make_orders(options)
+    redis = options.broker.startswith(("redis://", "rediss://"))
+    namespace = f"troupe:demo:{uuid.uuid4().hex[:8]}:" if redis else "troupe:demo:"
+    settings = OrderSettings(
+        broker_url=options.broker,
+        namespace=namespace,
+        stock=dict(DEMO_STOCK),
+        balances=balances,
+        faults=Faults(inventory_crash_every=options.crash_every),
+    )
+    metrics_url: str | None = None
+    began = time.monotonic()
+    async with ActorSystem(
+        "troupe-demo", metrics_port=options.metrics_port, shutdown_timeout=5.0
+    ) as system:
+        app = await start_orders(system, settings)
+        try:
+            metrics_url = _register_metrics(system, app)
+            if metrics_url is not None:
+                err.write(f"troupe demo: metrics at {metrics_url}\n")
+            progress = _Progress(app, len(orders), err, options.progress)
+            ticker = asyncio.create_task(progress.run())
+            try:
+                await _submit_all(app, orders, schedule, options)
+                settled = await _settle(app, len(orders), options.timeout)
+            finally:
+                ticker.cancel()
+                await asyncio.gather(ticker, return_exceptions=True)
+                progress.finish()
+            summary = app.summary()
+        finally:
+            await system.shutdown()
+            await app.close()
+            if redis:
+                await _drop_namespace(options.broker, namespace)
+    return DemoResult(
+        summary=summary,
+        submissions=len(schedule),
+        unique=len(orders),
+        inventory_balanced=app.inventory.balanced(),
+        money_balanced=app.payments.balanced(),
+        settled=settled,
+        effects_once=_effects_once(app),
+        seconds=time.monotonic() - began,
+        metrics_url=metrics_url,
+        outcomes=dict(app.outcomes),
+    )
+
+
+async def _submit_all(
+    app: OrderApp, orders: list[CreateOrder], schedule: list[int], options: DemoOptions
+) -> None:
+    slots = asyncio.Semaphore(options.concurrency)
+    interval = 1.0 / options.rate if options.rate > 0 else 0.0
+    start = time.monotonic()
+
+    async def submit(order: CreateOrder) -> None:
+        try:
+            for attempt in range(5):  # a client retries a failed submission
+                try:
+                    await app.submit(order)
+                    return
+                except Exception as exc:
+                    logger.info("submitting %s failed (%s); retrying", order.order_id, exc)
+                    await asyncio.sleep(0.05 * (attempt + 1))
+        finally:
+            slots.release()
+
+    tasks = []
+    for position, index in enumerate(schedule):
+        if interval:
+            delay = start + position * interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await slots.acquire()
+        tasks.append(asyncio.create_task(submit(orders[index])))
+    await asyncio.gather(*tasks)
+
+
+async def _settle(app: OrderApp, orders: int, timeout: float) -> bool:
+    try:
+        await app.settled(orders, timeout=timeout)
+    except TimeoutError as exc:
+        logger.error("%s", exc)
+        return False
+    return True
+
+
+def _effects_once(app: OrderApp) -> bool:
+    histories = (app.inventory.history, app.payments.history, app.mailer.history)
+    return all(len(h) == len(set(h)) for h in histories)
+
+
+def _register_metrics(system: Any, app: OrderApp) -> str | None:
+    endpoint = getattr(system, "metrics_endpoint", None)
+    if endpoint is None:
+        return None
+    try:
+        from troupe.actors.saga_metrics import SagaCollector
+    except ImportError:  # prometheus-client missing: the endpoint shows runtime metrics only
+        return str(endpoint.url)
+    endpoint.server.registry.register(SagaCollector({"order": app.saga_stats}))
+    return str(endpoint.url)
+
+
+async def _drop_namespace(url: str, namespace: str) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{namespace}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+class _Progress:
+    """A one-line progress bar on a terminal; a line per 10 % elsewhere."""
+
+    def __init__(self, app: OrderApp, total: int, out: IO[str], enabled: bool) -> None:
+        self.app = app
+        self.total = total
+        self.out = out
+        self.enabled = enabled
+        self.tty = out.isatty()
+        self.reported = -1
+
+    async def run(self) -> None:
+        while True:
+            self.draw()
+            await asyncio.sleep(0.1)
+
+    def draw(self) -> None:
+        if not self.enabled:
+            return
+        done = self.app.finished()
+        stats = self.app.saga_stats
+        width = 30
+        filled = width * done // max(self.total, 1)
+        bar = "#" * filled + "." * (width - filled)
+        line = (
+            f"[{bar}] {done}/{self.total} orders  completed {stats.completed}  "
+            f"compensated {stats.compensated}  restarts {self.app.system.restarts}"
+        )
+        if self.tty:
+            self.out.write(f"\r{line}")
+            self.out.flush()
+            return
+        decile = 10 * done // max(self.total, 1)
+        if decile != self.reported:
+            self.reported = decile
+            self.out.write(line + "\n")
+            self.out.flush()
+
+    def finish(self) -> None:
+        self.draw()
+        if self.enabled and self.tty:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def render(result: DemoResult, options: DemoOptions) -> str:
+    """The summary the command prints."""
+    s = result.summary
+    outcomes = result.outcomes
+    declined = outcomes.get("compensated:payment", 0)
+    no_stock = outcomes.get("compensated:inventory", 0)
+    other = s["compensated"] - declined - no_stock
+    extra = result.submissions - result.unique
+
+    def yes(flag: bool) -> str:
+        return "yes" if flag else "NO"
+
+    rows = [
+        (
+            "orders submitted",
+            f"{result.submissions}  ({result.unique} orders + {extra} duplicates)",
+        ),
+        ("orders completed", str(s["completed"])),
+        (
+            "orders compensated",
+            f"{s['compensated']}  (payment declined {declined}, out of stock {no_stock}, "
+            f"other {other})",
+        ),
+        ("needs attention", str(s["needs_attention"])),
+        ("duplicates suppressed", str(s["duplicates_suppressed"])),
+        (
+            "actor restarts",
+            f"{s['restarts']}  (injected inventory crashes {s['injected_crashes']})",
+        ),
+        ("step retries", str(s["step_retries"])),
+        ("dead letters", str(s["dead_letters"])),
+        ("inventory balanced", yes(result.inventory_balanced)),
+        ("money balanced", yes(result.money_balanced)),
+        ("each effect once", yes(result.effects_once)),
+        ("all orders settled", yes(result.settled)),
+    ]
+    head = (
+        f"troupe demo: {result.unique} orders on {_redacted(options.broker)} "
+        f"in {result.seconds:.1f} s (seed {options.seed})"
+    )
+    body = "\n".join(f"  {name:<24}{value}" for name, value in rows)
+    verdict = "OK" if result.ok else "FAILED: see the rows marked NO"
+    return f"{head}\n{body}\n{verdict}\n"
+
+
+def _redacted(url: str) -> str:
+    from troupe.brokers.url import redact
+
+    return redact(url)
+
+
+# -- command line --------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's flags (shared by ``troupe demo`` and :func:`main`)."""
+    defaults = DemoOptions()
+    parser.add_argument("--orders", type=int, default=defaults.orders, help="orders to place")
+    parser.add_argument(
+        "--broker",
+        default=defaults.broker,
+        metavar="URL",
+        help="memory:// (default, embedded) or redis://host:port/db",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=defaults.rate,
+        help="orders per second (0 = as fast as possible; default %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
+    parser.add_argument(
+        "--crash-every",
+        type=int,
+        default=defaults.crash_every,
+        metavar="N",
+        help="the inventory actor crashes on every Nth call (0 = never)",
+    )
+    parser.add_argument(
+        "--duplicates",
+        type=float,
+        default=defaults.duplicates,
+        metavar="FRACTION",
+        help="share of orders submitted twice (default %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="serve /metrics on 127.0.0.1:PORT while running (0 = any free port, -1 = off)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--log-level",
+        default="CRITICAL",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="log level (default CRITICAL: the injected failures are expected)",
+    )
+
+
+def options_from(args: argparse.Namespace) -> DemoOptions:
+    """DemoOptions from parsed flags."""
+    if args.orders < 1:
+        raise ValueError(f"--orders must be at least 1, got {args.orders}")
+    return DemoOptions(
+        orders=args.orders,
+        broker=args.broker,
+        rate=args.rate,
+        seed=args.seed,
+        crash_every=args.crash_every,
+        duplicates=args.duplicates,
+        metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+        progress=not args.no_progress,
+    )
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    """Run the demo from parsed flags; the exit status."""
+    from troupe.loop import run
+
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        options = options_from(args)
+    except ValueError as exc:
+        sys.stderr.write(f"troupe demo: error: {exc}\n")
+        return 2
+    result = run(run_demo(options))
+    sys.stdout.write(render(result, options))
+    return 0 if result.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m troupe.examples.orders.demo``: the same as ``troupe demo``."""
+    parser = argparse.ArgumentParser(prog="troupe demo", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return demo_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
