@@ -1,0 +1,438 @@
+"""``Supervisor``: an actor that starts children from specs and keeps them running.
+
+OTP semantics, plus backoff: children start in order and stop in reverse
+order; a failed child is resumed, restarted, stopped or escalated as the
+spec's decider says; a restart takes the siblings its strategy names; more
+than ``max_restarts`` restarts within ``within`` seconds make the supervisor
+stop its children and fail, so its own supervisor decides (at the root, the
+system stops with :class:`RestartIntensityExceeded`).
+
+A restart is done in place: the child keeps its ref and its pending mailbox
+(``ActorCell.restart``). Only a child that *stopped* (a permanent child that
+exited normally) is started again as a new actor under the same name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
+
+from troupe.actor import Actor
+from troupe.cell import ActorCell, State, Terminated
+from troupe.clock import TimerHandle
+from troupe.errors import ConfigError, SystemClosed
+from troupe.ref import ActorRef
+
+from .errors import RestartIntensityExceeded, SupervisorRequestError
+from .policy import Directive, RestartTracker, RestartType, Strategy, plan_restart
+from .spec import ChildSpec, SupervisorSpec
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ChildInfo",
+    "ChildSpec",
+    "StartChild",
+    "Supervisor",
+    "SupervisorSpec",
+    "TerminateChild",
+    "WhichChildren",
+    "start_child",
+    "start_supervisor",
+    "terminate_child",
+    "which_children",
+]
+
+
+# -- requests (ask the supervisor; the helpers below wrap them) ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartChild:
+    """Start a child: for a pool, ``args``/``kwargs`` extend the template's; otherwise
+    ``spec`` is added to the end of the children. The reply is the child's ref."""
+
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    spec: ChildSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TerminateChild:
+    """Stop a child (within its shutdown deadline) and forget its spec."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class WhichChildren:
+    """Reply: a :class:`ChildInfo` per child, in start order."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChildInfo:
+    """One child as its supervisor sees it; ``ref`` is None while it waits to be started."""
+
+    name: str
+    ref: ActorRef | None
+    restart: RestartType
+    restarts: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    error: BaseException
+
+
+class _Slot:
+    """A child's place in the supervisor: its spec and current cell."""
+
+    __slots__ = ("cell", "handled", "restarts", "spec", "target", "timer")
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec = spec
+        self.cell: ActorCell | None = None
+        self.restarts = 0
+        self.target = 0  # a restart is pending while cell.restarts < target
+        self.handled: BaseException | None = None  # failure already covered by a restart
+        self.timer: TimerHandle | None = None  # pending start of a stopped child
+
+
+class Supervisor(Actor):
+    """An actor that supervises the children of a :class:`SupervisorSpec`.
+
+    Start it with ``spec.spawn(system)`` (or ``system.spawn(Supervisor, spec)``,
+    or ``self.spawn(Supervisor, spec)`` inside an actor). Its failures go to its
+    own parent: nest specs to build a tree.
+    """
+
+    def __init__(self, spec: SupervisorSpec) -> None:
+        if not isinstance(spec, SupervisorSpec):
+            raise ConfigError("supervisor", f"Supervisor takes a SupervisorSpec, got {spec!r}")
+        self.spec = spec
+        self._slots: dict[str, _Slot] = {}
+        self._tracker = RestartTracker(spec.intensity(), spec.backoff)
+        self._closing = False
+        self._failed: BaseException | None = None
+        self._give_up_task: asyncio.Task[None] | None = None
+        self._ids = itertools.count(1)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        if self.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE:
+            return
+        for child in self.spec.child_specs:
+            if not self._active():
+                return
+            cell = self._start(child, child.child_name)
+            await cell.wait_started()
+
+    def on_stop(self) -> None:
+        self._closing = True
+        for slot in self._slots.values():
+            if slot.timer is not None:
+                slot.timer.cancel()
+        task = self._give_up_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+
+    # -- requests -----------------------------------------------------------------------
+
+    async def receive(self, message: Any) -> Any:
+        if isinstance(message, StartChild):
+            return await self._start_child(message)
+        if isinstance(message, TerminateChild):
+            return await self._terminate_child(message.name)
+        if isinstance(message, WhichChildren):
+            return self.which_children()
+        logger.warning("supervisor %s dropped a message it does not handle: %r", self.name, message)
+        self.system.dead_letters.publish(message, self.name, "not a supervisor request")
+        return None
+
+    def which_children(self) -> list[ChildInfo]:
+        """The children in start order."""
+        infos = []
+        for name, slot in self._slots.items():
+            cell = slot.cell
+            alive = cell is not None and cell.state is not State.STOPPED
+            ref = cell.ref if alive and cell is not None else None
+            restarts = cell.restarts if cell is not None else slot.restarts
+            infos.append(ChildInfo(name, ref, slot.spec.restart, restarts))
+        return infos
+
+    async def _start_child(self, request: StartChild) -> ActorRef | _Refused:
+        if not self._active():
+            return _Refused(SupervisorRequestError(f"supervisor {self.name!r} is stopping"))
+        try:
+            spec, name = self._new_child_spec(request)
+            cell = self._start(spec, name)
+        except Exception as exc:
+            return _Refused(exc)
+        await cell.wait_started()
+        return cell.ref
+
+    def _new_child_spec(self, request: StartChild) -> tuple[ChildSpec, str]:
+        if self.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE:
+            if request.spec is not None:
+                raise SupervisorRequestError(
+                    f"supervisor {self.name!r} is a simple_one_for_one pool: it starts children "
+                    "from its template; pass args, not a spec"
+                )
+            template = self.spec.child_specs[0]
+            name = request.name or f"{template.child_name}-{next(self._ids)}"
+            kwargs = {**template.kwargs, **request.kwargs}
+            return replace(template, args=template.args + request.args, kwargs=kwargs), name
+        if request.spec is None:
+            raise SupervisorRequestError(
+                f"supervisor {self.name!r} uses {self.spec.strategy.value}: pass a ChildSpec"
+            )
+        name = request.spec.child_name
+        if name in self._slots:
+            raise SupervisorRequestError(f"supervisor {self.name!r} already has a child {name!r}")
+        return request.spec, name
+
+    async def _terminate_child(self, name: str) -> bool | _Refused:
+        slot = self._slots.pop(name, None)
+        if slot is None:
+            missing = SupervisorRequestError(f"supervisor {self.name!r} has no child {name!r}")
+            return _Refused(missing)
+        self._tracker.forget(name)
+        if slot.timer is not None:
+            slot.timer.cancel()
+        cell = slot.cell
+        if cell is not None and cell.state is not State.STOPPED:
+            await cell.stop_within(slot.spec.shutdown)
+        return True
+
+    # -- failures and exits (run in the supervisor's system lane) -------------------------
+
+    def on_child_failure(self, child: ActorCell, exc: BaseException) -> None:
+        """Apply the decider's directive to a failed child (called by the runtime)."""
+        if not self._active():
+            return
+        slot = self._slots.get(child.name)
+        if slot is None or slot.cell is not child or child.failure is not exc:
+            return  # a child we no longer manage, or a failure a restart already covered
+        if slot.handled is exc:
+            return
+        try:
+            directive = Directive(self.spec.decider(exc))
+        except Exception:
+            logger.exception("decider of supervisor %s failed; escalating", self.name)
+            directive = Directive.ESCALATE
+        if directive is Directive.RESUME and child.failed_in_start:
+            directive = Directive.RESTART  # nothing to resume: the instance never started
+        logger.info("supervisor %s: %s %s after %r", self.name, directive.value, child.name, exc)
+        if directive is Directive.RESUME:
+            slot.handled = exc
+            child.resume()
+        elif directive is Directive.STOP:
+            self._remove(child.name, exc)
+        elif directive is Directive.ESCALATE:
+            self._fail(exc)
+        else:
+            self._child_ended(child.name, abnormal=True, cause=exc)
+
+    def _child_terminated(self, child: ActorCell, reason: BaseException | None) -> None:
+        if not self._active():
+            return
+        slot = self._slots.get(child.name)
+        if slot is None or slot.cell is not child:
+            return  # removed or replaced by the supervisor itself
+        slot.restarts = child.restarts
+        slot.cell = None
+        self._child_ended(child.name, abnormal=reason is not None, cause=reason)
+
+    def _child_ended(self, name: str, *, abnormal: bool, cause: BaseException | None) -> None:
+        children = [(n, s.spec.restart) for n, s in self._slots.items()]
+        plan = plan_restart(self.spec.strategy, children, name, abnormal)
+        for gone in plan.remove:
+            self._remove(gone, cause if gone == name else None)
+        if not plan.restart:
+            return
+        delay = self._tracker.record(name, self.system.clock.now())
+        if delay is None:
+            self._give_up(name, cause)
+            return
+        logger.info(
+            "supervisor %s restarts %s in %.3f s", self.name, ", ".join(plan.restart), delay
+        )
+        for restarting in plan.restart:
+            self._restart(restarting, delay)
+
+    def _restart(self, name: str, delay: float) -> None:
+        slot = self._slots[name]
+        cell = slot.cell
+        if cell is None or cell.state is State.STOPPED:
+            slot.cell = None
+            if slot.timer is not None:
+                slot.timer.cancel()
+                slot.timer = None
+            if delay > 0:
+                lane = self._cell().send_system
+                slot.timer = self.system.clock.call_later(delay, lane, partial(self._respawn, name))
+            else:
+                self._respawn(name)
+            return
+        if cell.state is State.STOPPING or cell.restarts < slot.target:
+            return  # on its way out (its exit will be handled), or a restart is pending
+        slot.target = cell.restarts + 1
+        slot.handled = cell.failure
+        if cell.state is State.SUSPENDED:
+            cell.restart(delay)
+        else:  # a running sibling: restart between two of its messages
+            cell.send_system(partial(cell.restart, delay))
+
+    def _respawn(self, name: str) -> None:
+        slot = self._slots.get(name)
+        if slot is None or slot.cell is not None or not self._active():
+            return
+        slot.timer = None
+        try:
+            self._start(slot.spec, name, restarts=slot.restarts + 1)
+        except SystemClosed:
+            return
+        except Exception as exc:
+            logger.error("supervisor %s could not start %s: %r", self.name, name, exc)
+            slot.restarts += 1
+            self._child_ended(name, abnormal=True, cause=exc)
+            return
+        self._keep_start_order()
+
+    def _remove(self, name: str, reason: BaseException | None) -> None:
+        slot = self._slots.pop(name, None)
+        if slot is None:
+            return
+        self._tracker.forget(name)
+        if slot.timer is not None:
+            slot.timer.cancel()
+        cell = slot.cell
+        if cell is None or cell.state >= State.STOPPING:
+            return
+        stopped = cell.request_stop(reason)
+        if slot.spec.shutdown is not None:
+            kill = self.system.clock.call_later(slot.spec.shutdown, cell.kill, reason)
+            stopped.add_done_callback(lambda _: kill.cancel())
+
+    # -- giving up ----------------------------------------------------------------------
+
+    def _give_up(self, child: str, cause: BaseException | None) -> None:
+        spec = self.spec
+        error = RestartIntensityExceeded(self.name, child, spec.max_restarts, spec.within, cause)
+        logger.error("%s", error)
+        self._failed = error
+        for slot in self._slots.values():
+            if slot.timer is not None:
+                slot.timer.cancel()
+        self._give_up_task = self.system.loop.create_task(self._stop_children_and_fail(error))
+
+    async def _stop_children_and_fail(self, error: BaseException) -> None:
+        for slot in reversed(list(self._slots.values())):
+            cell = slot.cell
+            if cell is not None and cell.state is not State.STOPPED:
+                await cell.stop_within(slot.spec.shutdown, error)
+        self._slots.clear()
+        self._fail(error)
+
+    def _fail(self, error: BaseException) -> None:
+        """Fail this supervisor: its parent decides; a root stops the system."""
+        self._failed = error
+        cell = self._cell()
+        if cell.parent is None:
+            self.system.fail(error)
+        else:
+            cell.fail(error)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _active(self) -> bool:
+        return not self._closing and self._failed is None and self._cell().state < State.STOPPING
+
+    def _start(self, spec: ChildSpec, name: str, restarts: int = 0) -> ActorCell:
+        factory: Any = spec.factory
+        args = spec.args
+        if isinstance(factory, SupervisorSpec):
+            factory, args = Supervisor, (factory, *args)
+        me = self._cell()
+        ref = self.system.spawn(
+            factory, *args, name=name, mailbox=spec.mailbox, parent=me, **dict(spec.kwargs)
+        )
+        cell = self.system.cell_of(ref)
+        cell.shutdown_timeout = spec.shutdown
+        cell.restarts = restarts
+        slot = self._slots.get(name)
+        if slot is None:
+            slot = self._slots[name] = _Slot(spec)
+        slot.cell = cell
+        slot.target = 0
+        slot.handled = None
+        cell.add_watcher(self._watcher(cell))
+        return cell
+
+    def _watcher(self, child: ActorCell) -> Callable[[Terminated], None]:
+        lane = self._cell().send_system
+
+        def on_terminated(notice: Terminated) -> None:
+            lane(partial(self._child_terminated, child, notice.reason))
+
+        return on_terminated
+
+    def _keep_start_order(self) -> None:
+        """A child started again goes back to its place, so stops stay in reverse order."""
+        me = self._cell()
+        kids = me.children
+        if not kids:
+            return
+        ordered = {n: kids[n] for n in self._slots if n in kids}
+        for n, c in kids.items():
+            ordered.setdefault(n, c)
+        me.children = ordered
+
+
+# -- helpers for callers ----------------------------------------------------------------
+
+
+def _unwrap(reply: Any) -> Any:
+    if isinstance(reply, _Refused):
+        raise reply.error
+    return reply
+
+
+async def start_supervisor(system: Any, spec: SupervisorSpec) -> ActorRef:
+    """Spawn ``spec`` at the top of ``system`` and wait until its children have started."""
+    ref = spec.spawn(system)
+    await ref.ask(WhichChildren(), timeout=None)
+    return ref
+
+
+async def start_child(
+    supervisor: ActorRef,
+    *args: Any,
+    name: str | None = None,
+    spec: ChildSpec | None = None,
+    **kwargs: Any,
+) -> ActorRef:
+    """Start a child: a pool member (``args``/``kwargs`` extend the template's), or
+    ``spec`` under a static supervisor. Returns its ref once its ``on_start`` ran."""
+    request = StartChild(tuple(args), kwargs, name, spec)
+    ref: ActorRef = _unwrap(await supervisor.ask(request, timeout=None))
+    return ref
+
+
+async def terminate_child(supervisor: ActorRef, child: str | ActorRef) -> None:
+    """Stop a child within its shutdown deadline and remove it from the supervisor."""
+    name = child.name if isinstance(child, ActorRef) else child
+    _unwrap(await supervisor.ask(TerminateChild(name), timeout=None))
+
+
+async def which_children(supervisor: ActorRef) -> list[ChildInfo]:
+    """The supervisor's children in start order."""
+    infos: list[ChildInfo] = await supervisor.ask(WhichChildren(), timeout=None)
+    return infos
