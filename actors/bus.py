@@ -27,6 +27,7 @@ without ``wait`` it only waits for mailbox room (backpressure).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -94,6 +95,7 @@ class EventBus:
         self.stats = BusStats()
         self._subscribers: dict[ActorRef, _Subscriber] = {}
         self._bridges: dict[ActorRef, _Subscriber] = {}
+        self._ids = itertools.count(1)
         self._routes: dict[tuple[str, bool], list[_Subscriber]] = {}
 
     # -- subscriptions ------------------------------------------------------------------
@@ -122,7 +124,11 @@ class EventBus:
             self._stop_courier(entry)
             entry.retry = retry
             entry.courier = self.system.spawn(
-                _Courier, ref, retry, self.stats, name=f"{self.name}.courier.{ref.name}"
+                _Courier,
+                ref,
+                retry,
+                self.stats,
+                name=f"{self.name}.courier.{ref.name}.{next(self._ids)}",
             )
         self._routes.clear()
 

@@ -27,14 +27,18 @@ from __future__ import annotations
 import inspect
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from troupe.actor import Actor
 from troupe.errors import ConfigError
 from troupe.ref import ActorRef
+from troupe.supervisors import Backoff, BackoffState
 
 from .retry import Retry
 from .saga_log import UNFINISHED, MemorySagaLog, SagaLog, SagaRecord, SagaStatus
+
+if TYPE_CHECKING:
+    from troupe.cell import ActorCell
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +223,10 @@ class SagaOrchestrator(Actor):
     """Runs sagas of one definition, each in a child actor; resumes unfinished ones on start.
 
     ``log`` defaults to a :class:`~troupe.actors.saga_log.MemorySagaLog`;
-    ``listener`` gets a :class:`SagaFinished` per saga that finishes.
+    ``listener`` (a ref, or an actor name looked up each time) gets a
+    :class:`SagaFinished` per saga that finishes. The orchestrator supervises
+    its runs: a run that fails (say, the log is unreachable) restarts after
+    ``run_backoff`` and reloads its record.
     """
 
     def __init__(
@@ -227,13 +234,16 @@ class SagaOrchestrator(Actor):
         definition: SagaDefinition,
         log: SagaLog | None = None,
         *,
-        listener: ActorRef | None = None,
+        listener: ActorRef | str | None = None,
         stats: SagaStats | None = None,
+        run_backoff: Backoff | None = None,
     ) -> None:
         self.definition = definition
         self.log: SagaLog = log if log is not None else MemorySagaLog()
         self.listener = listener
         self.stats = stats if stats is not None else SagaStats()
+        self.run_backoff = run_backoff or Backoff(initial=0.05, maximum=5.0, jitter="equal")
+        self._backoffs: dict[str, BackoffState] = {}
 
     async def on_start(self) -> None:
         for record in await self.log.records(self.definition.name, UNFINISHED):
@@ -284,6 +294,15 @@ class SagaOrchestrator(Actor):
         self._spawn_run(record)
         return "compensating"
 
+    def on_child_failure(self, child: ActorCell, exc: BaseException) -> None:
+        """A saga run failed: restart it after a backoff delay (it resumes from the log)."""
+        state = self._backoffs.get(child.name)
+        if state is None:
+            state = self._backoffs[child.name] = BackoffState(self.run_backoff)
+        delay = state.next_delay(self.system.clock.now())
+        logger.warning("saga run %s failed (%r); restarting in %.3f s", child.name, exc, delay)
+        child.restart(delay)
+
     def _spawn_run(self, record: SagaRecord) -> None:
         name = f"{self.name}/{record.saga_id}"
         existing = self.system.find(name)
@@ -298,8 +317,16 @@ class SagaOrchestrator(Actor):
             self.stats.compensated += 1
         else:
             self.stats.needs_attention += 1
-        if self.listener is not None:
-            self.listener.tell(message)
+        self._backoffs.pop(f"{self.name}/{message.saga_id}", None)
+        listener = self.listener
+        if isinstance(listener, str):
+            found = self.system.find(listener)
+            if found is None:
+                self.system.dead_letters.publish(message, listener, "saga listener not running")
+                return
+            listener = found
+        if listener is not None:
+            listener.tell(message)
 
 
 @dataclass(frozen=True, slots=True)

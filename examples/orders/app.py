@@ -30,9 +30,10 @@ from troupe.actors.saga_log import MemorySagaLog, SagaLog
 from troupe.brokers import Broker, connect
 from troupe.brokers.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from troupe.ref import ActorRef
+from troupe.supervisors import Backoff, ChildSpec, SupervisorSpec, start_supervisor
 from troupe.system import ActorSystem
 
-from .events import EVENT_TYPES, CreateOrder, OrderPlaced
+from .events import EVENT_TYPES, CreateOrder
 from .ledgers import Inventory, Mailer, Payments
 from .service import BRIDGE, COUNTER, FLOW, SAGA, SERVICE, EventCounter, OrderFlow, OrderService
 from .steps import (
@@ -48,6 +49,7 @@ from .steps import (
 
 logger = logging.getLogger(__name__)
 
+ROOT = "orders"
 DEFAULT_STOCK = {"book": 500, "lamp": 200, "mug": 800, "desk": 50}
 
 
@@ -81,6 +83,7 @@ class OrderApp:
     """A running order system: its actors, its ledgers and its counters."""
 
     system: ActorSystem
+    root: ActorRef
     bus: EventBus
     service: ActorRef
     orchestrator: ActorRef
@@ -161,6 +164,7 @@ async def start_orders(system: ActorSystem, settings: OrderSettings) -> OrderApp
         closers.append(close)
     bus = EventBus(system, name="orders.bus")
     events: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter()
     saga_stats = SagaStats()
     saga_log = saga_log if saga_log is not None else MemorySagaLog()
     guard = Idempotent(
@@ -168,38 +172,52 @@ async def start_orders(system: ActorSystem, settings: OrderSettings) -> OrderApp
         namespace=f"{settings.namespace}create:",
         sleep=system.clock.sleep,
     )
-    system.spawn(ReserveInventory, inventory, settings.faults, name=INVENTORY)
-    system.spawn(ChargePayment, payments, name=PAYMENT)
-    system.spawn(SendConfirmation, mailer, name=CONFIRMATION)
-    outcomes: Counter[str] = Counter()
-    flow = system.spawn(OrderFlow, bus, SAGA, outcomes, name=FLOW)
-    orchestrator = system.spawn(
-        SagaOrchestrator,
-        order_saga(settings.step_timeout, settings.step_retry),
-        saga_log,
-        listener=flow,
-        stats=saga_stats,
-        name=SAGA,
+    steps = SupervisorSpec(
+        [
+            ChildSpec(ReserveInventory, (inventory, settings.faults), name=INVENTORY),
+            ChildSpec(ChargePayment, (payments,), name=PAYMENT),
+            ChildSpec(SendConfirmation, (mailer,), name=CONFIRMATION),
+        ],
+        name="orders.steps",
+        strategy="one_for_one",
+        max_restarts=50,  # the demo crashes the inventory on purpose, often
+        within=1.0,
+        backoff=Backoff(initial=0.001, maximum=0.05, jitter="full"),
     )
-    counter = system.spawn(EventCounter, events, name=COUNTER)
-    bus.subscribe(flow, OrderPlaced, retry=Retry(max_attempts=5, initial=0.01))
-    bus.subscribe(counter, "#")
-    system.spawn(
-        BusBridge,
-        bus,
-        broker,
-        f"{settings.namespace}events",
-        group="orders",
-        consumer="orders-1",
-        codec=DataclassCodec(EVENT_TYPES.values()),
-        name=BRIDGE,
+    bridge_options = {
+        "group": "orders",
+        "consumer": "orders-1",
+        "codec": DataclassCodec(EVENT_TYPES.values()),
+    }
+    tree = SupervisorSpec(
+        [
+            steps,
+            ChildSpec(EventCounter, (events, bus), name=COUNTER),
+            ChildSpec(OrderFlow, (bus, SAGA, outcomes), name=FLOW),
+            ChildSpec(
+                SagaOrchestrator,
+                (order_saga(settings.step_timeout, settings.step_retry), saga_log),
+                {"listener": FLOW, "stats": saga_stats},
+                name=SAGA,
+            ),
+            ChildSpec(
+                BusBridge, (bus, broker, f"{settings.namespace}events"), bridge_options, name=BRIDGE
+            ),
+            ChildSpec(OrderService, (guard, bus), name=SERVICE),
+        ],
+        name=ROOT,
+        strategy="one_for_one",
+        max_restarts=10,
+        within=5.0,
+        backoff=Backoff(initial=0.01, maximum=1.0, jitter="equal"),
     )
-    service = system.spawn(OrderService, guard, bus, name=SERVICE)
+    root = await start_supervisor(system, tree)
     return OrderApp(
         system=system,
         bus=bus,
-        service=service,
-        orchestrator=orchestrator,
+        root=root,
+        service=system.lookup(SERVICE),
+        orchestrator=system.lookup(SAGA),
         inventory=inventory,
         payments=payments,
         mailer=mailer,

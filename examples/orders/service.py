@@ -18,6 +18,7 @@ from typing import Any
 from troupe.actor import Actor
 from troupe.actors.bus import EventBus
 from troupe.actors.idempotency import Idempotent
+from troupe.actors.retry import Retry
 from troupe.actors.saga import SagaFinished, StartSaga
 from troupe.actors.saga_log import SagaStatus
 from troupe.actors.topics import topic_of
@@ -84,6 +85,10 @@ class OrderFlow(Actor):
         self.saga_name = saga_name
         self.outcomes: Counter[str] = outcomes if outcomes is not None else Counter()
 
+    def on_start(self) -> None:
+        # subscribing here keeps the subscription when a supervisor starts a new instance
+        self.bus.subscribe(self.ref, OrderPlaced, retry=Retry(max_attempts=5, initial=0.01))
+
     async def receive(self, message: Any) -> None:
         if isinstance(message, OrderPlaced):
             data = {"customer": message.customer, "items": message.items, "amount": message.amount}
@@ -109,8 +114,12 @@ class OrderFlow(Actor):
 class EventCounter(Actor):
     """Counts events by topic into a Counter owned by the caller (survives restarts)."""
 
-    def __init__(self, counts: Counter[str]) -> None:
+    def __init__(self, counts: Counter[str], bus: EventBus) -> None:
         self.counts = counts
+        self.bus = bus
+
+    def on_start(self) -> None:
+        self.bus.subscribe(self.ref, "#")
 
     def receive(self, event: Any) -> None:
         self.counts[self.headers.get("troupe-topic") or topic_of(event)] += 1
