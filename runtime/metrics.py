@@ -4,8 +4,8 @@ Every actor belongs to a *metrics group* named by its label: the actor's
 ``metrics_label`` (class attribute or ``spawn(..., metrics_label=)``), else
 its name when it was given one, else its class name (auto-named actors such
 as pooled children, ``Worker-17``, share their class's label). At most
-``label_limit`` labels exist per system; past that, actors are labelled by
-class, then ``_other``, so cardinality stays bounded.
+``label_limit`` labels come from names; past that, actors are labelled by
+class (up to twice the limit in all), then ``_other``: cardinality stays bounded.
 
 A group is an :class:`ActorStats`: a row of 64-bit integers (see
 :mod:`troupe.metrics_store`). The dispatcher times each handler call with one
@@ -228,7 +228,9 @@ class SystemMetrics:
         groups = self._groups
         if label in groups or len(groups) < self.label_limit:
             return label
-        return kind if kind in groups else OTHER
+        if kind in groups or len(groups) < 2 * self.label_limit:
+            return kind  # class names are bounded by the code
+        return OTHER
 
     def stats_for(
         self, name: str, factory: Any, *, named: bool, explicit: str | None = None

@@ -27,21 +27,23 @@ Needs the ``metrics`` extra (prometheus-client).
 from __future__ import annotations
 
 import logging
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
-from wsgiref.simple_server import WSGIServer
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from . import metrics as m
@@ -284,6 +286,11 @@ class MetricsServer:
         return f"<MetricsServer {self.url}>"
 
 
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes are not worth a log line each."""
+
+
 def serve(collector: Collector, port: int = 0, addr: str = "127.0.0.1") -> MetricsServer:
     """Serve ``collector`` at ``http://addr:port/metrics`` on a daemon thread.
 
@@ -292,8 +299,19 @@ def serve(collector: Collector, port: int = 0, addr: str = "127.0.0.1") -> Metri
     """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
-    server, thread = start_http_server(port, addr=addr, registry=registry)
-    served = MetricsServer(server, thread, registry)
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+    httpd = make_server(addr, port, make_wsgi_app(registry), Server, handler_class=_QuietHandler)
+    thread = threading.Thread(
+        target=httpd.serve_forever,
+        kwargs={"poll_interval": 0.05},  # close() returns within this
+        name=f"troupe-metrics-{httpd.server_address[1]}",
+        daemon=True,
+    )
+    thread.start()
+    served = MetricsServer(httpd, thread, registry)
     logger.info("metrics at %s", served.url)
     return served
 
