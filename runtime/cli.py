@@ -13,7 +13,6 @@ so ``troupe --version`` stays fast.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import logging
 import os
@@ -169,10 +168,9 @@ def run_command(args: argparse.Namespace) -> int:
     except TargetError as exc:
         raise CliError(str(exc)) from None
     configure_logging(args.log_level, "root")
-    with contextlib.ExitStack() as cleanup:
-        if args.metrics_port is not None:
-            tree.hooks.extend(metrics_hooks(args.metrics_port, cleanup))
-        return run(tree.run())
+    if args.metrics_port is not None:
+        tree.hooks.extend(metrics_hooks(args.metrics_port))
+    return run(tree.run())
 
 
 def tree_for(args: argparse.Namespace) -> ProcessSupervisor:
@@ -214,25 +212,23 @@ def tree_for(args: argparse.Namespace) -> ProcessSupervisor:
         raise CliError(str(exc)) from None
 
 
-def metrics_hooks(port: int, cleanup: contextlib.ExitStack) -> list[ProcessHooks]:
-    """Serve the whole tree's ``/metrics`` on 127.0.0.1:``port`` while the tree runs.
+def metrics_hooks(port: int) -> list[ProcessHooks]:
+    """Process hooks that serve the whole tree's ``/metrics`` on 127.0.0.1:``port``.
 
-    A :class:`troupe.metrics_export.MetricsEndpoint` gives the children its
-    directory through its process hooks; ``cleanup`` closes it at the end.
+    They come from ``troupe.metrics_tree.process_tree_hooks`` (the metrics
+    module) and close the endpoint when the tree has stopped.
     """
     try:
-        export = importlib.import_module("troupe.metrics_export")
+        tree_metrics = importlib.import_module("troupe.metrics_tree")
     except ImportError as exc:
         raise CliError(
             f"--metrics-port needs prometheus-client (pip install 'troupe[metrics]'): {exc}"
         ) from exc
     try:
-        endpoint = export.MetricsEndpoint(port=port)
+        hooks: list[ProcessHooks] = list(tree_metrics.process_tree_hooks(port))
     except OSError as exc:
         raise CliError(f"--metrics-port {port}: cannot listen on 127.0.0.1:{port}: {exc}") from exc
-    cleanup.callback(endpoint.close)
-    hooks: ProcessHooks = endpoint.process_hooks()
-    return [hooks]
+    return hooks
 
 
 def _backoff(initial: float | None) -> Backoff | None:

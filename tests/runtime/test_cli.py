@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -117,3 +120,33 @@ def test_subcommands_plug_in_through_commands(
 
     monkeypatch.setattr("troupe.cli.COMMANDS", [*COMMANDS, add_hello])
     assert main(["hello"]) == 5
+
+
+def test_metrics_port_serves_the_tree() -> None:
+    command = ["troupe", "run", "process_tree_targets:build", "--processes=2", "--metrics-port=0"]
+    root = subprocess.Popen(
+        [sys.executable, "-m", *command],
+        cwd=TARGETS,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert root.stderr is not None
+        url = None
+        up = 0
+        for line in root.stderr:
+            found = re.search(r"metrics at (http://127\.0\.0\.1:\d+/metrics)", line)
+            url = url or (found.group(1) if found else None)
+            up += " is up" in line
+            if url and up == 2:
+                break
+        assert url is not None
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = response.read().decode()
+        assert 'troupe_process_up{process="build-0"} 1.0' in body
+        assert 'troupe_process_up{process="build-1"} 1.0' in body
+        root.send_signal(signal.SIGTERM)
+        root.communicate(timeout=20)
+        assert root.returncode == 0
+    finally:
+        root.kill()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from troupe import Actor, ActorSystem
+from troupe.supervisors.spec import ChildSpec, SupervisorSpec
 
 log = logging.getLogger(__name__)
 WORK_ITEMS = 20
@@ -103,6 +104,9 @@ def make_worker_tree() -> type[Actor]:
     """A factory without parameters that returns a tree (an Actor subclass)."""
     return Worker
 
+
+supervised = SupervisorSpec([ChildSpec(Worker, name="worker")], name="workers")
+"""An actor supervision tree as a process's tree."""
 
 NOT_A_TREE = 42
 

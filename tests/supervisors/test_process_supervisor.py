@@ -225,14 +225,17 @@ async def test_a_temporary_child_is_never_restarted(note_dir: Path) -> None:
     assert (status.state, status.restarts, status.last_exit) == (ChildState.EXITED, 0, 1)
 
 
-async def test_a_factory_target_builds_its_tree_in_the_child(note_dir: Path) -> None:
-    tree = ProcessSupervisor([ProcessSpec("process_tree_targets:make_worker_tree")])
+@pytest.mark.parametrize("target", ["make_worker_tree", "supervised"])
+async def test_factory_and_supervisor_targets_build_their_tree_in_the_child(
+    note_dir: Path, target: str
+) -> None:
+    tree = ProcessSupervisor([ProcessSpec(f"process_tree_targets:{target}")])
     await tree.start()
     try:
         await eventually(lambda: running(tree))
     finally:
         assert await tree.stop() == EXIT_OK
-    assert len(notes(note_dir, "drained")) == 1
+    assert len(notes(note_dir, "drained")) == 1  # its worker drained
 
 
 class Recorder(ProcessHooks):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from troupe.supervisors.process_target import (  # noqa: E402
         ("busy", TreeKind.BUILD),
         ("Worker", TreeKind.ACTOR),
         ("make_worker_tree", TreeKind.FACTORY),
+        ("supervised", TreeKind.SUPERVISOR),
     ],
 )
 def test_kinds_of_tree(attribute: str, kind: TreeKind) -> None:
@@ -64,6 +66,14 @@ async def test_each_kind_builds_in_a_system() -> None:
     async with ActorSystem("t") as system:
         root = await resolve("process_tree_targets:make_worker_tree").build(system)
         assert root is not None and root.name == "Worker"
+    async with ActorSystem("t") as system:
+        root = await resolve("process_tree_targets:supervised").build(system)
+        assert root is not None and root.name == "workers"
+        for _ in range(100):
+            if system.find("worker") is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert system.find("worker") is not None
 
 
 def test_spec_accepts_a_function_and_validates() -> None:
