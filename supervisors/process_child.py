@@ -91,9 +91,11 @@ class _StopRequest:
 
 def _take_control_socket() -> socket.socket | None:
     """Move the control socket from fd 0 to a private fd; stdin becomes /dev/null."""
+    fd = os.dup(0)
     try:
-        sock = socket.socket(fileno=os.dup(0))
-    except OSError:
+        sock = socket.socket(fileno=fd)
+    except OSError:  # not started by a ProcessSupervisor: no control socket
+        os.close(fd)
         return None
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
