@@ -357,16 +357,6 @@ def group_label(ref_or_cell: Any) -> str | None:
     return stats.label if stats is not None else None
 
 
-def process_tree_hooks(port: int, addr: str = "127.0.0.1") -> list[Any]:
-    """ProcessHooks serving a whole process tree's ``/metrics`` on ``addr:port``.
-
-    Needs prometheus-client (the ``metrics`` extra); see :mod:`troupe.metrics_tree`.
-    """
-    from .metrics_tree import process_tree_hooks as make
-
-    return list(make(port, addr))
-
-
 __all__ = [
     "BUCKETS",
     "ActorStats",
@@ -375,5 +365,4 @@ __all__ = [
     "SystemMetrics",
     "bridge_stats",
     "group_label",
-    "process_tree_hooks",
 ]
