@@ -350,7 +350,8 @@ def dead_message(delivery: Delivery, reason: str) -> Message:
         message_id = raw_id.decode() if raw_id is not None else delivery.entry_id
     except UnicodeDecodeError:
         message_id = delivery.entry_id
-    return Message(raw.get(b"b", b""), None, extra, message_id)
+    body = raw.get(b"b", raw.get(b"m", b""))  # keep whatever the entry carried
+    return Message(body, None, extra, message_id)
 
 
 def to_str(value: Any) -> str:

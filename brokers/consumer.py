@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+LAG_INTERVAL = 1.0  # seconds between lag readings for stats.lag
 DEFAULT_RETRY = Backoff(initial=0.1, maximum=5.0, multiplier=2.0, jitter="equal")
 
 
@@ -67,7 +68,8 @@ class ConsumerBridge(Actor):
     ``consumer`` names this consumer in the group; keep it stable across restarts
     of the process to resume its own pending entries at once (others' pending
     entries are claimed after ``claim_idle`` seconds). ``block`` is how long one
-    read waits for new entries.
+    read waits for new entries; delayed messages that fell due are moved into the
+    stream every ``delay_poll`` seconds.
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class ConsumerBridge(Actor):
         block: float = 0.5,
         claim_idle: float = 30.0,
         drain_timeout: float = 5.0,
+        delay_poll: float = 0.05,
     ) -> None:
         if max_deliveries < 1:
             raise ValueError(f"max_deliveries must be at least 1, got {max_deliveries}")
@@ -104,6 +107,7 @@ class ConsumerBridge(Actor):
         self.block = block
         self.claim_idle = claim_idle
         self.drain_timeout = drain_timeout
+        self.delay_poll = delay_poll
         self.stats: ConsumerStats = broker.stats.consumer(stream, group, self.consumer)
         self._in_flight: dict[str, Delivery] = {}
         self._handling = 0  # delivered to the target, handler not finished
@@ -212,17 +216,22 @@ class ConsumerBridge(Actor):
         loop = asyncio.get_running_loop()
         claim_every = max(self.claim_idle / 2, 0.01)
         next_claim = loop.time() + claim_every
+        next_promote = next_lag = loop.time()
         while not self._system_closing():
             room = await self._wait_for_room()
-            await self.broker.promote_due(self.stream)
+            if loop.time() >= next_promote:
+                next_promote = loop.time() + self.delay_poll
+                await self.broker.promote_due(self.stream)
             if loop.time() >= next_claim:
                 next_claim = loop.time() + claim_every
                 idle = await self.broker.claim_idle(
                     self.stream, self.group, self.consumer, self.claim_idle, room
                 )
                 self._dispatch_all(idle)
-                self.stats.lag = await self.broker.lag(self.stream, self.group)
                 room = await self._wait_for_room()
+            if loop.time() >= next_lag:
+                next_lag = loop.time() + LAG_INTERVAL
+                self.stats.lag = await self.broker.lag(self.stream, self.group)
             deliveries = await self.broker.read(
                 self.stream, self.group, self.consumer, room, self.block
             )

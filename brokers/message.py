@@ -13,8 +13,8 @@ reason when an entry cannot be read.
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -45,7 +45,7 @@ class Message:
     body: bytes
     key: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=lambda: os.urandom(16).hex())
     timestamp: float = field(default_factory=time.time)
 
     @property
@@ -109,29 +109,31 @@ def decode_body(serializer: Serializer, message: Message) -> Any:
 
 
 # -- wire fields --------------------------------------------------------------------------
+#
+# A message is stored as ONE field ``m``: a JSON array ``[id, timestamp, key, headers]``,
+# a newline, then the body bytes (JSON never contains a raw newline). One field keeps
+# entries small and cheap to parse. Entries written by other producers may instead use
+# separate fields: ``b`` (body, required), ``i`` (id), ``k`` (key), ``h`` (JSON headers),
+# ``t`` (timestamp); the entry id stands in for a missing message id.
 
-_BODY, _KEY, _HEADERS, _ID, _TIME = b"b", b"k", b"h", b"i", b"t"
+_PACKED, _BODY, _KEY, _HEADERS, _ID, _TIME = b"m", b"b", b"k", b"h", b"i", b"t"
 
 
 def to_fields(message: Message) -> dict[bytes, bytes]:
-    """The flat field mapping a message is stored as."""
-    fields = {
-        _ID: message.id.encode(),
-        _BODY: message.body,
-        _TIME: repr(message.timestamp).encode(),
-    }
-    if message.key is not None:
-        fields[_KEY] = message.key.encode()
-    if message.headers:
-        fields[_HEADERS] = json.dumps(message.headers, separators=(",", ":")).encode()
-    return fields
+    """The field mapping a message is stored as."""
+    meta = [message.id, message.timestamp, message.key, message.headers or None]
+    packed = json.dumps(meta, separators=(",", ":")).encode()
+    return {_PACKED: packed + b"\n" + message.body}
 
 
 def from_fields(fields: Mapping[bytes, bytes], fallback_id: str) -> Message:
     """Read a message back from its fields; raises MalformedMessage with the reason."""
+    packed = fields.get(_PACKED)
+    if packed is not None:
+        return _unpack(packed, fallback_id)
     body = fields.get(_BODY)
     if body is None:
-        raise MalformedMessage(f"entry {fallback_id} has no body field 'b'")
+        raise MalformedMessage(f"entry {fallback_id} has neither a 'm' nor a 'b' field")
     try:
         raw_id = fields.get(_ID)
         message_id = raw_id.decode() if raw_id is not None else fallback_id
@@ -140,15 +142,36 @@ def from_fields(fields: Mapping[bytes, bytes], fallback_id: str) -> Message:
         raw_time = fields.get(_TIME)
         timestamp = float(raw_time) if raw_time is not None else 0.0
         raw_headers = fields.get(_HEADERS)
-        headers: dict[str, str] = {}
-        if raw_headers is not None:
-            loaded = json.loads(raw_headers)
-            if not isinstance(loaded, dict):
-                raise ValueError("headers are not a JSON object")
-            headers = {str(k): str(v) for k, v in loaded.items()}
+        headers = _headers(json.loads(raw_headers)) if raw_headers is not None else {}
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedMessage(f"entry {fallback_id} has unreadable fields: {exc}") from exc
     return Message(body, key, headers, message_id, timestamp)
+
+
+def _unpack(packed: bytes, fallback_id: str) -> Message:
+    cut = packed.find(b"\n")
+    try:
+        if cut < 0:
+            raise ValueError("no newline after the metadata")
+        meta = json.loads(packed[:cut])
+        if not isinstance(meta, list) or len(meta) != 4:
+            raise ValueError("metadata is not [id, timestamp, key, headers]")
+        message_id, timestamp, key, headers = meta
+        if not isinstance(message_id, str) or not isinstance(timestamp, int | float):
+            raise ValueError("id must be a string and timestamp a number")
+        if key is not None and not isinstance(key, str):
+            raise ValueError("key must be a string or null")
+        return Message(
+            packed[cut + 1 :], key, _headers(headers) if headers else {}, message_id, timestamp
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MalformedMessage(f"entry {fallback_id} has unreadable fields: {exc}") from exc
+
+
+def _headers(loaded: Any) -> dict[str, str]:
+    if not isinstance(loaded, dict):
+        raise ValueError("headers are not a JSON object")
+    return {str(k): str(v) for k, v in loaded.items()}
 
 
 __all__ = [

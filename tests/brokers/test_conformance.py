@@ -378,7 +378,7 @@ async def test_malformed_payloads_go_to_the_dlq_and_consumption_goes_on(broker: 
     assert len(dead) == 2
     assert dead[0].id == bad_id
     assert "does not decode" in dead[0].headers[ERROR_REASON]
-    assert "no body" in dead[1].headers[ERROR_REASON]
+    assert "neither" in dead[1].headers[ERROR_REASON]
     assert stats.malformed == 2
     assert stats.dead_lettered == 2
 
@@ -408,3 +408,29 @@ async def test_counters_are_kept_on_the_broker_across_restarts(broker: Broker) -
     stats = broker.stats.consumer("s", "g", "c")
     assert stats.delivered == 2
     assert stats.acked == 2
+
+
+async def test_maxlen_trims_the_stream(broker_url: str) -> None:
+    broker = connect(broker_url, maxlen=10)
+    for start in range(0, 1000, 100):
+        await broker.publish_messages("s", [broker.message(i) for i in range(start, start + 100)])
+    kept = await broker.read_stream("s", 2000)
+    await broker.close()
+    assert 10 <= len(kept) < 1000  # approximate trimming (MAXLEN ~) may keep a few more
+    assert broker.serializer.loads(kept[-1].body) == 999
+
+
+async def test_lag_and_in_flight_are_visible_to_collectors(broker: Broker) -> None:
+    gate = asyncio.Event()
+    started: list[Any] = []
+    done: list[Any] = []
+    await broker.publish_messages("s", [broker.message(i) for i in range(20)])
+    async with ActorSystem() as system:
+        target = system.spawn(Gate, gate, started, done)
+        system.spawn(ConsumerBridge, broker, "s", "g", target, consumer="c", **bridge_options())
+        stats = broker.stats.consumer("s", "g", "c")
+        await eventually(lambda: stats.in_flight >= 1 and stats.lag is not None)
+        assert stats.lag is not None and stats.lag >= 14  # 20 published, at most 6 taken
+        gate.set()
+        await eventually(lambda: len(done) == 20 and stats.acked == 20)
+        await eventually(lambda: stats.in_flight == 0)

@@ -27,9 +27,18 @@ def test_fields_round_trip(body: bytes, key: str | None, headers: dict[str, str]
     assert back == message
 
 
+def test_entries_of_other_producers_with_separate_fields_are_read() -> None:
+    message = from_fields({b"b": b"body", b"k": b"key", b"h": b'{"a": "1"}'}, "5-0")
+    assert message == Message(b"body", "key", {"a": "1"}, "5-0", 0.0)
+
+
 def test_unreadable_fields_are_malformed_with_a_reason() -> None:
-    with pytest.raises(MalformedMessage, match="no body"):
+    with pytest.raises(MalformedMessage, match="neither"):
         from_fields({b"i": b"x"}, "1-0")
+    with pytest.raises(MalformedMessage, match="unreadable"):
+        from_fields({b"m": b"no newline"}, "1-0")
+    with pytest.raises(MalformedMessage, match="unreadable"):
+        from_fields({b"m": b'["id", "t", null, null]\nbody'}, "1-0")
     with pytest.raises(MalformedMessage, match="unreadable"):
         from_fields({b"b": b"", b"h": b"[1, 2]"}, "1-0")
     with pytest.raises(MalformedMessage, match="unreadable"):

@@ -1,0 +1,173 @@
+"""Broker bridge throughput: Redis Streams end to end, troupe vs a raw redis-py loop.
+
+Question: how many 100-byte messages per second go publish -> consumer bridge ->
+actor -> XACK on Redis Streams, compared with a hand-written redis-py loop
+(pipelined XADD, XREADGROUP COUNT 100, one XACK per batch) in the same run on
+the same server; and the in-memory broker's rate through the same bridge.
+Target: troupe >= 0.7x the raw loop.
+
+The script starts its own redis-server (Debian package redis-server) on a free
+127.0.0.1 port.
+
+    python benchmarks/brokers.py --quick --json benchmarks/results/brokers.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import redis.asyncio as aioredis
+from _common import Report, parse_args
+
+import troupe
+from troupe import Actor, ActorSystem
+from troupe.brokers import BYTES, Broker, ConsumerBridge, connect
+from troupe.brokers.testing import RedisServer
+
+PAYLOAD = b"x" * 100
+BATCH = 100
+
+
+class Sink(Actor):
+    """Counts messages; resolves ``done`` at ``total``."""
+
+    def __init__(self, total: int, done: asyncio.Future[float]) -> None:
+        self.total = total
+        self.count = 0
+        self.done = done
+
+    def receive(self, message: Any) -> None:
+        self.count += 1
+        if self.count == self.total and not self.done.done():
+            self.done.set_result(time.perf_counter())
+
+
+async def _publish(broker: Broker, stream: str, n: int) -> None:
+    for start in range(0, n, BATCH):
+        count = min(BATCH, n - start)
+        await broker.publish_messages(stream, [broker.message(PAYLOAD) for _ in range(count)])
+
+
+async def troupe_run(url: str, n: int, stream: str) -> float:
+    """Seconds for n messages: publish, consume through a bridge into an actor, ack all."""
+    broker = connect(url)
+    await broker.connect()
+    await broker.ensure_group(stream, "bench")
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[float] = loop.create_future()
+    async with ActorSystem("bench") as system:
+        sink = system.spawn(Sink, n, done)
+        system.spawn(
+            ConsumerBridge,
+            broker,
+            stream,
+            "bench",
+            sink,
+            consumer="c",
+            serializer=BYTES,
+            batch=BATCH,
+            block=0.05,
+        )
+        stats = broker.stats.consumer(stream, "bench", "c")
+        start = time.perf_counter()
+        await _publish(broker, stream, n)
+        await done
+        while stats.acked < n:  # the last acks are in flight  # noqa: ASYNC110
+            await asyncio.sleep(0.0005)
+        elapsed = time.perf_counter() - start
+    await broker.close()
+    return elapsed
+
+
+async def raw_run(url: str, n: int, stream: str) -> float:
+    """The same flow by hand with redis-py: pipelined XADD, XREADGROUP COUNT 100, XACK."""
+    producer = aioredis.Redis.from_url(url)
+    consumer = aioredis.Redis.from_url(url)
+    await consumer.xgroup_create(stream, "bench", id="0", mkstream=True)
+    handled = 0
+
+    def handle(body: bytes) -> None:
+        nonlocal handled
+        handled += 1
+
+    async def publish() -> None:
+        for start in range(0, n, BATCH):
+            pipe = producer.pipeline(transaction=False)
+            for _ in range(min(BATCH, n - start)):
+                pipe.xadd(stream, {b"b": PAYLOAD})
+            await pipe.execute()
+
+    async def consume() -> None:
+        acked = 0
+        while acked < n:
+            reply: Any = await consumer.xreadgroup(
+                "bench", "c", {stream: ">"}, count=BATCH, block=50
+            )
+            for _name, entries in reply or ():
+                ids = []
+                for entry_id, fields in entries:
+                    handle(fields[b"b"])
+                    ids.append(entry_id)
+                pipe = consumer.pipeline(transaction=False)
+                pipe.xack(stream, "bench", *ids)
+                await pipe.execute()
+                acked += len(ids)
+
+    start = time.perf_counter()
+    await asyncio.gather(publish(), consume())
+    elapsed = time.perf_counter() - start
+    assert handled == n
+    await producer.aclose()
+    await consumer.aclose()
+    return elapsed
+
+
+def best(runs: int, n: int, fn: Any, *args: Any) -> float:
+    rates = []
+    for i in range(runs):
+        seconds = troupe.run(fn(*args, n, f"bench-{fn.__name__}-{i}-{time.time_ns()}"))
+        rates.append(n / seconds)
+    return max(rates)
+
+
+def main() -> None:
+    args = parse_args(__doc__ or "")
+    quick = args.quick
+    n = 20_000 if quick else 100_000
+    repeat = args.repeat or (3 if quick else 5)
+    report = Report("brokers")
+    with RedisServer() as server:
+        raw_rates: list[float] = []
+        troupe_rates: list[float] = []
+        for _ in range(repeat):  # interleaved, so both see the same machine load
+            raw_rates.append(best(1, n, raw_run, server.url))
+            troupe_rates.append(best(1, n, troupe_run, server.url))
+        report.add(
+            "redis_streams_end_to_end",
+            "msg/s",
+            max(troupe_rates),
+            {"redis_py_raw_loop": max(raw_rates)},
+            payload_bytes=len(PAYLOAD),
+            messages=n,
+            target_ratio=0.7,
+        )
+    memory_rate = best(repeat, n, troupe_run, "memory://")
+    report.add(
+        "memory_broker_end_to_end",
+        "msg/s",
+        memory_rate,
+        {},
+        payload_bytes=len(PAYLOAD),
+        messages=n,
+    )
+    report.write(args.json)
+
+
+if __name__ == "__main__":
+    main()
