@@ -122,7 +122,25 @@ def add_run_command(subcommands: Subcommands) -> None:
     run.set_defaults(handler=run_command)
 
 
-COMMANDS: list[Callable[[Subcommands], None]] = [add_run_command]
+def add_demo_command(subcommands: Subcommands) -> None:
+    """``troupe demo``: the order-processing example under load and injected faults."""
+    from troupe.examples.orders.demo import add_arguments, demo_command
+
+    demo = subcommands.add_parser(
+        "demo",
+        help="run the order-processing example with injected faults",
+        description=(
+            "Run the order system (idempotent intake, event bus, saga with compensation, "
+            "supervision tree) on the embedded broker, or on Redis with --broker redis://..., "
+            "under a stream of orders with payment declines, inventory crashes and duplicate "
+            "submissions; show progress, serve /metrics, print a summary."
+        ),
+    )
+    add_arguments(demo)
+    demo.set_defaults(handler=demo_command)
+
+
+COMMANDS: list[Callable[[Subcommands], None]] = [add_run_command, add_demo_command]
 """Functions that add one subcommand each (see the module docstring)."""
 
 
