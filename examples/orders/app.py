@@ -61,7 +61,8 @@ class OrderSettings:
     (``memory://`` embedded, ``redis://host:port/db``); with Redis, the saga log
     and the idempotency keys live in Redis too, under ``namespace``. Passing
     ``inventory``/``payments``/``mailer`` reuses the "external services" (tests
-    restart the system around the same ones).
+    restart the system around the same ones), and so does passing ``broker``,
+    ``saga_log`` or ``idempotency`` (the app then does not close them).
     """
 
     broker_url: str = "memory://"
@@ -74,6 +75,8 @@ class OrderSettings:
     inventory: Inventory | None = None
     payments: Payments | None = None
     mailer: Mailer | None = None
+    broker: Broker | None = None
+    idempotency_lease: float = 30.0
     step_timeout: float = 2.0
     step_retry: Retry | None = None
 
@@ -154,8 +157,11 @@ async def start_orders(system: ActorSystem, settings: OrderSettings) -> OrderApp
     inventory = settings.inventory or Inventory(settings.stock)
     payments = settings.payments or Payments(settings.balances)
     mailer = settings.mailer or Mailer()
-    broker = connect(settings.broker_url)
-    closers: list[Callable[[], Awaitable[Any]]] = [broker.close]
+    closers: list[Callable[[], Awaitable[Any]]] = []
+    broker = settings.broker
+    if broker is None:
+        broker = connect(settings.broker_url)
+        closers.append(broker.close)
     saga_log, store = settings.saga_log, settings.idempotency
     if settings.broker_url.startswith(("redis://", "rediss://")) and (
         saga_log is None or store is None
@@ -170,6 +176,7 @@ async def start_orders(system: ActorSystem, settings: OrderSettings) -> OrderApp
     guard = Idempotent(
         store or MemoryIdempotencyStore(),
         namespace=f"{settings.namespace}create:",
+        lease=settings.idempotency_lease,
         sleep=system.clock.sleep,
     )
     steps = SupervisorSpec(
