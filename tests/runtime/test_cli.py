@@ -111,6 +111,18 @@ def test_run_options_reach_the_process_tree() -> None:
     assert [s.name for s in tree.status()] == ["build-0", "build-1", "build-2"]
 
 
+def test_a_process_supervisor_target_runs_as_given(capsys: pytest.CaptureFixture[str]) -> None:
+    import process_tree_targets
+
+    from troupe.cli import tree_for
+
+    args = build_parser().parse_args(["run", "process_tree_targets:pool"])
+    assert tree_for(args) is process_tree_targets.pool
+    code, err = run_cli(capsys, "run", "process_tree_targets:pool", "--processes=3")
+    assert code == 2
+    assert "is a ProcessSupervisor" in err and "count=" in err
+
+
 def test_subcommands_plug_in_through_commands(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

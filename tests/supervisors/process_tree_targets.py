@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from troupe import Actor, ActorSystem
+from troupe.supervisors import ProcessSpec, ProcessSupervisor
 from troupe.supervisors.spec import ChildSpec, SupervisorSpec
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,9 @@ def make_worker_tree() -> type[Actor]:
 
 supervised = SupervisorSpec([ChildSpec(Worker, name="worker")], name="workers")
 """An actor supervision tree as a process's tree."""
+
+pool = ProcessSupervisor([ProcessSpec("process_tree_targets:build", count=2)], name="pool")
+"""A whole process tree as a ``troupe run`` target."""
 
 NOT_A_TREE = 42
 
