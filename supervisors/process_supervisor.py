@@ -349,6 +349,8 @@ class ProcessSupervisor:
         child.last_exit = returncode
         abnormal = returncode != 0
         when = "" if was_running else " before its tree was up"
+        if returncode == -signal.SIGKILL:
+            when += " (kill -9 or the out-of-memory killer)"
         log = logger.error if abnormal else logger.info
         log("child %s exited with %s%s", child.name, describe_exit(returncode), when)
         if not should_restart(child.spec.restart, abnormal):
