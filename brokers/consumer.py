@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+TARGET_WAIT = 0.1  # seconds between looks for a target actor that is not running
 LAG_INTERVAL = 1.0  # seconds between lag readings for stats.lag
 DEFAULT_RETRY = Backoff(initial=0.1, maximum=5.0, multiplier=2.0, jitter="equal")
 
@@ -319,10 +320,10 @@ class ConsumerBridge(Actor):
             self._dispatch(delivery)
         self.stats.in_flight = len(self._in_flight)
 
-    def _dispatch(self, delivery: Delivery) -> None:
+    def _dispatch(self, delivery: Delivery, *, fresh: bool = True) -> None:
         self._in_flight[delivery.entry_id] = delivery
         self._timers.pop(delivery.entry_id, None)
-        if delivery.deliveries > 1:
+        if fresh and delivery.deliveries > 1:
             self.stats.redelivered += 1
         message = delivery.message
         if message is None:
@@ -343,8 +344,10 @@ class ConsumerBridge(Actor):
             self._dead_letter(delivery, str(exc))
             return
         cell = self._resolve_target()
-        if cell is None:
-            self._failed(delivery, LookupError(f"target actor {self.target!r} is not running"))
+        if cell is None:  # not the message's fault: wait for the target, do not count it
+            self._timers[delivery.entry_id] = self.system.clock.call_later(
+                TARGET_WAIT, self._target_wait_over, delivery
+            )
             return
         headers = dict(message.headers)
         headers[ATTEMPT] = str(delivery.deliveries)
@@ -382,6 +385,10 @@ class ConsumerBridge(Actor):
         self._timers[delivery.entry_id] = self.system.clock.call_later(
             delay, self._retry_due, delivery
         )
+
+    def _target_wait_over(self, delivery: Delivery) -> None:
+        if self._timers.pop(delivery.entry_id, None) is not None and not self._closing:
+            self._dispatch(delivery, fresh=False)
 
     def _retry_due(self, delivery: Delivery) -> None:
         if self._timers.pop(delivery.entry_id, None) is None:
