@@ -8,10 +8,10 @@ as pooled children, ``Worker-17``, share their class's label). At most
 class (up to twice the limit in all), then ``_other``: cardinality stays bounded.
 
 A group is an :class:`ActorStats`: a row of 64-bit integers (see
-:mod:`troupe.metrics_store`). The dispatcher times each handler call with one
-``perf_counter`` read and counts it in a histogram bucket; the Prometheus
-side (:mod:`troupe.metrics_export`) turns the integers into metric families
-only when scraped, so no prometheus-client call runs per message.
+:mod:`troupe.metrics_store`). The dispatcher counts handler calls into it per
+dispatch turn, with one or a few ``perf_counter`` reads (see ActorStats); the
+Prometheus side (:mod:`troupe.metrics_export`) turns the integers into metric
+families only when scraped, so no prometheus-client call runs per message.
 """
 
 from __future__ import annotations
@@ -92,20 +92,40 @@ assert BUCKET0 + len(BUCKETS) + 1 <= VALUES
 
 
 class ActorStats:
-    """The counters of one metrics group; shared by every actor with its label."""
+    """The counters of one metrics group; shared by every actor with its label.
 
-    __slots__ = ("counts", "label")
+    Handler timing costs one ``perf_counter`` read per dispatch turn while the
+    group's turns finish within ``FAST_BOUND`` (then every call in the turn is
+    certainly in the first bucket). When a turn overruns, that turn counts as
+    its other calls being fast plus one call that took the whole turn, and the
+    group times each call (one read per call) until a whole turn is fast again.
+    Counts and the duration sum are exact; only the bucket of calls in such an
+    overrunning turn is estimated. Failed calls are always timed on their own.
+    """
+
+    __slots__ = ("counts", "label", "time_each")
 
     def __init__(self, label: str, counts: memoryview) -> None:
         self.label = label
         self.counts = counts
+        self.time_each = False
 
     def observe(self, seconds: float) -> None:
-        """Count one handler call that took ``seconds`` (the dispatcher's slow path)."""
+        """Count one handler call that took ``seconds``."""
         self.counts[BUCKET0 + bisect_left(BUCKETS, seconds)] += 1
 
-    def end_turn(self, quick: int, seconds: float) -> None:
-        """Add a dispatch turn: ``quick`` calls under ``FAST_BOUND`` and the turn's handler time."""
+    def end_turn(self, handled: int, slow: int, seconds: float, each: bool) -> None:
+        """Account a dispatch turn: ``handled`` calls, ``slow`` of them already observed,
+        ``seconds`` of handler time, ``each`` when its calls were timed one by one."""
+        quick = handled - slow
+        if each:
+            if seconds < FAST_BOUND:
+                self.time_each = False  # a whole turn fits the first bucket again
+        elif seconds >= FAST_BOUND:
+            self.time_each = True
+            if not slow and quick:  # no failed call took the overrun: one call did
+                quick -= 1
+                self.observe(seconds)
         counts = self.counts
         if quick:
             counts[BUCKET0] += quick

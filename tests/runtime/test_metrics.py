@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import urllib.request
 from typing import Any, ClassVar
 
@@ -260,3 +261,46 @@ async def test_counts_match_messages_sent(plan: list[tuple[str, str]], asynchron
         for (name, labels) in samples
         if name == "troupe_handler_seconds_bucket" and dict(labels)["actor"] == "a"
     )
+
+
+class Sync(Actor):
+    """Sleeps (blocking) for the given seconds; returns at once for 0."""
+
+    def receive(self, message: float) -> None:
+        if message:
+            time.sleep(message)
+
+
+async def test_turn_timing_falls_back_to_per_call_timing_after_an_overrun() -> None:
+    async with ActorSystem(metrics_port=0) as system:
+        ref = system.spawn(Sync, name="sync")
+        stats = system.cell_of(ref).metrics
+        assert stats is not None and not stats.time_each  # turns are timed as a whole
+        for _ in range(10):
+            ref.tell(0.0)
+        await ref.ask(0.03)  # the same turn: ten fast calls and one slow call
+        assert stats.time_each  # the turn overran: calls are timed one by one now
+        for _ in range(3):
+            ref.tell(0.006)
+        await ref.ask(0.0)
+        assert stats.time_each
+        fast = 10 + 1
+        for _ in range(20):  # a busy machine may stretch a turn past 50 us now and then
+            for _ in range(5):
+                ref.tell(0.0)
+            await ref.ask(0.0)
+            fast += 6
+            if not stats.time_each:
+                break
+        assert not stats.time_each  # a whole turn fit the first bucket again
+        samples = await scrape(system)
+    bucket = {
+        le: value(samples, "troupe_handler_seconds_bucket", actor="sync", le=le)
+        for le in ("5e-05", "0.005", "0.01", "0.025", "0.05", "+Inf")
+    }
+    assert bucket["5e-05"] >= fast - 2  # a fast call may exceed 50 us on a busy machine
+    assert bucket["0.005"] == fast
+    assert bucket["0.01"] == fast + 3  # the three 6 ms calls, each timed
+    assert bucket["0.025"] == fast + 3
+    assert bucket["0.05"] == fast + 4  # the 30 ms call took its turn's time
+    assert bucket["+Inf"] == fast + 4
