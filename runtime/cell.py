@@ -303,21 +303,27 @@ class ActorCell:
         queue = mailbox.queue
         receive = self._receive
         budget = self._throughput
-        # Metrics: one perf_counter read per message, chained (a message's time runs
-        # from the previous one's end); calls under FAST_BOUND are counted per turn.
+        # Metrics (see troupe.metrics): a turn is timed as a whole while this actor's
+        # turns fit in the first histogram bucket, else each call is timed, chained
+        # (a call's time runs from the previous one's end).
         stats = self.metrics
-        slow = 0  # messages counted by observe(); the rest of the turn was quick
-        began = start = perf_counter() if stats is not None else 0.0
+        each = False
+        slow = 0  # calls already counted by observe()
+        began = start = 0.0
+        if stats is not None:
+            each = stats.time_each
+            began = start = perf_counter()
         traced = False
         if current_traceparent.get() is not None:
             leave_trace()  # inherited from whoever scheduled this turn
         while budget:
             if mailbox.system:
+                lane = perf_counter() if stats is not None else 0.0
                 self._run_system_lane()
-                if stats is not None:
-                    now = perf_counter()
-                    start += now - began
-                    began = now
+                if stats is not None:  # system messages are not handler time
+                    lane = perf_counter() - lane
+                    start += lane
+                    began += lane
             if self.state is not _RUNNING or not queue:
                 break
             item = queue.popleft()
@@ -338,7 +344,7 @@ class ActorCell:
             except Exception as exc:
                 if stats is not None:
                     now = perf_counter()
-                    stats.observe(now - began)
+                    stats.observe(now - began)  # timing turns: it takes the turn so far
                     stats.add(FAILED)
                     slow += 1
                     began = now
@@ -348,7 +354,7 @@ class ActorCell:
                 if traced:
                     leave_trace()
                 break
-            if stats is not None:
+            if each and stats is not None:
                 now = perf_counter()
                 if now - began >= FAST_BOUND:
                     stats.observe(now - began)
@@ -363,7 +369,8 @@ class ActorCell:
                 traced = False
                 self._current = None
         if stats is not None:
-            stats.end_turn(self._throughput - budget - slow, began - start)
+            end = began if each or slow else perf_counter()
+            stats.end_turn(self._throughput - budget, slow, end - start, each)
         self._finish_turn()
 
     async def _drain_async(self) -> None:
@@ -371,18 +378,23 @@ class ActorCell:
         receive = self._receive
         budget = self._throughput
         stats = self.metrics  # timing as in _drain_sync
-        slow = 0  # messages counted by observe(); the rest of the turn was quick
-        began = start = perf_counter() if stats is not None else 0.0
+        each = False
+        slow = 0
+        began = start = 0.0
+        if stats is not None:
+            each = stats.time_each
+            began = start = perf_counter()
         traced = False
         if current_traceparent.get() is not None:
             leave_trace()
         while budget:
             if mailbox.system:
+                lane = perf_counter() if stats is not None else 0.0
                 self._run_system_lane()
-                if stats is not None:
-                    now = perf_counter()
-                    start += now - began
-                    began = now
+                if stats is not None:  # system messages are not handler time
+                    lane = perf_counter() - lane
+                    start += lane
+                    began += lane
             if self.state is not _RUNNING or not mailbox.queue:
                 break
             item = mailbox.pop()
@@ -401,12 +413,13 @@ class ActorCell:
                     reply.set_exception(ActorStopped(self.name))
                 self._scheduled = False
                 if stats is not None:  # the cancelled message is not counted
-                    stats.end_turn(self._throughput - budget - slow - 1, began - start)
+                    end = began if each or slow else perf_counter()
+                    stats.end_turn(self._throughput - budget - 1, slow, end - start, each)
                 raise
             except Exception as exc:
                 if stats is not None:
                     now = perf_counter()
-                    stats.observe(now - began)
+                    stats.observe(now - began)  # timing turns: it takes the turn so far
                     stats.add(FAILED)
                     slow += 1
                     began = now
@@ -416,7 +429,7 @@ class ActorCell:
                 if traced:
                     leave_trace()
                 break
-            if stats is not None:
+            if each and stats is not None:
                 now = perf_counter()
                 if now - began >= FAST_BOUND:
                     stats.observe(now - began)
@@ -429,7 +442,8 @@ class ActorCell:
                 leave_trace()
                 traced = False
         if stats is not None:
-            stats.end_turn(self._throughput - budget - slow, began - start)
+            end = began if each or slow else perf_counter()
+            stats.end_turn(self._throughput - budget, slow, end - start, each)
         self._finish_turn()
 
     # -- failure and directives -----------------------------------------------------------
