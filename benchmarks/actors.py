@@ -73,6 +73,27 @@ async def troupe_tell(n: int) -> float:
         return time.perf_counter() - start
 
 
+async def troupe_tell_metrics(n: int, metrics: bool) -> float:
+    """``troupe_tell`` with the system's metrics on or off (an actor named in both)."""
+    async with ActorSystem("bench", metrics=metrics) as system:
+        ref = system.spawn(Counter, name="counter")
+        start = time.perf_counter()
+        for i in range(n):
+            await ref.tell(i)
+        await ref.ask("flush")
+        return time.perf_counter() - start
+
+
+def metrics_on_off(repeat: int, n: int) -> tuple[float, float]:
+    """Best tell rates (on, off), runs alternating so both see the same machine load."""
+    on: list[float] = []
+    off: list[float] = []
+    for _ in range(repeat + 2):
+        off.append(troupe.run(troupe_tell_metrics(n, False)))
+        on.append(troupe.run(troupe_tell_metrics(n, True)))
+    return n / min(on), n / min(off)
+
+
 async def troupe_ask(n: int) -> float:
     async with ActorSystem("bench") as system:
         ref = system.spawn(Counter)
@@ -517,6 +538,8 @@ def main() -> None:
             "deque_future": rate(n_tell, raw_tell, DequeActor, n_tell),
         },
     )
+    metrics_on, metrics_off = metrics_on_off(repeat, n_tell)
+    report.add("tell_metrics_on_vs_off", "msg/s", metrics_on, {"troupe_metrics_off": metrics_off})
     n_pykka_ask = n_pykka // 4
     report.add(
         "ask",
