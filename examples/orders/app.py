@@ -117,6 +117,8 @@ class OrderApp:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self.finished() < sagas or not self._events_flushed():
+            if not self.root.is_alive:
+                raise RuntimeError("the order system's supervisor gave up (see the log)")
             if loop.time() > deadline:
                 raise TimeoutError(
                     f"only {self.finished()} of {sagas} order sagas finished in {timeout} s"

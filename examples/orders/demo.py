@@ -120,6 +120,14 @@ async def run_demo(options: DemoOptions, err: IO[str] | None = None) -> DemoResu
         balances=balances,
         faults=Faults(inventory_crash_every=options.crash_every),
     )
+    if redis:  # fail fast, with the reason, when the server is not there
+        from troupe.brokers import connect
+
+        probe = connect(options.broker)
+        try:
+            await probe.connect()
+        finally:
+            await probe.close()
     metrics_url: str | None = None
     began = time.monotonic()
     async with ActorSystem(
@@ -192,7 +200,7 @@ async def _submit_all(
 async def _settle(app: OrderApp, orders: int, timeout: float) -> bool:
     try:
         await app.settled(orders, timeout=timeout)
-    except TimeoutError as exc:
+    except (TimeoutError, RuntimeError) as exc:
         logger.error("%s", exc)
         return False
     return True
@@ -376,8 +384,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options_from(args: argparse.Namespace) -> DemoOptions:
     """DemoOptions from parsed flags."""
+    from troupe.brokers import connect
+
     if args.orders < 1:
         raise ValueError(f"--orders must be at least 1, got {args.orders}")
+    connect(args.broker)  # raises ConfigError (a ValueError) naming a bad URL; connects later
     return DemoOptions(
         orders=args.orders,
         broker=args.broker,
@@ -392,6 +403,7 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
 
 def demo_command(args: argparse.Namespace) -> int:
     """Run the demo from parsed flags; the exit status."""
+    from troupe.brokers import BrokerError
     from troupe.loop import run
 
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
@@ -400,7 +412,11 @@ def demo_command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         sys.stderr.write(f"troupe demo: error: {exc}\n")
         return 2
-    result = run(run_demo(options))
+    try:
+        result = run(run_demo(options))
+    except (ConnectionError, OSError, BrokerError) as exc:
+        sys.stderr.write(f"troupe demo: error: cannot use {_redacted(options.broker)}: {exc}\n")
+        return 1
     sys.stdout.write(render(result, options))
     return 0 if result.ok else 1
 

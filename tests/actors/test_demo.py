@@ -1,0 +1,82 @@
+"""``troupe demo`` on the embedded broker: faults injected, summary right, /metrics served."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import urllib.request
+
+import pytest
+
+from troupe import ActorSystem
+from troupe.cli import main as troupe_main
+from troupe.examples.orders.app import OrderSettings, start_orders
+from troupe.examples.orders.demo import DemoOptions, _register_metrics, render, run_demo
+
+
+async def test_demo_on_memory_settles_every_order_and_balances() -> None:
+    options = DemoOptions(orders=150, rate=0, metrics_port=0, seed=3)
+    err = io.StringIO()
+    result = await run_demo(options, err=err)
+    s = result.summary
+    assert result.ok, render(result, options)
+    assert s["completed"] + s["compensated"] == 150
+    assert s["needs_attention"] == 0
+    assert s["duplicates_suppressed"] == result.submissions - result.unique > 0
+    assert s["injected_crashes"] > 0 and s["restarts"] >= s["injected_crashes"]
+    assert s["step_retries"] >= s["injected_crashes"]
+    assert result.outcomes.get("compensated:payment", 0) > 0  # declines happened
+    assert result.metrics_url is not None and result.metrics_url.startswith("http://127.0.0.1:")
+    progress = err.getvalue()
+    assert "metrics at http://127.0.0.1:" in progress and "/150 orders" in progress
+    text = render(result, options)
+    for row in (
+        "orders completed",
+        "orders compensated",
+        "actor restarts",
+        "dead letters",
+        "duplicates suppressed",
+        "money balanced",
+    ):
+        assert row in text
+    assert text.rstrip().endswith("OK")
+
+
+async def test_metrics_endpoint_shows_runtime_and_saga_metrics_while_running() -> None:
+    async with ActorSystem("metrics-demo", metrics_port=0) as system:
+        app = await start_orders(system, OrderSettings())
+        url = _register_metrics(system, app)
+        assert url is not None
+        from troupe.examples.orders import CreateOrder
+
+        await app.submit(CreateOrder("o-1", "ada", {"book": 1}, 1500))
+        await app.settled(1)
+
+        def scrape() -> str:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return str(response.read().decode())
+
+        body = await asyncio.to_thread(scrape)
+        assert 'troupe_sagas_total{outcome="completed",saga="order"} 1.0' in body
+        assert "troupe_sagas_needs_attention" in body
+        assert "troupe_messages_total" in body
+    await app.close()
+
+
+def test_troupe_demo_command(capsys: pytest.CaptureFixture[str]) -> None:
+    status = troupe_main(
+        ["demo", "--orders", "40", "--rate", "0", "--metrics-port", "-1", "--no-progress"]
+    )
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "troupe demo: 40 orders on memory://" in out and out.rstrip().endswith("OK")
+
+
+def test_troupe_demo_rejects_bad_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    assert troupe_main(["demo", "--orders", "0"]) == 2
+    assert "--orders must be at least 1" in capsys.readouterr().err
+    assert troupe_main(["demo", "--broker", "ftp://nowhere", "--orders", "1"]) == 2
+    assert "no supported scheme" in capsys.readouterr().err
+    # nothing listens on port 1: a clear error, not a traceback
+    assert troupe_main(["demo", "--broker", "redis://127.0.0.1:1/0", "--orders", "1"]) == 1
+    assert "cannot use redis://127.0.0.1:1/0" in capsys.readouterr().err
