@@ -155,13 +155,13 @@ class Retry:
 
             @functools.wraps(fn)
             async def retried_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await self.call(fn, *args, **kwargs)
+                return await self.call(functools.partial(fn, *args, **kwargs))
 
             return retried_async
 
         @functools.wraps(fn)
         def retried(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return self.call_sync(fn, *args, **kwargs)
+            return self.call_sync(functools.partial(fn, *args, **kwargs))
 
         return retried
 

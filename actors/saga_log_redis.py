@@ -72,18 +72,18 @@ class RedisSagaLog:
         await self._save(keys=keys, args=[record.to_json(), record.saga_id])
 
     async def load(self, saga: str, saga_id: str) -> SagaRecord | None:
-        text: bytes | None = await self.client.get(self._record_key(saga, saga_id))
+        text: bytes | str | None = await self.client.get(self._record_key(saga, saga_id))
         return None if text is None else SagaRecord.from_json(text)
 
     async def records(self, saga: str, statuses: Iterable[SagaStatus]) -> list[SagaRecord]:
         ids: set[str] = set()
         for status in statuses:
-            members: set[bytes] = await self.client.smembers(self._status_key(saga, status))
-            ids.update(m.decode() for m in members)
+            members: set[bytes | str] = await self.client.smembers(self._status_key(saga, status))
+            ids.update(m.decode() if isinstance(m, bytes) else m for m in members)
         if not ids:
             return []
         ordered = sorted(ids)
-        texts: list[bytes | None] = await self.client.mget(
+        texts: list[bytes | str | None] = await self.client.mget(
             [self._record_key(saga, saga_id) for saga_id in ordered]
         )
         return [SagaRecord.from_json(text) for text in texts if text is not None]

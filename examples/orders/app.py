@@ -30,7 +30,7 @@ from troupe.actors.saga_log import MemorySagaLog, SagaLog
 from troupe.brokers import Broker, connect
 from troupe.brokers.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from troupe.ref import ActorRef
-from troupe.supervisors import Backoff, ChildSpec, SupervisorSpec, start_supervisor
+from troupe.supervisors import Backoff, ChildSpec, Strategy, SupervisorSpec, start_supervisor
 from troupe.system import ActorSystem
 
 from .events import EVENT_TYPES, CreateOrder
@@ -188,7 +188,7 @@ async def start_orders(system: ActorSystem, settings: OrderSettings) -> OrderApp
             ChildSpec(SendConfirmation, (mailer,), name=CONFIRMATION),
         ],
         name="orders.steps",
-        strategy="one_for_one",
+        strategy=Strategy.ONE_FOR_ONE,
         max_restarts=50,  # the demo crashes the inventory on purpose, often
         within=1.0,
         backoff=Backoff(initial=0.001, maximum=0.05, jitter="full"),
@@ -215,7 +215,7 @@ async def start_orders(system: ActorSystem, settings: OrderSettings) -> OrderApp
             ChildSpec(OrderService, (guard, bus), name=SERVICE),
         ],
         name=ROOT,
-        strategy="one_for_one",
+        strategy=Strategy.ONE_FOR_ONE,
         max_restarts=10,
         within=5.0,
         backoff=Backoff(initial=0.01, maximum=1.0, jitter="equal"),
