@@ -1,1 +1,70 @@
-"""troupe.actors."""
+"""troupe.actors: ready-made actors — event bus, retries, idempotency, sagas.
+
+>>> from troupe.actors import EventBus, Retry, Idempotent, SagaOrchestrator
+
+- :class:`EventBus` routes events by topic (exact, ``*``, ``#``) to subscriber
+  actors; :class:`BusBridge` carries topics through a broker stream.
+- :class:`Retry` is the shared Backoff as a retry policy (decorator or wrapper).
+- :class:`Idempotent` runs an effect once per key over an IdempotencyStore.
+- :class:`SagaOrchestrator` runs :class:`SagaDefinition` steps (actors) with
+  compensation, persisted in a saga log, resumed after a crash.
+
+Redis and Prometheus pieces live in :mod:`troupe.actors.saga_log_redis` and
+:mod:`troupe.actors.saga_metrics` (they need the ``redis``/``metrics`` extras).
+"""
+
+from .bus import EventBus
+from .bus_bridge import BusBridge, DataclassCodec, EventCodec
+from .idempotency import Deduplicate, Idempotent, StillInProgress
+from .retry import Retry
+from .saga import (
+    GetSaga,
+    GetSagaStats,
+    ParkedSagas,
+    Rejected,
+    RetryParked,
+    SagaDefinition,
+    SagaFinished,
+    SagaOrchestrator,
+    SagaStats,
+    SagaStep,
+    StartSaga,
+    Step,
+    StepAction,
+    StepCompensation,
+    StepRejected,
+)
+from .saga_log import MemorySagaLog, SagaLog, SagaRecord, SagaStatus
+from .topics import TopicPattern, topic_of
+
+__all__ = [
+    "BusBridge",
+    "DataclassCodec",
+    "Deduplicate",
+    "EventBus",
+    "EventCodec",
+    "GetSaga",
+    "GetSagaStats",
+    "Idempotent",
+    "MemorySagaLog",
+    "ParkedSagas",
+    "Rejected",
+    "Retry",
+    "RetryParked",
+    "SagaDefinition",
+    "SagaFinished",
+    "SagaLog",
+    "SagaOrchestrator",
+    "SagaRecord",
+    "SagaStats",
+    "SagaStatus",
+    "SagaStep",
+    "StartSaga",
+    "Step",
+    "StepAction",
+    "StepCompensation",
+    "StepRejected",
+    "StillInProgress",
+    "TopicPattern",
+    "topic_of",
+]
