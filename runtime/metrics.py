@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from .metrics_store import ENV_DIR, VALUES, Key, Slot, SlotSnapshot, SlotStore
 
 if TYPE_CHECKING:
-    from .cell import ActorCell
     from .dead_letters import DeadLetter
     from .system import ActorSystem
 
@@ -280,12 +279,6 @@ class SystemMetrics:
         return self._groups.get(label)
 
     # -- events ------------------------------------------------------------------------
-
-    def escalated(self, cell: ActorCell) -> None:
-        """Count an escalation by the supervisor running in ``cell``."""
-        stats = cell.metrics
-        if stats is not None:
-            stats.add(ESCALATIONS)
 
     def _dead_letter(self, letter: DeadLetter) -> None:
         reasons = self._reasons

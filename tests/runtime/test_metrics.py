@@ -304,3 +304,36 @@ async def test_turn_timing_falls_back_to_per_call_timing_after_an_overrun() -> N
     assert bucket["0.025"] == fast + 3
     assert bucket["0.05"] == fast + 4  # the 30 ms call took its turn's time
     assert bucket["+Inf"] == fast + 4
+
+
+class Child(Actor):
+    def receive(self, message: Any) -> Any:
+        if message == "crash":
+            raise RuntimeError("crash")
+        return message
+
+
+async def test_supervisor_escalations_and_restarts_are_counted() -> None:
+    from troupe.supervisors import ChildSpec, SupervisorSpec, start_supervisor
+
+    inner = SupervisorSpec(
+        [ChildSpec(Child, name="x"), ChildSpec(Child, name="y")],
+        name="inner",
+        decider=lambda exc: "escalate",
+    )
+    outer = SupervisorSpec([inner, ChildSpec(Child, name="z")], name="outer")
+    async with ActorSystem(metrics_port=0) as system:
+        await start_supervisor(system, outer)
+        old_y = system.lookup("y")
+        old_y.tell("crash")
+        for _ in range(200):
+            new_y = system.find("y")
+            if new_y is not None and new_y != old_y and await new_y.ask("up") == "up":
+                break
+            await asyncio.sleep(0.01)
+        samples = await scrape(system)
+    assert value(samples, "troupe_messages_total", actor="y", outcome="failed") == 1
+    assert value(samples, "troupe_escalations_total", actor="inner") == 1
+    assert value(samples, "troupe_restarts_total", actor="inner") == 1
+    assert value(samples, "troupe_escalations_total", actor="outer") == 0
+    assert value(samples, "troupe_actors", actor="y") == 1
