@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .envelope import Envelope, open_envelope
 from .errors import ActorStopped, MailboxFull, MessageDropped
 from .mailbox import ACCEPTED, Accepted, Mailbox, MailboxConfig
-from .metrics import DEAD_LETTERED, FAILED, FAST_BOUND
+from .metrics import DEAD_LETTERED, ESCALATIONS, FAILED, FAST_BOUND
 from .ref import ActorRef
 from .state import State, Terminated
 from .timers import Timers
@@ -465,6 +465,8 @@ class ActorCell:
         Does nothing while it is already suspended, stopping or stopped."""
         if self.state in (State.SUSPENDED, State.STOPPING, State.STOPPED):
             return
+        if self.metrics is not None and hasattr(self.actor, "on_child_failure"):
+            self.metrics.add(ESCALATIONS)  # a supervisor passing a failure up
         self._failed(exc, None)
 
     def resume(self) -> None:
