@@ -9,6 +9,7 @@ pykka actor behind a troupe ref.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from typing import Any
 
@@ -80,7 +81,8 @@ class ThreadActor(Actor):
     def _on_thread(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._host().tell(_Call(fn, args, future, loop))
+        context = contextvars.copy_context()  # the message's trace, for logs and tells
+        self._host().tell(_Call(context.run, (fn, *args), future, loop))
         return future
 
     def _troupe_handler(self) -> Callable[[Any], Any]:
