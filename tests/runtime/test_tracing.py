@@ -202,3 +202,25 @@ def test_traceparent_round_trip(trace_id: str, span_id: str, flags: str) -> None
 def test_parse_never_raises(text: str) -> None:
     parsed = TraceContext.parse(text)
     assert parsed is None or TraceContext.parse(parsed.header()) == parsed
+
+
+async def test_thread_actor_handlers_see_and_forward_the_trace() -> None:
+    from troupe import ThreadActor
+
+    class Blocking(ThreadActor):
+        def __init__(self, forward: Any) -> None:
+            self.forward = forward
+
+        def receive(self, message: Any) -> Any:
+            self.forward.tell(message)  # from the actor's own thread
+            return current_trace()
+
+    async with ActorSystem() as system:
+        sink = system.spawn(Collector)
+        blocking = system.spawn(Blocking, sink)
+        trace = await blocking.ask("work", headers={TRACEPARENT: ROOT})
+        await asyncio.sleep(0.05)
+        seen = await sink.ask("report")
+    assert trace == TraceContext.parse(ROOT)
+    [(_, child, _)] = seen
+    assert child is not None and child.trace_id == ROOT[3:35]
