@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PRICES = {"book": 1500, "lamp": 4500, "mug": 900, "desk": 25000}
-DEMO_STOCK = {"book": 2000, "lamp": 800, "mug": 3000, "desk": 150}
+DEMO_STOCK = {"book": 2000, "lamp": 800, "mug": 3000, "desk": 260}
 
 
 @dataclass
