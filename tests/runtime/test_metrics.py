@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -337,3 +340,21 @@ async def test_supervisor_escalations_and_restarts_are_counted() -> None:
     assert value(samples, "troupe_restarts_total", actor="inner") == 1
     assert value(samples, "troupe_escalations_total", actor="outer") == 0
     assert value(samples, "troupe_actors", actor="y") == 1
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "examples" / "grafana" / "troupe.json"
+
+
+async def test_grafana_dashboard_uses_only_exported_metrics() -> None:
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    exprs = [t["expr"] for p in panels for t in p.get("targets", [])]
+    used = {
+        re.sub(r"_(total|bucket|sum|count)$", "", n)
+        for e in exprs
+        for n in re.findall(r"troupe_\w+", e)
+    }
+    async with ActorSystem(metrics_port=0) as system:
+        text = await asyncio.to_thread(scrape_text, system.metrics_endpoint.url)
+    exported = {family.name for family in text_string_to_metric_families(text)}
+    assert used <= exported, used - exported
+    assert {"troupe_messages", "troupe_handler_seconds", "troupe_broker_consumer_lag"} <= used
