@@ -204,3 +204,29 @@ async def test_a_restarted_orchestrator_resumes_unfinished_sagas_from_the_log() 
         assert finished[0].status is SagaStatus.COMPLETED
         assert journal == ["do a", "do b", "do c"]
         assert (await orchestrator.ask(GetSagaStats())).resumed == 1
+
+
+def test_saga_record_json_round_trip_covers_every_field() -> None:
+    import dataclasses
+    import json
+
+    from troupe.actors.saga_log import SagaRecord
+
+    record = SagaRecord(
+        "s1",
+        "trip",
+        {"x": [1, 2]},
+        SagaStatus.COMPENSATING,
+        2,
+        True,
+        ["a", "b"],
+        ["b"],
+        ["c"],
+        3,
+        "b",
+        "boom",
+        9,
+    )
+    text = record.to_json()
+    assert set(json.loads(text)) == {f.name for f in dataclasses.fields(SagaRecord)}
+    assert SagaRecord.from_json(text) == record
