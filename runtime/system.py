@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cell import ActorCell, ActorFactory, State, Terminated
 from .clock import Clock, RealClock
@@ -20,6 +20,9 @@ from .errors import ActorNotFound, ConfigError, NameTaken, SystemClosed
 from .mailbox import MailboxConfig
 from .metrics import DROPPED, RESTARTS, SystemMetrics
 from .ref import ActorRef
+
+if TYPE_CHECKING:
+    from .metrics_export import MetricsEndpoint
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +108,7 @@ class ActorSystem:
         self._metrics_on = metrics or metrics_port is not None
         self._metrics_listen = (metrics_port, metrics_addr)
         self.metrics: SystemMetrics | None = None
-        self.metrics_endpoint: Any = None  # a troupe.metrics_export.MetricsEndpoint when serving
+        self.metrics_endpoint: MetricsEndpoint | None = None  # when serving /metrics
         self.tracing = tracing
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -151,8 +154,13 @@ class ActorSystem:
             self.metrics.start_sampler(self.loop)
         port, addr = self._metrics_listen
         if port is not None:
-            from .metrics_export import MetricsEndpoint
-
+            try:
+                from .metrics_export import MetricsEndpoint
+            except ImportError as exc:
+                raise ConfigError(
+                    "metrics_port",
+                    f"needs prometheus-client: pip install 'troupe[metrics]' ({exc})",
+                ) from exc
             self.metrics_endpoint = MetricsEndpoint(port, addr)
             self.metrics_endpoint.add_system(self.metrics)
 
