@@ -152,7 +152,8 @@ class BridgeStats:
     :meth:`publish_failed`. Gauges: :meth:`set_lag` (messages behind the head
     of the stream/partitions/queue) and :meth:`set_in_flight` (delivered, not
     yet acked). Get one with ``bridge_stats(system, name, broker)``; it works
-    (and counts nothing visible) when metrics are off.
+    (and counts nothing visible) when metrics are off. ``name`` becomes a label:
+    a stream/queue/topic name, never a URL (it could carry a password).
     """
 
     __slots__ = ("broker", "counts", "name")
