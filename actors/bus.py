@@ -87,6 +87,7 @@ class EventBus:
     ``subscribe(ref, *patterns, retry=)`` adds patterns for an actor (exact
     topics, ``*``/``#`` wildcards, or event classes); a subscriber that stops is
     removed. ``publish`` returns how many subscribers the event went to.
+    Use a bus on its system's event loop (from actors, or the loop's own code).
     """
 
     def __init__(self, system: ActorSystem, *, name: str = "bus") -> None:

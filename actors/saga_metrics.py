@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -51,3 +52,13 @@ class SagaCollector(Collector):
             retries.add_metric([name, "compensation"], stats.compensation_retries)
             parked.add_metric([name], stats.needs_attention)
         yield from (sagas, retries, parked)
+
+
+def register_saga_metrics(system: Any, stats: Mapping[str, SagaStats]) -> str | None:
+    """Add saga metrics to ``system``'s ``/metrics`` endpoint; returns its URL (None when
+    the system serves none: start it with ``ActorSystem(metrics_port=...)``)."""
+    endpoint = getattr(system, "metrics_endpoint", None)
+    if endpoint is None:
+        return None
+    endpoint.server.registry.register(SagaCollector(stats))
+    return str(endpoint.url)

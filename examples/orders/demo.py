@@ -216,11 +216,10 @@ def _register_metrics(system: Any, app: OrderApp) -> str | None:
     if endpoint is None:
         return None
     try:
-        from troupe.actors.saga_metrics import SagaCollector
+        from troupe.actors.saga_metrics import register_saga_metrics
     except ImportError:  # prometheus-client missing: the endpoint shows runtime metrics only
         return str(endpoint.url)
-    endpoint.server.registry.register(SagaCollector({"order": app.saga_stats}))
-    return str(endpoint.url)
+    return register_saga_metrics(system, {"order": app.saga_stats})
 
 
 async def _drop_namespace(url: str, namespace: str) -> None:
