@@ -90,13 +90,19 @@ class SlotStore:
         path = Path(directory) / name
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.ftruncate(fd, FILE_SIZE)  # sparse: untouched slots take no disk
-            store._map = mmap.mmap(fd, FILE_SIZE, access=mmap.ACCESS_WRITE)
-        except BaseException:
+            # The lock lives on a description of its own: mmap keeps a dup of ``fd``,
+            # which must not keep the lock once close() says this store has ended.
+            lock = os.open(path, os.O_RDONLY)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.ftruncate(fd, FILE_SIZE)  # sparse: untouched slots take no disk
+                store._map = mmap.mmap(fd, FILE_SIZE, access=mmap.ACCESS_WRITE)
+            except BaseException:
+                os.close(lock)
+                raise
+        finally:
             os.close(fd)
-            raise
-        store._fd = fd
+        store._fd = lock
         store.path = path
         return store
 
