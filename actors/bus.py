@@ -151,8 +151,11 @@ class EventBus:
 
         Used by :class:`~troupe.actors.bus_bridge.BusBridge`: such events travel
         through a broker and come back to the local subscribers of every process
-        with ``publish(..., local=True)``.
+        with ``publish(..., local=True)``. The route holds while the bridge
+        restarts (events wait in its mailbox) and ends when it stops.
         """
+        if ref not in self._bridges:
+            self.system.watch(ref, self._bridge_stopped)
         self._bridges[ref] = _Subscriber(ref, [TopicPattern(pattern_name(p)) for p in patterns])
         self._routes.clear()
 
@@ -180,6 +183,9 @@ class EventBus:
 
     def _subscriber_stopped(self, notice: Terminated) -> None:
         self.unsubscribe(notice.ref)
+
+    def _bridge_stopped(self, notice: Terminated) -> None:
+        self.unbridge(notice.ref)
 
     def _stop_courier(self, entry: _Subscriber) -> None:
         if entry.courier is not None and entry.courier.is_alive:

@@ -101,7 +101,8 @@ class BusBridge(Actor):
         self.max_deliveries = max_deliveries
         self.block = block
         self.producer: ActorRef | None = None
-        # route at once: events published before on_start finished wait in our mailbox
+        # route at once: events published before on_start finished (or while a restart
+        # is pending) wait in our mailbox; the bus drops the route when we stop
         bus.bridge(self.ref, *self.patterns)
 
     async def on_start(self) -> None:
@@ -122,9 +123,6 @@ class BusBridge(Actor):
                 block=self.block,
                 name=f"{self.name}.consumer",
             )
-
-    def on_stop(self) -> None:
-        self.bus.unbridge(self.ref)
 
     async def receive(self, event: Any) -> Any:
         """Publish a bus event to the stream; the reply (message id) means the broker has it."""

@@ -79,3 +79,19 @@ def test_unregistered_dataclass_is_refused() -> None:
         CODEC.encode(Unknown(1))
     with pytest.raises(ValueError, match="unknown event type"):
         CODEC.decode({"type": "Nope", "data": {}})
+
+
+async def test_events_wait_for_a_restarting_bridge_and_the_route_ends_when_it_stops() -> None:
+    broker = connect("memory://")
+    async with ActorSystem() as system:
+        bus = EventBus(system)
+        seen: list[Any] = []
+        bus.subscribe(system.spawn(Recorder, seen), "#")
+        bridge = system.spawn(BusBridge, bus, broker, "events", group="g", codec=CODEC)
+        system.cell_of(bridge).restart(delay=0.05)  # as a supervisor would, with backoff
+        await bus.publish(Shipped("during-restart"))
+        assert seen == []  # not delivered around the bridge
+        await eventually(lambda: seen == [Shipped("during-restart")])
+        await system.stop(bridge)
+        await bus.publish(Shipped("after-stop"))  # no bridge: local delivery
+        await eventually(lambda: seen[-1] == Shipped("after-stop"))
