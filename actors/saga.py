@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ from .saga_log import UNFINISHED, MemorySagaLog, SagaLog, SagaRecord, SagaStatus
 
 if TYPE_CHECKING:
     from troupe.cell import ActorCell
+    from troupe.system import ActorSystem
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +224,8 @@ class SagaStep(Actor):
 class SagaOrchestrator(Actor):
     """Runs sagas of one definition, each in a child actor; resumes unfinished ones on start.
 
-    ``log`` defaults to a :class:`~troupe.actors.saga_log.MemorySagaLog`;
+    ``log`` defaults to a :class:`~troupe.actors.saga_log.MemorySagaLog` (one per
+    system and orchestrator name, so it survives restarts of the orchestrator);
     ``listener`` (a ref, or an actor name looked up each time) gets a
     :class:`SagaFinished` per saga that finishes. The orchestrator supervises
     its runs: a run that fails (say, the log is unreachable) restarts after
@@ -239,9 +242,15 @@ class SagaOrchestrator(Actor):
         run_backoff: Backoff | None = None,
     ) -> None:
         self.definition = definition
-        self.log: SagaLog = log if log is not None else MemorySagaLog()
+        if log is None or stats is None:
+            # defaults outlive restarts of this actor: kept per system and actor name
+            kept = _DEFAULTS.setdefault(self.system, {})
+            default_log, default_stats = kept.setdefault(self.name, (MemorySagaLog(), SagaStats()))
+            log = default_log if log is None else log
+            stats = default_stats if stats is None else stats
+        self.log: SagaLog = log
         self.listener = listener
-        self.stats = stats if stats is not None else SagaStats()
+        self.stats = stats
         self.run_backoff = run_backoff or Backoff(initial=0.05, maximum=5.0, jitter="equal")
         self._backoffs: dict[str, BackoffState] = {}
 
@@ -327,6 +336,11 @@ class SagaOrchestrator(Actor):
             listener = found
         if listener is not None:
             listener.tell(message)
+
+
+_DEFAULTS: weakref.WeakKeyDictionary[ActorSystem, dict[str, tuple[MemorySagaLog, SagaStats]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -230,3 +230,42 @@ def test_saga_record_json_round_trip_covers_every_field() -> None:
     text = record.to_json()
     assert set(json.loads(text)) == {f.name for f in dataclasses.fields(SagaRecord)}
     assert SagaRecord.from_json(text) == record
+
+
+async def test_a_saga_that_was_compensating_resumes_compensating_in_reverse() -> None:
+    from troupe.actors.saga_log import SagaRecord
+
+    log = MemorySagaLog()
+    record = SagaRecord("t1", "trip", {}, SagaStatus.COMPENSATING, step=2, done=["a", "b"])
+    record.to_compensate = ["b", "a"]
+    record.failed_step = "c"
+    await log.create(record)
+    async with ActorSystem() as system:
+        journal: list[str] = []
+        finished: list[Any] = []
+        for name in "abc":
+            system.spawn(Journal, name, journal, {}, name=f"step-{name}")
+        system.spawn(SagaOrchestrator, definition(), log, listener=system.spawn(Recorder, finished))
+        await eventually(lambda: len(finished) == 1)
+        assert finished[0].status is SagaStatus.COMPENSATED
+        assert journal == ["undo b", "undo a"]
+
+
+async def test_an_orchestrator_that_crashes_and_restarts_resumes_its_sagas() -> None:
+    async with ActorSystem() as system:
+        journal: list[str] = []
+        finished: list[Any] = []
+        plan: dict[str, Any] = {"b": "slow"}
+        for name in "abc":
+            system.spawn(Journal, name, journal, plan, name=f"step-{name}")
+        orchestrator = system.spawn(
+            SagaOrchestrator, definition(), listener=system.spawn(Recorder, finished)
+        )
+        await orchestrator.ask(StartSaga("t1", {}))
+        await eventually(lambda: journal == ["do a"])
+        orchestrator.tell("not a saga message")  # fails the orchestrator: it restarts
+        await eventually(lambda: len(finished) == 1)
+        assert finished[0].status is SagaStatus.COMPLETED
+        assert journal == ["do a", "do b", "do c"]
+        stats = await orchestrator.ask(GetSagaStats())
+        assert system.restarts >= 1 and stats.resumed >= 1
