@@ -29,12 +29,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from troupe.actor import Actor
 from troupe.errors import ActorStopped
+from troupe.mailbox import Accepted
 from troupe.ref import _DEFAULT, ActorRef
 
 from .retry import Retry
@@ -226,7 +226,7 @@ class EventBus:
         if not wait:
             for entry in route:
                 pending = self._tell(entry, event, meta, timeout)
-                if not pending.done():  # type: ignore[attr-defined]
+                if not pending.done():
                     await pending
             return len(route)
         results = await asyncio.gather(
@@ -266,7 +266,7 @@ class EventBus:
 
     def _tell(
         self, entry: _Subscriber, event: Any, headers: dict[str, str], timeout: float | None
-    ) -> Awaitable[None]:
+    ) -> Accepted | asyncio.Future[None]:
         if entry.courier is not None:
             return entry.courier.tell(_Delivery(event, headers, timeout))
         return entry.ref.tell(event, headers=headers)
