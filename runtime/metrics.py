@@ -21,6 +21,7 @@ import logging
 import os
 import time
 from bisect import bisect_left
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .metrics_store import ENV_DIR, VALUES, Key, Slot, SlotSnapshot, SlotStore
@@ -225,6 +226,7 @@ class SystemMetrics:
         self._groups: dict[str, ActorStats] = {}
         self._reasons: dict[str, Slot | None] = {}
         self._sampler: asyncio.TimerHandle | None = None
+        self._copiers: list[Callable[[SlotStore], None]] = []
         self.process_name = system.name
         process = self.store.slot(("process", self.process_name))
         if process is not None:
@@ -313,6 +315,16 @@ class SystemMetrics:
         for label, stats in list(self._groups.items()):
             stats.counts[DEPTH] = depth.get(label, 0)
             stats.counts[LIVE] = live.get(label, 0)
+        for copy in list(self._copiers):
+            try:
+                copy(self.store)
+            except Exception:
+                logger.exception("metrics copier %r failed", copy)
+
+    def add_copier(self, copy: Callable[[SlotStore], None]) -> None:
+        """Run ``copy(store)`` whenever gauges are sampled: for counters kept elsewhere
+        (e.g. a broker's stats) that should be written into slots."""
+        self._copiers.append(copy)
 
     def snapshots(self) -> list[SlotSnapshot]:
         """Every slot's current values (gauges sampled now)."""
