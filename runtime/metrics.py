@@ -85,6 +85,7 @@ STARTED_NS = 0
 PID = 1
 
 DEFAULT_LABEL_LIMIT = 500
+LABEL_CHARS = 48  # label values are cut to this length (keys must fit a slot)
 REASON_LIMIT = 50
 OTHER = "_other"
 
@@ -244,9 +245,10 @@ class SystemMetrics:
     def label_for(self, name: str, factory: Any, named: bool, explicit: str | None) -> str:
         """The group label of an actor (see the module docstring)."""
         kind = str(getattr(factory, "__name__", None) or type(factory).__name__)
+        kind = kind[:LABEL_CHARS]
         label = str(
             explicit or getattr(factory, "metrics_label", None) or (name if named else kind)
-        )
+        )[:LABEL_CHARS]
         groups = self._groups
         if label in groups or len(groups) < self.label_limit:
             return label
@@ -287,7 +289,7 @@ class SystemMetrics:
         reasons = self._reasons
         slot = reasons.get(letter.reason)
         if slot is None:
-            reason = letter.reason if len(reasons) < REASON_LIMIT else OTHER
+            reason = letter.reason[:LABEL_CHARS] if len(reasons) < REASON_LIMIT else OTHER
             slot = reasons.get(reason)
             if slot is None:
                 slot = reasons[reason] = self.store.slot(("dead_letters", reason))
@@ -296,7 +298,7 @@ class SystemMetrics:
 
     def bridge(self, name: str, broker: str) -> BridgeStats:
         """The counters of the broker bridge ``name`` (``broker``: redis, kafka, ...)."""
-        slot = self.store.slot(("bridge", name, broker))
+        slot = self.store.slot(("bridge", name[:LABEL_CHARS], broker[:LABEL_CHARS]))
         return BridgeStats(name, broker, slot.values if slot is not None else _unused_counts())
 
     # -- gauges ------------------------------------------------------------------------

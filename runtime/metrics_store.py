@@ -112,11 +112,16 @@ class SlotStore:
         return self._map is not None and len(self._slots) >= SLOTS
 
     def slot(self, key: Key) -> Slot | None:
-        """The slot named ``key``, made on first use; None when the file is full."""
+        """The slot named ``key``, made on first use; None when the file is full or the
+        key does not fit in a slot."""
         found = self._slots.get(key)
         if found is not None:
             return found
-        raw = encode_key(key)
+        try:
+            raw = encode_key(key)
+        except ValueError as exc:
+            logger.warning("%s; not exported", exc)
+            return None
         if self._map is None:
             values = memoryview(bytearray(8 * VALUES)).cast("Q")
         else:

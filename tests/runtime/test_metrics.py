@@ -358,3 +358,14 @@ async def test_grafana_dashboard_uses_only_exported_metrics() -> None:
     exported = {family.name for family in text_string_to_metric_families(text)}
     assert used <= exported, used - exported
     assert {"troupe_messages", "troupe_handler_seconds", "troupe_broker_consumer_lag"} <= used
+
+
+async def test_long_names_and_reasons_are_cut_not_fatal() -> None:
+    async with ActorSystem(metrics_port=0) as system:
+        name = "ü" * 300
+        ref = system.spawn(Worker, name=name)
+        assert await ref.ask(1) == 1
+        system.dead_letters.publish("x", "nobody", "why " * 200)
+        samples = await scrape(system)
+    assert value(samples, "troupe_messages_total", actor=name[:48], outcome="ok") == 1
+    assert value(samples, "troupe_dead_letters_total", reason=("why " * 200)[:48]) == 1
