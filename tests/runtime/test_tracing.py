@@ -224,3 +224,49 @@ async def test_thread_actor_handlers_see_and_forward_the_trace() -> None:
     assert trace == TraceContext.parse(ROOT)
     [(_, child, _)] = seen
     assert child is not None and child.trace_id == ROOT[3:35]
+
+
+class Hop(Actor):
+    """Forwards ("id", hops left) to the next relay, or records its trace at the end."""
+
+    def __init__(self, relays: list[Any], log: dict[int, str | None]) -> None:
+        self.relays = relays
+        self.log = log
+
+    def receive(self, message: tuple[int, int]) -> None:
+        ident, hops = message
+        if hops == 0:
+            trace = current_trace()
+            self.log[ident] = trace.trace_id if trace is not None else None
+        else:
+            self.relays[(ident + hops) % len(self.relays)].tell((ident, hops - 1))
+
+
+class AsyncHop(Hop):
+    async def receive(self, message: tuple[int, int]) -> None:  # type: ignore[override]
+        await asyncio.sleep(0)
+        super().receive(message)
+
+
+@given(
+    kinds=st.lists(st.booleans(), min_size=1, max_size=4),
+    entries=st.lists(st.tuples(st.booleans(), st.integers(0, 5)), min_size=1, max_size=25),
+)
+async def test_interleaved_chains_never_mix_traces(
+    kinds: list[bool], entries: list[tuple[bool, int]]
+) -> None:
+    log: dict[int, str | None] = {}
+    relays: list[Any] = []
+    expected: dict[int, str | None] = {}
+    async with ActorSystem() as system:
+        relays.extend(system.spawn(AsyncHop if k else Hop, relays, log) for k in kinds)
+        for ident, (traced, hops) in enumerate(entries):
+            if traced:
+                ctx = TraceContext.new()
+                expected[ident] = ctx.trace_id
+                relays[ident % len(relays)].tell((ident, hops), headers={TRACEPARENT: ctx.header()})
+            else:
+                expected[ident] = None
+                relays[ident % len(relays)].tell((ident, hops))
+        assert await system.wait_idle(10)
+    assert log == expected
