@@ -60,6 +60,13 @@ class ActorSystem:
     'hi'
 
     For sync programs, :class:`~troupe.SyncActorSystem` runs one on a background thread.
+
+    Observability: ``metrics`` (on by default) counts messages, handler time,
+    restarts and dead letters per actor group (:mod:`troupe.metrics`);
+    ``metrics_port`` serves them at ``http://<metrics_addr>:<port>/metrics``
+    (``metrics_addr`` defaults to 127.0.0.1; port 0 picks a free one, see
+    ``metrics_endpoint.url``). ``tracing=True`` starts a W3C trace for every
+    message sent from outside a traced handler (:mod:`troupe.tracing`).
     """
 
     def __init__(
