@@ -111,8 +111,8 @@ class TroupeCollector(Collector):
     >>> from prometheus_client import CollectorRegistry, generate_latest
     >>> registry = CollectorRegistry()
     >>> registry.register(TroupeCollector([]))
-    >>> generate_latest(registry)
-    b''
+    >>> b"# TYPE troupe_messages_total counter" in generate_latest(registry)
+    True
     """
 
     def __init__(self, sources: Iterable[Source]) -> None:
