@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .envelope import Envelope
 from .mailbox import ACCEPTED, Accepted
 from .state import State
-from .tracing import PROPAGATION, outgoing
+from .tracing import PROPAGATION, current_traceparent, outgoing
 
 if TYPE_CHECKING:
     from .cell import ActorCell
@@ -55,8 +55,8 @@ class ActorRef:
         blocks the calling thread instead.
         """
         cell = self._cell
-        if PROPAGATION.on:  # carry the trace of the message being handled (troupe.tracing)
-            headers = outgoing(headers, cell.system.tracing)
+        if PROPAGATION.on and (current_traceparent.get() is not None or cell.system.tracing):
+            headers = outgoing(headers, cell.system.tracing)  # carry the trace (troupe.tracing)
         if sender is not None or headers is not None:
             message = Envelope(message, None, sender, headers)
         if cell.state is _RUNNING and get_ident() == cell._thread_id:
@@ -91,7 +91,7 @@ class ActorRef:
                 "from another thread use SyncActorSystem.ask"
             )
         reply: asyncio.Future[Any] = loop.create_future()
-        if PROPAGATION.on:
+        if PROPAGATION.on and (current_traceparent.get() is not None or cell.system.tracing):
             headers = outgoing(headers, cell.system.tracing)
         pending = cell.deliver(Envelope(message, reply, None, headers))
         if type(pending) is not Accepted:
