@@ -29,12 +29,14 @@ class Actor:
     ...         self.count += 1
     ...         return self.count
 
-    Class attributes tune the runtime: ``mailbox`` (a :class:`MailboxConfig`)
-    and ``throughput`` (messages handled per turn before other actors run).
+    Class attributes tune the runtime: ``mailbox`` (a :class:`MailboxConfig`),
+    ``throughput`` (messages handled per turn before other actors run) and
+    ``metrics_label`` (the ``actor`` label of its metrics; see :mod:`troupe.metrics`).
     """
 
     mailbox: ClassVar[MailboxConfig | None] = None
     throughput: ClassVar[int | None] = None
+    metrics_label: ClassVar[str | None] = None
 
     _troupe_cell: ActorCell
 
