@@ -131,6 +131,8 @@ async def test_process_tree_endpoint_survives_a_kill_and_restart(
     await tree.start()
     try:
         await eventually(lambda: handled(scrape(endpoint.url)) == 2 * MESSAGES)
+        # gauges come from each live child's sampler (once a second)
+        await eventually(lambda: value(scrape(endpoint.url), "troupe_actors", actor="counter") == 2)
         samples = scrape(endpoint.url)
         assert value(samples, "troupe_process_up", process="build-0") == 1
         assert value(samples, "troupe_process_up", process="build-1") == 1
