@@ -100,7 +100,7 @@ def aggregate(snapshots: Iterable[SlotSnapshot]) -> dict[tuple[str, ...], _Total
             found.values = [a + b for a, b in zip(found.values, values, strict=True)]
             found.live = found.live or snap.live
         if kind == "process":
-            found.starts += 1
+            found.starts += snap.starts
             found.up += int(snap.live)
     return totals
 
@@ -335,7 +335,7 @@ class MetricsEndpoint:
     ) -> None:
         self._owns_directory = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="troupe-metrics-"))
-        self._reader = TreeReader(self.directory)
+        self._reader = TreeReader(self.directory, remove_ended=self._owns_directory)
         self._systems: dict[int, Source] = {}
         self._extra: list[Source] = []
         self.collector = TroupeCollector([self._tree_snapshots])

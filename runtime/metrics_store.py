@@ -10,8 +10,9 @@ tree's metrics directory (``TROUPE_METRICS_DIR``), mapped into memory, so a
 value is in the file the moment it is written: a child killed with SIGKILL
 loses nothing already counted. The child holds an exclusive ``flock`` on its
 file while it lives; the root reads every file, sums counters of live and
-dead processes alike (a restarted child starts a new file, so nothing is lost
-or counted twice) and takes gauges only from live ones.
+ended processes alike (a restarted child starts a new file, so nothing is lost
+or counted twice) and takes gauges only from live ones. An ended process's
+file is read one last time, folded into per-key totals and removed.
 
 File layout: ``SLOTS`` slots of ``SLOT_SIZE`` bytes. A slot is a u64 state
 (0 empty, 1 ready), a u64 key length, ``KEY_BYTES`` bytes of UTF-8 JSON key,
@@ -144,8 +145,8 @@ class SlotStore:
     def close(self) -> None:
         """Unlock the file, so readers see this process as ended; a no-op in memory.
 
-        The mapping stays alive while counters still reference it (a late
-        dead letter during shutdown still lands in the file, harmlessly).
+        The mapping stays alive while counters still reference it, so a late
+        write cannot fail; the root may already have read the file for good.
         """
         self._map = None
         if self._fd is not None:
@@ -155,41 +156,63 @@ class SlotStore:
 
 @dataclass(frozen=True, slots=True)
 class SlotSnapshot:
-    """The values of one slot at scrape time; ``live`` is False for ended processes."""
+    """The values of one slot at scrape time; ``live`` is False for ended processes.
+
+    ``starts`` is how many process lives a snapshot stands for (more than one
+    once ended processes are folded together).
+    """
 
     key: Key
     values: list[int]
     live: bool
+    starts: int = 1
 
 
 class _OpenFile:
-    __slots__ = ("dead", "fd", "map")
+    __slots__ = ("fd", "map")
 
     def __init__(self, fd: int, mapped: mmap.mmap) -> None:
         self.fd = fd
         self.map = mapped
-        self.dead = False
+
+    def close(self) -> None:
+        self.map.close()
+        os.close(self.fd)
 
 
 class TreeReader:
-    """Reads every store file in a process tree's metrics directory (root side)."""
+    """Reads every store file in a process tree's metrics directory (root side).
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    Files of live processes are read as they are. Once a process has ended
+    (its lock is gone), its final values are folded into per-key totals and
+    its file is closed (and deleted with ``remove_ended``), so a long-lived
+    tree with many restarts holds one row per key, not one file per restart.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, remove_ended: bool = False) -> None:
         self.directory = Path(directory)
+        self.remove_ended = remove_ended
         self._files: dict[Path, _OpenFile] = {}
+        self._retired: dict[Key, SlotSnapshot] = {}
+        self._retired_names: set[str] = set()
 
     def snapshots(self) -> Iterator[SlotSnapshot]:
-        """The slots of every store file in the directory."""
+        """The slots of every live store file, then the folded totals of ended ones."""
         try:
             paths = sorted(self.directory.glob(f"*{SUFFIX}"))
         except OSError:
-            return
+            paths = []
         for path in paths:
+            if path.name in self._retired_names:
+                continue
             opened = self._open(path)
             if opened is None:
                 continue
-            live = self._is_live(opened)
-            yield from _read_slots(opened.map, live)
+            if _writer_alive(opened.fd):
+                yield from _read_slots(opened.map, True)
+            else:
+                self._retire(path, opened)
+        yield from list(self._retired.values())
 
     def _open(self, path: Path) -> _OpenFile | None:
         opened = self._files.get(path)
@@ -201,7 +224,7 @@ class TreeReader:
             return None
         try:
             if os.fstat(fd).st_size < FILE_SIZE:
-                os.close(fd)  # still being created; next scrape
+                os.close(fd)  # still being created (the lock comes before the size)
                 return None
             mapped = mmap.mmap(fd, FILE_SIZE, access=mmap.ACCESS_READ)
         except OSError:
@@ -210,24 +233,38 @@ class TreeReader:
         opened = self._files[path] = _OpenFile(fd, mapped)
         return opened
 
-    @staticmethod
-    def _is_live(opened: _OpenFile) -> bool:
-        if opened.dead:
-            return False
-        try:
-            fcntl.flock(opened.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True  # the writer still holds its lock
-        fcntl.flock(opened.fd, fcntl.LOCK_UN)
-        opened.dead = True
-        return False
+    def _retire(self, path: Path, opened: _OpenFile) -> None:
+        retired = self._retired
+        for snap in _read_slots(opened.map, False):
+            before = retired.get(snap.key)
+            if before is None:
+                retired[snap.key] = snap
+            else:
+                values = [a + b for a, b in zip(before.values, snap.values, strict=True)]
+                retired[snap.key] = SlotSnapshot(
+                    snap.key, values, False, before.starts + snap.starts
+                )
+        opened.close()
+        del self._files[path]
+        self._retired_names.add(path.name)
+        if self.remove_ended:
+            with contextlib.suppress(OSError):
+                path.unlink()
 
     def close(self) -> None:
         """Unmap every file."""
         for opened in self._files.values():
-            opened.map.close()
-            os.close(opened.fd)
+            opened.close()
         self._files.clear()
+
+
+def _writer_alive(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True  # the writer still holds its lock
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
 
 
 def _read_slots(mapped: mmap.mmap, live: bool) -> Iterator[SlotSnapshot]:

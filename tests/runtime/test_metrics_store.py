@@ -33,7 +33,7 @@ def test_tree_totals_survive_process_deaths(
 ) -> None:
     directory = Path(tempfile.mkdtemp(prefix="troupe-metrics-test-"))
     stores: list[SlotStore] = []
-    reader = TreeReader(directory)
+    reader = TreeReader(directory, remove_ended=True)
     try:
         handled: dict[str, int] = {}
         failed: dict[str, int] = {}
@@ -61,7 +61,9 @@ def test_tree_totals_survive_process_deaths(
                 store.close()  # the lock goes, as when the process dies
             else:
                 up[process] = up.get(process, 0) + 1
-        totals = aggregate(reader.snapshots())
+        first = aggregate(reader.snapshots())
+        totals = aggregate(reader.snapshots())  # ended files are folded once, not again
+        assert {k: t.values for k, t in totals.items()} == {k: t.values for k, t in first.items()}
         for label, n in handled.items():
             values = totals[("actor", label)].values
             assert values[BUCKET0] == n
@@ -70,6 +72,8 @@ def test_tree_totals_survive_process_deaths(
         for process, count in starts.items():
             assert totals[("process", process)].starts == count
             assert totals[("process", process)].up == up.get(process, 0)
+        files = len(list(directory.iterdir()))
+        assert files == sum(not ended for *_, ended in lives)  # ended files were removed
     finally:
         for store in stores:
             store.close()
