@@ -61,7 +61,7 @@ class TopicPattern:
         """True when ``topic`` matches this pattern."""
         if self._regex is None:
             return topic == self.text
-        return self._regex.fullmatch(topic) is not None
+        return self._regex.fullmatch("." + topic) is not None
 
     def __repr__(self) -> str:
         return f"TopicPattern({self.text!r})"
@@ -69,22 +69,13 @@ class TopicPattern:
 
 @lru_cache(maxsize=1024)
 def _compile(text: str) -> re.Pattern[str]:
+    """A regex over ``"." + topic``: every segment of the pattern eats its leading dot."""
     parts: list[str] = []
-    segments = text.split(".")
-    for index, segment in enumerate(segments):
-        first = index == 0
+    for segment in text.split("."):
         if segment == "#":
-            # zero or more segments, with the separators they need
-            parts.append(r"(?:[^.]+(?:\.[^.]+)*)?" if first else r"(?:\.[^.]+)*")
-            continue
-        sep = "" if first else r"\."
-        if segment == "*":
-            parts.append(sep + r"[^.]+")
+            parts.append(r"(?:\.[^.]+)*")
+        elif segment == "*":
+            parts.append(r"\.[^.]+")
         else:
-            glob = r"[^.]*".join(re.escape(piece) for piece in segment.split("*"))
-            parts.append(sep + glob)
-    regex = "".join(parts)
-    # "#.x" must also match "x": the leading '#' may swallow nothing, then no dot
-    if segments[0] == "#" and len(segments) > 1:
-        regex = r"(?:[^.]+(?:\.[^.]+)*\.)?" + "".join(parts[1:]).removeprefix(r"\.")
-    return re.compile(regex)
+            parts.append(r"\." + r"[^.]*".join(re.escape(piece) for piece in segment.split("*")))
+    return re.compile("".join(parts))

@@ -184,3 +184,37 @@ def test_property_every_event_reaches_every_matching_subscriber(
             assert inboxes() == expected  # each once, in publish order
 
     asyncio.run(scenario())
+
+
+def _reference_match(pattern: list[str], topic: list[str]) -> bool:
+    """AMQP topic matching, written the obvious recursive way."""
+    import fnmatch
+
+    if not pattern:
+        return not topic
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_reference_match(rest, topic[i:]) for i in range(len(topic) + 1))
+    if not topic:
+        return False
+    if head == "*":
+        return _reference_match(rest, topic[1:])
+    if "*" in head:
+        return fnmatch.fnmatchcase(topic[0], head) and _reference_match(rest, topic[1:])
+    return head == topic[0] and _reference_match(rest, topic[1:])
+
+
+SEGMENTS = st.sampled_from(["a", "b", "ab", "ba"])
+
+
+@given(
+    pattern=st.lists(
+        st.one_of(SEGMENTS, st.sampled_from(["*", "#", "a*", "*b"])), min_size=1, max_size=4
+    ),
+    topic=st.lists(SEGMENTS, min_size=1, max_size=5),
+)
+def test_property_topic_patterns_match_like_the_reference(
+    pattern: list[str], topic: list[str]
+) -> None:
+    expected = _reference_match(pattern, topic)
+    assert TopicPattern(".".join(pattern)).matches(".".join(topic)) is expected

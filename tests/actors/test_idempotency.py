@@ -115,3 +115,26 @@ def test_property_any_interleaving_of_duplicates_and_failures_runs_each_effect_o
                 assert isinstance(result, RuntimeError) or result == f"done-{key}"
 
     asyncio.run(scenario())
+
+
+async def test_an_expired_lease_is_taken_over_and_the_late_holder_cannot_complete() -> None:
+    now = [0.0]
+    store = MemoryIdempotencyStore(clock=lambda: now[0])
+    first = Idempotent(store, lease=1.0)
+    second = Idempotent(store, lease=1.0)
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow() -> str:
+        started.set()
+        await release.wait()
+        return "slow"
+
+    holder = asyncio.create_task(first.run("k", slow))
+    await started.wait()
+    now[0] = 5.0  # the holder's lease ran out (it hung, or its process died)
+    assert await second.run("k", lambda: "taken over") == "taken over"
+    release.set()
+    assert await holder == "slow"
+    assert first.stats.lost_leases == 1  # its completion was refused, and counted
+    assert await second.run("k", lambda: "again") == "taken over"

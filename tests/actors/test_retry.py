@@ -92,3 +92,21 @@ def test_bad_settings_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="jitter"):
         Retry(jitter="sometimes")
     assert Retry.never().max_attempts == 1
+
+
+async def test_retry_waits_on_the_actor_system_clock() -> None:
+    import asyncio
+
+    from troupe import ActorSystem, VirtualClock
+
+    clock = VirtualClock()
+    async with ActorSystem(clock=clock) as system:
+        flaky = Flaky(2)
+        policy = Retry(max_attempts=3, initial=10.0, maximum=10.0, jitter="none")
+        task = asyncio.create_task(policy.call(flaky, sleep=system.clock.sleep))
+        await clock.advance(0)
+        assert flaky.calls == 1 and not task.done()
+        await clock.advance(10)
+        assert flaky.calls == 2
+        await clock.advance(10)
+        assert await task == "ok" and flaky.calls == 3
