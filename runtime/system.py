@@ -168,7 +168,12 @@ class ActorSystem:
                     "metrics_port",
                     f"needs prometheus-client: pip install 'troupe[metrics]' ({exc})",
                 ) from exc
-            self.metrics_endpoint = MetricsEndpoint(port, addr)
+            try:
+                self.metrics_endpoint = MetricsEndpoint(port, addr)
+            except OSError as exc:
+                raise ConfigError(
+                    "metrics_port", f"cannot serve /metrics on {addr}:{port}: {exc}"
+                ) from exc
             self.metrics_endpoint.add_system(self.metrics)
 
     @property
