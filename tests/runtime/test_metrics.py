@@ -369,3 +369,13 @@ async def test_long_names_and_reasons_are_cut_not_fatal() -> None:
         samples = await scrape(system)
     assert value(samples, "troupe_messages_total", actor=name[:48], outcome="ok") == 1
     assert value(samples, "troupe_dead_letters_total", reason=("why " * 200)[:48]) == 1
+
+
+async def test_a_busy_port_is_a_config_error_naming_it() -> None:
+    from troupe import ConfigError
+
+    async with ActorSystem(metrics_port=0) as first:
+        port = first.metrics_endpoint.port
+        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}"):
+            async with ActorSystem(metrics_port=port):
+                pass
