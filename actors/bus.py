@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TOPIC_HEADER = "troupe-topic"
+WAIT_HEADER = "troupe-bus-wait"  #: set on events a publisher waits for (bridges only)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class _Subscriber:
     patterns: list[TopicPattern] = field(default_factory=list)
     retry: Retry | None = None
     courier: ActorRef | None = None
+    bridge: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +158,9 @@ class EventBus:
         """
         if ref not in self._bridges:
             self.system.watch(ref, self._bridge_stopped)
-        self._bridges[ref] = _Subscriber(ref, [TopicPattern(pattern_name(p)) for p in patterns])
+        self._bridges[ref] = _Subscriber(
+            ref, [TopicPattern(pattern_name(p)) for p in patterns], bridge=True
+        )
         self._routes.clear()
 
     def unbridge(self, ref: ActorRef) -> None:
@@ -277,6 +281,8 @@ class EventBus:
         if entry.courier is not None:
             # the courier bounds each attempt itself; its reply waits for all retries
             return await entry.courier.ask(_Delivery(event, headers, timeout, True), timeout=None)
+        if entry.bridge:  # tells the bridge to wait for the broker's confirmation
+            headers = {**headers, WAIT_HEADER: "1"}
         return await entry.ref.ask(event, timeout=timeout, headers=headers)
 
 

@@ -31,7 +31,7 @@ from troupe.actor import Actor
 from troupe.brokers import Broker, ConsumerBridge, ProducerBridge, Publish
 from troupe.ref import ActorRef
 
-from .bus import TOPIC_HEADER, EventBus
+from .bus import TOPIC_HEADER, WAIT_HEADER, EventBus
 
 logger = logging.getLogger(__name__)
 
@@ -125,11 +125,27 @@ class BusBridge(Actor):
             )
 
     async def receive(self, event: Any) -> Any:
-        """Publish a bus event to the stream; the reply (message id) means the broker has it."""
+        """Publish a bus event to the stream.
+
+        For ``publish(..., wait=True)`` the reply (the message id) means the broker
+        has the event; fire-and-forget events are handed to the producer, which
+        batches them and counts failures in its stats.
+        """
         assert self.producer is not None
-        topic = self.headers.get(TOPIC_HEADER, "")
-        payload = self.codec.encode(event)
-        return await self.producer.ask(Publish(payload, headers={TOPIC_HEADER: topic}))
+        headers = self.headers
+        try:
+            payload = self.codec.encode(event)
+        except Exception as exc:  # a bad event must not take the bridge down
+            logger.warning("bus bridge %s cannot encode %r: %s", self.name, event, exc)
+            if headers.get(WAIT_HEADER):
+                return exc  # the waiting publisher gets it in its ExceptionGroup
+            self.system.dead_letters.publish(event, self.name, f"cannot encode: {exc}")
+            return None
+        publish = Publish(payload, headers={TOPIC_HEADER: headers.get(TOPIC_HEADER, "")})
+        if headers.get(WAIT_HEADER):
+            return await self.producer.ask(publish)
+        await self.producer.tell(publish)
+        return None
 
 
 class _Inbound(Actor):

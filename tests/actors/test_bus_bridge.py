@@ -95,3 +95,25 @@ async def test_events_wait_for_a_restarting_bridge_and_the_route_ends_when_it_st
         await system.stop(bridge)
         await bus.publish(Shipped("after-stop"))  # no bridge: local delivery
         await eventually(lambda: seen[-1] == Shipped("after-stop"))
+
+
+async def test_an_event_the_codec_cannot_encode_fails_its_publisher_not_the_bridge() -> None:
+    @dataclass
+    class Unknown:
+        x: int
+
+    broker = connect("memory://")
+    async with ActorSystem() as system:
+        bus = EventBus(system)
+        seen: list[Any] = []
+        bus.subscribe(system.spawn(Recorder, seen), "#")
+        bridge = system.spawn(BusBridge, bus, broker, "events", group="g", codec=CODEC)
+        with pytest.raises(ExceptionGroup) as info:
+            await bus.publish(Unknown(1), wait=True)
+        assert "not registered" in str(info.value.exceptions[0])
+        await bus.publish(Unknown(2))  # fire-and-forget: a dead letter
+        await eventually(lambda: system.dead_letters.count == 1)
+        assert "cannot encode" in system.dead_letters.recent[-1].reason
+        await bus.publish(Shipped("fine"), wait=True)
+        await eventually(lambda: seen == [Shipped("fine")])
+        assert system.cell_of(bridge).restarts == 0
