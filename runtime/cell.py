@@ -339,6 +339,8 @@ class ActorCell:
             else:
                 message = item
                 reply = None
+                if self._current is not None:  # an earlier envelope of this turn
+                    self._current = None
             try:
                 result = receive(message)
             except Exception as exc:
