@@ -270,3 +270,24 @@ async def test_interleaved_chains_never_mix_traces(
                 relays[ident % len(relays)].tell((ident, hops))
         assert await system.wait_idle(10)
     assert log == expected
+
+
+class Witness(Actor):
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, Any, dict[str, str]]] = []
+
+    def receive(self, message: Any) -> Any:
+        if message == "report":
+            return self.seen
+        self.seen.append((message, self.sender, dict(self.headers)))
+        return None
+
+
+async def test_sender_and_headers_do_not_leak_to_the_next_message() -> None:
+    async with ActorSystem() as system:
+        witness = system.spawn(Witness)
+        other = system.spawn(Witness)
+        witness.tell("with", sender=other, headers={"k": "v"})
+        witness.tell("bare")  # handled in the same turn
+        seen = await witness.ask("report")
+    assert seen == [("with", other, {"k": "v"}), ("bare", None, {})]
