@@ -13,7 +13,7 @@ Redis and Prometheus pieces live in :mod:`troupe.actors.saga_log_redis` and
 :mod:`troupe.actors.saga_metrics` (they need the ``redis``/``metrics`` extras).
 """
 
-from .bus import EventBus
+from .bus import EventBus, event_topic
 from .bus_bridge import BusBridge, DataclassCodec, EventCodec
 from .idempotency import Deduplicate, Idempotent, StillInProgress
 from .retry import Retry
@@ -66,5 +66,6 @@ __all__ = [
     "StepRejected",
     "StillInProgress",
     "TopicPattern",
+    "event_topic",
     "topic_of",
 ]

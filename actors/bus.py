@@ -62,7 +62,7 @@ class _Subscriber:
 @dataclass(frozen=True, slots=True)
 class _Delivery:
     event: Any
-    headers: dict[str, str]
+    headers: dict[str, str] | None
     timeout: float | None
     asked: bool = False
 
@@ -216,14 +216,16 @@ class EventBus:
         ``timeout`` bounds each handler (default: the system's ask timeout).
         A topic that is bridged to a broker goes to the bridge only, unless
         ``local`` (what bridges use to deliver what they consume).
+        A ``topic`` given here reaches handlers in the ``troupe-topic`` header
+        (:func:`event_topic` reads it, or derives the topic from the event).
         """
+        meta = _meta(topic, headers)
         topic = topic or topic_of(event)
         route = self._route(topic, local)
         self.stats.published += 1
         if not route:
             self.stats.unrouted += 1
             return 0
-        meta = {TOPIC_HEADER: topic} if headers is None else {**headers, TOPIC_HEADER: topic}
         if timeout is _DEFAULT:
             timeout = self.system.ask_timeout
         self.stats.deliveries += len(route)
@@ -256,34 +258,48 @@ class EventBus:
 
     def emit(self, event: Any, *, topic: str | None = None) -> int:
         """Fire-and-forget publish for sync code; never waits (mailbox policies apply)."""
+        meta = _meta(topic, None)
         topic = topic or topic_of(event)
         route = self._route(topic, False)
         self.stats.published += 1
         if not route:
             self.stats.unrouted += 1
             return 0
-        meta = {TOPIC_HEADER: topic}
         self.stats.deliveries += len(route)
         for entry in route:
             self._tell(entry, event, meta, self.system.ask_timeout)
         return len(route)
 
     def _tell(
-        self, entry: _Subscriber, event: Any, headers: dict[str, str], timeout: float | None
+        self, entry: _Subscriber, event: Any, headers: dict[str, str] | None, timeout: float | None
     ) -> Accepted | asyncio.Future[None]:
         if entry.courier is not None:
             return entry.courier.tell(_Delivery(event, headers, timeout))
+        if headers is None:  # the fast path: no envelope
+            return entry.ref.tell(event)
         return entry.ref.tell(event, headers=headers)
 
     async def _ask(
-        self, entry: _Subscriber, event: Any, headers: dict[str, str], timeout: float | None
+        self, entry: _Subscriber, event: Any, headers: dict[str, str] | None, timeout: float | None
     ) -> Any:
         if entry.courier is not None:
             # the courier bounds each attempt itself; its reply waits for all retries
             return await entry.courier.ask(_Delivery(event, headers, timeout, True), timeout=None)
         if entry.bridge:  # tells the bridge to wait for the broker's confirmation
-            headers = {**headers, WAIT_HEADER: "1"}
+            headers = {**(headers or {}), WAIT_HEADER: "1"}
         return await entry.ref.ask(event, timeout=timeout, headers=headers)
+
+
+def event_topic(headers: dict[str, str], event: Any) -> str:
+    """The topic an event was published under, inside a handler: ``event_topic(self.headers,
+    event)`` (the ``troupe-topic`` header when the publisher named one, else ``topic_of``)."""
+    return headers.get(TOPIC_HEADER) or topic_of(event)
+
+
+def _meta(topic: str | None, headers: dict[str, str] | None) -> dict[str, str] | None:
+    if topic is None:
+        return headers
+    return {TOPIC_HEADER: topic} if headers is None else {**headers, TOPIC_HEADER: topic}
 
 
 def _matches(entry: _Subscriber, topic: str) -> bool:
@@ -313,7 +329,7 @@ class _Courier(Actor):
                     logger.warning(
                         "subscriber %s failed on %s after %d attempt(s): %s: %s",
                         target.name,
-                        delivery.headers.get(TOPIC_HEADER),
+                        event_topic(delivery.headers or {}, delivery.event),
                         attempt,
                         type(exc).__name__,
                         exc,

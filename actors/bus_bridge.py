@@ -31,7 +31,7 @@ from troupe.actor import Actor
 from troupe.brokers import Broker, ConsumerBridge, ProducerBridge, Publish
 from troupe.ref import ActorRef
 
-from .bus import TOPIC_HEADER, WAIT_HEADER, EventBus
+from .bus import TOPIC_HEADER, WAIT_HEADER, EventBus, event_topic
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class BusBridge(Actor):
                 return exc  # the waiting publisher gets it in its ExceptionGroup
             self.system.dead_letters.publish(event, self.name, f"cannot encode: {exc}")
             return None
-        publish = Publish(payload, headers={TOPIC_HEADER: headers.get(TOPIC_HEADER, "")})
+        publish = Publish(payload, headers={TOPIC_HEADER: event_topic(headers, event)})
         if headers.get(WAIT_HEADER):
             return await self.producer.ask(publish)
         await self.producer.tell(publish)

@@ -23,6 +23,7 @@ import json
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,11 @@ from troupe.brokers.idempotency import MemoryIdempotencyStore
 SUBSCRIBERS = 10
 
 
+@dataclass(frozen=True, slots=True)
+class OrderPlaced:
+    order_id: int
+
+
 class Sink(Actor):
     def __init__(self, counter: list[int], total: int, done: asyncio.Event) -> None:
         self.counter = counter
@@ -67,10 +73,10 @@ async def troupe_fanout(events: int, wait: bool) -> float:
         done = asyncio.Event()
         total = events * SUBSCRIBERS
         for _ in range(SUBSCRIBERS):
-            bus.subscribe(system.spawn(Sink, counter, total, done), "orders.*")
+            bus.subscribe(system.spawn(Sink, counter, total, done), OrderPlaced)
         start = time.perf_counter()
         for n in range(events):
-            await bus.publish(n, topic="orders.placed", wait=wait)
+            await bus.publish(OrderPlaced(n), wait=wait)
         await done.wait()
         return time.perf_counter() - start
 

@@ -16,12 +16,11 @@ from collections import Counter
 from typing import Any
 
 from troupe.actor import Actor
-from troupe.actors.bus import EventBus
+from troupe.actors.bus import EventBus, event_topic
 from troupe.actors.idempotency import Idempotent
 from troupe.actors.retry import Retry
 from troupe.actors.saga import SagaFinished, StartSaga
 from troupe.actors.saga_log import SagaStatus
-from troupe.actors.topics import topic_of
 
 from .events import (
     CreateOrder,
@@ -122,4 +121,4 @@ class EventCounter(Actor):
         self.bus.subscribe(self.ref, "#")
 
     def receive(self, event: Any) -> None:
-        self.counts[self.headers.get("troupe-topic") or topic_of(event)] += 1
+        self.counts[event_topic(self.headers, event)] += 1

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from troupe import Actor, ActorSystem
-from troupe.actors.bus import TOPIC_HEADER, EventBus
+from troupe.actors.bus import EventBus, event_topic
 from troupe.actors.retry import Retry
 from troupe.actors.topics import TopicPattern, topic_of
 
@@ -36,7 +36,7 @@ class TopicRecorder(Actor):
         self.seen = seen
 
     def receive(self, event: Any) -> None:
-        self.seen.append((self.headers[TOPIC_HEADER], event))
+        self.seen.append((event_topic(self.headers, event), event))
 
 
 def test_topic_patterns() -> None:
