@@ -156,9 +156,10 @@ class OrderApp:
 
 async def start_orders(system: ActorSystem, settings: OrderSettings) -> OrderApp:
     """Start the order system's actors in ``system`` and return a handle on them."""
-    inventory = settings.inventory or Inventory(settings.stock)
-    payments = settings.payments or Payments(settings.balances)
-    mailer = settings.mailer or Mailer()
+    # "is None", not "or": stores and logs with __len__ are falsy while empty
+    inventory = settings.inventory if settings.inventory is not None else Inventory(settings.stock)
+    payments = settings.payments if settings.payments is not None else Payments(settings.balances)
+    mailer = settings.mailer if settings.mailer is not None else Mailer()
     closers: list[Callable[[], Awaitable[Any]]] = []
     broker = settings.broker
     if broker is None:
@@ -176,7 +177,7 @@ async def start_orders(system: ActorSystem, settings: OrderSettings) -> OrderApp
     saga_stats = SagaStats()
     saga_log = saga_log if saga_log is not None else MemorySagaLog()
     guard = Idempotent(
-        store or MemoryIdempotencyStore(),
+        store if store is not None else MemoryIdempotencyStore(),
         namespace=f"{settings.namespace}create:",
         lease=settings.idempotency_lease,
         sleep=system.clock.sleep,
@@ -251,6 +252,14 @@ def _redis_state(
     from troupe.brokers.redis_idempotency import RedisIdempotencyStore
 
     client = Redis.from_url(settings.broker_url)
-    log = saga_log or RedisSagaLog(client, prefix=f"{settings.namespace}saga:")
-    idem = store or RedisIdempotencyStore(client, prefix=f"{settings.namespace}idem:")
+    log = (
+        saga_log
+        if saga_log is not None
+        else RedisSagaLog(client, prefix=f"{settings.namespace}saga:")
+    )
+    idem = (
+        store
+        if store is not None
+        else RedisIdempotencyStore(client, prefix=f"{settings.namespace}idem:")
+    )
     return log, idem, client.aclose

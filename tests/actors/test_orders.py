@@ -198,6 +198,8 @@ def test_property_any_orchestrator_crash_point_ends_completed_or_compensated(
                 assert loop.time() < deadline, records
                 await asyncio.sleep(0.01)
             check_each_order(world, commands, {r.saga_id: r.status for r in records if r})
+            # the second process shared the first one's idempotency keys: one per order
+            assert world.idempotency is not None and len(world.idempotency) == len(commands)
 
     asyncio.run(first_process())
     asyncio.run(second_process())
