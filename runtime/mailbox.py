@@ -46,7 +46,7 @@ class MailboxConfig:
     """
 
     capacity: int = DEFAULT_CAPACITY
-    policy: OverflowPolicy = OverflowPolicy.BACKPRESSURE
+    policy: OverflowPolicy | str = OverflowPolicy.BACKPRESSURE
 
     def __post_init__(self) -> None:
         if isinstance(self.capacity, bool) or not isinstance(self.capacity, int):
@@ -94,7 +94,7 @@ class Mailbox:
 
     def __init__(self, config: MailboxConfig, on_overflow: OverflowHandler) -> None:
         self.capacity = config.capacity
-        self.policy = config.policy
+        self.policy = OverflowPolicy(config.policy)
         self.dropped = 0
         self.queue: deque[Any] | None = None
         self.system: deque[Callable[[], Any]] | None = None
