@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -444,3 +446,53 @@ async def test_nothing_of_the_tree_is_left_after_it_stops(clock: VirtualClock) -
         left = leftovers(system)
         assert left["actors"] == [] and left["tasks"] == []
     assert await no_pykka_threads()
+
+
+# -- backoff, property-based ---------------------------------------------------------------
+
+
+@given(
+    gaps=st.lists(st.sampled_from([0.0, 0.5, 2.0, 7.0, 25.0]), min_size=1, max_size=8),
+    initial=st.sampled_from([0.25, 1.0]),
+    multiplier=st.sampled_from([1.0, 2.0, 3.0]),
+    span=st.sampled_from([1, 8]),
+    jitter=st.sampled_from(["none", "equal", "full"]),
+    reset_after=st.sampled_from([5.0, 20.0]),
+)
+def test_backoff_between_restarts_stays_in_bounds_and_resets_after_quiet(
+    gaps: list[float],
+    initial: float,
+    multiplier: float,
+    span: int,
+    jitter: str,
+    reset_after: float,
+) -> None:
+    backoff = Backoff(initial, initial * span, multiplier, jitter, reset_after)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        clock = VirtualClock()
+        journal = Journal()
+        spec = SupervisorSpec(workers(journal, "a"), name="root", max_restarts=1000, within=1,
+                              backoff=backoff)  # fmt: skip
+        async with ActorSystem(clock=clock, shutdown_timeout=0.5) as system:
+            await start_supervisor(system, spec)
+            cell = system.cell_of(system.lookup("a"))
+            attempt, last = 0, None
+            for gap in gaps:
+                await settle(clock, gap)
+                now = clock.now()
+                if last is not None and now - last >= reset_after:
+                    attempt = 0
+                low, high = backoff.bounds(attempt)
+                attempt, last = attempt + 1, now
+                await crash(system, clock, "a")
+                deadline = clock.next_deadline()
+                delay = 0.0 if deadline is None else deadline - now
+                assert low - 1e-9 <= delay <= high + 1e-9
+                if jitter == "none":
+                    assert delay == pytest.approx(backoff.ceiling(attempt - 1))
+                await settle(clock, delay)
+                assert cell.state is State.RUNNING
+            assert journal.starts("a") == len(gaps) + 1
+
+    asyncio.run(scenario())
