@@ -263,6 +263,7 @@ async def test_live_tree_shows_names_kinds_states_restarts_and_depth() -> None:
         assert nodes["w"].mailbox_depth == 1
         assert (nodes["tw"].kind, nodes["pool"].kind) == ("thread", "supervisor")
         await settle(clock, 1)
+        assert await system.wait_idle(5)  # the thread actor restarts on its own thread
         [root] = live_tree(system)
         assert [(n.name, n.restarts, n.mailbox_depth) for n in root.walk()] == [
             ("root", 0, 0),
