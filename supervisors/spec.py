@@ -38,7 +38,8 @@ class ChildSpec:
     the class name, or the nested supervisor's name). ``restart``: permanent
     (always), transient (only after a failure) or temporary (never).
     ``shutdown``: seconds the child gets to stop before it is killed; ``None``
-    waits as long as it takes (the default for nested supervisors).
+    waits as long as it takes (what a SupervisorSpec placed directly in a
+    ``children`` list gets, so a subtree can stop its own children in turn).
 
     >>> class Db(Actor):
     ...     def receive(self, message): ...

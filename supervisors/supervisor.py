@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from troupe.actor import Actor
 from troupe.cell import ActorCell, State, Terminated
@@ -31,6 +31,9 @@ from troupe.ref import ActorRef
 from .errors import RestartIntensityExceeded, SupervisorRequestError
 from .policy import Directive, RestartTracker, RestartType, Strategy, plan_restart
 from .spec import ChildSpec, SupervisorSpec
+
+if TYPE_CHECKING:
+    from troupe.system import ActorSystem
 
 logger = logging.getLogger(__name__)
 
@@ -405,7 +408,7 @@ def _unwrap(reply: Any) -> Any:
     return reply
 
 
-async def start_supervisor(system: Any, spec: SupervisorSpec) -> ActorRef:
+async def start_supervisor(system: ActorSystem, spec: SupervisorSpec) -> ActorRef:
     """Spawn ``spec`` at the top of ``system`` and wait until its children have started."""
     ref = spec.spawn(system)
     await ref.ask(WhichChildren(), timeout=None)
