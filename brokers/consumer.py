@@ -19,7 +19,7 @@ and delivers each payload to a target actor (by ref or by name):
 
 The payload reaches the target as the message; broker metadata is in
 ``self.headers`` (``troupe-attempt``, ``troupe-message-id``, ``troupe-stream``,
-``traceparent`` and the publisher's headers).
+``troupe-entry-id``, ``traceparent`` and the publisher's headers).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,15 @@ from troupe.ref import ActorRef
 from troupe.supervisors import Backoff
 
 from .base import Broker, BrokerError, ConsumerStats, Delivery
-from .message import ATTEMPT, MESSAGE_ID, STREAM, MalformedMessage, Serializer, decode_body
+from .message import (
+    ATTEMPT,
+    ENTRY_ID,
+    MESSAGE_ID,
+    STREAM,
+    MalformedMessage,
+    Serializer,
+    decode_body,
+)
 
 if TYPE_CHECKING:
     from troupe.cell import ActorCell
@@ -133,7 +142,7 @@ class ConsumerBridge(Actor):
         return len(self._in_flight)
 
     def on_start(self) -> None:
-        self._reader = asyncio.get_running_loop().create_task(self._guard(self._read_loop()))
+        self._reader = asyncio.get_running_loop().create_task(self._guard(self._read_loop))
 
     def receive(self, message: Any) -> Any:
         if isinstance(message, _Failed):
@@ -144,7 +153,7 @@ class ConsumerBridge(Actor):
     async def on_stop(self) -> None:
         """Drain: stop intake, let in-flight work finish, ack only what was handled."""
         self._closing = True
-        await _cancel(self._reader)
+        await _finish(self._reader, self.block + 0.2)  # a read in progress returns first
         for handle in self._timers.values():
             handle.cancel()
         for entry_id in self._timers:
@@ -155,14 +164,15 @@ class ConsumerBridge(Actor):
         while self._handling and loop.time() < deadline:
             self._room.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._room.wait(), deadline - loop.time())
+                async with asyncio.timeout(deadline - loop.time()):
+                    await self._room.wait()
         self._retries.clear()
         self._finishing = True  # the worker acks what is left, then ends
         self._wake.set()
         worker = self._worker
         if worker is not None and not worker.done():
             await asyncio.wait({worker}, timeout=max(1.0, deadline - loop.time()))
-        await _cancel(worker)
+        await _finish(worker, 0)
         try:
             await self._flush()
         except BrokerError as exc:
@@ -178,10 +188,10 @@ class ConsumerBridge(Actor):
 
     # -- tasks -------------------------------------------------------------------------------
 
-    async def _guard(self, work: Any) -> None:
+    async def _guard(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run one of the bridge's tasks; a failure fails the actor (its supervisor decides)."""
         try:
-            await work
+            await work()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -207,9 +217,11 @@ class ConsumerBridge(Actor):
             await clock.sleep(wait)
         await self.broker.connect()
         await self.broker.ensure_group(self.stream, self.group)
-        self._worker = asyncio.get_running_loop().create_task(self._guard(self._work_loop()))
+        self._worker = asyncio.get_running_loop().create_task(self._guard(self._work_loop))
         while True:  # first the entries this consumer left pending (a restart)
             room = await self._wait_for_room()
+            if not room:
+                return  # stopping
             claimed = await self.broker.claim_own(self.stream, self.group, self.consumer, room)
             self._dispatch_all(claimed)
             if len(claimed) < room:
@@ -218,8 +230,10 @@ class ConsumerBridge(Actor):
         claim_every = max(self.claim_idle / 2, 0.01)
         next_claim = loop.time() + claim_every
         next_promote = next_lag = loop.time()
-        while not self._system_closing():
+        while not self._closing and not self._system_closing():
             room = await self._wait_for_room()
+            if not room:
+                return
             if loop.time() >= next_promote:
                 next_promote = loop.time() + self.delay_poll
                 await self.broker.promote_due(self.stream)
@@ -230,6 +244,8 @@ class ConsumerBridge(Actor):
                 )
                 self._dispatch_all(idle)
                 room = await self._wait_for_room()
+                if not room:
+                    return
             if loop.time() >= next_lag:
                 next_lag = loop.time() + LAG_INTERVAL
                 self.stats.lag = await self.broker.lag(self.stream, self.group)
@@ -267,9 +283,12 @@ class ConsumerBridge(Actor):
                         delivery.deliveries,
                         reason,
                     )
-            if self._retries and not self._closing:
+            if self._retries:
                 retries, self._retries = self._retries, []
                 for delivery in retries:
+                    if self._closing:  # not redelivered now: stays pending for later
+                        self._in_flight.pop(delivery.entry_id, None)
+                        continue
                     again = await broker.redeliver(delivery, self.consumer)
                     if again is None:
                         self._in_flight.pop(delivery.entry_id, None)
@@ -305,15 +324,19 @@ class ConsumerBridge(Actor):
         return max(0, min(self.batch, room))
 
     async def _wait_for_room(self) -> int:
-        while True:
+        while not self._closing:
             room = self._free_room()
             if room > 0:
                 return room
             self._room.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._room.wait(), 0.05)
+                async with asyncio.timeout(0.05):  # not wait_for: it can swallow a cancel
+                    await self._room.wait()
+        return 0
 
     def _dispatch_all(self, deliveries: list[Delivery]) -> None:
+        if self._closing:
+            return  # read while stopping: left pending, resumed after a restart
         for delivery in deliveries:
             if delivery.entry_id in self._in_flight and delivery.entry_id not in self._timers:
                 continue  # claimed back while we still handle it
@@ -353,6 +376,7 @@ class ConsumerBridge(Actor):
         headers[ATTEMPT] = str(delivery.deliveries)
         headers[MESSAGE_ID] = message.id
         headers[STREAM] = delivery.stream
+        headers[ENTRY_ID] = delivery.entry_id
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         reply.add_done_callback(partial(self._settled, delivery))
         self._handling += 1
@@ -401,12 +425,26 @@ class ConsumerBridge(Actor):
         self._wake.set()
 
 
-async def _cancel(task: asyncio.Task[None] | None) -> None:
+async def _finish(task: asyncio.Task[None] | None, grace: float) -> None:
+    """Let ``task`` end by itself within ``grace`` seconds, then cancel it.
+
+    The cancel is repeated: redis-py's asyncio client can swallow a cancellation
+    that lands inside a command, and the task then runs on to its next await.
+    """
     if task is None or task.done():
         return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    if grace > 0:
+        await asyncio.wait({task}, timeout=grace)
+    for _ in range(10):
+        if task.done():
+            break
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+    else:
+        logger.error("task %s did not end after 10 cancellations", task.get_name())
+        return
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.debug("task %s ended with %r", task.get_name(), exc)
 
 
 __all__ = ["ConsumerBridge"]

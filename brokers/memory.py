@@ -172,7 +172,8 @@ class MemoryBroker(Broker):
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             s.waiters.append(waiter)
             try:
-                await asyncio.wait_for(waiter, timeout=max(remaining, 0.001))
+                async with asyncio.timeout(max(remaining, 0.001)):  # wait_for can eat cancels
+                    await waiter
             except TimeoutError:
                 pass
             finally:

@@ -30,6 +30,7 @@ ERROR_REASON = "troupe-error"  #: why a message was dead-lettered
 CONTENT_TYPE = "content-type"  #: the serializer's content type
 MESSAGE_ID = "troupe-message-id"  #: the message id, set on delivery
 STREAM = "troupe-stream"  #: the stream a delivery came from, set on delivery
+ENTRY_ID = "troupe-entry-id"  #: the broker's position of the entry, set on delivery
 ORIGINAL_STREAM = "troupe-original-stream"  #: where a dead-lettered message was consumed
 DELIVERIES = "troupe-deliveries"  #: deliveries counted by the broker before dead-lettering
 
@@ -179,6 +180,7 @@ __all__ = [
     "BYTES",
     "CONTENT_TYPE",
     "DELIVERIES",
+    "ENTRY_ID",
     "ERROR_REASON",
     "IDEMPOTENCY_KEY",
     "JSON",

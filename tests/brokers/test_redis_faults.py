@@ -162,3 +162,43 @@ async def test_producer_reports_failures_to_askers_and_counts_told_ones(
         assert bodies == [b'{"ok":1}', b'{"ok":4}']
     finally:
         await broker.close()
+
+
+class Nop(Actor):
+    def receive(self, message: Any) -> None:
+        return None
+
+
+async def test_lost_connection_restarts_the_bridge_with_backoff() -> None:
+    """No server: each attempt fails the bridge; restarts wait 1, 2, 4 s (virtual) between."""
+    from troupe import VirtualClock
+    from troupe.brokers.testing import free_port
+
+    broker = connect(
+        f"redis://127.0.0.1:{free_port()}/0",
+        reconnect=Backoff(initial=1.0, maximum=4.0, multiplier=2.0, jitter="none"),
+    )
+    clock = VirtualClock()
+    async with ActorSystem(clock=clock) as system:
+        target = system.spawn(Nop)
+        bridge = system.spawn(ConsumerBridge, broker, "s", "g", target, consumer="c")
+        cell = system.cell_of(bridge)
+        stats = broker.stats.consumer("s", "g", "c")
+
+        async def failures_reach(n: int) -> None:
+            deadline = time.monotonic() + 10
+            while stats.connection_failures < n:
+                assert time.monotonic() < deadline, stats
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.05)
+
+        await failures_reach(1)  # the first attempt fails at once
+        for wait, expected in ((1.0, 2), (2.0, 3), (4.0, 4), (4.0, 5)):
+            await clock.advance(wait - 0.01)
+            await asyncio.sleep(0.05)
+            assert stats.connection_failures == expected - 1  # still backing off
+            await clock.advance(0.01)
+            await failures_reach(expected)
+        assert cell.restarts >= 4
+        assert bridge.is_alive
+    await broker.close()

@@ -1,0 +1,101 @@
+"""Properties of the delivery contract under random handler failures and bridge crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from troupe import Actor, ActorSystem
+from troupe.brokers import ConsumerBridge, connect
+from troupe.brokers.message import ENTRY_ID
+from troupe.supervisors import Backoff
+
+FAST = Backoff(initial=0.001, maximum=0.005, jitter="none")
+
+
+class Flaky(Actor):
+    """Fails message n ``plan[n]`` times, records each successful handling by entry id."""
+
+    def __init__(self, plan: dict[int, int], handled: set[str], counts: dict[int, int]) -> None:
+        self.plan = plan
+        self.handled = handled
+        self.counts = counts
+
+    async def receive(self, message: int) -> None:
+        await asyncio.sleep(0)
+        if self.plan.get(message, 0) > 0:
+            self.plan[message] -= 1
+            raise RuntimeError(f"planned failure of {message}")
+        self.handled.add(self.headers[ENTRY_ID])
+        self.counts[message] = self.counts.get(message, 0) + 1
+
+
+faults = st.fixed_dictionaries(
+    {
+        "size": st.integers(min_value=1, max_value=40),
+        "failures": st.dictionaries(st.integers(0, 39), st.integers(1, 2), max_size=8),
+        "crashes": st.lists(
+            st.tuples(st.integers(0, 40), st.sampled_from(["restart", "replace"])), max_size=3
+        ),
+    }
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=faults)
+def test_every_message_is_handled_and_nothing_is_acked_before_handling(
+    broker_url: str, case: dict[str, Any]
+) -> None:
+    """Bridges restart in place (own pending resumed) or are replaced by a new consumer
+    (idle pending claimed) at random points; handler failures come on top."""
+
+    async def scenario() -> None:
+        broker = connect(broker_url)
+        stream = f"p-{uuid.uuid4().hex}"
+        handled: set[str] = set()
+        counts: dict[int, int] = {}
+        early_acks: list[str] = []
+        real_ack = broker.ack
+
+        async def checked_ack(stream_: str, group: str, ids: Any) -> int:
+            early_acks.extend(i for i in ids if i not in handled)
+            return await real_ack(stream_, group, ids)
+
+        broker.ack = checked_ack  # type: ignore[method-assign]
+        size = case["size"]
+        options: dict[str, Any] = {
+            "retry": FAST,
+            "block": 0.02,
+            "claim_idle": 0.1,
+            "max_deliveries": 50,
+            "drain_timeout": 0.05,
+        }
+        async with ActorSystem() as system:
+            target = system.spawn(Flaky, dict(case["failures"]), handled, counts)
+            bridge = system.spawn(ConsumerBridge, broker, stream, "g", target, **options)
+            await broker.publish_messages(stream, [broker.message(i) for i in range(size)])
+            for after, how in sorted(case["crashes"]):
+                deadline = time.monotonic() + 10
+                while len(counts) < min(after, size):
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.002)
+                if how == "restart":
+                    system.cell_of(bridge).restart()
+                else:
+                    await bridge.stop()
+                    bridge = system.spawn(ConsumerBridge, broker, stream, "g", target, **options)
+            deadline = time.monotonic() + 20
+            while len(counts) < size or await broker.pending(stream, "g"):
+                assert time.monotonic() < deadline, f"{len(counts)}/{size} handled"
+                await asyncio.sleep(0.005)
+        await broker.close()
+        assert set(counts) == set(range(size))  # at least once
+        assert early_acks == []  # no ack before the handler returned
+        assert await broker.dead_letters(stream) == []
+
+    asyncio.run(scenario())
