@@ -202,3 +202,44 @@ async def test_lost_connection_restarts_the_bridge_with_backoff() -> None:
         assert cell.restarts >= 4
         assert bridge.is_alive
     await broker.close()
+
+
+async def test_a_supervised_bridge_is_restarted_by_its_supervisor(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    from troupe.supervisors.spec import ChildSpec, SupervisorSpec
+
+    broker = connect(redis_url, reconnect=Backoff(initial=0.05, maximum=0.2))
+    seen: list[int] = []
+    try:
+        await broker.ensure_group("s", "g")
+        await broker.publish_messages("s", [broker.message(i) for i in range(500)])
+        async with ActorSystem() as system:
+            system.spawn(Slow, seen, name="slow")
+            spec = SupervisorSpec(
+                children=[
+                    ChildSpec(
+                        ConsumerBridge,
+                        args=(broker, "s", "g", "slow"),
+                        kwargs={"block": 0.05, "consumer": "c"},
+                        name="bridge",
+                    )
+                ],
+                max_restarts=50,
+                within=60.0,
+                backoff=Backoff(initial=0.05, maximum=0.2),
+            )
+            spec.spawn(system)
+            deadline = time.monotonic() + 30
+            while len(seen) < 100:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(redis_server.restart, 0.3)
+            while set(seen) != set(range(500)) or await broker.pending("s", "g"):
+                assert time.monotonic() < deadline + 30, f"{len(set(seen))} of 500 handled"
+                await asyncio.sleep(0.05)
+            bridge = system.lookup("bridge")
+            assert system.cell_of(bridge).restarts >= 1
+            assert broker.stats.consumer("s", "g", "c").connection_failures >= 1
+    finally:
+        await broker.close()
