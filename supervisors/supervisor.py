@@ -230,8 +230,12 @@ class Supervisor(Actor):
         except Exception:
             logger.exception("decider of supervisor %s failed; escalating", self.name)
             directive = Directive.ESCALATE
-        if directive is Directive.RESUME and child.failed_in_start:
-            directive = Directive.RESTART  # nothing to resume: the instance never started
+        if directive is Directive.RESUME and (
+            child.failed_in_start or isinstance(child.actor, Supervisor)
+        ):
+            # nothing to resume: the instance never started, or a supervisor gave up on
+            # its children (escalated or hit its restart limit) and must start afresh
+            directive = Directive.RESTART
         logger.info("supervisor %s: %s %s after %r", self.name, directive.value, child.name, exc)
         if directive is Directive.RESUME:
             slot.handled = exc

@@ -35,7 +35,8 @@ class Journal:
 
 
 class Worker(Actor):
-    """Counts messages; "crash" raises, "exit" stops it normally, "count" replies."""
+    """Counts messages; "crash" raises Crash, "oops" KeyError, "exit" stops it normally,
+    "count" replies."""
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
@@ -55,6 +56,8 @@ class Worker(Actor):
     def receive(self, message: Any) -> Any:
         if message == "crash":
             raise Crash(self.name)
+        if message == "oops":
+            raise KeyError(self.name)
         if message == "exit":
             self.ref.stop()
             return None
@@ -79,6 +82,8 @@ class ThreadWorker(ThreadActor):
     def receive(self, message: Any) -> Any:
         if message == "crash":
             raise Crash(self.name)
+        if message == "oops":
+            raise KeyError(self.name)
         self.count += 1
         self.journal.handled.append((self.name, self.incarnation, message))
         return threading.current_thread().name

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from supervision_helpers import Journal, ThreadWorker, Worker, no_pykka_threads
 
 from troupe import ActorRef, ActorSystem, State, VirtualClock
-from troupe.supervisors import Backoff, ChildSpec, SupervisorSpec
+from troupe.supervisors import Backoff, ChildSpec, SupervisorSpec, decider
 
 STRATEGIES = ["one_for_one", "one_for_all", "rest_for_one"]
 RESTARTS = ["permanent", "transient", "temporary"]
@@ -56,6 +56,7 @@ class ModelSup:
     max_restarts: int
     within: float
     backoff: Backoff
+    oops: str  # the directive its decider gives for KeyError
     specs: list[Child]
     children: list[str] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
@@ -103,6 +104,7 @@ def draw_sup(draw: Any, name: str, children: list[Child]) -> ModelSup:
         max_restarts=draw(st.integers(0, 3)),
         within=draw(st.sampled_from([1.0, 5.0, 20.0])),
         backoff=draw(backoffs),
+        oops=draw(st.sampled_from(["resume", "stop", "escalate", "restart"])),
         specs=children,
     )
     sup.fresh()
@@ -157,6 +159,7 @@ class SupervisionMachine(RuleBasedStateMachine):
             max_restarts=sup.max_restarts,
             within=sup.within,
             backoff=sup.backoff,
+            decider=decider({KeyError: sup.oops}),
         )
 
     async def _start(self) -> None:
@@ -263,6 +266,28 @@ class SupervisionMachine(RuleBasedStateMachine):
         sup.children.remove(name)
         sup.attempts.pop(name, None)
 
+    def oops(self, sup: ModelSup, name: str, now: float) -> tuple[float, float] | None:
+        """A KeyError: the directive the supervisor's decider names."""
+        if sup.oops == "resume":
+            return None
+        if sup.oops == "stop":
+            self.drop(sup, name)
+            return None
+        if sup.oops == "escalate":
+            for gone in sup.children:
+                self.changed.add(gone)
+            sup.children = []
+            if sup.name == "root":
+                self.failed = True
+                return None
+            # the parent's decider sees the same exception; a failed supervisor
+            # cannot be resumed, so resume means restart for it
+            root = self.sups["root"]
+            if root.oops in ("resume", "restart"):
+                return self.ended(root, sup.name, True, now)
+            return self.oops(root, sup.name, now)
+        return self.ended(sup, name, True, now)
+
     def give_up(self, sup: ModelSup, now: float) -> tuple[float, float] | None:
         for name in sup.children:
             self.changed.add(name)
@@ -281,7 +306,10 @@ class SupervisionMachine(RuleBasedStateMachine):
         before = self.refs()
         self.changed = set()
         now = self.clock.now()
-        bounds = self.ended(self.parent_of(name), name, message == "crash", now)
+        if message == "oops":
+            bounds = self.oops(self.parent_of(name), name, now)
+        else:
+            bounds = self.ended(self.parent_of(name), name, message == "crash", now)
         target = before[name]
         target.tell(message)
         pending = [next(self.messages) for _ in range(extra)]
@@ -296,7 +324,7 @@ class SupervisionMachine(RuleBasedStateMachine):
             delay = deadline - now
             low, high = bounds
             assert low - 1e-9 <= delay <= high + 1e-9, (delay, bounds)
-            if message == "crash" and name not in self.changed:
+            if message != "exit" and name not in self.changed:
                 assert self.system.cell_of(target).state is State.SUSPENDED
             await self.clock.advance(delay)
             await self.quiet()
@@ -307,14 +335,19 @@ class SupervisionMachine(RuleBasedStateMachine):
         for leaf, ref in before.items():
             if leaf in after and leaf not in self.changed and leaf in self.made:
                 assert after[leaf] == ref, f"{leaf} lost its ref"
-        if message == "crash" and name in after and name not in self.changed:
+        if message != "exit" and name in after and name not in self.changed and pending:
             seen = [m for n, i, m in self.journal.handled if n == name and i == self.made[name]]
-            assert seen == pending, "the new instance did not get the pending mailbox"
+            assert seen[-len(pending) :] == pending, "the pending mailbox was not handled"
 
     @precondition(lambda self: bool(self.live_leaves()))
     @rule(data=st.data(), extra=st.integers(0, 2))
     def crash(self, data: st.DataObject, extra: int) -> None:
         self.step(data.draw(st.sampled_from(self.live_leaves())), "crash", extra)
+
+    @precondition(lambda self: bool(self.live_leaves()))
+    @rule(data=st.data(), extra=st.integers(0, 2))
+    def raise_key_error(self, data: st.DataObject, extra: int) -> None:
+        self.step(data.draw(st.sampled_from(self.live_leaves())), "oops", extra)
 
     @precondition(lambda self: bool(self.live_leaves(("async",))))
     @rule(data=st.data())

@@ -232,6 +232,20 @@ async def test_escalate_fails_the_supervisor_and_its_parent_restarts_the_subtree
         assert system.cell_of(system.lookup("inner")).restarts == 1
 
 
+async def test_a_failed_supervisor_is_restarted_even_when_the_decider_says_resume(
+    clock: VirtualClock,
+) -> None:
+    journal = Journal()
+    inner = SupervisorSpec(workers(journal, "x"), name="inner", decider=lambda e: "escalate")
+    outer = SupervisorSpec([inner], name="outer", decider=decider({Crash: "resume"}))
+    async with ActorSystem(clock=clock) as system:
+        await start_supervisor(system, outer)
+        await crash(system, clock, "x")
+        assert system.cell_of(system.lookup("inner")).restarts == 1
+        assert system.cell_of(system.lookup("x")).state is State.RUNNING
+        assert journal.starts("x") == 2
+
+
 # -- intensity -------------------------------------------------------------------------------
 
 
