@@ -303,7 +303,7 @@ class Supervisor(Actor):
             return
         slot.timer = None
         try:
-            self._start(slot.spec, name, restarts=slot.restarts + 1)
+            cell = self._start(slot.spec, name, restarts=slot.restarts + 1)
         except SystemClosed:
             return
         except Exception as exc:
@@ -311,6 +311,7 @@ class Supervisor(Actor):
             slot.restarts += 1
             self._child_ended(name, abnormal=True, cause=exc)
             return
+        self.system.note_restart(cell)  # counted like an in-place restart
         self._keep_start_order()
 
     def _remove(self, name: str, reason: BaseException | None) -> None:
