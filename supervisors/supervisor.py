@@ -354,6 +354,7 @@ class Supervisor(Actor):
         self._failed = error
         cell = self._cell()
         if cell.parent is None:
+            cell.request_stop(error)  # watchers of the root see why it stopped
             self.system.fail(error)
         else:
             cell.fail(error)

@@ -510,3 +510,17 @@ def test_backoff_between_restarts_stays_in_bounds_and_resets_after_quiet(
             assert journal.starts("a") == len(gaps) + 1
 
     asyncio.run(scenario())
+
+
+async def test_a_root_that_gives_up_stops_with_the_error_as_its_reason(clock: VirtualClock) -> None:
+    journal = Journal()
+    spec = SupervisorSpec(workers(journal, "a"), name="root", max_restarts=0)
+    notices: list[Terminated] = []
+    system = ActorSystem(clock=clock)
+    with pytest.raises(RestartIntensityExceeded):
+        async with system:
+            root = await start_supervisor(system, spec)
+            system.watch(root, notices.append)
+            await crash(system, clock, "a")
+            await asyncio.wait_for(system.shutdown(), 10)
+    assert [type(n.reason) for n in notices] == [RestartIntensityExceeded]
