@@ -275,3 +275,19 @@ async def test_live_tree_shows_names_kinds_states_restarts_and_depth() -> None:
         assert "  w [actor transient] RUNNING restarts=1 mailbox=0" in text
         assert root.to_dict()["children"][2]["strategy"] == "simple_one_for_one"
         assert system.cell_of(system.lookup("tw")).state is State.RUNNING
+
+
+async def test_a_factory_function_is_a_valid_child_and_runs_again_at_restart() -> None:
+    clock = VirtualClock()
+    made: list[str] = []
+
+    def make_plain(tag: str) -> Plain:
+        made.append(tag)
+        return Plain()
+
+    spec = SupervisorSpec([ChildSpec(make_plain, ("t",), name="p")], name="root")
+    async with ActorSystem(clock=clock) as system:
+        await start_supervisor(system, spec)
+        system.lookup("p").tell("crash")
+        await settle(clock)
+        assert made == ["t", "t"] and await system.lookup("p").ask("hi") == "hi"
