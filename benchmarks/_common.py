@@ -45,7 +45,9 @@ class Report:
         self.benchmark = benchmark
         self.results: list[dict[str, Any]] = []
 
-    def add(self, name: str, unit: str, troupe: float, peers: dict[str, float], **extra: Any) -> None:
+    def add(
+        self, name: str, unit: str, troupe: float, peers: dict[str, float], **extra: Any
+    ) -> None:
         row = {"name": name, "unit": unit, "troupe": troupe, "peers": peers, **extra}
         self.results.append(row)
         ratios = ", ".join(

@@ -24,10 +24,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Report, parse_args  # noqa: E402
+from _common import Report, parse_args
 
-import troupe  # noqa: E402
-from troupe import Actor, ActorSystem  # noqa: E402
+import troupe
+from troupe import Actor, ActorSystem
 
 # ----------------------------------------------------------------------------- troupe
 
@@ -135,7 +135,7 @@ class QueueActor:
 
     async def run(self) -> None:
         while True:
-            message, reply = await self.queue.get()
+            _message, reply = await self.queue.get()
             self.count += 1
             if reply is not None:
                 reply.set_result(self.count)
@@ -160,7 +160,7 @@ class DequeActor:
         items = self.items
         while True:
             while items:
-                message, reply = items.popleft()
+                _message, reply = items.popleft()
                 self.count += 1
                 if reply is not None:
                     reply.set_result(self.count)
@@ -348,13 +348,13 @@ def thespian_classes() -> tuple[Any, Any, Any]:
     class TCounter(TActor):  # type: ignore[misc]
         count = 0
 
-        def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802
+        def receiveMessage(self, message: Any, sender: Any) -> None:
             self.count += 1
             if message == "flush" or isinstance(message, tuple):
                 self.send(sender, self.count)
 
     class TPonger(TActor):  # type: ignore[misc]
-        def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802
+        def receiveMessage(self, message: Any, sender: Any) -> None:
             self.send(sender, "pong")
 
     class TPinger(TActor):  # type: ignore[misc]
@@ -362,7 +362,7 @@ def thespian_classes() -> tuple[Any, Any, Any]:
         requester = None
         ponger = None
 
-        def receiveMessage(self, message: Any, sender: Any) -> None:  # noqa: N802
+        def receiveMessage(self, message: Any, sender: Any) -> None:
             if isinstance(message, tuple):
                 _, self.left, self.ponger = message
                 self.requester = sender
