@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
@@ -24,10 +24,14 @@ from troupe.errors import TroupeError
 from troupe.supervisors import Backoff, BackoffState
 
 from .message import (
+    ATTEMPT,
     DELIVERIES,
+    ENTRY_ID,
     ERROR_REASON,
     JSON,
+    MESSAGE_ID,
     ORIGINAL_STREAM,
+    STREAM,
     Message,
     Serializer,
 )
@@ -276,10 +280,22 @@ class Broker(ABC):
         """Up to ``count`` new entries for ``consumer``; waits up to ``block`` seconds."""
 
     @abstractmethod
-    async def claim_own(self, stream: str, group: str, consumer: str, count: int) -> list[Delivery]:
-        """Re-deliver up to ``count`` of ``consumer``'s own pending entries (after a restart).
+    async def claim_own(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        count: int,
+        *,
+        after: str | None = None,
+        exclude: Collection[str] = (),
+    ) -> tuple[list[Delivery], str | None]:
+        """Re-deliver ``consumer``'s own pending entries (after a restart), a page at a time.
 
-        Each counts as a delivery.
+        Takes up to ``count`` entries after the entry id ``after`` (from the
+        start when None), skipping ids in ``exclude`` (those still in flight).
+        Each counts as a delivery. Returns the deliveries and the cursor of the
+        next page, or None when the pending list is exhausted.
         """
 
     @abstractmethod
@@ -328,6 +344,9 @@ class Broker(ABC):
         return f"<{type(self).__name__} {self.url}>"
 
 
+_DELIVERY_HEADERS = frozenset({ATTEMPT, ENTRY_ID, MESSAGE_ID, STREAM})  # set per delivery
+
+
 def dead_message(delivery: Delivery, reason: str) -> Message:
     """The message a delivery becomes in the DLQ: same id, body and key, with the reason."""
     original = delivery.message
@@ -337,10 +356,11 @@ def dead_message(delivery: Delivery, reason: str) -> Message:
         DELIVERIES: str(delivery.deliveries),
     }
     if original is not None:
+        headers = {k: v for k, v in original.headers.items() if k not in _DELIVERY_HEADERS}
         return Message(
             original.body,
             original.key,
-            {**original.headers, **extra},
+            {**headers, **extra},
             original.id,
             original.timestamp,
         )

@@ -30,7 +30,6 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from troupe.actor import Actor
@@ -67,6 +66,44 @@ class _Failed:
 
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
+
+
+class _Outcome:
+    """The reply slot of one delivery, in place of an asyncio.Future.
+
+    The runtime settles a reply with ``set_result``/``set_exception`` once the
+    handler returned or failed (or the message was dropped or undeliverable);
+    this one tells the bridge at once, without a future and a loop callback
+    per message. It offers the Future methods the runtime uses.
+    """
+
+    __slots__ = ("_bridge", "_delivery", "_exc", "_state")
+
+    def __init__(self, bridge: ConsumerBridge, delivery: Delivery) -> None:
+        self._bridge = bridge
+        self._delivery = delivery
+        self._state = 0  # 0 pending, 1 result, 2 exception
+        self._exc: BaseException | None = None
+
+    def done(self) -> bool:
+        return self._state != 0
+
+    def cancelled(self) -> bool:
+        return False
+
+    def set_result(self, result: Any) -> None:
+        if self._state == 0:
+            self._state = 1
+            self._bridge._settled(self._delivery, None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        if self._state == 0:
+            self._state = 2
+            self._exc = exc
+            self._bridge._settled(self._delivery, exc)
+
+    def exception(self) -> BaseException | None:
+        return self._exc
 
 
 class ConsumerBridge(Actor):
@@ -218,13 +255,16 @@ class ConsumerBridge(Actor):
         await self.broker.connect()
         await self.broker.ensure_group(self.stream, self.group)
         self._worker = asyncio.get_running_loop().create_task(self._guard(self._work_loop))
+        cursor: str | None = None
         while True:  # first the entries this consumer left pending (a restart)
             room = await self._wait_for_room()
             if not room:
                 return  # stopping
-            claimed = await self.broker.claim_own(self.stream, self.group, self.consumer, room)
+            claimed, cursor = await self.broker.claim_own(
+                self.stream, self.group, self.consumer, room, after=cursor, exclude=self._in_flight
+            )
             self._dispatch_all(claimed)
-            if len(claimed) < room:
+            if cursor is None:
                 break
         loop = asyncio.get_running_loop()
         claim_every = max(self.claim_idle / 2, 0.01)
@@ -372,24 +412,21 @@ class ConsumerBridge(Actor):
                 TARGET_WAIT, self._target_wait_over, delivery
             )
             return
-        headers = dict(message.headers)
+        headers = message.headers  # this delivery's own copy, decoded for it
         headers[ATTEMPT] = str(delivery.deliveries)
         headers[MESSAGE_ID] = message.id
         headers[STREAM] = delivery.stream
         headers[ENTRY_ID] = delivery.entry_id
-        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        reply.add_done_callback(partial(self._settled, delivery))
         self._handling += 1
         self.stats.delivered += 1
+        reply: Any = _Outcome(self, delivery)
         cell.deliver(Envelope(payload, reply, None, headers))
 
-    def _settled(self, delivery: Delivery, reply: asyncio.Future[Any]) -> None:
+    def _settled(self, delivery: Delivery, exc: BaseException | None) -> None:
         if self._closed:
             return  # finished after the drain deadline: left pending, redelivered later
         self._handling -= 1
-        if reply.cancelled():
-            self._failed(delivery, asyncio.CancelledError("handler was cancelled"))
-        elif (exc := reply.exception()) is not None:
+        if exc is not None:
             self._failed(delivery, exc)
         else:
             self._acks.append(delivery.entry_id)

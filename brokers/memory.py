@@ -26,7 +26,7 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from troupe.supervisors import Backoff
@@ -196,10 +196,27 @@ class MemoryBroker(Broker):
             out.append(_delivery(name, group, seq, 1, fields))
         return out
 
-    async def claim_own(self, stream: str, group: str, consumer: str, count: int) -> list[Delivery]:
+    async def claim_own(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        count: int,
+        *,
+        after: str | None = None,
+        exclude: Collection[str] = (),
+    ) -> tuple[list[Delivery], str | None]:
         s, g = self._group(stream, group)
-        mine = [seq for seq, p in g.pending.items() if p.consumer == consumer]
-        return self._claim(stream, group, s, g, consumer, sorted(mine)[:count])
+        start = -1 if after is None else int(after)
+        skip = {int(e) for e in exclude}
+        mine = sorted(
+            seq
+            for seq, p in g.pending.items()
+            if p.consumer == consumer and seq > start and seq not in skip
+        )
+        page = mine[:count]
+        cursor = str(page[-1]) if len(mine) > count else None
+        return self._claim(stream, group, s, g, consumer, page), cursor
 
     async def claim_idle(
         self, stream: str, group: str, consumer: str, min_idle: float, count: int

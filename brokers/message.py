@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -118,13 +119,20 @@ def decode_body(serializer: Serializer, message: Message) -> Any:
 # ``t`` (timestamp); the entry id stands in for a missing message id.
 
 _PACKED, _BODY, _KEY, _HEADERS, _ID, _TIME = b"m", b"b", b"k", b"h", b"i", b"t"
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]+")  # ids that need no JSON escaping
+_FAST_META = re.compile(rb'\["([A-Za-z0-9_.:-]+)",(-?[0-9][0-9.eE+-]*),null,null\]')
 
 
 def to_fields(message: Message) -> dict[bytes, bytes]:
     """The field mapping a message is stored as."""
-    meta = [message.id, message.timestamp, message.key, message.headers or None]
-    packed = json.dumps(meta, separators=(",", ":")).encode()
-    return {_PACKED: packed + b"\n" + message.body}
+    key, headers, message_id = message.key, message.headers, message.id
+    if key is None and not headers and _PLAIN_ID.fullmatch(message_id):
+        # the common case, without json.dumps (same bytes as the general case)
+        meta = f'["{message_id}",{message.timestamp!r},null,null]'.encode()
+    else:
+        fields = [message_id, message.timestamp, key, headers or None]
+        meta = json.dumps(fields, separators=(",", ":")).encode()
+    return {_PACKED: meta + b"\n" + message.body}
 
 
 def from_fields(fields: Mapping[bytes, bytes], fallback_id: str) -> Message:
@@ -154,6 +162,10 @@ def _unpack(packed: bytes, fallback_id: str) -> Message:
     try:
         if cut < 0:
             raise ValueError("no newline after the metadata")
+        fast = _FAST_META.fullmatch(packed, 0, cut)
+        if fast is not None:  # ["<plain id>",<timestamp>,null,null]
+            plain_id, stamp = fast.groups()
+            return Message(packed[cut + 1 :], None, {}, plain_id.decode(), float(stamp))
         meta = json.loads(packed[:cut])
         if not isinstance(meta, list) or len(meta) != 4:
             raise ValueError("metadata is not [id, timestamp, key, headers]")

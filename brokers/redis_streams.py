@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -184,20 +184,47 @@ class RedisBroker(Broker):
             )
         return out
 
-    async def claim_own(self, stream: str, group: str, consumer: str, count: int) -> list[Delivery]:
+    async def claim_own(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        count: int,
+        *,
+        after: str | None = None,
+        exclude: Collection[str] = (),
+    ) -> tuple[list[Delivery], str | None]:
+        skip = set(exclude)
+        asked = min(count + len(skip), 10_000)
         async with self._errors("XPENDING/XCLAIM"):
             pending: Any = await self.client.xpending_range(
-                stream, group, min="-", max="+", count=count, consumername=consumer
+                stream,
+                group,
+                min="-" if after is None else f"({after}",
+                max="+",
+                count=asked,
+                consumername=consumer,
             )
-            if not pending:
-                return []
-            counts = {to_str(p["message_id"]): int(p["times_delivered"]) for p in pending}
-            claimed: Any = await self.client.xclaim(stream, group, consumer, 0, list(counts))
-        return [
+            listed = [to_str(p["message_id"]) for p in pending]
+            counts = {
+                to_str(p["message_id"]): int(p["times_delivered"])
+                for p in pending
+                if to_str(p["message_id"]) not in skip
+            }
+            ids: list[Any] = list(counts)[:count]
+            claimed: Any = await self.client.xclaim(stream, group, consumer, 0, ids) if ids else []
+        if len(ids) == count and ids:
+            cursor: str | None = ids[-1]  # there may be more after the last one taken
+        elif len(listed) == asked and listed:
+            cursor = listed[-1]
+        else:
+            cursor = None
+        deliveries = [
             _delivery(stream, group, entry_id, fields, counts.get(to_str(entry_id), 0) + 1)
             for entry_id, fields in claimed
             if fields is not None
         ]
+        return deliveries, cursor
 
     async def claim_idle(
         self, stream: str, group: str, consumer: str, min_idle: float, count: int

@@ -434,3 +434,21 @@ async def test_lag_and_in_flight_are_visible_to_collectors(broker: Broker) -> No
         gate.set()
         await eventually(lambda: len(done) == 20 and stats.acked == 20)
         await eventually(lambda: stats.in_flight == 0)
+
+
+async def test_own_pending_is_claimed_page_by_page_skipping_in_flight(broker: Broker) -> None:
+    await broker.ensure_group("s", "g")
+    await broker.publish_messages("s", [broker.message(i) for i in range(250)])
+    first = await broker.read("s", "g", "me", 250, 0)
+    in_flight = {d.entry_id for d in first[:10]}
+    await broker.ack("s", "g", [d.entry_id for d in first[10:20]])  # acked meanwhile
+    claimed: list[str] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = await broker.claim_own("s", "g", "me", 100, after=cursor, exclude=in_flight)
+        assert len(page) <= 100
+        claimed.extend(d.entry_id for d in page)
+        assert all(d.deliveries == 2 for d in page)
+        if cursor is None:
+            break
+    assert claimed == [d.entry_id for d in first[20:]]
