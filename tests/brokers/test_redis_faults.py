@@ -49,6 +49,7 @@ def start_consumer(url: str) -> subprocess.Popen[bytes]:
     )
 
 
+@pytest.mark.timeout(300)  # two consumer processes through 10k messages on a loaded machine
 async def test_kill_9_mid_stream_loses_nothing_and_effects_happen_once(redis_url: str) -> None:
     broker = connect(redis_url)
     client = aioredis.Redis.from_url(redis_url)
