@@ -27,11 +27,10 @@ from .idempotency import Claim, ClaimState
 logger = logging.getLogger(__name__)
 
 _CLAIM = """
-local v = redis.call('GET', KEYS[1])
-if not v then
-  redis.call('SET', KEYS[1], 'L:' .. ARGV[1], 'PX', ARGV[2])
+if redis.call('SET', KEYS[1], 'L:' .. ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {1, ARGV[1]}
 end
+local v = redis.call('GET', KEYS[1])
 if string.sub(v, 1, 2) == 'D:' then
   return {2, string.sub(v, 3)}
 end
