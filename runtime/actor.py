@@ -125,6 +125,16 @@ class Actor:
             ) from None
 
 
+_ASYNC_METHODS: dict[Any, bool] = {}
+
+
 def is_async_callable(fn: Any) -> bool:
-    """True when calling ``fn`` returns a coroutine."""
-    return inspect.iscoroutinefunction(fn)
+    """True when calling ``fn`` returns a coroutine (cached per method of a class)."""
+    function = getattr(fn, "__func__", None)
+    if function is None:
+        return inspect.iscoroutinefunction(fn)
+    try:
+        return _ASYNC_METHODS[function]
+    except KeyError:
+        result = _ASYNC_METHODS[function] = inspect.iscoroutinefunction(function)
+        return result

@@ -16,6 +16,7 @@ from threading import get_ident
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from .actor import Actor, is_async_callable
 from .envelope import Envelope, open_envelope
 from .errors import ActorStopped, MailboxFull, MessageDropped
 from .mailbox import ACCEPTED, Accepted, Mailbox, MailboxConfig
@@ -28,7 +29,6 @@ from .tracing import enter as enter_trace
 from .tracing import leave as leave_trace
 
 if TYPE_CHECKING:
-    from .actor import Actor
     from .metrics import ActorStats
     from .system import ActorSystem
 
@@ -115,8 +115,6 @@ class ActorCell:
     # -- instance management -----------------------------------------------------------
 
     def _new_instance(self) -> Actor:
-        from .actor import Actor
-
         args, kwargs = self._instance_args
         factory = self.factory
         if isinstance(factory, type) and issubclass(factory, Actor):
@@ -133,15 +131,11 @@ class ActorCell:
         return made
 
     def _bind(self, actor: Actor) -> None:
-        from .actor import is_async_callable
-
         self._receive = actor._troupe_handler()
         self._is_async = is_async_callable(self._receive)
 
     def start(self) -> None:
         """Run on_start (when the actor defines one), then begin handling messages."""
-        from .actor import Actor
-
         if type(self.actor).on_start is Actor.on_start:
             self.state = State.RUNNING
             return

@@ -94,7 +94,8 @@ class Mailbox:
 
     def __init__(self, config: MailboxConfig, on_overflow: OverflowHandler) -> None:
         self.capacity = config.capacity
-        self.policy = OverflowPolicy(config.policy)
+        policy = config.policy  # MailboxConfig made it an OverflowPolicy
+        self.policy = policy if type(policy) is OverflowPolicy else OverflowPolicy(policy)
         self.dropped = 0
         self.queue: deque[Any] | None = None
         self.system: deque[Callable[[], Any]] | None = None
