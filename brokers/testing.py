@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -50,18 +51,70 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A redis-server child process on 127.0.0.1 (``url``) with a temporary data dir."""
+    """A redis-server child process on 127.0.0.1 (``url``) with a temporary data dir.
 
-    def __init__(self, port: int | None = None, directory: str | None = None) -> None:
+    ``tls=True`` serves TLS only (``rediss://``) with a throwaway CA made by the
+    ``openssl`` command (its certificate is ``ca_file``); ``password`` sets
+    ``requirepass`` (and goes into ``url``).
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        directory: str | None = None,
+        *,
+        tls: bool = False,
+        password: str | None = None,
+    ) -> None:
         self.binary = find_redis_server()
         self.port = port or free_port()
+        self.tls = tls
+        self.password = password
         self._own_dir = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="troupe-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
+        if tls:
+            self._make_certificates()
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        auth = f":{self.password}@" if self.password else ""
+        return f"{scheme}://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def ca_file(self) -> str:
+        """The CA certificate that signed the server's (TLS servers only)."""
+        return str(self.directory / "ca.crt")
+
+    def _make_certificates(self) -> None:
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise ServerMissing("openssl is not installed; 'apt-get install openssl' provides it")
+        d = self.directory
+
+        def run(*args: str) -> None:
+            subprocess.run(
+                [openssl, *args], check=True, capture_output=True, cwd=d, stdin=subprocess.DEVNULL
+            )
+
+        key = ("-newkey", "rsa:2048", "-nodes")
+        ca_name = ("-subj", "/CN=troupe-test-ca")
+        run("req", "-x509", *key, *ca_name, "-days", "2", "-keyout", "ca.key", "-out", "ca.crt")
+        run("req", *key, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+        (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        signed = ("-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2")
+        run(
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            *signed,
+            "-out",
+            "server.crt",
+            "-extfile",
+            "san.ext",
+        )
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the server and wait until it answers PING."""
@@ -80,6 +133,18 @@ class RedisServer:
             "--loglevel", "warning",
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
+        if self.tls:
+            d = self.directory
+            args[args.index("--port") + 1] = "0"
+            args += [
+                "--tls-port", str(self.port),
+                "--tls-cert-file", str(d / "server.crt"),
+                "--tls-key-file", str(d / "server.key"),
+                "--tls-ca-cert-file", str(d / "ca.crt"),
+                "--tls-auth-clients", "no",
+            ]  # fmt: skip
+        if self.password:
+            args += ["--requirepass", self.password]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -95,9 +160,14 @@ class RedisServer:
 
     def _ping(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
+                sock: socket.socket = raw
+                if self.tls:
+                    context = ssl.create_default_context(cafile=self.ca_file)
+                    sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
                 sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
+                answer = sock.recv(64)
+                return answer.startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 

@@ -87,3 +87,31 @@ async def test_connection_errors_do_not_leak_the_password() -> None:
         await broker.connect()
     assert "s3cret" not in str(info.value)
     await broker.close()
+
+
+async def test_rediss_url_uses_tls_and_keeps_the_password_out_of_sight(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from troupe.brokers import BrokerConnectionError
+    from troupe.brokers.testing import RedisServer
+
+    with RedisServer(tls=True, password="s3cret") as server:
+        assert server.url.startswith("rediss://")
+        broker = connect(server.url, ssl_ca_certs=server.ca_file)
+        await broker.ensure_group("s", "g")
+        await broker.publish("s", {"over": "tls"})
+        [delivery] = await broker.read("s", "g", "c", 10, 0)
+        assert delivery.message is not None
+        assert broker.serializer.loads(delivery.message.body) == {"over": "tls"}
+        await broker.close()
+        plain = connect(server.url.replace("rediss://", "redis://"))  # no TLS: refused
+        with caplog.at_level(logging.DEBUG), pytest.raises(BrokerConnectionError) as info:
+            await plain.connect()
+        await plain.close()
+        wrong = connect(server.url.replace("s3cret", "guess"), ssl_ca_certs=server.ca_file)
+        with pytest.raises(Exception) as auth:
+            await wrong.connect()
+        await wrong.close()
+    assert "s3cret" not in repr(broker) and "s3cret" not in str(info.value)
+    assert "guess" not in str(auth.value)
+    assert "s3cret" not in caplog.text
