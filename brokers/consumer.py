@@ -340,7 +340,7 @@ class ConsumerBridge(Actor):
     # -- intake --------------------------------------------------------------------------------
 
     def _system_closing(self) -> bool:
-        return bool(getattr(self.system, "_closing", False))
+        return self.system.is_closing
 
     def _resolve_target(self) -> ActorCell | None:
         cell = self._target_cell

@@ -200,6 +200,11 @@ class ActorSystem:
         return self._ask_deadlines
 
     @property
+    def is_closing(self) -> bool:
+        """True once shutdown has begun: bridges stop taking in new work."""
+        return self._closing or self._closed
+
+    @property
     def is_running(self) -> bool:
         return self._loop is not None and not self._closed
 
