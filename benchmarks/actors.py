@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -385,56 +387,54 @@ def _thespian_system() -> Any:
     return TSystem("simpleSystemBase", logDefs={"version": 1, "disable_existing_loggers": False})
 
 
-def thespian_tell(n: int) -> float:
-    counter_cls, _, _ = thespian_classes()
+@contextmanager
+def thespian_session() -> Iterator[Any]:
+    """A thespian simpleSystemBase that is shut down afterwards."""
     system = _thespian_system()
     try:
+        yield system
+    finally:
+        system.shutdown()
+
+
+def thespian_tell(n: int) -> float:
+    counter_cls, _, _ = thespian_classes()
+    with thespian_session() as system:
         addr = system.createActor(counter_cls)
         start = time.perf_counter()
         for i in range(n):
             system.tell(addr, i)
         system.ask(addr, "flush", 60)
         return time.perf_counter() - start
-    finally:
-        system.shutdown()
 
 
 def thespian_ask(n: int) -> float:
     counter_cls, _, _ = thespian_classes()
-    system = _thespian_system()
-    try:
+    with thespian_session() as system:
         addr = system.createActor(counter_cls)
         start = time.perf_counter()
         for i in range(n):
             system.ask(addr, (i,), 60)
         return time.perf_counter() - start
-    finally:
-        system.shutdown()
 
 
 def thespian_pingpong(n: int) -> float:
     _, ponger_cls, pinger_cls = thespian_classes()
-    system = _thespian_system()
-    try:
+    with thespian_session() as system:
         ponger = system.createActor(ponger_cls)
         pinger = system.createActor(pinger_cls)
         start = time.perf_counter()
         system.ask(pinger, ("go", n, ponger), 120)
         return time.perf_counter() - start
-    finally:
-        system.shutdown()
 
 
 def thespian_spawn(n: int) -> float:
     counter_cls, _, _ = thespian_classes()
-    system = _thespian_system()
-    try:
+    with thespian_session() as system:
         start = time.perf_counter()
         for _ in range(n):
             system.createActor(counter_cls)
         return time.perf_counter() - start
-    finally:
-        system.shutdown()
 
 
 # ----------------------------------------------------------------------------- memory
