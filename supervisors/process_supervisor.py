@@ -444,18 +444,21 @@ class ProcessSupervisor:
         self._events.put_nowait(_Exited(child, handle, code))
 
     async def _stop_children(self, children: Sequence[_Child], *, final: bool) -> None:
-        """SIGTERM in reverse start order, then wait for each; SIGKILL after its deadline."""
-        running = [c for c in reversed(children) if c.handle is not None]
+        """Stop in reverse start order, spec by spec (OTP's ordered shutdown): the
+        processes of one spec get SIGTERM together and drain side by side, and the
+        next spec up is stopped once they are gone; SIGKILL past each deadline."""
         for child in children:
             if child.handle is None and child.state is ChildState.BACKOFF:
                 child.state = ChildState.STOPPED
                 child.restart_at = None
-        for child in running:
-            child.state = ChildState.STOPPING
-            assert child.handle is not None
-            child.handle.signal(signal.SIGTERM)
-        if running:
-            await asyncio.gather(*(self._await_stop(c, final) for c in running))
+        for group in reversed(_by_spec(children)):
+            running = [c for c in reversed(group) if c.handle is not None]
+            for child in running:
+                child.state = ChildState.STOPPING
+                assert child.handle is not None
+                child.handle.signal(signal.SIGTERM)
+            if running:
+                await asyncio.gather(*(self._await_stop(c, final) for c in running))
 
     async def _await_stop(self, child: _Child, final: bool) -> None:
         handle = child.handle
@@ -498,3 +501,11 @@ class ProcessSupervisor:
                 getattr(hook, method)(self, *args)
             except Exception:
                 logger.exception("process hook %s.%s failed", type(hook).__name__, method)
+
+
+def _by_spec(children: Sequence[_Child]) -> list[list[_Child]]:
+    """Children grouped by the spec they come from, groups in start order."""
+    groups: dict[int, list[_Child]] = {}
+    for child in children:
+        groups.setdefault(id(child.spec), []).append(child)
+    return list(groups.values())

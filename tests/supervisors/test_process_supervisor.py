@@ -280,3 +280,27 @@ async def test_status_describe_and_hooks(note_dir: Path) -> None:
     assert sorted(events[3:5]) == ["exited w-0 0", "exited w-1 0"]
     assert events[5:] == ["stopped"]
     assert all(text.endswith(" yes") for text in notes(note_dir, "up").values())
+
+
+async def test_stop_is_ordered_spec_by_spec_in_reverse_start_order(note_dir: Path) -> None:
+    """The later spec drains completely before the earlier one is told to stop (OTP order);
+    the processes of one spec drain side by side."""
+    tree = ProcessSupervisor(
+        [
+            ProcessSpec("process_tree_targets:busy", count=2, shutdown=5.0, name="first"),
+            ProcessSpec("process_tree_targets:busy", count=2, shutdown=5.0, name="second"),
+        ],
+        backoff=QUICK,
+    )
+    await tree.start()
+    await eventually(lambda: running(tree) and len(notes(note_dir, "up")) == 4)
+    pids = {status.name: status.pid for status in tree.status()}
+    assert await tree.stop() == EXIT_OK
+
+    def drained_at(name: str) -> int:
+        return (note_dir / f"{pids[name]}.drained").stat().st_mtime_ns
+
+    second = [drained_at("second-0"), drained_at("second-1")]
+    first = [drained_at("first-0"), drained_at("first-1")]
+    assert max(second) <= min(first)
+    assert all(n == "20" for n in notes(note_dir, "drained").values())
