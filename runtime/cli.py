@@ -70,7 +70,13 @@ def add_run_command(subcommands: Subcommands) -> None:
         type=_port,
         default=None,
         metavar="PORT",
-        help="serve Prometheus /metrics for the whole tree on 127.0.0.1:PORT",
+        help="serve Prometheus /metrics for the whole tree on ADDR:PORT",
+    )
+    run.add_argument(
+        "--metrics-addr",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address the /metrics endpoint binds to (default 127.0.0.1: this machine only)",
     )
     run.add_argument(
         "--log-level",
@@ -187,7 +193,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     configure_logging(args.log_level, "root")
     if args.metrics_port is not None:
-        tree.hooks.extend(metrics_hooks(args.metrics_port))
+        tree.hooks.extend(metrics_hooks(args.metrics_port, args.metrics_addr))
     return run(tree.run())
 
 
@@ -230,8 +236,8 @@ def tree_for(args: argparse.Namespace) -> ProcessSupervisor:
         raise CliError(str(exc)) from None
 
 
-def metrics_hooks(port: int) -> list[ProcessHooks]:
-    """Process hooks that serve the whole tree's ``/metrics`` on 127.0.0.1:``port``.
+def metrics_hooks(port: int, addr: str = "127.0.0.1") -> list[ProcessHooks]:
+    """Process hooks that serve the whole tree's ``/metrics`` on ``addr``:``port``.
 
     They come from ``troupe.metrics_tree.process_tree_hooks`` (the metrics
     module) and close the endpoint when the tree has stopped.
@@ -243,9 +249,9 @@ def metrics_hooks(port: int) -> list[ProcessHooks]:
             f"--metrics-port needs prometheus-client (pip install 'troupe[metrics]'): {exc}"
         ) from exc
     try:
-        hooks: list[ProcessHooks] = list(tree_metrics.process_tree_hooks(port))
+        hooks: list[ProcessHooks] = list(tree_metrics.process_tree_hooks(port, addr))
     except OSError as exc:
-        raise CliError(f"--metrics-port {port}: cannot listen on 127.0.0.1:{port}: {exc}") from exc
+        raise CliError(f"--metrics-port {port}: cannot listen on {addr}:{port}: {exc}") from exc
     return hooks
 
 

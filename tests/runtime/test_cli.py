@@ -134,8 +134,18 @@ def test_subcommands_plug_in_through_commands(
     assert main(["hello"]) == 5
 
 
-def test_metrics_port_serves_the_tree() -> None:
-    command = ["troupe", "run", "process_tree_targets:build", "--processes=2", "--metrics-port=0"]
+@pytest.mark.parametrize(
+    ("extra", "addr"), [([], "127.0.0.1"), (["--metrics-addr=127.0.0.2"], "127.0.0.2")]
+)
+def test_metrics_port_serves_the_tree(extra: list[str], addr: str) -> None:
+    command = [
+        "troupe",
+        "run",
+        "process_tree_targets:build",
+        "--processes=2",
+        "--metrics-port=0",
+        *extra,
+    ]
     root = subprocess.Popen(
         [sys.executable, "-m", *command],
         cwd=TARGETS,
@@ -147,7 +157,7 @@ def test_metrics_port_serves_the_tree() -> None:
         url = None
         up = 0
         for line in root.stderr:
-            found = re.search(r"metrics at (http://127\.0\.0\.1:\d+/metrics)", line)
+            found = re.search(rf"metrics at (http://{re.escape(addr)}:\d+/metrics)", line)
             url = url or (found.group(1) if found else None)
             up += " is up" in line
             if url and up == 2:
