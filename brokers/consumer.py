@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from troupe.actor import Actor
 from troupe.envelope import Envelope
+from troupe.errors import require_at_least
 from troupe.ref import ActorRef
 from troupe.supervisors import Backoff
 
@@ -137,10 +138,8 @@ class ConsumerBridge(Actor):
         drain_timeout: float = 5.0,
         delay_poll: float = 0.05,
     ) -> None:
-        if max_deliveries < 1:
-            raise ValueError(f"max_deliveries must be at least 1, got {max_deliveries}")
-        if batch < 1:
-            raise ValueError(f"batch must be at least 1, got {batch}")
+        require_at_least("max_deliveries", max_deliveries, 1)
+        require_at_least("batch", batch, 1)
         self.broker = broker
         self.stream = stream
         self.group = group

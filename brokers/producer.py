@@ -19,6 +19,7 @@ from typing import Any
 
 from troupe.actor import Actor
 from troupe.envelope import Envelope
+from troupe.errors import require_at_least
 from troupe.supervisors import Backoff
 
 from .base import Broker, BrokerConnectionError, BrokerError, ProducerStats, PublishError
@@ -59,10 +60,8 @@ class ProducerBridge(Actor):
         max_attempts: int = 5,
         retry: Backoff = DEFAULT_PUBLISH_RETRY,
     ) -> None:
-        if batch < 1:
-            raise ValueError(f"batch must be at least 1, got {batch}")
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        require_at_least("batch", batch, 1)
+        require_at_least("max_attempts", max_attempts, 1)
         self.broker = broker
         self.stream = stream
         self.serializer = serializer

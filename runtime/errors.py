@@ -75,3 +75,9 @@ class NameTaken(TroupeError, ValueError):
 
 class SystemClosed(TroupeError, RuntimeError):
     """The actor system is shut down (or was never started)."""
+
+
+def require_at_least(setting: str, value: int, minimum: int) -> None:
+    """Raise ConfigError naming ``setting`` unless ``value >= minimum``."""
+    if value < minimum:
+        raise ConfigError(setting, f"must be at least {minimum}, got {value!r}")
