@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from troupe.actor import Actor
 from troupe.errors import ActorStopped
 from troupe.mailbox import Accepted
-from troupe.ref import _DEFAULT, ActorRef
+from troupe.ref import SYSTEM_TIMEOUT, ActorRef
 
 from .retry import Retry
 from .topics import TopicPattern, pattern_name, topic_of
@@ -204,7 +204,7 @@ class EventBus:
         *,
         topic: str | None = None,
         wait: bool = False,
-        timeout: float | None = _DEFAULT,
+        timeout: float | None = SYSTEM_TIMEOUT,
         headers: dict[str, str] | None = None,
         local: bool = False,
     ) -> int:
@@ -226,7 +226,7 @@ class EventBus:
         if not route:
             self.stats.unrouted += 1
             return 0
-        if timeout is _DEFAULT:
+        if timeout is SYSTEM_TIMEOUT:
             timeout = self.system.ask_timeout
         self.stats.deliveries += len(route)
         if not wait:

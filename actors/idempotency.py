@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from troupe.actor import Actor
+from troupe.backoff import Backoff
 from troupe.brokers.idempotency import ClaimState, IdempotencyStore
 from troupe.errors import ConfigError, TroupeError
 from troupe.ref import ActorRef
-from troupe.supervisors import Backoff
 
 logger = logging.getLogger(__name__)
 

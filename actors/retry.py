@@ -27,8 +27,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
+from troupe.backoff import Backoff, Jitter
 from troupe.errors import ConfigError
-from troupe.supervisors import Backoff, Jitter
 
 logger = logging.getLogger(__name__)
 

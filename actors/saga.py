@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from troupe.actor import Actor
+from troupe.backoff import Backoff, BackoffState
 from troupe.errors import ConfigError
 from troupe.ref import ActorRef
-from troupe.supervisors import Backoff, BackoffState
 
 from .retry import Retry
 from .saga_log import UNFINISHED, MemorySagaLog, SagaLog, SagaRecord, SagaStatus

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
 
+from troupe.backoff import Backoff, BackoffState
 from troupe.errors import TroupeError
-from troupe.supervisors import Backoff, BackoffState
 
 from .message import (
     ATTEMPT,

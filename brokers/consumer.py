@@ -33,10 +33,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from troupe.actor import Actor
+from troupe.backoff import Backoff
 from troupe.envelope import Envelope
 from troupe.errors import require_at_least
 from troupe.ref import ActorRef
-from troupe.supervisors import Backoff
 
 from .base import Broker, BrokerError, ConsumerStats, Delivery
 from .message import (

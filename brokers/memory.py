@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
-from troupe.supervisors import Backoff
+from troupe.backoff import Backoff
 
 from .base import DEFAULT_RECONNECT, Broker, BrokerError, Capabilities, Delivery
 from .message import JSON, MalformedMessage, Message, Serializer, from_fields, to_fields

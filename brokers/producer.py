@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from troupe.actor import Actor
+from troupe.backoff import Backoff
 from troupe.envelope import Envelope
 from troupe.errors import require_at_least
-from troupe.supervisors import Backoff
 
 from .base import Broker, BrokerConnectionError, BrokerError, ProducerStats, PublishError
 from .message import TRACEPARENT, Message, Serializer

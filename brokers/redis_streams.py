@@ -24,7 +24,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis import exceptions as rex
 
-from troupe.supervisors import Backoff
+from troupe.backoff import Backoff
 
 from .base import (
     DEFAULT_RECONNECT,

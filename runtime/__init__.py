@@ -5,6 +5,7 @@
 
 from ._version import __version__
 from .actor import Actor
+from .backoff import Backoff, BackoffState, Jitter
 from .cell import State, Terminated
 from .clock import Clock, RealClock, VirtualClock
 from .dead_letters import DeadLetter, DeadLetters
@@ -34,10 +35,13 @@ __all__ = [
     "ActorSystem",
     "AdoptedPykkaActor",
     "AskTimeout",
+    "Backoff",
+    "BackoffState",
     "Clock",
     "ConfigError",
     "DeadLetter",
     "DeadLetters",
+    "Jitter",
     "MailboxConfig",
     "MailboxFull",
     "MessageDropped",

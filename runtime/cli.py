@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from troupe.supervisors.backoff import Backoff
+    from troupe.backoff import Backoff
     from troupe.supervisors.process_hooks import ProcessHooks
     from troupe.supervisors.process_supervisor import ProcessSupervisor
 
@@ -256,7 +256,7 @@ def metrics_hooks(port: int, addr: str = "127.0.0.1") -> list[ProcessHooks]:
 
 
 def _backoff(initial: float | None) -> Backoff | None:
-    from troupe.supervisors.backoff import Backoff
+    from troupe.backoff import Backoff
     from troupe.supervisors.process_supervisor import DEFAULT_BACKOFF
 
     if initial is None:

@@ -14,7 +14,8 @@ from .tracing import PROPAGATION, current_traceparent, outgoing
 if TYPE_CHECKING:
     from .cell import ActorCell
 
-_DEFAULT: Any = object()
+#: The default of ``ask(timeout=)``: use the system's ``ask_timeout``.
+SYSTEM_TIMEOUT: Any = object()
 _RUNNING = State.RUNNING
 
 
@@ -73,7 +74,7 @@ class ActorRef:
         self,
         message: Any,
         *,
-        timeout: float | None = _DEFAULT,
+        timeout: float | None = SYSTEM_TIMEOUT,
         headers: dict[str, str] | None = None,
     ) -> Any:
         """Send ``message`` and return the handler's result (or raise its exception).
@@ -82,7 +83,7 @@ class ActorRef:
         Raises :class:`~troupe.AskTimeout` naming the actor when no reply comes in time.
         """
         cell = self._cell
-        if timeout is _DEFAULT:
+        if timeout is SYSTEM_TIMEOUT:
             timeout = cell.system.ask_timeout
         loop = asyncio.get_running_loop()
         if loop is not cell.system.loop:

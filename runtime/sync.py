@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from .cell import ActorFactory
 from .errors import SystemClosed
 from .loop import new_event_loop
-from .ref import _DEFAULT, ActorRef
+from .ref import SYSTEM_TIMEOUT, ActorRef
 from .system import ActorSystem, ShutdownReport
 
 T = TypeVar("T")
@@ -84,7 +84,7 @@ class SyncActorSystem:
         """Send one-way; blocks while a ``backpressure`` mailbox is full."""
         ref.tell(message)
 
-    def ask(self, ref: ActorRef, message: Any, *, timeout: float | None = _DEFAULT) -> Any:
+    def ask(self, ref: ActorRef, message: Any, *, timeout: float | None = SYSTEM_TIMEOUT) -> Any:
         """Send and wait for the reply (or the handler's exception, or AskTimeout)."""
         return self._await(ref.ask(message, timeout=timeout))
 

@@ -1,6 +1,7 @@
 """troupe.supervisors: supervision policy, backoff, supervisors of actors and processes."""
 
-from .backoff import Backoff, BackoffState, Jitter
+from troupe.backoff import Backoff, BackoffState, Jitter
+
 from .errors import LinkFailed, RestartIntensityExceeded, SupervisorRequestError
 from .links import link, linked, unlink
 from .policy import (

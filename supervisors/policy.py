@@ -13,9 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from troupe.backoff import Backoff, BackoffState
 from troupe.errors import ConfigError
-
-from .backoff import Backoff, BackoffState
 
 
 class Strategy(StrEnum):

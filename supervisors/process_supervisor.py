@@ -1,7 +1,7 @@
 """``ProcessSupervisor``: a tree of OS processes, each running its own ActorSystem.
 
 The policy is the one actors use (:mod:`troupe.supervisors.policy`,
-:mod:`troupe.supervisors.backoff`): restart types decide whether an ended
+:mod:`troupe.backoff`): restart types decide whether an ended
 process starts again, the strategy decides which siblings restart with it,
 the restart intensity decides when the tree gives up, and a Backoff delays
 every restart. Children are fresh interpreters (see ``process_launch``); the
@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from troupe.backoff import Backoff, BackoffState, Jitter
 from troupe.errors import ConfigError, TroupeError
 
-from .backoff import Backoff, BackoffState, Jitter
 from .policy import RestartIntensity, RestartType, Strategy, children_to_restart, should_restart
 from .process_child import ChildConfig
 from .process_hooks import ProcessHooks

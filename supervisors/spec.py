@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from troupe.actor import Actor
+from troupe.backoff import Backoff
 from troupe.errors import ConfigError
 from troupe.mailbox import MailboxConfig
 
-from .backoff import Backoff
 from .policy import Decider, RestartIntensity, RestartType, Strategy, default_decider
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from troupe.errors import ConfigError
+from .errors import ConfigError
 
 
 class Jitter(StrEnum):
