@@ -9,6 +9,7 @@ from .backoff import Backoff, BackoffState, Jitter
 from .cell import State, Terminated
 from .clock import Clock, RealClock, VirtualClock
 from .dead_letters import DeadLetter, DeadLetters
+from .delivery import DeliveryTracker, Queued
 from .errors import (
     ActorNotFound,
     ActorStopped,
@@ -41,12 +42,14 @@ __all__ = [
     "ConfigError",
     "DeadLetter",
     "DeadLetters",
+    "DeliveryTracker",
     "Jitter",
     "MailboxConfig",
     "MailboxFull",
     "MessageDropped",
     "NameTaken",
     "OverflowPolicy",
+    "Queued",
     "RealClock",
     "ShutdownReport",
     "State",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
+from threading import get_ident
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .mailbox import MailboxConfig
 
 if TYPE_CHECKING:
     from .cell import ActorCell
+    from .delivery import Queued
     from .ref import ActorRef
     from .system import ActorSystem
     from .timers import Timers
@@ -87,6 +89,27 @@ class Actor:
     def headers(self) -> dict[str, str]:
         """Headers of the message being handled (empty when it had none)."""
         return self._cell().current_headers
+
+    @property
+    def reply_expected(self) -> bool:
+        """True while handling a message whose sender waits for the outcome
+        (sent with ``ask`` or ``deliver``)."""
+        return self._cell().reply_expected
+
+    def take_queued(self, limit: int) -> list[Queued]:
+        """Remove up to ``limit`` user messages queued behind the current one, oldest
+        first, to handle them together with it (a batch).
+
+        Settle each with ``resolve(result)`` or ``reject(exc)``: that replies to
+        its sender and counts it in metrics as a handled message. Parked
+        ``backpressure`` senders are admitted as room is made. Loop thread only.
+        """
+        cell = self._cell()
+        if get_ident() != cell._thread_id:
+            raise RuntimeError(
+                f"take_queued() in {cell.name!r} must run on the system's loop thread"
+            )
+        return cell.take_queued(limit)
 
     def spawn(self, factory: Any, *args: Any, name: str | None = None, **kwargs: Any) -> ActorRef:
         """Start a child actor; it stops when this actor stops."""

@@ -17,6 +17,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from .actor import Actor, is_async_callable
+from .delivery import Queued, TrackedReply
 from .envelope import Envelope, open_envelope
 from .errors import ActorStopped, MailboxFull, MessageDropped
 from .mailbox import ACCEPTED, Accepted, Mailbox, MailboxConfig
@@ -53,6 +54,7 @@ class ActorCell:
         "_receive",
         "_scheduled",
         "_stopped",
+        "_taken",
         "_task",
         "_thread_id",
         "_throughput",
@@ -97,6 +99,7 @@ class ActorCell:
         self._thread_id = system.thread_id
         self._scheduled = False
         self._current: Envelope | None = None
+        self._taken: list[Queued] | None = None  # see take_queued
         self._timers: Timers | None = None
         self._stopped: asyncio.Future[None] | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -193,6 +196,45 @@ class ActorCell:
     def is_terminated(self) -> bool:
         return self.state is State.STOPPED
 
+    @property
+    def reply_expected(self) -> bool:
+        current = self._current
+        return current is not None and current.reply is not None
+
+    def mailbox_room(self) -> int:
+        """Messages the user lane takes before its overflow policy applies (0 once stopping)."""
+        if self.state >= _STOPPING:
+            return 0
+        mailbox = self.mailbox
+        return max(0, mailbox.capacity - len(mailbox) - mailbox.waiting)
+
+    def take_queued(self, limit: int) -> list[Queued]:
+        """Remove up to ``limit`` user messages queued behind the current one."""
+        mailbox = self.mailbox
+        taken: list[Queued] = []
+        stats = self.metrics
+        while len(taken) < limit and len(mailbox):
+            item = mailbox.pop()
+            if type(item) is Envelope:
+                reply = item.reply
+                if type(reply) is TrackedReply and not reply.start(self.name):
+                    continue
+                taken.append(Queued(item.message, item.headers or {}, reply, stats))
+            else:
+                taken.append(Queued(item, {}, None, stats))
+        if taken:
+            if self._taken is None:
+                self._taken = taken[:]
+            else:
+                self._taken.extend(taken)
+        return taken
+
+    def _settle_taken(self, exc: BaseException) -> None:
+        """Reject what the failed handler took with ``take_queued`` and left unsettled."""
+        taken, self._taken = self._taken, None
+        for queued in taken or ():
+            queued.reject(exc)
+
     # -- intake -------------------------------------------------------------------------
 
     def deliver(self, item: Any) -> Accepted | asyncio.Future[None]:
@@ -279,6 +321,7 @@ class ActorCell:
     def _finish_turn(self) -> None:
         self._scheduled = False
         self._current = None
+        self._taken = None
         mailbox = self.mailbox
         if mailbox.system or (self.state is State.RUNNING and len(mailbox)):
             self._schedule()
@@ -330,6 +373,11 @@ class ActorCell:
                 reply = item.reply
                 if item.headers is not None:
                     traced = enter_trace(item.headers)
+                if type(reply) is TrackedReply and not reply.start(self.name):
+                    if traced:
+                        leave_trace()
+                        traced = False
+                    continue
             else:
                 message = item
                 reply = None
@@ -346,6 +394,8 @@ class ActorCell:
                     began = now
                 if reply is not None and not reply.done():
                     reply.set_exception(exc)
+                if self._taken is not None:
+                    self._settle_taken(exc)
                 self._failed(exc, message)
                 if traced:
                     leave_trace()
@@ -400,6 +450,11 @@ class ActorCell:
                 self._current = item
                 if item.headers is not None:
                     traced = enter_trace(item.headers)
+                if type(reply) is TrackedReply and not reply.start(self.name):
+                    if traced:
+                        leave_trace()
+                        traced = False
+                    continue
             else:
                 self._current = None
             try:
@@ -407,6 +462,8 @@ class ActorCell:
             except asyncio.CancelledError:
                 if reply is not None and not reply.done():
                     reply.set_exception(ActorStopped(self.name))
+                if self._taken is not None:
+                    self._settle_taken(ActorStopped(self.name))
                 self._scheduled = False
                 if stats is not None:  # the cancelled message is not counted
                     end = began if each or slow else perf_counter()
@@ -421,6 +478,8 @@ class ActorCell:
                     began = now
                 if reply is not None and not reply.done():
                     reply.set_exception(exc)
+                if self._taken is not None:
+                    self._settle_taken(exc)
                 self._failed(exc, message)
                 if traced:
                     leave_trace()

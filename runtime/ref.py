@@ -6,6 +6,7 @@ import asyncio
 from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
+from .delivery import TrackedReply
 from .envelope import Envelope
 from .mailbox import ACCEPTED, Accepted
 from .state import State
@@ -13,6 +14,7 @@ from .tracing import PROPAGATION, current_traceparent, outgoing
 
 if TYPE_CHECKING:
     from .cell import ActorCell
+    from .delivery import DeliveryTracker
 
 #: The default of ``ask(timeout=)``: use the system's ``ask_timeout``.
 SYSTEM_TIMEOUT: Any = object()
@@ -100,6 +102,40 @@ class ActorRef:
         if timeout is not None:
             cell.system.ask_deadlines.add(reply, cell.name, timeout)
         return await reply
+
+    def deliver(
+        self,
+        message: Any,
+        tracker: DeliveryTracker,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> Accepted | asyncio.Future[None]:
+        """Send ``message`` one-way and report its outcome to ``tracker``.
+
+        ``tracker.started()`` runs immediately before the handler is invoked;
+        ``tracker.finished(error)`` runs once: ``None`` after the handler
+        returned, its exception when it raised, or why the message never reached
+        a handler (``ActorStopped``, ``MessageDropped``, ...). The awaitable is
+        ``tell``'s. Loop thread only (bridges are actors).
+        """
+        cell = self._cell
+        if get_ident() != cell._thread_id:
+            raise RuntimeError(
+                f"deliver({self.name!r}) must be called on the actor system's loop thread"
+            )
+        if PROPAGATION.on and (current_traceparent.get() is not None or cell.system.tracing):
+            headers = outgoing(headers, cell.system.tracing)
+        return cell.deliver(Envelope(message, TrackedReply(tracker), None, headers))
+
+    @property
+    def mailbox_capacity(self) -> int:
+        """How many user messages the actor's mailbox holds."""
+        return self._cell.mailbox.capacity
+
+    @property
+    def mailbox_room(self) -> int:
+        """Capacity minus queued minus parked messages; 0 once the actor is stopping."""
+        return self._cell.mailbox_room()
 
     def stop(self) -> asyncio.Future[None]:
         """Stop the actor after its current message; the future resolves once it stopped."""
