@@ -239,11 +239,11 @@ def tree_for(args: argparse.Namespace) -> ProcessSupervisor:
 def metrics_hooks(port: int, addr: str = "127.0.0.1") -> list[ProcessHooks]:
     """Process hooks that serve the whole tree's ``/metrics`` on ``addr``:``port``.
 
-    They come from ``troupe.metrics_tree.process_tree_hooks`` (the metrics
+    They come from ``troupe.supervisors.process_metrics.process_tree_hooks`` (the metrics
     module) and close the endpoint when the tree has stopped.
     """
     try:
-        tree_metrics = importlib.import_module("troupe.metrics_tree")
+        tree_metrics = importlib.import_module("troupe.supervisors.process_metrics")
     except ImportError as exc:
         raise CliError(
             f"--metrics-port needs prometheus-client (pip install 'troupe[metrics]'): {exc}"

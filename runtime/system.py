@@ -22,7 +22,7 @@ from .metrics import DROPPED, RESTARTS, SystemMetrics
 from .ref import ActorRef
 
 if TYPE_CHECKING:
-    from .metrics_export import MetricsEndpoint
+    from .metrics.export import MetricsEndpoint
 
 logger = logging.getLogger(__name__)
 
@@ -156,25 +156,31 @@ class ActorSystem:
             enable()
         if not self._metrics_on:
             return
+        port, addr = self._metrics_listen
+        if port is not None and (
+            isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535
+        ):
+            raise ConfigError(
+                "metrics_port", f"must be a TCP port 0..65535 (0: any free), got {port!r}"
+            )
         self.metrics = SystemMetrics(self)
         if self.metrics.file_backed:
             self.metrics.start_sampler(self.loop)
-        port, addr = self._metrics_listen
-        if port is not None:
-            try:
-                from .metrics_export import MetricsEndpoint
-            except ImportError as exc:
-                raise ConfigError(
-                    "metrics_port",
-                    f"needs prometheus-client: pip install 'troupe[metrics]' ({exc})",
-                ) from exc
-            try:
-                self.metrics_endpoint = MetricsEndpoint(port, addr)
-            except OSError as exc:
-                raise ConfigError(
-                    "metrics_port", f"cannot serve /metrics on {addr}:{port}: {exc}"
-                ) from exc
-            self.metrics_endpoint.add_system(self.metrics)
+        if port is None:
+            return
+        from .metrics.export import MetricsEndpoint
+
+        try:
+            self.metrics_endpoint = MetricsEndpoint(port, addr)
+        except (OSError, OverflowError, ValueError) as exc:
+            self.metrics.close()
+            self.metrics = None
+            why = getattr(exc, "strerror", None) or exc
+            # one line naming the port: the socket error's chain adds nothing
+            raise ConfigError(
+                "metrics_port", f"cannot serve /metrics on {addr}:{port}: {why}"
+            ) from None
+        self.metrics_endpoint.add_system(self.metrics)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from troupe import Actor, ActorSystem
 from troupe.brokers import ConsumerBridge, MemoryBroker, ProducerBridge
-from troupe.metrics_brokers import watch_broker
+from troupe.metrics import watch_broker
 from troupe.supervisors import Backoff
 from troupe.tracing import TRACEPARENT, TraceContext, current_trace
 

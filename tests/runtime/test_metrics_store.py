@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from troupe.metrics import BUCKET0, DEPTH, FAILED
-from troupe.metrics_export import aggregate
-from troupe.metrics_store import SlotStore, TreeReader, remove_tree_directory
+from troupe.metrics.export import aggregate
+from troupe.metrics.store import SlotStore, TreeReader, remove_tree_directory
 
 # One process life: (process name, [(actor label, handled, failed)], queued gauge, killed?)
 lives = st.lists(

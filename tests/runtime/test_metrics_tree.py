@@ -27,8 +27,9 @@ if str(HERE) not in sys.path:
 from metrics_tree_targets import MESSAGES  # noqa: E402
 
 from troupe import ActorSystem  # noqa: E402
-from troupe.metrics_export import MetricsEndpoint  # noqa: E402
+from troupe.metrics import MetricsEndpoint  # noqa: E402
 from troupe.supervisors import Backoff, ChildState, ProcessSpec, ProcessSupervisor  # noqa: E402
+from troupe.supervisors.process_metrics import TreeMetricsHooks  # noqa: E402
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -126,7 +127,7 @@ async def test_process_tree_endpoint_survives_a_kill_and_restart(
         backoff=Backoff(initial=0.01, maximum=0.05, jitter="full"),
         max_restarts=10,
         within=60,
-        hooks=[endpoint.process_hooks()],
+        hooks=[TreeMetricsHooks(endpoint)],
     )
     await tree.start()
     try:

@@ -1,10 +1,11 @@
 """Process-tree metrics: ``ProcessHooks`` that point children at one ``/metrics`` endpoint.
 
->>> from troupe.metrics_export import MetricsEndpoint
->>> from troupe.supervisors import ProcessSpec, ProcessSupervisor  # doctest: +SKIP
->>> endpoint = MetricsEndpoint(port=9464)  # doctest: +SKIP
+>>> from troupe.metrics import MetricsEndpoint
+>>> from troupe.supervisors import ProcessSpec, ProcessSupervisor
+>>> endpoint = MetricsEndpoint(port=0)
 >>> tree = ProcessSupervisor([ProcessSpec("app:build", count=2)],
-...                          hooks=[endpoint.process_hooks()])  # doctest: +SKIP
+...                          hooks=[TreeMetricsHooks(endpoint, owns_endpoint=True)])
+>>> endpoint.close()
 
 Each child's ActorSystem writes its counters to a file in the endpoint's tree
 directory (``TROUPE_METRICS_DIR``, given to children by
@@ -18,11 +19,11 @@ from __future__ import annotations
 import logging
 import threading
 
-from troupe.supervisors.process_hooks import ProcessHooks
-from troupe.supervisors.process_supervisor import ChildStatus, ProcessSupervisor
+from troupe.metrics.export import MetricsEndpoint
+from troupe.metrics.store import SlotSnapshot
 
-from .metrics_export import MetricsEndpoint
-from .metrics_store import SlotSnapshot
+from .process_hooks import ProcessHooks
+from .process_supervisor import ChildStatus, ProcessSupervisor
 
 logger = logging.getLogger(__name__)
 

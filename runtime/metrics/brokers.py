@@ -18,7 +18,8 @@ import logging
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from .metrics import (
+from .registry import SystemMetrics
+from .stats import (
     ACKED,
     BRIDGE_DEAD_LETTERED,
     CONFIRMED,
@@ -28,12 +29,11 @@ from .metrics import (
     PUBLISH_FAILED,
     PUBLISHED,
     REDELIVERED,
-    SystemMetrics,
 )
-from .metrics_store import SlotStore
+from .store import SlotStore
 
 if TYPE_CHECKING:
-    from .system import ActorSystem
+    from ..system import ActorSystem
 
 logger = logging.getLogger(__name__)
 

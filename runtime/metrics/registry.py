@@ -1,4 +1,4 @@
-"""Runtime metrics: plain integer counters on the dispatch path, exported on scrape.
+"""The metrics of one ActorSystem: its actor groups, dead-letter reasons and bridges.
 
 Every actor belongs to a *metrics group* named by its label: the actor's
 ``metrics_label`` (class attribute or ``spawn(..., metrics_label=)``), else
@@ -6,12 +6,6 @@ its name when it was given one, else its class name (auto-named actors such
 as pooled children, ``Worker-17``, share their class's label). At most
 ``label_limit`` labels come from names; past that, actors are labelled by
 class (up to twice the limit in all), then ``_other``: cardinality stays bounded.
-
-A group is an :class:`ActorStats`: a row of 64-bit integers (see
-:mod:`troupe.metrics_store`). The dispatcher counts handler calls into it per
-dispatch turn, with one or a few ``perf_counter`` reads (see ActorStats); the
-Prometheus side (:mod:`troupe.metrics_export`) turns the integers into metric
-families only when scraped, so no prometheus-client call runs per message.
 """
 
 from __future__ import annotations
@@ -20,190 +14,30 @@ import asyncio
 import logging
 import os
 import time
-from bisect import bisect_left
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .metrics_store import ENV_DIR, VALUES, Key, Slot, SlotSnapshot, SlotStore
+from .stats import (
+    DEPTH,
+    LABEL_CHARS,
+    LIVE,
+    OTHER,
+    PID,
+    REASON_LIMIT,
+    STARTED_NS,
+    ActorStats,
+    BridgeStats,
+    unused_counts,
+)
+from .store import ENV_DIR, Slot, SlotSnapshot, SlotStore
 
 if TYPE_CHECKING:
-    from .dead_letters import DeadLetter
-    from .system import ActorSystem
+    from ..dead_letters import DeadLetter
+    from ..system import ActorSystem
 
 logger = logging.getLogger(__name__)
 
-#: Upper bounds (seconds) of the handler-duration histogram; a +Inf bucket follows.
-BUCKETS: tuple[float, ...] = (
-    0.00005,
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-)
-FAST_BOUND = BUCKETS[0]
-
-# Values of an actor group's slot.
-FAILED = 0  # handler raised
-DEAD_LETTERED = 1  # addressed to the actor, went to dead letters
-DROPPED = 2  # dropped by a drop_newest / drop_oldest mailbox
-RESTARTS = 3
-ESCALATIONS = 4
-DEPTH = 5  # gauge: queued messages, summed over the group's live actors
-LIVE = 6  # gauge: live actors in the group
-SUM_NS = 7  # total handler time, nanoseconds
-BUCKET0 = 8  # BUCKETS, then +Inf
-ACTOR_GAUGES = (DEPTH, LIVE)
-
-# Values of a broker bridge's slot (see BridgeStats).
-CONSUMED = 0
-ACKED = 1
-REDELIVERED = 2
-BRIDGE_DEAD_LETTERED = 3
-PUBLISHED = 4
-CONFIRMED = 5
-PUBLISH_FAILED = 6
-LAG = 7  # gauge
-IN_FLIGHT = 8  # gauge
-BRIDGE_GAUGES = (LAG, IN_FLIGHT)
-
-# Values of a process slot: the wall-clock start time (ns) and the pid.
-STARTED_NS = 0
-PID = 1
-
 DEFAULT_LABEL_LIMIT = 500
-LABEL_CHARS = 48  # label values are cut to this length (keys must fit a slot)
-REASON_LIMIT = 50
-OTHER = "_other"
-
-assert BUCKET0 + len(BUCKETS) + 1 <= VALUES
-
-
-class ActorStats:
-    """The counters of one metrics group; shared by every actor with its label.
-
-    Handler timing costs one ``perf_counter`` read per dispatch turn while the
-    group's turns finish within ``FAST_BOUND`` (then every call in the turn is
-    certainly in the first bucket). When a turn overruns, that turn counts as
-    its other calls being fast plus one call that took the whole turn, and the
-    group times each call (one read per call) until a whole turn is fast again.
-    Counts and the duration sum are exact; only the bucket of calls in such an
-    overrunning turn is estimated. Failed calls are always timed on their own.
-    """
-
-    __slots__ = ("counts", "label", "time_each")
-
-    def __init__(self, label: str, counts: memoryview) -> None:
-        self.label = label
-        self.counts = counts
-        self.time_each = False
-
-    def observe(self, seconds: float) -> None:
-        """Count one handler call that took ``seconds``."""
-        self.counts[BUCKET0 + bisect_left(BUCKETS, seconds)] += 1
-
-    def end_turn(self, handled: int, slow: int, seconds: float, each: bool) -> None:
-        """Account a dispatch turn: ``handled`` calls, ``slow`` of them already observed,
-        ``seconds`` of handler time, ``each`` when its calls were timed one by one."""
-        quick = handled - slow
-        if each:
-            if seconds < FAST_BOUND:
-                self.time_each = False  # a whole turn fits the first bucket again
-        elif seconds >= FAST_BOUND:
-            self.time_each = True
-            if not slow and quick:  # no failed call took the overrun: one call did
-                quick -= 1
-                self.observe(seconds)
-        counts = self.counts
-        if quick:
-            counts[BUCKET0] += quick
-        counts[SUM_NS] += int(seconds * 1e9)
-
-    def add(self, index: int, n: int = 1) -> None:
-        """Add ``n`` to one counter (FAILED, DEAD_LETTERED, DROPPED, RESTARTS, ESCALATIONS)."""
-        self.counts[index] += n
-
-    @property
-    def handled(self) -> int:
-        """Messages whose handler ran (successfully or not)."""
-        return sum(self.counts[BUCKET0 : BUCKET0 + len(BUCKETS) + 1])
-
-    def __repr__(self) -> str:
-        c = self.counts
-        return f"<ActorStats {self.label} handled={self.handled} failed={c[FAILED]}>"
-
-
-class BridgeStats:
-    """Counters a broker bridge updates; the exporter publishes them as ``troupe_broker_*``.
-
-    Counters: :meth:`consumed`, :meth:`acked`, :meth:`redelivered`,
-    :meth:`dead_lettered`, :meth:`published`, :meth:`confirmed`,
-    :meth:`publish_failed`. Gauges: :meth:`set_lag` (messages behind the head
-    of the stream/partitions/queue) and :meth:`set_in_flight` (delivered, not
-    yet acked). Get one with ``bridge_stats(system, name, broker)``; it works
-    (and counts nothing visible) when metrics are off. ``name`` becomes a label:
-    a stream/queue/topic name, never a URL (it could carry a password).
-    """
-
-    __slots__ = ("broker", "counts", "name")
-
-    def __init__(self, name: str, broker: str, counts: memoryview) -> None:
-        self.name = name
-        self.broker = broker
-        self.counts = counts
-
-    def consumed(self, n: int = 1) -> None:
-        """Messages taken from the broker and handed to the target actor."""
-        self.counts[CONSUMED] += n
-
-    def acked(self, n: int = 1) -> None:
-        """Messages acknowledged/committed after their handler returned."""
-        self.counts[ACKED] += n
-
-    def redelivered(self, n: int = 1) -> None:
-        """Messages received again (a retry or a reclaim)."""
-        self.counts[REDELIVERED] += n
-
-    def dead_lettered(self, n: int = 1) -> None:
-        """Messages moved to the dead-letter queue."""
-        self.counts[BRIDGE_DEAD_LETTERED] += n
-
-    def published(self, n: int = 1) -> None:
-        """Messages sent to the broker."""
-        self.counts[PUBLISHED] += n
-
-    def confirmed(self, n: int = 1) -> None:
-        """Publishes the broker confirmed."""
-        self.counts[CONFIRMED] += n
-
-    def publish_failed(self, n: int = 1) -> None:
-        """Publishes that failed for good (after the bridge's retries)."""
-        self.counts[PUBLISH_FAILED] += n
-
-    def set_lag(self, messages: int) -> None:
-        """Set consumer lag: messages not yet consumed."""
-        self.counts[LAG] = max(0, int(messages))
-
-    def set_in_flight(self, messages: int) -> None:
-        """Set in-flight: delivered to actors, not yet acked."""
-        self.counts[IN_FLIGHT] = max(0, int(messages))
-
-
-def _unused_counts() -> memoryview:
-    return memoryview(bytearray(8 * VALUES)).cast("Q")
 
 
 class SystemMetrics:
@@ -273,7 +107,7 @@ class SystemMetrics:
         if other is not None:
             return other.counts
         logger.warning("metrics store is full; further actor groups are not exported")
-        return _unused_counts()
+        return unused_counts()
 
     def groups(self) -> list[ActorStats]:
         """Every group made so far."""
@@ -299,7 +133,7 @@ class SystemMetrics:
     def bridge(self, name: str, broker: str) -> BridgeStats:
         """The counters of the broker bridge ``name`` (``broker``: redis, kafka, ...)."""
         slot = self.store.slot(("bridge", name[:LABEL_CHARS], broker[:LABEL_CHARS]))
-        return BridgeStats(name, broker, slot.values if slot is not None else _unused_counts())
+        return BridgeStats(name, broker, slot.values if slot is not None else unused_counts())
 
     # -- gauges ------------------------------------------------------------------------
 
@@ -374,7 +208,7 @@ def bridge_stats(system: ActorSystem, name: str, broker: str) -> BridgeStats:
     """Counters for a broker bridge; a detached (unexported) set when metrics are off."""
     metrics = system.metrics
     if metrics is None:
-        return BridgeStats(name, broker, _unused_counts())
+        return BridgeStats(name, broker, unused_counts())
     return metrics.bridge(name, broker)
 
 
@@ -383,14 +217,3 @@ def group_label(ref_or_cell: Any) -> str | None:
     cell = getattr(ref_or_cell, "_cell", ref_or_cell)
     stats = getattr(cell, "metrics", None)
     return stats.label if stats is not None else None
-
-
-__all__ = [
-    "BUCKETS",
-    "ActorStats",
-    "BridgeStats",
-    "Key",
-    "SystemMetrics",
-    "bridge_stats",
-    "group_label",
-]

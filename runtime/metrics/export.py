@@ -46,13 +46,11 @@ from prometheus_client.core import (
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
-from . import metrics as m
-from .metrics_store import ENV_DIR, SlotSnapshot, TreeReader, remove_tree_directory
+from . import stats as m
+from .store import ENV_DIR, SlotSnapshot, TreeReader, remove_tree_directory
 
 if TYPE_CHECKING:
-    from troupe.supervisors.process_hooks import ProcessHooks
-
-    from .metrics import SystemMetrics
+    from .registry import SystemMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -321,8 +319,9 @@ class MetricsEndpoint:
 
     It creates a tree directory; child processes started with
     :meth:`environment` in their environment (a ``ProcessSupervisor`` with
-    :meth:`process_hooks` does that) write their counters there, and every
-    scrape sums this process's systems and every child, live or ended.
+    ``TreeMetricsHooks(endpoint)`` from :mod:`troupe.supervisors.process_metrics`
+    does that) write their counters there, and every scrape sums this
+    process's systems and every child, live or ended.
 
     >>> endpoint = MetricsEndpoint(port=0)
     >>> endpoint.url.startswith("http://127.0.0.1:")
@@ -367,12 +366,6 @@ class MetricsEndpoint:
     def add_source(self, source: Source) -> None:
         """Include another snapshot source (e.g. the process-tree hooks)."""
         self.collector.add_source(source)
-
-    def process_hooks(self) -> ProcessHooks:
-        """Hooks for a ProcessSupervisor: children report here; up/restarts are tracked."""
-        from .metrics_tree import TreeMetricsHooks
-
-        return TreeMetricsHooks(self)
 
     def _tree_snapshots(self) -> list[SlotSnapshot]:
         return list(self._reader.snapshots())
