@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
+from troupe import __version__
 
 if TYPE_CHECKING:
     from troupe.backoff import Backoff
