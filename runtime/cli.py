@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from troupe import __version__
+from troupe.errors import ConfigError
 
 if TYPE_CHECKING:
     from troupe.backoff import Backoff
@@ -37,6 +39,60 @@ class CliError(Exception):
     """A mistake on the command line; the message says what to do."""
 
 
+N = TypeVar("N", int, float)
+
+
+def ranged(
+    kind: Callable[[str], N], *, low: N | None = None, high: N | None = None
+) -> Callable[[str], N]:
+    """An argparse ``type``: parse with ``kind`` (int or float), check ``low <= value <= high``.
+
+    >>> ranged(int, low=1)("3")
+    3
+    >>> ranged(float, low=0, high=1)("2")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be between 0 and 1, got 2
+    """
+    noun = "a whole number" if kind is int else "a number"
+    if low is not None and high is not None:
+        bounds = f"between {low} and {high}"
+    elif low is not None:
+        bounds = "zero or more" if low == 0 else f"at least {low}"
+    elif high is not None:
+        bounds = f"at most {high}"
+    else:
+        bounds = "finite"
+
+    def parse(text: str) -> N:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
+        if (
+            not math.isfinite(value)
+            or (low is not None and value < low)
+            or (high is not None and value > high)
+        ):
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+SECONDS = ranged(float, low=0.0)
+"""An argparse ``type`` for a duration: a finite number of seconds, zero or more."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default (unless it has none, or is a plain switch)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_run_command(subcommands: Subcommands) -> None:
     """``troupe run TARGET``."""
     from troupe.supervisors.policy import RestartType, Strategy
@@ -44,6 +100,7 @@ def add_run_command(subcommands: Subcommands) -> None:
 
     run = subcommands.add_parser(
         "run",
+        formatter_class=HelpFormatter,
         help="run a process tree in the foreground",
         description=(
             "Run the tree named by TARGET in --processes child processes (or the "
@@ -60,14 +117,14 @@ def add_run_command(subcommands: Subcommands) -> None:
     run.add_argument(
         "--processes",
         "-p",
-        type=_positive_int,
+        type=ranged(int, low=1),
         default=None,
         metavar="N",
-        help="how many processes run the tree (default 1)",
+        help="how many processes run the tree (1 unless given)",
     )
     run.add_argument(
         "--metrics-port",
-        type=_port,
+        type=ranged(int, low=0, high=65535),
         default=None,
         metavar="PORT",
         help="serve Prometheus /metrics for the whole tree on ADDR:PORT",
@@ -76,54 +133,54 @@ def add_run_command(subcommands: Subcommands) -> None:
         "--metrics-addr",
         default="127.0.0.1",
         metavar="ADDR",
-        help="address the /metrics endpoint binds to (default 127.0.0.1: this machine only)",
+        help="address the /metrics endpoint binds to (127.0.0.1 is this machine only)",
     )
     run.add_argument(
         "--log-level",
         type=str.upper,
         choices=LEVELS,
         default="INFO",
-        help="log level of the root and every child (default INFO)",
+        help="log level of the root and every child",
     )
     run.add_argument(
         "--shutdown-timeout",
-        type=_seconds,
+        type=SECONDS,
         default=10.0,
         metavar="SECONDS",
-        help="drain deadline of each child on stop, before SIGKILL (default 10)",
+        help="drain deadline of each child on stop, before SIGKILL",
     )
     run.add_argument(
         "--restart",
         choices=[r.value for r in RestartType],
         default=RestartType.PERMANENT.value,
-        help="when an ended process starts again (default permanent)",
+        help="when an ended process starts again",
     )
     run.add_argument(
         "--strategy",
         choices=[s.value for s in Strategy],
         default=Strategy.ONE_FOR_ONE.value,
-        help="which processes restart when one dies (default one_for_one)",
+        help="which processes restart when one dies",
     )
     run.add_argument(
         "--max-restarts",
-        type=_non_negative_int,
+        type=ranged(int, low=0),
         default=3,
         metavar="N",
-        help="give up after more than N restarts within --within seconds (default 3)",
+        help="give up after more than N restarts within --within seconds",
     )
     run.add_argument(
         "--within",
-        type=_seconds,
+        type=SECONDS,
         default=5.0,
         metavar="SECONDS",
-        help="window of the restart limit (default 5)",
+        help="window of the restart limit",
     )
     run.add_argument(
         "--backoff",
-        type=_seconds,
+        type=SECONDS,
         default=None,
         metavar="SECONDS",
-        help="delay before the first restart, doubling up to 30 s (default 0.5, jittered)",
+        help="delay before the first restart, doubling up to 30 s (0.5 jittered unless given)",
     )
     run.set_defaults(handler=run_command)
 
@@ -134,6 +191,7 @@ def add_demo_command(subcommands: Subcommands) -> None:
 
     demo = subcommands.add_parser(
         "demo",
+        formatter_class=HelpFormatter,
         help="run the order-processing example with injected faults",
         description=(
             "Run the order system (idempotent intake, event bus, saga with compensation, "
@@ -153,7 +211,9 @@ COMMANDS: list[Callable[[Subcommands], None]] = [add_run_command, add_demo_comma
 def build_parser() -> argparse.ArgumentParser:
     """The ``troupe`` argument parser with every subcommand in :data:`COMMANDS`."""
     parser = argparse.ArgumentParser(
-        prog="troupe", description="troupe: an actor runtime for event processing"
+        prog="troupe",
+        description="troupe: an actor runtime for event processing",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"troupe {__version__}")
     subcommands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
@@ -172,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return handler(args)
-    except CliError as exc:
+    except (CliError, ConfigError) as exc:
+        # one line that says what to fix, no traceback (a ConfigError names the setting)
         sys.stderr.write(f"troupe {args.command}: error: {exc}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -199,7 +260,6 @@ def run_command(args: argparse.Namespace) -> int:
 
 def tree_for(args: argparse.Namespace) -> ProcessSupervisor:
     """The ProcessSupervisor that ``troupe run`` runs for these arguments."""
-    from troupe.errors import ConfigError
     from troupe.supervisors.process_spec import ProcessSpec
     from troupe.supervisors.process_supervisor import ProcessSupervisor
     from troupe.supervisors.process_target import classify, load
@@ -267,37 +327,3 @@ def _backoff(initial: float | None) -> Backoff | None:
         jitter=DEFAULT_BACKOFF.jitter,
         reset_after=DEFAULT_BACKOFF.reset_after,
     )
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _non_negative_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port: {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be zero or more seconds, got {text}")
-    return value

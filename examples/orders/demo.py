@@ -334,39 +334,43 @@ def _redacted(url: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The demo's flags (shared by ``troupe demo`` and :func:`main`)."""
+    """The demo's flags (shared by ``troupe demo`` and :func:`main`); each checked on parse."""
+    from troupe.cli import ranged
+
     defaults = DemoOptions()
-    parser.add_argument("--orders", type=int, default=defaults.orders, help="orders to place")
+    parser.add_argument(
+        "--orders", type=ranged(int, low=1), default=defaults.orders, help="orders to place"
+    )
     parser.add_argument(
         "--broker",
         default=defaults.broker,
         metavar="URL",
-        help="memory:// (default, embedded) or redis://host:port/db",
+        help="memory:// (embedded) or redis://host:port/db",
     )
     parser.add_argument(
         "--rate",
-        type=float,
+        type=ranged(float, low=0.0),
         default=defaults.rate,
-        help="orders per second (0 = as fast as possible; default %(default)s)",
+        help="orders per second (0 = as fast as possible)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
     parser.add_argument(
         "--crash-every",
-        type=int,
+        type=ranged(int, low=0),
         default=defaults.crash_every,
         metavar="N",
         help="the inventory actor crashes on every Nth call (0 = never)",
     )
     parser.add_argument(
         "--duplicates",
-        type=float,
+        type=ranged(float, low=0.0, high=1.0),
         default=defaults.duplicates,
         metavar="FRACTION",
-        help="share of orders submitted twice (default %(default)s)",
+        help="share of orders submitted twice",
     )
     parser.add_argument(
         "--metrics-port",
-        type=int,
+        type=ranged(int, low=-1, high=65535),
         default=0,
         metavar="PORT",
         help="serve /metrics on 127.0.0.1:PORT while running (0 = any free port, -1 = off)",
@@ -377,7 +381,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="CRITICAL",
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-        help="log level (default CRITICAL: the injected failures are expected)",
+        help="log level (CRITICAL hides the injected failures, which are expected)",
     )
 
 
@@ -385,8 +389,6 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
     """DemoOptions from parsed flags."""
     from troupe.brokers import connect
 
-    if args.orders < 1:
-        raise ValueError(f"--orders must be at least 1, got {args.orders}")
     connect(args.broker)  # raises ConfigError (a ValueError) naming a bad URL; connects later
     return DemoOptions(
         orders=args.orders,
@@ -422,7 +424,11 @@ def demo_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m troupe.examples.orders.demo``: the same as ``troupe demo``."""
-    parser = argparse.ArgumentParser(prog="troupe demo", description=__doc__.split("\n\n")[0])
+    from troupe.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(
+        prog="troupe demo", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter
+    )
     add_arguments(parser)
     return demo_command(parser.parse_args(argv))
 

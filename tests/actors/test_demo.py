@@ -73,8 +73,10 @@ def test_troupe_demo_command(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_troupe_demo_rejects_bad_flags(capsys: pytest.CaptureFixture[str]) -> None:
-    assert troupe_main(["demo", "--orders", "0"]) == 2
-    assert "--orders must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        troupe_main(["demo", "--orders", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --orders: must be at least 1" in capsys.readouterr().err
     assert troupe_main(["demo", "--broker", "ftp://nowhere", "--orders", "1"]) == 2
     assert "no supported scheme" in capsys.readouterr().err
     # nothing listens on port 1: a clear error, not a traceback

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -172,3 +173,71 @@ def test_metrics_port_serves_the_tree(extra: list[str], addr: str) -> None:
         assert root.returncode == 0
     finally:
         root.kill()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--crash-every", "-1"], "argument --crash-every: must be zero or more, got -1"),
+        (["--rate", "-5"], "argument --rate: must be zero or more, got -5"),
+        (["--rate", "nan"], "argument --rate: must be zero or more, got nan"),
+        (["--duplicates", "2"], "argument --duplicates: must be between 0.0 and 1.0, got 2"),
+        (["--orders", "0"], "argument --orders: must be at least 1, got 0"),
+        (["--orders", "ten"], "argument --orders: not a whole number: 'ten'"),
+        (["--metrics-port", "99999"], "must be between -1 and 65535, got 99999"),
+    ],
+)
+def test_demo_flags_out_of_range_are_usage_errors(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", *flags])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--metrics-port", "70000"], "must be between 0 and 65535, got 70000"),
+        (["--max-restarts", "-1"], "must be zero or more, got -1"),
+        (["--within", "inf"], "must be zero or more, got inf"),
+    ],
+)
+def test_run_flags_out_of_range_are_usage_errors(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "process_tree_targets:build", *flags])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def help_text(capsys: pytest.CaptureFixture[str], command: str) -> str:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    demo = help_text(capsys, "demo")
+    for default in ("600", "400.0", "0.1", "25", "memory://", "CRITICAL"):
+        assert f"(default: {default})" in demo
+    run = help_text(capsys, "run")
+    assert "(default: 10.0)" in run and "(default: one_for_one)" in run
+    assert "(default: None)" not in run and "(default: False)" not in demo
+
+
+def test_a_metrics_port_in_use_is_one_line_naming_the_port(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, err = run_cli(capsys, "demo", "--metrics-port", str(port), "--orders", "1")
+    assert code == 2
+    assert err.splitlines() == [
+        f"troupe demo: error: invalid setting 'metrics_port': cannot serve /metrics on "
+        f"127.0.0.1:{port}: Address already in use"
+    ]

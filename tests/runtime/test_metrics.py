@@ -376,6 +376,16 @@ async def test_a_busy_port_is_a_config_error_naming_it() -> None:
 
     async with ActorSystem(metrics_port=0) as first:
         port = first.metrics_endpoint.port
-        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}"):
+        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}: ") as excinfo:
             async with ActorSystem(metrics_port=port):
                 pass
+        assert excinfo.value.__cause__ is None and excinfo.value.__suppress_context__
+
+
+@pytest.mark.parametrize("port", [99999, -1, True, "9464"])
+async def test_a_port_out_of_range_is_a_config_error_naming_it(port: Any) -> None:
+    from troupe import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"'metrics_port'.*got {re.escape(repr(port))}"):
+        async with ActorSystem(metrics_port=port):
+            pass
