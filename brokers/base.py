@@ -255,6 +255,54 @@ class Broker(ABC):
             return ["" for _ in messages]
         return await self._append(stream, messages)
 
+    async def publish_once(
+        self,
+        stream: str,
+        messages: Sequence[Message],
+        *,
+        producer: str,
+        sequence: int,
+        window: float,
+        delay: float | None = None,
+        at: float | None = None,
+    ) -> list[str]:
+        """Publish a batch that may be sent again after an ambiguous failure; stored once.
+
+        A retry after a lost reply (the request reached the broker, the answer did
+        not come back) must not store the batch twice: ``producer`` names the
+        sender (unique per producer instance) and ``sequence`` numbers its
+        batches in increasing order; a batch whose (producer, sequence) was
+        stored in the last ``window`` seconds is not stored again (its entry ids
+        are returned), and an older sequence than the last stored one is refused.
+        Otherwise as :meth:`publish_messages`.
+        """
+        if not messages:
+            return []
+        due = at if at is not None else (time.time() + delay if delay else None)
+        if due is not None and due <= time.time():
+            due = None
+        return await self._publish_once(stream, messages, due, producer, sequence, window)
+
+    async def _publish_once(
+        self,
+        stream: str,
+        messages: Sequence[Message],
+        due: float | None,
+        producer: str,
+        sequence: int,
+        window: float,
+    ) -> list[str]:
+        """Store a batch once per (producer, sequence); held until ``due`` unless None.
+
+        This default suits a broker whose publish is never ambiguous (it runs
+        in this process, as the memory broker does); brokers over a network
+        override it.
+        """
+        if due is not None:
+            await self._schedule(stream, messages, due)
+            return ["" for _ in messages]
+        return await self._append(stream, messages)
+
     @abstractmethod
     async def _append(self, stream: str, messages: Sequence[Message]) -> list[str]:
         """Append messages to the stream now."""

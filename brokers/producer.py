@@ -1,33 +1,59 @@
-"""``ProducerBridge``: an actor that publishes to a broker in batches, with retries.
+"""``ProducerBridge``: an actor that publishes to a broker in batches, retried until a
+delivery timeout, each publish reported once.
 
 Send it payloads (published to its default stream) or :class:`Publish` messages.
-Every message waiting in its mailbox when it runs joins one batch (one round
-trip). A failed batch is retried with the shared Backoff; after ``max_attempts``
-the failure goes back to whoever asked (``await ref.ask(...)`` raises
-:class:`~troupe.brokers.PublishError`) and is counted in ``stats.failed`` for
-messages that were told. A successful ``ask`` returns the message id.
-A lost connection that outlasts the retries also fails the bridge itself, so
-its supervisor restarts it (the broker's reconnect backoff applies).
+The message being handled and up to ``batch - 1`` messages queued behind it
+(``Actor.take_queued``) form one batch: one round trip per stream.
+
+- **Delivery timeout.** A batch is retried with the ``retry`` Backoff through
+  lost connections and broker errors until ``delivery_timeout`` seconds (default
+  120, as Kafka's ``delivery.timeout.ms``) have passed since the bridge took it.
+  Messages sent meanwhile wait in the bridge's bounded mailbox and form the next
+  batch. The bridge itself does not fail when the broker is unreachable: it keeps
+  retrying, logs one warning when publishing starts failing and one line when it
+  recovers.
+- **Reported once.** ``await ref.ask(...)`` returns the message id once the
+  broker stored it, or raises :class:`~troupe.brokers.PublishError` (cause
+  chained). Told publishes that fail are counted in ``stats.failed`` and logged
+  once per batch in one line (bridge, broker URL without password, stream,
+  reason).
+- **Stored once.** A batch keeps its message ids and a sequence number across
+  attempts, and :meth:`Broker.publish_once` stores a (producer, sequence) once,
+  so a retry after a lost reply adds no duplicate (Redis: one Lua script and a
+  record that expires after ``delivery_timeout`` plus a margin).
+- **Shutdown.** The in-flight batch keeps retrying until its delivery timeout or
+  the system's shutdown deadline, whichever comes first; cut off at the deadline,
+  its queued askers get a PublishError and its first asker ``ActorStopped``.
+
+An asked publish that fails as the message being handled is raised from the
+handler (the runtime replies only that way), so that one failure restarts the
+bridge under its supervisor; the mailbox survives the restart.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from troupe import ConfigError, Queued
 from troupe.actor import Actor
 from troupe.backoff import Backoff
-from troupe.envelope import Envelope
 from troupe.errors import require_at_least
 
-from .base import Broker, BrokerConnectionError, BrokerError, ProducerStats, PublishError
+from .base import Broker, BrokerError, ProducerStats, PublishError
 from .message import TRACEPARENT, Message, Serializer
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PUBLISH_RETRY = Backoff(initial=0.05, maximum=2.0, multiplier=2.0, jitter="equal")
+DEFAULT_DELIVERY_TIMEOUT = 120.0
+#: How much longer than ``delivery_timeout`` a broker remembers a stored batch.
+DEDUPE_MARGIN = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +68,17 @@ class Publish:
     at: float | None = None
 
 
+@dataclass(slots=True)
+class _Item:
+    """One publish of a batch: its outcome goes to ``queued`` (or the handler's return)."""
+
+    queued: Queued | None  # None for the message being handled
+    asked: bool
+    outcome: str | BaseException | None = None
+
+
 class ProducerBridge(Actor):
-    """Publish what it receives to ``stream`` on ``broker``, batched, retried.
+    """Publish what it receives to ``stream`` on ``broker``: batched, retried, reported once.
 
     >>> from troupe.brokers import ProducerBridge, Publish, connect
     >>> # ref = system.spawn(ProducerBridge, connect("memory://"), "orders")
@@ -57,109 +92,209 @@ class ProducerBridge(Actor):
         *,
         serializer: Serializer | None = None,
         batch: int = 100,
-        max_attempts: int = 5,
+        delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT,
         retry: Backoff = DEFAULT_PUBLISH_RETRY,
     ) -> None:
         require_at_least("batch", batch, 1)
-        require_at_least("max_attempts", max_attempts, 1)
+        if (
+            isinstance(delivery_timeout, bool)
+            or not isinstance(delivery_timeout, int | float)
+            or not delivery_timeout > 0
+        ):
+            raise ConfigError(
+                "delivery_timeout",
+                f"must be a positive number of seconds, got {delivery_timeout!r}",
+            )
+        if not isinstance(retry, Backoff):
+            raise ConfigError("retry", f"must be a troupe.Backoff, got {type(retry).__name__}")
         self.broker = broker
         self.stream = stream
         self.serializer = serializer
         self.batch = batch
-        self.max_attempts = max_attempts
+        self.delivery_timeout = float(delivery_timeout)
         self.retry = retry
         self.stats: ProducerStats = broker.stats.producer(self.name)
+        self.producer_id = os.urandom(8).hex()  # names this instance's batches to the broker
+        self._sequence = itertools.count(1)
+        self._failing_since: float | None = None  # set while publishing keeps failing
 
     async def receive(self, message: Any) -> Any:
-        batch: list[tuple[Any, dict[str, str], Envelope | None]] = [(message, self.headers, None)]
-        mailbox = self.system.cell_of(self.ref).mailbox
-        while len(batch) < self.batch and len(mailbox):
-            item = mailbox.pop()
-            if type(item) is Envelope:
-                batch.append((item.message, item.headers or {}, item))
+        items = [_Item(None, self.reply_expected)]
+        payloads: list[tuple[Any, Mapping[str, str]]] = [(message, self.headers)]
+        for queued in self.take_queued(self.batch - 1):
+            items.append(_Item(queued, queued.asked))
+            payloads.append((queued.message, queued.headers))
+        try:
+            await self._publish(items, payloads)
+        except asyncio.CancelledError:
+            self._cut_off(items)
+            raise
+        for item in items[1:]:
+            assert item.queued is not None
+            if isinstance(item.outcome, BaseException):
+                item.queued.reject(item.outcome)
             else:
-                batch.append((item, {}, None))
-        outcomes = await self._publish(batch)
-        for (_, _, envelope), outcome in zip(batch[1:], outcomes[1:], strict=True):
-            reply = envelope.reply if envelope is not None else None
-            if reply is not None and not reply.done():
-                if isinstance(outcome, BaseException):
-                    reply.set_exception(outcome)
-                else:
-                    reply.set_result(outcome)
-        first = outcomes[0]
-        if isinstance(first, BrokerConnectionError):
-            raise first  # the connection is gone: fail, let the supervisor restart us
+                item.queued.resolve(item.outcome)
+        first = items[0].outcome
         if isinstance(first, BaseException):
-            if not self._asked():
-                return None  # told, not asked: counted in stats.failed
-            raise first
+            if items[0].asked:
+                raise first
+            return None  # told: counted in stats.failed and logged
         return first
 
-    def _asked(self) -> bool:
-        current = self.system.cell_of(self.ref)._current
-        return current is not None and current.reply is not None
-
     async def _publish(
-        self, batch: list[tuple[Any, dict[str, str], Envelope | None]]
-    ) -> list[str | BaseException]:
-        """Publish each stream's messages in one call; one outcome per input, in order."""
-        outcomes: list[str | BaseException] = [PublishError("not published")] * len(batch)
-        groups: dict[tuple[str, float | None, float | None], list[tuple[int, Message]]] = {}
-        for index, (item, headers, _) in enumerate(batch):
+        self, items: list[_Item], payloads: list[tuple[Any, Mapping[str, str]]]
+    ) -> None:
+        """Publish the batch, one broker call per (stream, delay, at); fill in outcomes."""
+        clock = self.system.clock
+        deadline = clock.now() + self.delivery_timeout
+        groups: dict[tuple[str, float | None, float | None], list[tuple[_Item, Message]]] = {}
+        for item, (payload, headers) in zip(items, payloads, strict=True):
             try:
-                spec = item if isinstance(item, Publish) else Publish(item)
-                stream = spec.stream or self.stream
-                if stream is None:
-                    raise PublishError(
-                        "no stream: send Publish(payload, stream=...) or give the bridge a stream"
-                    )
-                all_headers = dict(spec.headers)
-                if TRACEPARENT in headers and TRACEPARENT not in all_headers:
-                    all_headers[TRACEPARENT] = headers[TRACEPARENT]
-                msg = self.broker.message(
-                    spec.payload, key=spec.key, headers=all_headers, serializer=self.serializer
-                )
+                stream, delay, at, msg = self._message(payload, headers)
             except Exception as exc:
                 self.stats.failed += 1
-                outcomes[index] = exc if isinstance(exc, PublishError) else PublishError(str(exc))
+                item.outcome = _publish_error(exc)
+                if not item.asked:
+                    logger.error(
+                        "producer %s could not publish a told message: %s", self.name, item.outcome
+                    )
                 continue
-            groups.setdefault((stream, spec.delay, spec.at), []).append((index, msg))
+            groups.setdefault((stream, delay, at), []).append((item, msg))
         for (stream, delay, at), members in groups.items():
-            error = await self._send(stream, [m for _, m in members], delay, at)
-            for index, msg in members:
-                outcomes[index] = msg.id if error is None else error
+            error = await self._send(stream, [m for _, m in members], delay, at, deadline)
+            for item, msg in members:
+                item.outcome = msg.id if error is None else error
             if error is None:
                 self.stats.published += len(members)
             else:
                 self.stats.failed += len(members)
-        return outcomes
+                told = sum(1 for item, _ in members if not item.asked)
+                logger.error(
+                    "producer %s gave up on %d messages to %r on %s (%d told, %d asked): %s",
+                    self.name,
+                    len(members),
+                    stream,
+                    self.broker.url,
+                    told,
+                    len(members) - told,
+                    error,
+                )
+
+    def _message(
+        self, payload: Any, headers: Mapping[str, str]
+    ) -> tuple[str, float | None, float | None, Message]:
+        spec = payload if isinstance(payload, Publish) else Publish(payload)
+        stream = spec.stream or self.stream
+        if stream is None:
+            raise PublishError(
+                "no stream: send Publish(payload, stream=...) or give the bridge a stream"
+            )
+        all_headers = dict(spec.headers)
+        if TRACEPARENT in headers and TRACEPARENT not in all_headers:
+            all_headers[TRACEPARENT] = headers[TRACEPARENT]
+        msg = self.broker.message(
+            spec.payload, key=spec.key, headers=all_headers, serializer=self.serializer
+        )
+        return stream, spec.delay, spec.at, msg
 
     async def _send(
-        self, stream: str, messages: list[Message], delay: float | None, at: float | None
-    ) -> BaseException | None:
+        self,
+        stream: str,
+        messages: Sequence[Message],
+        delay: float | None,
+        at: float | None,
+        deadline: float,
+    ) -> PublishError | None:
+        """Store ``messages`` once, retrying until ``deadline``; None or the final error."""
         clock = self.system.clock
-        for attempt in range(self.max_attempts):
+        sequence = next(self._sequence)
+        window = self.delivery_timeout + DEDUPE_MARGIN
+        attempt = 0
+        while True:
             try:
-                await self.broker.publish_messages(stream, messages, delay=delay, at=at)
+                await self.broker.publish_once(
+                    stream,
+                    messages,
+                    producer=self.producer_id,
+                    sequence=sequence,
+                    window=window,
+                    delay=delay,
+                    at=at,
+                )
             except BrokerError as exc:
-                if attempt + 1 >= self.max_attempts:
-                    logger.error(
-                        "publishing %d messages to %s failed after %d attempts: %s",
-                        len(messages),
-                        stream,
-                        self.max_attempts,
-                        exc,
+                now = clock.now()
+                self._note_failure(now, stream, exc)
+                attempt += 1
+                if now >= deadline:
+                    error = PublishError(
+                        f"publish to {stream!r} not confirmed within delivery_timeout "
+                        f"{self.delivery_timeout:g} s ({attempt} attempts): {exc}"
                     )
-                    if isinstance(exc, BrokerConnectionError):
-                        return exc
-                    return PublishError(f"publish to {stream!r} failed: {exc}")
+                    error.__cause__ = exc
+                    return error
                 self.stats.retries += 1
-                await clock.sleep(self.retry.delay(attempt))
+                await clock.sleep(min(self.retry.delay(attempt - 1), deadline - now))
             else:
                 self.stats.batches += 1
+                self._note_success(clock.now(), stream)
                 return None
-        return PublishError("unreachable")
+
+    def _note_failure(self, now: float, stream: str, exc: BaseException) -> None:
+        if self._failing_since is None:
+            self._failing_since = now
+            logger.warning(
+                "producer %s: publishing to %r on %s failed, retrying for up to %g s: %s",
+                self.name,
+                stream,
+                self.broker.url,
+                self.delivery_timeout,
+                exc,
+            )
+
+    def _note_success(self, now: float, stream: str) -> None:
+        since, self._failing_since = self._failing_since, None
+        if since is not None:
+            logger.info(
+                "producer %s: publishing to %r on %s works again after %.1f s",
+                self.name,
+                stream,
+                self.broker.url,
+                now - since,
+            )
+
+    def _cut_off(self, items: list[_Item]) -> None:
+        """The handler is cancelled (shutdown deadline): settle what was taken, once."""
+        error = PublishError("the producer stopped (shutdown deadline) before the broker confirmed")
+        told = 0
+        for item in items[1:]:
+            assert item.queued is not None
+            if item.outcome is None or isinstance(item.outcome, BaseException):
+                item.queued.reject(item.outcome if item.outcome is not None else error)
+                if not item.asked and item.outcome is None:
+                    told += 1
+            else:
+                item.queued.resolve(item.outcome)
+        first = items[0]
+        if first.outcome is None and not first.asked:
+            told += 1
+        if told:
+            self.stats.failed += told
+            logger.error(
+                "producer %s stopped with %d told messages unconfirmed on %s: %s",
+                self.name,
+                told,
+                self.broker.url,
+                error,
+            )
 
 
-__all__ = ["ProducerBridge", "Publish"]
+def _publish_error(exc: Exception) -> PublishError:
+    if isinstance(exc, PublishError):
+        return exc
+    error = PublishError(f"cannot publish: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+__all__ = ["DEFAULT_DELIVERY_TIMEOUT", "ProducerBridge", "Publish"]

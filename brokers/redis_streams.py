@@ -36,6 +36,7 @@ from .base import (
     to_str,
 )
 from .message import JSON, MalformedMessage, Message, Serializer, from_fields, to_fields
+from .redis_publish import publish_once
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +138,28 @@ class RedisBroker(Broker):
                 pipe.hset(f"{zset}:{message.id}", mapping=_wire(message))
                 pipe.zadd(zset, {message.id: int(due * 1000)})
             await pipe.execute()
+
+    async def _publish_once(
+        self,
+        stream: str,
+        messages: Sequence[Message],
+        due: float | None,
+        producer: str,
+        sequence: int,
+        window: float,
+    ) -> list[str]:
+        async with self._errors("publish"):
+            return await publish_once(
+                self.client,
+                stream,
+                messages,
+                producer=producer,
+                sequence=sequence,
+                window=window,
+                maxlen=self.maxlen,
+                due=due,
+                delayed_key=self.delayed_key(stream),
+            )
 
     async def promote_due(self, stream: str) -> int:
         self.client  # noqa: B018 - registers the script

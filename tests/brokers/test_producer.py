@@ -1,12 +1,18 @@
-"""ProducerBridge on every broker: batching, ask confirmations, delayed publish."""
+"""ProducerBridge on every broker: batching, ask confirmations, delayed publish, metrics,
+settings, retries until the delivery timeout."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
+from typing import Any
 
-from troupe import ActorSystem
-from troupe.brokers import Broker, ProducerBridge, Publish
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from troupe import ActorSystem, Backoff, ConfigError
+from troupe.brokers import Broker, BrokerError, ProducerBridge, Publish, PublishError
 from troupe.brokers.message import TRACEPARENT
 
 
@@ -62,3 +68,79 @@ async def test_a_message_without_a_stream_fails_only_its_asker(broker: Broker) -
         else:
             raise AssertionError("expected PublishError")
         assert await producer.ask(Publish(1, stream="s"))
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_a_batch_counts_every_message_in_metrics_and_answers_every_asker(
+    broker: Broker,
+) -> None:
+    async with ActorSystem("shop", metrics_port=0) as system:
+        producer = system.spawn(ProducerBridge, broker, "out", name="out-producer")
+
+        async def tell(payload: Any) -> None:
+            await producer.tell(payload)
+
+        sends = [  # tasks run in order, all before the bridge's turn: one batch
+            asyncio.ensure_future(producer.ask({"n": i}) if i % 2 else tell({"n": i}))
+            for i in range(50)
+        ]
+        ids = (await asyncio.gather(*sends))[1::2]
+        stats = broker.stats.producer(producer.name)
+        deadline = time.monotonic() + 10
+        while stats.published < 50:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert system.metrics_endpoint is not None
+        samples = await asyncio.to_thread(scrape, system.metrics_endpoint.url)
+    labels = (("actor", "out-producer"), ("outcome", "ok"))
+    assert samples[("troupe_messages_total", labels)] == 50
+    assert stats.batches == 1
+    stored = await broker.read_stream("out")
+    assert [broker.serializer.loads(m.body) for m in stored] == [{"n": i} for i in range(50)]
+    assert ids == [m.id for m in stored[1::2]]
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, "1", True, float("nan")])
+async def test_delivery_timeout_is_checked_at_spawn(broker: Broker, bad: Any) -> None:
+    async with ActorSystem() as system:
+        with pytest.raises(ConfigError, match="delivery_timeout"):
+            system.spawn(ProducerBridge, broker, "out", delivery_timeout=bad)
+
+
+async def test_a_failed_publish_is_retried_until_the_delivery_timeout_then_reported_once(
+    broker: Broker,
+) -> None:
+    """A broker that refuses every publish (not a connection problem): the batch is retried
+    with backoff until delivery_timeout, each asker learns the failure once, told ones count."""
+    calls: list[float] = []
+
+    async def refuse(*args: Any, **kwargs: Any) -> list[str]:
+        calls.append(time.monotonic())
+        raise BrokerError("refused by the test broker")
+
+    broker.publish_once = refuse  # type: ignore[method-assign]
+    fast = Backoff(initial=0.02, maximum=0.05, jitter="none")
+    async with ActorSystem() as system:
+        producer = system.spawn(ProducerBridge, broker, "out", delivery_timeout=0.3, retry=fast)
+        head = asyncio.ensure_future(producer.ask("head"))
+        queued = [asyncio.ensure_future(producer.ask(i)) for i in range(3)]
+        producer.tell("told")
+        results = await asyncio.gather(head, *queued, return_exceptions=True)
+        stats = broker.stats.producer(producer.name)
+    assert all(isinstance(r, PublishError) for r in results), results
+    assert "delivery_timeout" in str(results[1])
+    assert isinstance(results[1].__cause__, BrokerError)
+    assert calls[-1] - calls[0] >= 0.25  # retried through the timeout, not a fixed count
+    assert len(calls) >= 5
+    assert stats.failed == 5
+    assert stats.published == 0
+    assert stats.retries == len(calls) - 1

@@ -17,11 +17,7 @@ import redis.asyncio as aioredis
 
 from troupe import Actor, ActorSystem
 from troupe.brokers import (
-    BrokerConnectionError,
     ConsumerBridge,
-    ProducerBridge,
-    Publish,
-    PublishError,
     connect,
 )
 from troupe.brokers.testing import RedisServer
@@ -130,37 +126,6 @@ async def test_server_restart_during_consumption_is_survived(
             stats = broker.stats.consumer("s", "g", cell.actor.consumer)  # type: ignore[attr-defined]
             assert stats.connection_failures >= 1
             assert bridge.is_alive
-    finally:
-        await broker.close()
-
-
-async def test_producer_reports_failures_to_askers_and_counts_told_ones(
-    redis_url: str, redis_server: RedisServer
-) -> None:
-    broker = connect(redis_url, reconnect=Backoff(initial=0.01, maximum=0.05))
-    fast = Backoff(initial=0.01, maximum=0.02)
-    try:
-        async with ActorSystem() as system:
-            producer = system.spawn(ProducerBridge, broker, "out", max_attempts=2, retry=fast)
-            assert isinstance(await producer.ask({"ok": 1}), str)
-            await asyncio.to_thread(redis_server.stop)
-            try:
-                with pytest.raises((PublishError, BrokerConnectionError)):
-                    await producer.ask(Publish({"ok": 2}))
-                await producer.tell({"ok": 3})
-                stats = broker.stats.producer(producer.name)
-                deadline = time.monotonic() + 10
-                while stats.failed < 2:
-                    assert time.monotonic() < deadline
-                    await asyncio.sleep(0.02)
-            finally:
-                await asyncio.to_thread(redis_server.start)
-            message_id = await producer.ask({"ok": 4})  # restarted or not, it publishes again
-            assert isinstance(message_id, str)
-            assert stats.published == 2
-            assert stats.retries >= 2
-        bodies = [m.body for m in await broker.read_stream("out")]
-        assert bodies == [b'{"ok":1}', b'{"ok":4}']
     finally:
         await broker.close()
 
