@@ -10,6 +10,17 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+RECIPIENT_STOPPED = "recipient stopped"
+"""The recipient had stopped (or stopped before it handled the message)."""
+MAILBOX_FULL = "mailbox full"
+"""The recipient's mailbox was full under the ``dead_letter`` overflow policy."""
+SYSTEM_CLOSED = "system closed"
+"""The system was shutting down and no longer took messages."""
+
+REASONS: tuple[str, ...] = (RECIPIENT_STOPPED, MAILBOX_FULL, SYSTEM_CLOSED)
+"""Every reason the runtime itself gives: ``troupe_dead_letters_total`` exports each at 0
+from the start, so a dashboard shows a flat line rather than "No data"."""
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..dead_letters import REASONS
 from .stats import (
     DEPTH,
     LABEL_CHARS,
@@ -67,6 +68,8 @@ class SystemMetrics:
         if process is not None:
             process.values[STARTED_NS] = time.time_ns()
             process.values[PID] = os.getpid()
+        for reason in REASONS:  # exported at 0 before the first dead letter
+            self._reasons[reason] = self.store.slot(("dead_letters", reason))
         self._unsubscribe = system.dead_letters.subscribe(self._dead_letter)
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from troupe import Actor, ActorSystem, MailboxConfig
+from troupe.dead_letters import REASONS
 from troupe.metrics import BUCKETS, bridge_stats, group_label
 
 
@@ -389,3 +391,44 @@ async def test_a_port_out_of_range_is_a_config_error_naming_it(port: Any) -> Non
     with pytest.raises(ConfigError, match=rf"'metrics_port'.*got {re.escape(repr(port))}"):
         async with ActorSystem(metrics_port=port):
             pass
+
+
+async def test_dead_letter_reasons_are_exported_at_zero_before_the_first() -> None:
+    async with ActorSystem(metrics_port=0) as system:
+        samples = await scrape(system)
+    for reason in REASONS:
+        assert (
+            "troupe_dead_letters_total",
+            (("reason", reason),),
+        ) in samples, reason
+        assert value(samples, "troupe_dead_letters_total", reason=reason) == 0
+
+
+class Slow(Actor):
+    async def receive(self, message: Any) -> None:
+        await asyncio.sleep(0.02)
+
+
+def test_every_reason_the_runtime_gives_is_in_the_one_list() -> None:
+    systems: list[ActorSystem] = []
+
+    async def run() -> Any:
+        system = ActorSystem("reasons")
+        systems.append(system)
+        async with system:
+            full = system.spawn(
+                Slow, name="full", mailbox=MailboxConfig(capacity=1, policy="dead_letter")
+            )
+            for i in range(3):
+                full.tell(i)  # one runs, one waits, one is dead-lettered: "mailbox full"
+            gone = system.spawn(Slow, name="gone")
+            await gone.stop()
+            gone.tell("late")  # "recipient stopped"
+        return full
+
+    ref = asyncio.run(run())
+    sender = threading.Thread(target=ref.tell, args=("after close",))  # "system closed"
+    sender.start()
+    sender.join()
+    given_reasons = systems[0].dead_letters.by_reason
+    assert set(given_reasons) == set(REASONS), given_reasons
