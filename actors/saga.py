@@ -317,7 +317,16 @@ class SagaOrchestrator(Actor):
         existing = self.system.find(name)
         if existing is not None and existing.is_alive:
             return
-        self.spawn(_SagaRun, self.definition, self.log, record, self.stats, self.ref, name=name)
+        self.spawn(
+            _SagaRun,
+            self.definition,
+            self.log,
+            record,
+            self.stats,
+            self.ref,
+            name=name,
+            metrics_label=f"{self.name}-run",  # runs share one metrics group: ids are no labels
+        )
 
     def _finished(self, message: SagaFinished) -> None:
         if message.status is SagaStatus.COMPLETED:

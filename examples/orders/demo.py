@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from troupe.system import ActorSystem
+
     from .app import OrderApp
     from .events import CreateOrder
 
@@ -66,6 +68,7 @@ class DemoResult:
     seconds: float
     metrics_url: str | None = None
     outcomes: dict[str, int] = field(default_factory=dict)
+    series: int | None = None  # samples /metrics exported at the end (None: no endpoint)
 
     @property
     def ok(self) -> bool:
@@ -148,6 +151,7 @@ async def run_demo(options: DemoOptions, err: IO[str] | None = None) -> DemoResu
                 await asyncio.gather(ticker, return_exceptions=True)
                 progress.finish()
             summary = app.summary()
+            series = _series(system)
         finally:
             await system.shutdown()
             await app.close()
@@ -163,6 +167,7 @@ async def run_demo(options: DemoOptions, err: IO[str] | None = None) -> DemoResu
         effects_once=_effects_once(app),
         seconds=time.monotonic() - began,
         metrics_url=metrics_url,
+        series=series,
         outcomes=dict(app.outcomes),
     )
 
@@ -212,14 +217,24 @@ def _effects_once(app: OrderApp) -> bool:
 
 
 def _register_metrics(system: Any, app: OrderApp) -> str | None:
+    """Export the bridge's broker counters and the saga counters; the endpoint's URL."""
+    from troupe.metrics import watch_broker
+
+    watch_broker(system, app.broker)  # the dashboard's broker row (troupe_broker_*)
     endpoint = getattr(system, "metrics_endpoint", None)
     if endpoint is None:
         return None
-    try:
-        from troupe.actors.saga_metrics import register_saga_metrics
-    except ImportError:  # prometheus-client missing: the endpoint shows runtime metrics only
-        return str(endpoint.url)
+    from troupe.actors.saga_metrics import register_saga_metrics
+
     return register_saga_metrics(system, {"order": app.saga_stats})
+
+
+def _series(system: ActorSystem) -> int | None:
+    """How many samples (time series) the system's ``/metrics`` exports now."""
+    endpoint = system.metrics_endpoint
+    if endpoint is None:
+        return None
+    return sum(len(family.samples) for family in endpoint.server.registry.collect())
 
 
 async def _drop_namespace(url: str, namespace: str) -> None:
@@ -310,6 +325,7 @@ def render(result: DemoResult, options: DemoOptions) -> str:
         ),
         ("step retries", str(s["step_retries"])),
         ("dead letters", str(s["dead_letters"])),
+        ("metrics series", "-" if result.series is None else str(result.series)),
         ("inventory balanced", yes(result.inventory_balanced)),
         ("money balanced", yes(result.money_balanced)),
         ("each effect once", yes(result.effects_once)),

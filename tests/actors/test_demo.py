@@ -7,6 +7,7 @@ import io
 import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from troupe import ActorSystem
 from troupe.cli import main as troupe_main
@@ -82,3 +83,48 @@ def test_troupe_demo_rejects_bad_flags(capsys: pytest.CaptureFixture[str]) -> No
     # nothing listens on port 1: a clear error, not a traceback
     assert troupe_main(["demo", "--broker", "redis://127.0.0.1:1/0", "--orders", "1"]) == 1
     assert "cannot use redis://127.0.0.1:1/0" in capsys.readouterr().err
+
+
+async def test_series_do_not_grow_with_the_number_of_orders() -> None:
+    """Per-run saga actors share one metrics label: ids never become label values."""
+    small, large = [
+        await run_demo(DemoOptions(orders=n, rate=0, metrics_port=0, seed=5, progress=False))
+        for n in (60, 600)
+    ]
+    assert small.ok and large.ok
+    assert small.series is not None and large.series is not None
+    assert large.series == small.series <= 1500
+
+
+async def test_the_demo_exports_its_bridge_broker_counters() -> None:
+    async with ActorSystem("broker-row", metrics_port=0) as system:
+        app = await start_orders(system, OrderSettings())
+        url = _register_metrics(system, app)
+        assert url is not None
+        from troupe.examples.orders import CreateOrder
+
+        for n in range(3):
+            await app.submit(CreateOrder(f"o-{n}", "ada", {"book": 1}, 1500))
+        await app.settled(3)
+
+        def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode()
+            return {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+            }
+
+        samples = await asyncio.to_thread(scrape)
+    await app.close()
+    consumer = (("bridge", "troupe:orders:events/orders"), ("broker", "memory"))
+    # every order's events went out through the producer and came back through the consumer
+    assert samples[("troupe_broker_consumed_total", consumer)] >= 3
+    assert samples[("troupe_broker_acked_total", consumer)] >= 3
+    published = [
+        v
+        for (name, labels), v in samples.items()
+        if name == "troupe_broker_published_total" and ("broker", "memory") in labels
+    ]
+    assert sum(published) >= 3
