@@ -23,11 +23,12 @@ The message being handled and up to ``batch - 1`` messages queued behind it
   record that expires after ``delivery_timeout`` plus a margin).
 - **Shutdown.** The in-flight batch keeps retrying until its delivery timeout or
   the system's shutdown deadline, whichever comes first; cut off at the deadline,
-  its queued askers get a PublishError and its first asker ``ActorStopped``.
+  its askers get a PublishError.
 
-An asked publish that fails as the message being handled is raised from the
-handler (the runtime replies only that way), so that one failure restarts the
-bridge under its supervisor; the mailbox survives the restart.
+Every message of a batch, the one being handled included (``Actor.take_current``),
+is settled as a :class:`~troupe.Queued`, so a failed publish reaches its asker
+without failing the bridge, and each counts once in ``troupe_messages_total``
+(the one being handled as ``ok`` even when its publish failed: the handler returned).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class Publish:
 class _Item:
     """One publish of a batch: its outcome goes to ``queued`` (or the handler's return)."""
 
-    queued: Queued | None  # None for the message being handled
+    queued: Queued | None  # None for a told message being handled (nothing to settle)
     asked: bool
     outcome: str | BaseException | None = None
 
@@ -119,7 +120,8 @@ class ProducerBridge(Actor):
         self._failing_since: float | None = None  # set while publishing keeps failing
 
     async def receive(self, message: Any) -> Any:
-        items = [_Item(None, self.reply_expected)]
+        head = self.take_current()  # None when told: nobody waits for the outcome
+        items = [_Item(head, head is not None)]
         payloads: list[tuple[Any, Mapping[str, str]]] = [(message, self.headers)]
         for queued in self.take_queued(self.batch - 1):
             items.append(_Item(queued, queued.asked))
@@ -129,18 +131,14 @@ class ProducerBridge(Actor):
         except asyncio.CancelledError:
             self._cut_off(items)
             raise
-        for item in items[1:]:
-            assert item.queued is not None
+        for item in items:
+            if item.queued is None:
+                continue
             if isinstance(item.outcome, BaseException):
                 item.queued.reject(item.outcome)
             else:
                 item.queued.resolve(item.outcome)
-        first = items[0].outcome
-        if isinstance(first, BaseException):
-            if items[0].asked:
-                raise first
-            return None  # told: counted in stats.failed and logged
-        return first
+        return None  # every outcome went out through its Queued; told failures are counted
 
     async def _publish(
         self, items: list[_Item], payloads: list[tuple[Any, Mapping[str, str]]]
@@ -264,20 +262,18 @@ class ProducerBridge(Actor):
             )
 
     def _cut_off(self, items: list[_Item]) -> None:
-        """The handler is cancelled (shutdown deadline): settle what was taken, once."""
+        """The handler is cancelled (shutdown deadline): settle the batch, once."""
         error = PublishError("the producer stopped (shutdown deadline) before the broker confirmed")
         told = 0
-        for item in items[1:]:
-            assert item.queued is not None
-            if item.outcome is None or isinstance(item.outcome, BaseException):
-                item.queued.reject(item.outcome if item.outcome is not None else error)
-                if not item.asked and item.outcome is None:
-                    told += 1
-            else:
+        for item in items:
+            if item.outcome is None and not item.asked:
+                told += 1
+            if item.queued is None:
+                continue
+            if isinstance(item.outcome, str):
                 item.queued.resolve(item.outcome)
-        first = items[0]
-        if first.outcome is None and not first.asked:
-            told += 1
+            else:
+                item.queued.reject(item.outcome or error)
         if told:
             self.stats.failed += told
             logger.error(

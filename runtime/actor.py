@@ -111,6 +111,28 @@ class Actor:
             )
         return cell.take_queued(limit)
 
+    def take_current(self) -> Queued | None:
+        """The message being handled as a :class:`~troupe.Queued` when its sender waits
+        for the outcome (``ask`` or ``deliver``); None when it does not.
+
+        For a batching actor that reports each message's outcome itself: settle it
+        with ``resolve(result)`` or ``reject(exc)`` and return normally, so a failure
+        reaches this sender without failing the actor. Once settled, the handler's
+        return value no longer replies. Counted in metrics once, by the turn (as
+        handled). Loop thread only.
+        """
+        cell = self._cell()
+        if get_ident() != cell._thread_id:
+            raise RuntimeError(
+                f"take_current() in {cell.name!r} must run on the system's loop thread"
+            )
+        current = cell._current
+        if current is None or current.reply is None:
+            return None
+        from . import delivery  # not at the top: delivery loads after this module
+
+        return delivery.Queued(current.message, current.headers or {}, current.reply, None)
+
     def spawn(self, factory: Any, *args: Any, name: str | None = None, **kwargs: Any) -> ActorRef:
         """Start a child actor; it stops when this actor stops."""
         cell = self._cell()

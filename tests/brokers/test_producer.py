@@ -68,6 +68,7 @@ async def test_a_message_without_a_stream_fails_only_its_asker(broker: Broker) -
         else:
             raise AssertionError("expected PublishError")
         assert await producer.ask(Publish(1, stream="s"))
+        assert system.cell_of(producer).restarts == 0
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -136,6 +137,7 @@ async def test_a_failed_publish_is_retried_until_the_delivery_timeout_then_repor
         producer.tell("told")
         results = await asyncio.gather(head, *queued, return_exceptions=True)
         stats = broker.stats.producer(producer.name)
+        assert system.cell_of(producer).restarts == 0  # reported, the bridge did not fail
     assert all(isinstance(r, PublishError) for r in results), results
     assert "delivery_timeout" in str(results[1])
     assert isinstance(results[1].__cause__, BrokerError)

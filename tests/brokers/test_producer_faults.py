@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from troupe import ActorStopped, ActorSystem, Backoff
+from troupe import ActorSystem, Backoff
 from troupe.brokers import BrokerError, ProducerBridge, Publish, PublishError, connect
 from troupe.brokers.redis_publish import record_key
 from troupe.brokers.testing import RedisServer
@@ -306,8 +306,7 @@ async def test_shutdown_cuts_the_retrying_batch_off_at_the_deadline(
         await asyncio.to_thread(redis_server.start)
         await broker.close()
     assert closed_in < 3  # the delivery timeout (120 s) did not hold the shutdown
-    assert isinstance(results[0], ActorStopped)  # the message being handled
-    assert all(isinstance(r, PublishError) for r in results[1:]), results
-    assert "shutdown" in str(results[1])
+    assert all(isinstance(r, PublishError) for r in results), results
+    assert all("shutdown" in str(r) for r in results)
     assert stats.failed == 1  # the told one
     assert stats.batches == 1
