@@ -77,6 +77,7 @@ class OrderSettings:
     mailer: Mailer | None = None
     broker: Broker | None = None
     idempotency_lease: float = 30.0
+    saga_lease: float = 10.0  # a crashed process's sagas are taken over after this
     step_timeout: float = 2.0
     step_retry: Retry | None = None
 
@@ -207,7 +208,7 @@ async def start_orders(system: ActorSystem, settings: OrderSettings) -> OrderApp
             ChildSpec(
                 SagaOrchestrator,
                 (order_saga(settings.step_timeout, settings.step_retry), saga_log),
-                {"listener": FLOW, "stats": saga_stats},
+                {"listener": FLOW, "stats": saga_stats, "lease": settings.saga_lease},
                 name=SAGA,
             ),
             ChildSpec(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from hypothesis import given
@@ -132,6 +132,22 @@ class DyingLog(MemorySagaLog):
     async def records(self, saga: str, statuses: Iterable[SagaStatus]) -> list[SagaRecord]:
         return await self.durable.records(saga, statuses)
 
+    async def outbox(self, saga: str) -> list[SagaRecord]:
+        return await self.durable.outbox(saga)
+
+    async def take_over(self, record: SagaRecord, owner: str) -> SagaRecord | None:
+        self._spend()
+        return await self.durable.take_over(record, owner)
+
+    async def renew(self, owner: str, lease: float) -> None:
+        await self.durable.renew(owner, lease)
+
+    async def release(self, owner: str) -> None:
+        await self.durable.release(owner)
+
+    async def live(self, owners: Collection[str]) -> set[str]:
+        return await self.durable.live(owners)
+
     def _spend(self) -> None:
         if self.budget <= 0:
             self.died.set()
@@ -161,6 +177,7 @@ def test_property_any_orchestrator_crash_point_ends_completed_or_compensated(
         broker=connect("memory://"),
         idempotency=MemoryIdempotencyStore(),
         idempotency_lease=0.5,
+        saga_lease=0.5,
     )
     durable = MemorySagaLog()
 

@@ -184,7 +184,7 @@ async def test_a_restarted_orchestrator_resumes_unfinished_sagas_from_the_log() 
     async with ActorSystem() as system:  # the first "process": dies while b hangs
         for name in "abc":
             system.spawn(Journal, name, journal, plan, name=f"step-{name}")
-        orchestrator = system.spawn(SagaOrchestrator, definition(timeout=60), log)
+        orchestrator = system.spawn(SagaOrchestrator, definition(timeout=60), log, lease=0.2)
         await orchestrator.ask(StartSaga("t1", {}))
         await eventually(lambda: journal == ["do a"])
         await asyncio.sleep(0.01)
@@ -198,12 +198,18 @@ async def test_a_restarted_orchestrator_resumes_unfinished_sagas_from_the_log() 
         for name in "abc":
             system.spawn(Journal, name, journal, plan, name=f"step-{name}")
         orchestrator = system.spawn(
-            SagaOrchestrator, definition(), log, listener=system.spawn(Recorder, finished)
+            SagaOrchestrator,
+            definition(),
+            log,
+            listener=system.spawn(Recorder, finished),
+            lease=0.3,
         )
+        # the first process died holding its lease: its saga is taken over once it ran out
         await eventually(lambda: len(finished) == 1)
         assert finished[0].status is SagaStatus.COMPLETED
         assert journal == ["do a", "do b", "do c"]
-        assert (await orchestrator.ask(GetSagaStats())).resumed == 1
+        stats = await orchestrator.ask(GetSagaStats())
+        assert stats.resumed == 1 and stats.taken_over == 1
 
 
 def test_saga_record_json_round_trip_covers_every_field() -> None:

@@ -114,7 +114,9 @@ async def test_a_new_process_resumes_the_saga_from_redis(
     """Process one dies mid-saga (after ``crash_after`` log writes); process two, on the
     same Redis, resumes it: the order completes, each effect happened once."""
     first_app = None
-    world = OrderSettings(broker_url=redis_url, namespace="t:resume:", idempotency_lease=1.0)
+    world = OrderSettings(
+        broker_url=redis_url, namespace="t:resume:", idempotency_lease=1.0, saga_lease=0.5
+    )
     order = CreateOrder("o-1", "ada", {"book": 2}, 3000)
     dying = DyingRedisLog(client, "t:resume:saga:", crash_after)
     async with ActorSystem("first", shutdown_timeout=0.2) as system:
