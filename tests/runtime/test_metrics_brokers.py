@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.helpers import eventually
 from troupe import Actor, ActorSystem
 from troupe.brokers import ConsumerBridge, MemoryBroker, ProducerBridge
 from troupe.metrics import watch_broker
@@ -30,14 +28,6 @@ def scrape(url: str) -> Samples:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 class Billing(Actor):

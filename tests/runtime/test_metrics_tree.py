@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ if str(HERE) not in sys.path:
 
 from metrics_tree_targets import MESSAGES  # noqa: E402
 
+from tests.helpers import eventually  # noqa: E402
 from troupe import ActorSystem  # noqa: E402
 from troupe.metrics import MetricsEndpoint  # noqa: E402
 from troupe.supervisors import Backoff, ChildState, ProcessSpec, ProcessSupervisor  # noqa: E402
@@ -50,14 +51,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 def handled(samples: Samples) -> float:
     return value(samples, "troupe_messages_total", actor="counter", outcome="ok")
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await asyncio.to_thread(condition):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -94,7 +87,9 @@ async def test_plain_processes_report_through_one_endpoint(endpoint: MetricsEndp
                 await asyncio.to_thread(start_plain_child, endpoint, name)
                 for name in ("plain-a", "plain-b")
             ]
-            await eventually(lambda: handled(scrape(endpoint.url)) == 3 * MESSAGES)
+            await eventually(
+                lambda: handled(scrape(endpoint.url)) == 3 * MESSAGES, timeout=30, in_thread=True
+            )
             samples = scrape(endpoint.url)
             for name in ("root", "plain-a", "plain-b"):
                 assert value(samples, "troupe_process_up", process=name) == 1
@@ -131,9 +126,15 @@ async def test_process_tree_endpoint_survives_a_kill_and_restart(
     )
     await tree.start()
     try:
-        await eventually(lambda: handled(scrape(endpoint.url)) == 2 * MESSAGES)
+        await eventually(
+            lambda: handled(scrape(endpoint.url)) == 2 * MESSAGES, timeout=30, in_thread=True
+        )
         # gauges come from each live child's sampler (once a second)
-        await eventually(lambda: value(scrape(endpoint.url), "troupe_actors", actor="counter") == 2)
+        await eventually(
+            lambda: value(scrape(endpoint.url), "troupe_actors", actor="counter") == 2,
+            timeout=30,
+            in_thread=True,
+        )
         samples = scrape(endpoint.url)
         assert value(samples, "troupe_process_up", process="build-0") == 1
         assert value(samples, "troupe_process_up", process="build-1") == 1
@@ -145,8 +146,10 @@ async def test_process_tree_endpoint_survives_a_kill_and_restart(
             status = tree.status()[0]
             return status.state is ChildState.RUNNING and status.pid != victim
 
-        await eventually(restarted)
-        await eventually(lambda: handled(scrape(endpoint.url)) == 3 * MESSAGES)
+        await eventually(restarted, timeout=30, in_thread=True)
+        await eventually(
+            lambda: handled(scrape(endpoint.url)) == 3 * MESSAGES, timeout=30, in_thread=True
+        )
         await asyncio.sleep(0.3)  # nothing more arrives: the restart was not double-counted
         samples = scrape(endpoint.url)
         assert handled(samples) == 3 * MESSAGES

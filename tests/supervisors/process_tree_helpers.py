@@ -1,34 +1,17 @@
-"""Helpers of the process-tree tests: polling for a condition, reading what children noted."""
+"""Helpers of the process-tree tests: reading what children noted, process liveness."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 
+from tests.helpers import eventually, wait_sync
+
+__all__ = ["HERE", "alive", "child_env", "eventually", "notes", "wait_sync"]
+
 HERE = Path(__file__).resolve().parent
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Wait until ``condition()`` holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.02)
-
-
-def wait_sync(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Blocking :func:`eventually`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.02)
 
 
 def notes(directory: Path, suffix: str) -> dict[int, str]:
