@@ -23,6 +23,7 @@ from .errors import (
 )
 from .loop import new_event_loop, run
 from .mailbox import MailboxConfig, OverflowPolicy
+from .props import Props
 from .ref import ActorRef
 from .sync import SyncActorSystem
 from .system import ActorSystem, ShutdownReport
@@ -49,6 +50,7 @@ __all__ = [
     "MessageDropped",
     "NameTaken",
     "OverflowPolicy",
+    "Props",
     "Queued",
     "RealClock",
     "ShutdownReport",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from threading import get_ident
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -133,10 +133,25 @@ class Actor:
 
         return delivery.Queued(current.message, current.headers or {}, current.reply, None)
 
-    def spawn(self, factory: Any, *args: Any, name: str | None = None, **kwargs: Any) -> ActorRef:
-        """Start a child actor; it stops when this actor stops."""
+    def spawn(
+        self,
+        factory: Any,
+        *args: Any,
+        name: str | None = None,
+        mailbox: MailboxConfig | Mapping[str, Any] | None = None,
+        metrics_label: str | None = None,
+        **kwargs: Any,
+    ) -> ActorRef:
+        """Start a child actor; it stops when this actor stops.
+
+        Takes what ``ActorSystem.spawn`` takes: a class with its constructor
+        arguments, or a :class:`~troupe.Props`, and the spawn options.
+        """
+        from .props import Props  # props imports this module
+
         cell = self._cell()
-        return cell.system.spawn(factory, *args, name=name, parent=cell, **kwargs)
+        props = Props.of(factory, args, kwargs)
+        return cell.system._spawn(props, name, mailbox, metrics_label, cell)
 
     def watch(self, other: ActorRef) -> None:
         """Receive ``Terminated(other, reason)`` as a message once ``other`` stops."""

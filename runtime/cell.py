@@ -9,8 +9,10 @@ callback, ``async def`` handlers in one task per turn.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
+from asyncio import _get_running_loop
 from collections.abc import Awaitable, Callable
 from threading import get_ident
 from time import perf_counter
@@ -22,7 +24,7 @@ from .envelope import Envelope, open_envelope
 from .errors import ActorStopped, MailboxFull, MessageDropped
 from .mailbox import ACCEPTED, Accepted, Mailbox, MailboxConfig
 from .metrics import DEAD_LETTERED, ESCALATIONS, FAILED, FAST_BOUND
-from .ref import ActorRef
+from .ref import ActorRef, outside_loop
 from .state import State, Terminated
 from .timers import Timers
 from .tracing import current_traceparent
@@ -40,6 +42,7 @@ ActorFactory = Callable[..., "Actor"]
 
 _RUNNING = State.RUNNING
 _STOPPING = State.STOPPING
+_THREAD_POLL = 0.5  # seconds between checks that a blocked thread tell's loop still runs
 
 
 class ActorCell:
@@ -241,28 +244,40 @@ class ActorCell:
         """Put a user message (bare or in an Envelope) in the mailbox.
 
         ``ActorRef.tell`` inlines the common case (loop thread, running actor,
-        room in the queue); this is the general path.
+        room in the queue); this is the general path. Raises ``MailboxFull``
+        when the policy refuses the message, and RuntimeError on the system's
+        thread while its loop is not running (nothing would ever handle it).
         """
         if get_ident() != self._thread_id:
             return self._deliver_from_thread(item)
         if self.state >= _STOPPING:
             self._undeliverable(item, "recipient stopped")
             return ACCEPTED
+        if _get_running_loop() is None:
+            raise outside_loop(self.name, "tell", True)
         pending = self.mailbox.put(item, self.name)
         if self.state is _RUNNING and not self._scheduled:
             self._schedule()
         return pending
 
     def _deliver_from_thread(self, item: Any) -> Accepted:
-        """Hand a message over from a foreign thread; block while backpressure holds it."""
-        import concurrent.futures
+        """Hand a message over from a foreign thread; block while backpressure parks it.
 
-        if self._loop.is_closed():
+        Raises ``MailboxFull`` in the calling thread when the policy refuses it,
+        and RuntimeError when the system's loop is not running.
+        """
+        loop = self._loop
+        if loop.is_closed():
             self._undeliverable(item, "system closed")
             return ACCEPTED
+        if not loop.is_running():
+            raise outside_loop(self.name, "tell", False)
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        taken = False
 
         def put_on_loop() -> None:
+            nonlocal taken
+            taken = True
             try:
                 pending = self.deliver(item)
             except BaseException as exc:
@@ -274,9 +289,15 @@ class ActorCell:
                 assert isinstance(pending, asyncio.Future)
                 pending.add_done_callback(lambda _: done.set_result(None))
 
-        self._loop.call_soon_threadsafe(put_on_loop)
-        done.result()
-        return ACCEPTED
+        loop.call_soon_threadsafe(put_on_loop)
+        while True:
+            try:
+                done.result(timeout=_THREAD_POLL)
+                return ACCEPTED
+            except concurrent.futures.TimeoutError:
+                if not taken and loop.is_closed():  # closed before it ran put_on_loop
+                    self._undeliverable(item, "system closed")
+                    return ACCEPTED
 
     def send_system(self, action: Callable[[], Any]) -> None:
         """Queue ``action`` in the system lane, ahead of every user message."""

@@ -5,6 +5,9 @@ Every error says what was wrong and, where it can, what to do about it.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 
 class TroupeError(Exception):
     """Base class of every troupe error."""
@@ -15,20 +18,29 @@ class ConfigError(TroupeError, ValueError):
 
     def __init__(self, setting: str, problem: str) -> None:
         self.setting = setting
+        self.problem = problem
         super().__init__(f"invalid setting {setting!r}: {problem}")
 
 
 class MailboxFull(TroupeError):
-    """A message was refused because the recipient's bounded mailbox is full."""
+    """A message was refused because the recipient's bounded mailbox is full.
 
-    def __init__(self, actor: str, capacity: int, policy: str) -> None:
+    Under ``reject`` when the queue is full; under ``backpressure`` when the
+    queue is full and ``max_parked`` senders already wait for room (``parked``).
+    """
+
+    def __init__(self, actor: str, capacity: int, policy: str, parked: int | None = None) -> None:
         self.actor = actor
         self.capacity = capacity
         self.policy = policy
-        super().__init__(
-            f"mailbox of actor {actor!r} is full ({capacity} messages, policy {policy!r}); "
-            "slow the sender down, raise the capacity, or choose another overflow policy"
-        )
+        self.parked = parked
+        if parked is None:
+            full = f"{capacity} messages, policy {policy!r}"
+            advice = "slow the sender down, raise the capacity, or choose another overflow policy"
+        else:
+            full = f"{capacity} messages and {parked} parked senders, policy {policy!r}"
+            advice = "await each tell before sending the next, or raise capacity / max_parked"
+        super().__init__(f"mailbox of actor {actor!r} is full ({full}); {advice}")
 
 
 class MessageDropped(TroupeError):
@@ -81,3 +93,39 @@ def require_at_least(setting: str, value: int, minimum: int) -> None:
     """Raise ConfigError naming ``setting`` unless ``value >= minimum``."""
     if value < minimum:
         raise ConfigError(setting, f"must be at least {minimum}, got {value!r}")
+
+
+def require_int(setting: str, value: Any, minimum: int) -> int:
+    """Return ``value`` if it is an int (not a bool) ``>= minimum``; else raise ConfigError.
+
+    >>> require_int("throughput", 64, 1)
+    64
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(setting, f"must be an int, got {value!r}")
+    require_at_least(setting, value, minimum)
+    return value
+
+
+def check_timeout(setting: str, value: Any, *, zero: bool = False) -> float | None:
+    """Seconds as a float, or None (wait forever); else ConfigError naming ``setting``.
+
+    The one check for every timeout (``ask(timeout=)``, ``ask_timeout``,
+    ``shutdown_timeout``): a finite int or float, positive (or zero when
+    ``zero`` is allowed).
+
+    >>> check_timeout("timeout", 2)
+    2.0
+    >>> check_timeout("timeout", "1")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    troupe.errors.ConfigError: invalid setting 'timeout': must be a positive number ... got '1'
+    """
+    if value is None:
+        return None
+    kind = "zero or a positive" if zero else "a positive"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(setting, f"must be {kind} number of seconds or None, got {value!r}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero):
+        raise ConfigError(setting, f"must be {kind} number of seconds or None, got {value!r}")
+    return seconds

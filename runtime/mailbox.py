@@ -3,8 +3,13 @@
 The user lane holds at most ``capacity`` messages. What happens to a message
 that arrives when it is full is the ``policy``:
 
-``backpressure``  the message waits beside the mailbox and ``await ref.tell(m)``
-                  returns only once it is in; nothing is lost.
+``backpressure``  the message is parked beside the mailbox and ``await ref.tell(m)``
+                  returns only once it is in; nothing accepted is lost. At most
+                  ``max_parked`` messages (default: ``capacity``) are parked;
+                  past that ``tell`` raises :class:`~troupe.MailboxFull`, so
+                  queued + parked never exceeds ``capacity + max_parked``
+                  however the messages were sent (awaited or not, from a
+                  handler, a thread or a timer).
 ``drop_newest``   the arriving message is dropped and counted.
 ``drop_oldest``   the oldest queued message is dropped and counted.
 ``reject``        ``tell`` raises :class:`~troupe.MailboxFull`.
@@ -17,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
-from .errors import ConfigError, MailboxFull
+from .envelope import Envelope
+from .errors import ConfigError, MailboxFull, require_int
 
 DEFAULT_CAPACITY = 1000
 
@@ -41,18 +47,21 @@ class OverflowPolicy(StrEnum):
 class MailboxConfig:
     """Capacity and overflow policy of an actor's mailbox.
 
+    ``max_parked`` bounds how many senders ``backpressure`` parks beside a full
+    mailbox (default: ``capacity``); one more ``tell`` raises ``MailboxFull``.
+
     >>> MailboxConfig(capacity=10, policy="drop_oldest").policy
     <OverflowPolicy.DROP_OLDEST: 'drop_oldest'>
+    >>> MailboxConfig(capacity=10).max_parked
+    10
     """
 
     capacity: int = DEFAULT_CAPACITY
     policy: OverflowPolicy | str = OverflowPolicy.BACKPRESSURE
+    max_parked: int | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.capacity, bool) or not isinstance(self.capacity, int):
-            raise ConfigError("mailbox.capacity", f"must be an int, got {self.capacity!r}")
-        if self.capacity < 1:
-            raise ConfigError("mailbox.capacity", f"must be at least 1, got {self.capacity}")
+        require_int("mailbox.capacity", self.capacity, 1)
         try:
             object.__setattr__(self, "policy", OverflowPolicy(self.policy))
         except ValueError:
@@ -60,6 +69,36 @@ class MailboxConfig:
             raise ConfigError(
                 "mailbox.policy", f"unknown policy {self.policy!r}; choose one of {choices}"
             ) from None
+        if self.max_parked is None:
+            object.__setattr__(self, "max_parked", self.capacity)
+        else:
+            require_int("mailbox.max_parked", self.max_parked, 0)
+
+    @classmethod
+    def coerce(cls, value: object, setting: str = "mailbox") -> MailboxConfig:
+        """``value`` as a MailboxConfig: one already, or a mapping of its fields.
+
+        Anything else raises ConfigError naming ``setting``.
+
+        >>> MailboxConfig.coerce({"capacity": 5}).capacity
+        5
+        """
+        if type(value) is cls:
+            return value
+        if isinstance(value, MailboxConfig):
+            return value
+        if isinstance(value, Mapping):
+            known = {f.name for f in fields(cls)}
+            unknown = sorted(str(key) for key in value if key not in known)
+            if unknown:
+                raise ConfigError(
+                    setting,
+                    f"unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+                )
+            return cls(**value)
+        raise ConfigError(
+            setting, f"must be a MailboxConfig or a mapping of its fields, got {value!r}"
+        )
 
 
 class Accepted(Awaitable[None]):
@@ -90,10 +129,21 @@ class Mailbox:
     dispatch loop reads ``queue`` (None or a deque) directly: it is the hot path.
     """
 
-    __slots__ = ("_on_overflow", "capacity", "dropped", "policy", "queue", "system", "waiters")
+    __slots__ = (
+        "_on_overflow",
+        "capacity",
+        "dropped",
+        "max_parked",
+        "policy",
+        "queue",
+        "system",
+        "waiters",
+    )
 
     def __init__(self, config: MailboxConfig, on_overflow: OverflowHandler) -> None:
         self.capacity = config.capacity
+        max_parked = config.max_parked
+        self.max_parked = config.capacity if max_parked is None else max_parked
         policy = config.policy  # MailboxConfig made it an OverflowPolicy
         self.policy = policy if type(policy) is OverflowPolicy else OverflowPolicy(policy)
         self.dropped = 0
@@ -132,10 +182,13 @@ class Mailbox:
         assert queue is not None
         policy = self.policy
         if policy is OverflowPolicy.BACKPRESSURE:
+            waiters = self.waiters
+            if waiters is None:
+                waiters = self.waiters = deque()
+            if len(waiters) >= self.max_parked and self._prune() >= self.max_parked:
+                raise MailboxFull(actor_name, self.capacity, policy.value, len(waiters))
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            if self.waiters is None:
-                self.waiters = deque()
-            self.waiters.append((item, future))
+            waiters.append((item, future))
             return future
         if policy is OverflowPolicy.REJECT:
             raise MailboxFull(actor_name, self.capacity, policy.value)
@@ -167,11 +220,21 @@ class Mailbox:
         assert waiters is not None and queue is not None
         while waiters:
             item, future = waiters.popleft()
-            if future.cancelled():
-                continue  # the sender gave up on this send
+            if _withdrawn(item, future):
+                continue
             queue.append(item)
             future.set_result(None)
             return
+
+    def _prune(self) -> int:
+        """Forget parked messages whose sender gave up; return how many stay parked."""
+        waiters = self.waiters
+        assert waiters is not None
+        live = [(item, future) for item, future in waiters if not _withdrawn(item, future)]
+        if len(live) != len(waiters):
+            waiters.clear()
+            waiters.extend(live)
+        return len(waiters)
 
     def drain(self) -> list[Any]:
         """Remove and return every queued and parked user message (oldest first)."""
@@ -180,8 +243,19 @@ class Mailbox:
             self.queue.clear()
         if self.waiters:
             for item, future in self.waiters:
-                if not future.cancelled():
+                if not _withdrawn(item, future):
                     items.append(item)
                     future.set_result(None)
             self.waiters.clear()
         return items
+
+
+def _withdrawn(item: Any, future: asyncio.Future[None]) -> bool:
+    """True for a parked message its sender gave up on: the awaiting ``tell`` was
+    cancelled, or the ``ask`` already has its outcome (timed out, cancelled)."""
+    if future.cancelled():
+        return True
+    if type(item) is Envelope:
+        reply = item.reply
+        return reply is not None and reply.done()
+    return False

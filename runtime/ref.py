@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from asyncio import _get_running_loop
 from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from .delivery import TrackedReply
 from .envelope import Envelope
+from .errors import check_timeout
 from .mailbox import ACCEPTED, Accepted
 from .state import State
 from .tracing import PROPAGATION, current_traceparent, outgoing
@@ -19,6 +21,19 @@ if TYPE_CHECKING:
 #: The default of ``ask(timeout=)``: use the system's ``ask_timeout``.
 SYSTEM_TIMEOUT: Any = object()
 _RUNNING = State.RUNNING
+
+
+def outside_loop(actor: str, call: str, no_loop: bool) -> RuntimeError:
+    """The error for ``tell``/``ask`` called where the system's loop does not run."""
+    if no_loop:
+        where = "no event loop is running in this thread"
+    else:
+        where = "this is not the actor system's event loop"
+    return RuntimeError(
+        f"ref.{call}() to actor {actor!r} needs the actor system's running event loop, "
+        f"but {where}; from sync code or another thread use "
+        f"SyncActorSystem.{call}(ref, message)"
+    )
 
 
 class ActorRef:
@@ -54,8 +69,12 @@ class ActorRef:
 
         Returns an awaitable: ``await ref.tell(m)`` waits for mailbox room when
         the mailbox policy is ``backpressure``; otherwise it is already done.
-        From a thread other than the system's, a full ``backpressure`` mailbox
-        blocks the calling thread instead.
+        A ``backpressure`` mailbox parks at most ``max_parked`` messages beyond
+        its capacity; past that ``tell`` raises :class:`~troupe.MailboxFull`.
+        From a thread other than the system's (while its loop runs), a full
+        ``backpressure`` mailbox blocks the calling thread instead. Called on
+        the system's thread while its loop is not running, it raises
+        RuntimeError (sync programs use ``SyncActorSystem.tell``).
         """
         cell = self._cell
         if PROPAGATION.on and (current_traceparent.get() is not None or cell.system.tracing):
@@ -66,42 +85,50 @@ class ActorRef:
             mailbox = cell.mailbox
             queue = mailbox.queue
             if queue is not None and len(queue) < mailbox.capacity and not mailbox.waiters:
-                queue.append(message)  # the hot path of ActorCell.deliver, inlined
-                if not cell._scheduled:
+                if cell._scheduled:
+                    queue.append(message)  # the hot path of ActorCell.deliver, inlined
+                    return ACCEPTED
+                if _get_running_loop() is not None:
+                    queue.append(message)
                     cell._schedule()
-                return ACCEPTED
+                    return ACCEPTED
         return cell.deliver(message)
 
-    async def ask(
+    def ask(
         self,
         message: Any,
         *,
         timeout: float | None = SYSTEM_TIMEOUT,
         headers: dict[str, str] | None = None,
-    ) -> Any:
-        """Send ``message`` and return the handler's result (or raise its exception).
+    ) -> asyncio.Future[Any]:
+        """Send ``message``; awaiting the result gives the handler's result (or raises its
+        exception).
 
-        ``timeout`` defaults to the system's ``ask_timeout``; ``None`` waits forever.
-        Raises :class:`~troupe.AskTimeout` naming the actor when no reply comes in time.
+        ``timeout`` (seconds) defaults to the system's ``ask_timeout``; ``None``
+        waits forever. It covers the whole ask, the wait for room in a full
+        ``backpressure`` mailbox included: :class:`~troupe.AskTimeout` names the
+        actor, and a message still parked at the deadline is never handled.
+        Call it on the system's event loop; sync code uses ``SyncActorSystem.ask``.
         """
         cell = self._cell
         if timeout is SYSTEM_TIMEOUT:
             timeout = cell.system.ask_timeout
-        loop = asyncio.get_running_loop()
-        if loop is not cell.system.loop:
-            raise RuntimeError(
-                f"ask({self.name!r}) was awaited outside the actor system's event loop; "
-                "from another thread use SyncActorSystem.ask"
-            )
+        elif timeout is not None:
+            timeout = check_timeout("timeout", timeout)
+        loop = _get_running_loop()
+        if loop is not cell._loop:
+            raise outside_loop(self.name, "ask", loop is None)
         reply: asyncio.Future[Any] = loop.create_future()
         if PROPAGATION.on and (current_traceparent.get() is not None or cell.system.tracing):
             headers = outgoing(headers, cell.system.tracing)
-        pending = cell.deliver(Envelope(message, reply, None, headers))
-        if type(pending) is not Accepted:
-            await pending
-        if timeout is not None:
+        if timeout is not None:  # armed first: it covers a wait for mailbox room too
             cell.system.ask_deadlines.add(reply, cell.name, timeout)
-        return await reply
+        try:
+            cell.deliver(Envelope(message, reply, None, headers))
+        except BaseException:
+            reply.cancel()  # refused (MailboxFull): no deadline fires for it
+            raise
+        return reply
 
     def deliver(
         self,

@@ -86,7 +86,7 @@ class SyncActorSystem:
 
     def ask(self, ref: ActorRef, message: Any, *, timeout: float | None = SYSTEM_TIMEOUT) -> Any:
         """Send and wait for the reply (or the handler's exception, or AskTimeout)."""
-        return self._await(ref.ask(message, timeout=timeout))
+        return self._await(_ask(ref, message, timeout))
 
     def stop(self, ref: ActorRef) -> None:
         """Stop one actor and wait until it has stopped."""
@@ -117,3 +117,7 @@ class SyncActorSystem:
 
 async def _as_coroutine(fn: Callable[[], T]) -> T:
     return fn()
+
+
+async def _ask(ref: ActorRef, message: Any, timeout: float | None) -> Any:
+    return await ref.ask(message, timeout=timeout)  # on the system's loop

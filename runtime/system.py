@@ -7,7 +7,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -16,9 +16,17 @@ from .cell import ActorCell, ActorFactory, State, Terminated
 from .clock import Clock, RealClock
 from .dead_letters import DeadLetters
 from .deadlines import AskDeadlines
-from .errors import ActorNotFound, ConfigError, NameTaken, SystemClosed
+from .errors import (
+    ActorNotFound,
+    ConfigError,
+    NameTaken,
+    SystemClosed,
+    check_timeout,
+    require_int,
+)
 from .mailbox import MailboxConfig
 from .metrics import DROPPED, RESTARTS, SystemMetrics
+from .props import Props
 from .ref import ActorRef
 
 if TYPE_CHECKING:
@@ -74,7 +82,7 @@ class ActorSystem:
         name: str = "troupe",
         *,
         clock: Clock | Callable[[asyncio.AbstractEventLoop], Clock] | None = None,
-        mailbox: MailboxConfig | None = None,
+        mailbox: MailboxConfig | Mapping[str, Any] | None = None,
         throughput: int = DEFAULT_THROUGHPUT,
         ask_timeout: float | None = 5.0,
         shutdown_timeout: float = 10.0,
@@ -83,19 +91,15 @@ class ActorSystem:
         metrics_addr: str = "127.0.0.1",
         tracing: bool = False,
     ) -> None:
-        if isinstance(throughput, bool) or not isinstance(throughput, int) or throughput < 1:
-            raise ConfigError("throughput", f"must be a positive int, got {throughput!r}")
-        if ask_timeout is not None and not ask_timeout > 0:
-            raise ConfigError("ask_timeout", f"must be positive or None, got {ask_timeout!r}")
-        if not shutdown_timeout >= 0:
-            raise ConfigError(
-                "shutdown_timeout", f"must be zero or positive, got {shutdown_timeout!r}"
-            )
+        require_int("throughput", throughput, 1)
+        checked_shutdown = check_timeout("shutdown_timeout", shutdown_timeout, zero=True)
+        if checked_shutdown is None:
+            raise ConfigError("shutdown_timeout", "must be zero or a positive number of seconds")
         self.name = name
-        self.default_mailbox = mailbox or MailboxConfig()
+        self.default_mailbox = MailboxConfig() if mailbox is None else MailboxConfig.coerce(mailbox)
         self.throughput = throughput
-        self.ask_timeout = ask_timeout
-        self.shutdown_timeout = shutdown_timeout
+        self.ask_timeout = check_timeout("ask_timeout", ask_timeout)
+        self.shutdown_timeout = checked_shutdown
         self.dead_letters = DeadLetters()
         self.dropped = 0
         self.failures = 0
@@ -218,33 +222,61 @@ class ActorSystem:
 
     def spawn(
         self,
-        factory: ActorFactory,
+        factory: ActorFactory | Props,
         *args: Any,
         name: str | None = None,
-        mailbox: MailboxConfig | None = None,
-        parent: ActorCell | None = None,
+        mailbox: MailboxConfig | Mapping[str, Any] | None = None,
         metrics_label: str | None = None,
         **kwargs: Any,
     ) -> ActorRef:
         """Create an actor from a class (or a factory returning an Actor) and start it.
 
-        ``name`` must be unique among live actors; without one a name is made
-        from the class name. ``args``/``kwargs`` go to the constructor, again at
-        every restart. ``metrics_label`` names the actor's metrics group
+        ``spawn(Cls, *args, **kwargs)`` is short for ``spawn(Props(Cls, *args,
+        **kwargs))``; use :class:`~troupe.Props` when the constructor takes a
+        parameter called ``name``, ``mailbox`` or ``metrics_label``. ``name`` must
+        be unique among live actors; without one a name is made from the class
+        name. The constructor arguments are used again at every restart.
+        ``mailbox`` (a MailboxConfig or a mapping of its fields) overrides the
+        class's ``mailbox``. ``metrics_label`` names the actor's metrics group
         (default: the class's ``metrics_label``, else ``name``, else the class
         name; see :mod:`troupe.metrics`).
         """
+        props = Props.of(factory, args, kwargs)
+        return self._spawn(props, name, mailbox, metrics_label, None)
+
+    def _spawn(
+        self,
+        props: Props,
+        name: str | None,
+        mailbox: MailboxConfig | Mapping[str, Any] | None,
+        metrics_label: str | None,
+        parent: ActorCell | None,
+    ) -> ActorRef:
+        """``spawn`` under ``parent`` (``Actor.spawn`` starts children through here)."""
         if self._closed or self._closing:
             raise SystemClosed(f"actor system {self.name!r} is shutting down; cannot spawn")
         self.loop  # noqa: B018 - raises SystemClosed when the system is not started
+        factory = props.factory
         named = name is not None
         if name is None:
-            name = f"{getattr(factory, '__name__', 'actor')}-{next(self._ids)}"
+            name = f"{props.label}-{next(self._ids)}"
+        elif type(name) is not str or not name:
+            raise ConfigError("name", f"must be a non-empty string, got {name!r}")
         elif name in self._cells:
             raise NameTaken(name)
-        config = mailbox or getattr(factory, "mailbox", None) or self.default_mailbox
-        throughput = getattr(factory, "throughput", None) or self.throughput
-        cell = ActorCell(self, name, factory, args, kwargs, parent, config, throughput)
+        if metrics_label is not None and (type(metrics_label) is not str or not metrics_label):
+            raise ConfigError("metrics_label", f"must be a non-empty string, got {metrics_label!r}")
+        config = _mailbox_of(factory, mailbox, self.default_mailbox)
+        throughput = getattr(factory, "throughput", None)
+        if throughput is None:
+            throughput = self.throughput
+        elif type(throughput) is not int or throughput < 1:
+            owner = getattr(factory, "__name__", repr(factory))
+            raise ConfigError(
+                "throughput",
+                f"{owner}.throughput must be a positive int (or None), got {throughput!r}",
+            )
+        cell = ActorCell(self, name, factory, props.args, props.kwargs, parent, config, throughput)
         if self.metrics is not None:
             cell.metrics = self.metrics.stats_for(
                 name, factory, named=named, explicit=metrics_label
@@ -433,3 +465,22 @@ class ActorSystem:
             if cell.state is not State.STOPPED:
                 cell._terminate(None)
         return cancelled
+
+
+def _mailbox_of(
+    factory: Any, given: MailboxConfig | Mapping[str, Any] | None, default: MailboxConfig
+) -> MailboxConfig:
+    """The mailbox a spawn uses: ``given``, else the class's ``mailbox``, else the default;
+    a mapping is turned into a MailboxConfig, anything else raises ConfigError("mailbox")."""
+    if given is not None:
+        return given if type(given) is MailboxConfig else MailboxConfig.coerce(given)
+    declared = getattr(factory, "mailbox", None)
+    if declared is None:
+        return default
+    if type(declared) is MailboxConfig:
+        return declared
+    try:
+        return MailboxConfig.coerce(declared)
+    except ConfigError as exc:
+        owner = getattr(factory, "__name__", repr(factory))
+        raise ConfigError(exc.setting, f"{owner}.mailbox {exc.problem}") from None

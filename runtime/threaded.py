@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import pykka
 
 from .actor import Actor
+from .errors import ConfigError
 
 
 class _Call:
@@ -61,8 +64,10 @@ class ThreadActor(Actor):
     """An actor whose ``receive`` and hooks run on a dedicated thread.
 
     Use it for blocking code (sync drivers, C calls holding the GIL). It has
-    the same ref, mailbox, supervision and metrics as any actor; ``receive``
-    must be a plain ``def``.
+    the same ref, mailbox, supervision and metrics as any actor. ``receive``
+    and the lifecycle hooks must be plain ``def``: spawn refuses an ``async
+    def`` one with a ConfigError naming it (an ``async def`` handler belongs
+    on a plain :class:`Actor`).
 
     >>> import time
     >>> class Sleeper(ThreadActor):
@@ -86,6 +91,7 @@ class ThreadActor(Actor):
         return future
 
     def _troupe_handler(self) -> Callable[[Any], Any]:
+        _refuse_async(type(self))
         receive = self.receive
 
         async def receive_on_thread(message: Any) -> Any:
@@ -100,6 +106,24 @@ class ThreadActor(Actor):
         host, self._troupe_host = self._troupe_host, None
         if host is not None:
             host.stop(block=False)
+
+
+_CHECKED: weakref.WeakSet[type] = weakref.WeakSet()
+_SYNC_ONLY = ("receive", "on_start", "on_stop", "on_restart")
+
+
+def _refuse_async(cls: type) -> None:
+    """Raise ConfigError naming the first ``async def`` handler or hook of ``cls``."""
+    if cls in _CHECKED:
+        return
+    for method in _SYNC_ONLY:
+        if inspect.iscoroutinefunction(getattr(cls, method, None)):
+            raise ConfigError(
+                method,
+                f"{cls.__name__}.{method} is async def, but a ThreadActor runs it on its own "
+                "thread: make it a plain def, or subclass Actor for async handlers",
+            )
+    _CHECKED.add(cls)
 
 
 class AdoptedPykkaActor(Actor):

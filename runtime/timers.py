@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .errors import MailboxFull
+
 if TYPE_CHECKING:
     from .cell import ActorCell
     from .clock import TimerHandle
@@ -13,7 +15,9 @@ class Timers:
     """Keyed timers of one actor, on the system's clock.
 
     Starting a timer under a key that is in use replaces the old one. All of an
-    actor's timers are cancelled when it stops or restarts.
+    actor's timers are cancelled when it stops or restarts. A timer message that
+    finds the mailbox full is handled by its overflow policy; under
+    ``backpressure`` with no parking left it goes to dead letters.
     """
 
     __slots__ = ("_cell", "_handles")
@@ -65,7 +69,7 @@ class Timers:
 
     def _fire(self, key: Any, message: Any) -> None:
         self._handles.pop(key, None)
-        self._cell.deliver(message)
+        self._send(message)
 
     def _tick(self, key: Any, message: Any, interval: float) -> None:
         if key not in self._handles:
@@ -73,4 +77,10 @@ class Timers:
         self._handles[key] = self._cell.system.clock.call_later(
             interval, self._tick, key, message, interval
         )
-        self._cell.deliver(message)
+        self._send(message)
+
+    def _send(self, message: Any) -> None:
+        try:
+            self._cell.deliver(message)
+        except MailboxFull:  # no parking left (backpressure): a dead letter, counted
+            self._cell._overflowed(message, "dead_letter")

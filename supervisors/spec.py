@@ -20,7 +20,6 @@ from troupe.mailbox import MailboxConfig
 from .policy import Decider, RestartIntensity, RestartType, Strategy, default_decider
 
 if TYPE_CHECKING:
-    from troupe.cell import ActorCell
     from troupe.ref import ActorRef
     from troupe.system import ActorSystem
 
@@ -187,11 +186,11 @@ class SupervisorSpec:
         """A copy under another name."""
         return replace(self, name=name)
 
-    def spawn(self, system: ActorSystem, *, parent: ActorCell | None = None) -> ActorRef:
+    def spawn(self, system: ActorSystem) -> ActorRef:
         """Start the supervisor in ``system``; its children start in order right after."""
         from .supervisor import Supervisor
 
-        return system.spawn(Supervisor, self, name=self.name, parent=parent)
+        return system.spawn(Supervisor, self, name=self.name)
 
 
 def _as_child(item: Any, index: int) -> ChildSpec:

@@ -26,6 +26,7 @@ from troupe.actor import Actor
 from troupe.cell import ActorCell, State, Terminated
 from troupe.clock import TimerHandle
 from troupe.errors import ConfigError, SystemClosed
+from troupe.props import Props
 from troupe.ref import ActorRef
 
 from .errors import RestartIntensityExceeded, SupervisorRequestError
@@ -369,10 +370,8 @@ class Supervisor(Actor):
         args = spec.args
         if isinstance(factory, SupervisorSpec):
             factory, args = Supervisor, (factory, *args)
-        me = self._cell()
-        ref = self.system.spawn(
-            factory, *args, name=name, mailbox=spec.mailbox, parent=me, **dict(spec.kwargs)
-        )
+        props = Props(factory, *args, **dict(spec.kwargs))
+        ref = self.spawn(props, name=name, mailbox=spec.mailbox)
         cell = self.system.cell_of(ref)
         cell.shutdown_timeout = spec.shutdown
         cell.restarts = restarts

@@ -189,7 +189,11 @@ async def test_take_queued_settles_askers_counts_each_and_admits_parked_senders(
         actor = system.cell_of(ref).actor
         assert isinstance(actor, Batcher)
         ref.tell("first")  # handled alone: nothing behind it yet
-        asks = [asyncio.ensure_future(ref.ask(m)) for m in ("a", "bad", "c")]
+
+        async def ask(message: str) -> Any:  # sent once its task runs, after "first"
+            return await ref.ask(message)
+
+        asks = [asyncio.ensure_future(ask(m)) for m in ("a", "bad", "c")]
         await asyncio.sleep(0)
         parked = ref.tell("d")  # the mailbox is full: parked until room is made
         results = await asyncio.gather(*asks, return_exceptions=True)
