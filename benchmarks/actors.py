@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import os
 import subprocess
 import sys
@@ -512,6 +513,25 @@ def best_of(repeat: int, fn: Any, *args: Any) -> float:
     return min(times)
 
 
+def missing_peers() -> set[str]:
+    """Peers that are not installed (thespian comes with ``pip install -e '.[dev]'``)."""
+    missing = set()
+    for name in ("thespian",):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.add(name)
+    return missing
+
+
+MISSING = missing_peers()
+
+
+def peers(**measures: Any) -> dict[str, float]:
+    """Run each peer's measurement, skipping the peers that are not installed."""
+    return {name: measure() for name, measure in measures.items() if name not in MISSING}
+
+
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     quick = args.quick
@@ -523,6 +543,8 @@ def main() -> None:
     report = Report("actors")
     loop_name = "uvloop" if troupe.loop.uvloop_available() else "asyncio"
     print(f"event loop: {loop_name}; repeat {repeat}, best run kept")
+    for name in sorted(MISSING):
+        print(f"note: {name} is not installed (pip install -e '.[dev]'); its column is skipped")
 
     def rate(count: int, fn: Any, *fn_args: Any) -> float:
         return count / best_of(repeat, fn, *fn_args)
@@ -531,12 +553,12 @@ def main() -> None:
         "tell",
         "msg/s",
         rate(n_tell, troupe_tell, n_tell),
-        {
-            "pykka": rate(n_pykka, pykka_tell, n_pykka),
-            "thespian": rate(n_pykka, thespian_tell, n_pykka),
-            "asyncio_queue": rate(n_tell, raw_tell, QueueActor, n_tell),
-            "deque_future": rate(n_tell, raw_tell, DequeActor, n_tell),
-        },
+        peers(
+            pykka=lambda: rate(n_pykka, pykka_tell, n_pykka),
+            thespian=lambda: rate(n_pykka, thespian_tell, n_pykka),
+            asyncio_queue=lambda: rate(n_tell, raw_tell, QueueActor, n_tell),
+            deque_future=lambda: rate(n_tell, raw_tell, DequeActor, n_tell),
+        ),
     )
     metrics_on, metrics_off = metrics_on_off(repeat, n_tell)
     report.add("tell_metrics_on_vs_off", "msg/s", metrics_on, {"troupe_metrics_off": metrics_off})
@@ -545,47 +567,47 @@ def main() -> None:
         "ask",
         "req/s",
         rate(n_ask, troupe_ask, n_ask),
-        {
-            "pykka": rate(n_pykka_ask, pykka_ask, n_pykka_ask),
-            "thespian": rate(n_pykka_ask, thespian_ask, n_pykka_ask),
-            "asyncio_queue": rate(n_ask, raw_ask, QueueActor, n_ask),
-            "deque_future": rate(n_ask, raw_ask, DequeActor, n_ask),
-        },
+        peers(
+            pykka=lambda: rate(n_pykka_ask, pykka_ask, n_pykka_ask),
+            thespian=lambda: rate(n_pykka_ask, thespian_ask, n_pykka_ask),
+            asyncio_queue=lambda: rate(n_ask, raw_ask, QueueActor, n_ask),
+            deque_future=lambda: rate(n_ask, raw_ask, DequeActor, n_ask),
+        ),
     )
     report.add(
         "ping_pong",
         "round trips/s",
         rate(n_ask, troupe_pingpong, n_ask),
-        {
-            "pykka": rate(n_pykka_ask, pykka_pingpong, n_pykka_ask),
-            "thespian": rate(n_pykka_ask, thespian_pingpong, n_pykka_ask),
-            "asyncio_queue": rate(n_ask, raw_pingpong, QueueActor, n_ask),
-            "deque_future": rate(n_ask, raw_pingpong, DequeActor, n_ask),
-        },
+        peers(
+            pykka=lambda: rate(n_pykka_ask, pykka_pingpong, n_pykka_ask),
+            thespian=lambda: rate(n_pykka_ask, thespian_pingpong, n_pykka_ask),
+            asyncio_queue=lambda: rate(n_ask, raw_pingpong, QueueActor, n_ask),
+            deque_future=lambda: rate(n_ask, raw_pingpong, DequeActor, n_ask),
+        ),
     )
     n_pykka_spawn = 500 if quick else 2000
     report.add(
         "spawn",
         "actors/s",
         rate(n_spawn, troupe_spawn, n_spawn),
-        {
-            "pykka": rate(n_pykka_spawn, pykka_spawn, n_pykka_spawn),
-            "thespian": rate(n_spawn // 10, thespian_spawn, n_spawn // 10),
-            "asyncio_queue": rate(n_spawn, raw_spawn, QueueActor, n_spawn),
-            "deque_future": rate(n_spawn, raw_spawn, DequeActor, n_spawn),
-        },
+        peers(
+            pykka=lambda: rate(n_pykka_spawn, pykka_spawn, n_pykka_spawn),
+            thespian=lambda: rate(n_spawn // 10, thespian_spawn, n_spawn // 10),
+            asyncio_queue=lambda: rate(n_spawn, raw_spawn, QueueActor, n_spawn),
+            deque_future=lambda: rate(n_spawn, raw_spawn, DequeActor, n_spawn),
+        ),
     )
     n_memory = 100_000
     report.add(
         "memory_per_idle_actor",
         "bytes",
         measure_memory("troupe", n_memory),
-        {
-            "pykka": measure_memory("pykka", 1000),
-            "thespian": measure_memory("thespian", 10_000),
-            "asyncio_queue": measure_memory("asyncio_queue", n_memory),
-            "deque_future": measure_memory("deque_future", n_memory),
-        },
+        peers(
+            pykka=lambda: measure_memory("pykka", 1000),
+            thespian=lambda: measure_memory("thespian", 10_000),
+            asyncio_queue=lambda: measure_memory("asyncio_queue", n_memory),
+            deque_future=lambda: measure_memory("deque_future", n_memory),
+        ),
         actors=n_memory,
     )
     report.write(args.json)
