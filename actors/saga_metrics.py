@@ -2,8 +2,9 @@
 
 ``troupe_sagas_total{saga,outcome}`` counts started, completed, compensated
 and duplicate sagas; ``troupe_saga_retries_total{saga,kind}`` action and
-compensation retries; ``troupe_sagas_needs_attention{saga}`` is the gauge an
-alert watches. Needs the ``metrics`` extra (prometheus-client).
+compensation retries; ``troupe_saga_step_timeouts_total{saga,kind}`` action
+and compensation asks that timed out; ``troupe_sagas_needs_attention{saga}`` is
+the gauge an alert watches. Needs the ``metrics`` extra (prometheus-client).
 
 >>> from prometheus_client import CollectorRegistry, generate_latest
 >>> from troupe.actors.saga import SagaStats
@@ -40,6 +41,11 @@ class SagaCollector(Collector):
             "Retried saga actions and compensations.",
             labels=["saga", "kind"],
         )
+        timeouts = CounterMetricFamily(
+            "troupe_saga_step_timeouts",
+            "Saga actions and compensations that timed out.",
+            labels=["saga", "kind"],
+        )
         parked = GaugeMetricFamily(
             "troupe_sagas_needs_attention",
             "Sagas parked because a compensation kept failing.",
@@ -50,8 +56,10 @@ class SagaCollector(Collector):
                 sagas.add_metric([name, outcome], getattr(stats, outcome))
             retries.add_metric([name, "action"], stats.action_retries)
             retries.add_metric([name, "compensation"], stats.compensation_retries)
+            timeouts.add_metric([name, "action"], stats.step_timeouts)
+            timeouts.add_metric([name, "compensation"], stats.compensation_timeouts)
             parked.add_metric([name], stats.needs_attention)
-        yield from (sagas, retries, parked)
+        yield from (sagas, retries, timeouts, parked)
 
 
 def register_saga_metrics(system: Any, stats: Mapping[str, SagaStats]) -> str | None:
