@@ -13,7 +13,6 @@ so ``troupe --version`` stays fast.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import math
 import os
@@ -299,20 +298,17 @@ def tree_for(args: argparse.Namespace) -> ProcessSupervisor:
 def metrics_hooks(port: int, addr: str = "127.0.0.1") -> list[ProcessHooks]:
     """Process hooks that serve the whole tree's ``/metrics`` on ``addr``:``port``.
 
-    They come from ``troupe.supervisors.process_metrics.process_tree_hooks`` (the metrics
-    module) and close the endpoint when the tree has stopped.
+    They come from :func:`troupe.supervisors.process_metrics.process_tree_hooks` and
+    close the endpoint when the tree has stopped.
     """
+    from troupe.supervisors.process_metrics import process_tree_hooks
+
     try:
-        tree_metrics = importlib.import_module("troupe.supervisors.process_metrics")
-    except ImportError as exc:
-        raise CliError(
-            f"--metrics-port needs prometheus-client (pip install 'troupe[metrics]'): {exc}"
-        ) from exc
-    try:
-        hooks: list[ProcessHooks] = list(tree_metrics.process_tree_hooks(port, addr))
+        return process_tree_hooks(port, addr)
     except OSError as exc:
-        raise CliError(f"--metrics-port {port}: cannot listen on {addr}:{port}: {exc}") from exc
-    return hooks
+        raise CliError(
+            f"--metrics-port {port}: cannot listen on {addr}:{port}: {exc.strerror or exc}"
+        ) from None
 
 
 def _backoff(initial: float | None) -> Backoff | None:

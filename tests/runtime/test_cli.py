@@ -241,3 +241,16 @@ def test_a_metrics_port_in_use_is_one_line_naming_the_port(
         f"troupe demo: error: invalid setting 'metrics_port': cannot serve /metrics on "
         f"127.0.0.1:{port}: Address already in use"
     ]
+
+
+def test_run_with_a_metrics_port_in_use_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, err = run_cli(capsys, "run", "process_tree_targets:build", f"--metrics-port={port}")
+    assert code == 2
+    assert err.splitlines() == [
+        f"troupe run: error: --metrics-port {port}: cannot listen on 127.0.0.1:{port}: "
+        "Address already in use"
+    ]
