@@ -7,6 +7,7 @@ from ._version import __version__
 from .actor import Actor
 from .backoff import Backoff, BackoffState, Jitter
 from .cell import State, Terminated
+from .child import Child
 from .clock import Clock, RealClock, VirtualClock
 from .dead_letters import DeadLetter, DeadLetters
 from .delivery import DeliveryTracker, Queued
@@ -25,6 +26,7 @@ from .loop import new_event_loop, run
 from .mailbox import MailboxConfig, OverflowPolicy
 from .props import Props
 from .ref import ActorRef
+from .restart import RestartPolicy
 from .sync import SyncActorSystem
 from .system import ActorSystem, ShutdownReport
 from .threaded import AdoptedPykkaActor, ThreadActor
@@ -39,6 +41,7 @@ __all__ = [
     "AskTimeout",
     "Backoff",
     "BackoffState",
+    "Child",
     "Clock",
     "ConfigError",
     "DeadLetter",
@@ -53,6 +56,7 @@ __all__ = [
     "Props",
     "Queued",
     "RealClock",
+    "RestartPolicy",
     "ShutdownReport",
     "State",
     "SyncActorSystem",

@@ -11,8 +11,10 @@ from .mailbox import MailboxConfig
 
 if TYPE_CHECKING:
     from .cell import ActorCell
+    from .child import Child
     from .delivery import Queued
     from .ref import ActorRef
+    from .restart import RestartPolicy
     from .system import ActorSystem
     from .timers import Timers
 
@@ -33,12 +35,15 @@ class Actor:
 
     Class attributes tune the runtime: ``mailbox`` (a :class:`MailboxConfig`),
     ``throughput`` (messages handled per turn before other actors run) and
-    ``metrics_label`` (the ``actor`` label of its metrics; see :mod:`troupe.metrics`).
+    ``metrics_label`` (the ``actor`` label of its metrics; see :mod:`troupe.metrics`)
+    and ``restart_policy`` (a :class:`RestartPolicy`: how it restarts when no
+    supervisor handles its failures; default: the system's).
     """
 
     mailbox: ClassVar[MailboxConfig | None] = None
     throughput: ClassVar[int | None] = None
     metrics_label: ClassVar[str | None] = None
+    restart_policy: ClassVar[RestartPolicy | None] = None
 
     _troupe_cell: ActorCell
 
@@ -57,6 +62,16 @@ class Actor:
     def on_restart(self, exc: BaseException) -> Any:
         """Called on the fresh instance after a restart caused by ``exc``; runs on_start."""
         return self.on_start()
+
+    def on_child_failure(self, child: Child, exc: BaseException) -> None:
+        """A child of this actor failed with ``exc`` and is suspended: decide its fate with
+        ``child.restart(delay)``, ``child.resume()``, ``child.stop(exc)``, or pass it up
+        with ``Child.of(self.ref).escalate(exc)``. Runs between this actor's messages.
+
+        The default leaves it to the system's restart policy, as for a top-level
+        actor (see :class:`~troupe.RestartPolicy`). Override it to supervise.
+        """
+        self.system.apply_restart_policy(child, exc)
 
     # -- context ---------------------------------------------------------------------
 

@@ -19,12 +19,14 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from .actor import Actor, is_async_callable
+from .child import Child
 from .delivery import Queued, TrackedReply
 from .envelope import Envelope, open_envelope
-from .errors import ActorStopped, MailboxFull, MessageDropped
+from .errors import ActorStopped, ConfigError, MailboxFull, MessageDropped
 from .mailbox import ACCEPTED, Accepted, Mailbox, MailboxConfig
 from .metrics import DEAD_LETTERED, ESCALATIONS, FAILED, FAST_BOUND
 from .ref import ActorRef, outside_loop
+from .restart import RestartPolicy
 from .state import State, Terminated
 from .timers import Timers
 from .tracing import current_traceparent
@@ -32,6 +34,7 @@ from .tracing import enter as enter_trace
 from .tracing import leave as leave_trace
 
 if TYPE_CHECKING:
+    from .clock import TimerHandle
     from .metrics import ActorStats
     from .system import ActorSystem
 
@@ -42,6 +45,18 @@ ActorFactory = Callable[..., "Actor"]
 
 _RUNNING = State.RUNNING
 _STOPPING = State.STOPPING
+_DEFAULT_HOOK = Actor.on_child_failure
+
+
+def _stopped_by(envelope: Envelope, name: str, reason: BaseException) -> None:
+    """Settle a waiting sender with ActorStopped whose ``__cause__`` is ``reason``."""
+    reply = envelope.reply
+    if reply is not None and not reply.done():
+        error = ActorStopped(name)
+        error.__cause__ = reason
+        reply.set_exception(error)
+
+
 _THREAD_POLL = 0.5  # seconds between checks that a blocked thread tell's loop still runs
 
 
@@ -49,6 +64,7 @@ class ActorCell:
     """Owns one actor instance, its mailbox and its place in the tree."""
 
     __slots__ = (
+        "_backoff",
         "_current",
         "_instance_args",
         "_is_async",
@@ -103,6 +119,7 @@ class ActorCell:
         self._scheduled = False
         self._current: Envelope | None = None
         self._taken: list[Queued] | None = None  # see take_queued
+        self._backoff: TimerHandle | None = None  # a restart waiting out its delay
         self._timers: Timers | None = None
         self._stopped: asyncio.Future[None] | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -117,6 +134,13 @@ class ActorCell:
         self.state = State.STARTING
         self.actor = self._new_instance()
         self._bind(self.actor)
+        policy = type(self.actor).restart_policy
+        if policy is not None and not isinstance(policy, RestartPolicy):
+            raise ConfigError(
+                "restart_policy",
+                f"{type(self.actor).__name__}.restart_policy must be a RestartPolicy, "
+                f"got {policy!r}",
+            )
 
     # -- instance management -----------------------------------------------------------
 
@@ -151,7 +175,7 @@ class ActorCell:
         try:
             await self._call_hook("on_start")
         except Exception as exc:
-            self._failed(exc, None, in_start=True)
+            self._failed(exc, None, in_start="on_start")
             return
         self._enter_running()
 
@@ -524,25 +548,28 @@ class ActorCell:
 
     # -- failure and directives -----------------------------------------------------------
 
-    def _failed(self, exc: BaseException, message: Any, *, in_start: bool = False) -> None:
+    def _failed(self, exc: BaseException, message: Any, *, in_start: str | None = None) -> None:
+        """Suspend after ``exc`` (from a handler, or the lifecycle hook ``in_start``) and
+        let the parent's ``on_child_failure`` (or the system's restart policy) decide."""
         self.state = State.SUSPENDED
         self.failure = exc
-        self.failed_in_start = in_start
-        self.system.note_failure(self, exc, message)
+        self.failed_in_start = in_start is not None
+        self.system.note_failure(self, exc, message, hook=in_start)
         parent = self.parent
-        if parent is not None and hasattr(parent.actor, "on_child_failure"):
-            parent.send_system(lambda: parent.actor.on_child_failure(self, exc))  # type: ignore[attr-defined]
+        if parent is not None and type(parent.actor).on_child_failure is not _DEFAULT_HOOK:
+            parent.send_system(lambda: parent.actor.on_child_failure(Child(self), exc))
             return
-        self.system.guardian_decide(self, exc)
+        self.system.apply_restart_policy(Child(self), exc)
 
-    def fail(self, exc: BaseException) -> None:
+    def fail(self, exc: BaseException, *, escalated: bool = False) -> None:
         """Fail the actor from outside a handler (a linked actor died, a supervisor gave
         up): it is suspended and its supervisor decides, as after a handler exception.
-        Does nothing while it is already suspended, stopping or stopped."""
+        ``escalated`` counts it as an escalation. Does nothing while it is already
+        suspended, stopping or stopped."""
         if self.state in (State.SUSPENDED, State.STOPPING, State.STOPPED):
             return
-        if self.metrics is not None and hasattr(self.actor, "on_child_failure"):
-            self.metrics.add(ESCALATIONS)  # a supervisor passing a failure up
+        if escalated and self.metrics is not None:
+            self.metrics.add(ESCALATIONS)
         self._failed(exc, None)
 
     def resume(self) -> None:
@@ -559,12 +586,23 @@ class ActorCell:
         if self._timers is not None:
             self._timers.cancel_all()
         cause = self.failure or RuntimeError("restart requested")
-        if delay > 0:
-            self.system.clock.call_later(delay, self._begin_restart, cause)
+        if self._backoff is not None:
+            self._backoff.cancel()
+            self._backoff = None
+        if delay > 0 and not self.system.is_closing:  # draining waits out no backoff
+            self._backoff = self.system.clock.call_later(delay, self._begin_restart, cause)
         else:
             self._begin_restart(cause)
 
+    def restart_now(self) -> None:
+        """Cut a pending restart delay short (shutdown drains without waiting out backoffs)."""
+        backoff = self._backoff
+        if backoff is not None:
+            backoff.cancel()
+            self._begin_restart(self.failure or RuntimeError("restart requested"))
+
     def _begin_restart(self, cause: BaseException) -> None:
+        self._backoff = None
         if self.state >= State.STOPPING:
             return
         self._run_lifecycle(self._restart_sequence(cause))
@@ -584,7 +622,7 @@ class ActorCell:
             self._bind(self.actor)
             await self._call_hook("on_restart", cause)
         except Exception as exc:
-            self._failed(exc, None, in_start=True)
+            self._failed(exc, None, in_start="on_restart")
             return
         self.failure = None
         self.system.note_restart(self)
@@ -662,8 +700,13 @@ class ActorCell:
 
     def _terminate(self, reason: BaseException | None) -> None:
         self.state = State.STOPPED
+        if self._backoff is not None:
+            self._backoff.cancel()
+            self._backoff = None
         self.actor._troupe_release()
         for item in self.mailbox.drain():
+            if reason is not None and type(item) is Envelope:
+                _stopped_by(item, self.name, reason)
             self._undeliverable(item, "recipient stopped")
         self.mailbox.system = None
         self.system.unregister(self)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import logging
 import threading
 from collections.abc import Callable, Coroutine
 from types import TracebackType
@@ -15,6 +17,8 @@ from .ref import SYSTEM_TIMEOUT, ActorRef
 from .system import ActorSystem, ShutdownReport
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 
 class SyncActorSystem:
@@ -30,6 +34,9 @@ class SyncActorSystem:
     ...     doubler = system.spawn(Doubler)
     ...     system.ask(doubler, 21)
     42
+
+    Without ``with`` or ``shutdown()`` (a module-level system in a Flask app),
+    it drains and stops its actors at interpreter exit, within ``shutdown_timeout``.
     """
 
     def __init__(self, name: str = "troupe", **settings: Any) -> None:
@@ -40,6 +47,14 @@ class SyncActorSystem:
         self._thread = threading.Thread(target=self._run, name=f"troupe-{name}", daemon=True)
         self._thread.start()
         self._started.wait()
+        atexit.register(self._at_exit)
+
+    def _at_exit(self) -> None:
+        """Drain at interpreter exit, as ``with`` does (the loop thread is a daemon)."""
+        try:
+            self.shutdown()
+        except Exception:
+            logger.exception("actor system %s failed to shut down at exit", self.system.name)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -94,6 +109,7 @@ class SyncActorSystem:
 
     def shutdown(self, timeout: float | None = None) -> ShutdownReport:
         """Drain and stop every actor, then end the background thread."""
+        atexit.unregister(self._at_exit)
         if not self._thread.is_alive():
             return ShutdownReport(True, 0, 0, 0.0)
         report = self._await(self.system.shutdown(timeout))

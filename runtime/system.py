@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .cell import ActorCell, ActorFactory, State, Terminated
+from .child import Child
 from .clock import Clock, RealClock
 from .dead_letters import DeadLetters
 from .deadlines import AskDeadlines
@@ -28,6 +29,7 @@ from .mailbox import MailboxConfig
 from .metrics import DROPPED, RESTARTS, SystemMetrics
 from .props import Props
 from .ref import ActorRef
+from .restart import RestartPolicy, RestartTracker
 
 if TYPE_CHECKING:
     from .metrics.export import MetricsEndpoint
@@ -75,6 +77,10 @@ class ActorSystem:
     (``metrics_addr`` defaults to 127.0.0.1; port 0 picks a free one, see
     ``metrics_endpoint.url``). ``tracing=True`` starts a W3C trace for every
     message sent from outside a traced handler (:mod:`troupe.tracing`).
+
+    ``restart`` (a :class:`~troupe.RestartPolicy`) is how actors that no
+    supervisor handles are restarted: backoff between restarts, and stopped
+    past ``max_restarts`` within ``within`` seconds.
     """
 
     def __init__(
@@ -90,6 +96,7 @@ class ActorSystem:
         metrics_port: int | None = None,
         metrics_addr: str = "127.0.0.1",
         tracing: bool = False,
+        restart: RestartPolicy | None = None,
     ) -> None:
         require_int("throughput", throughput, 1)
         checked_shutdown = check_timeout("shutdown_timeout", shutdown_timeout, zero=True)
@@ -101,9 +108,14 @@ class ActorSystem:
         self.ask_timeout = check_timeout("ask_timeout", ask_timeout)
         self.shutdown_timeout = checked_shutdown
         self.dead_letters = DeadLetters()
+        if restart is not None and not isinstance(restart, RestartPolicy):
+            raise ConfigError("restart", f"must be a RestartPolicy, got {restart!r}")
+        self.restart_policy = restart or RestartPolicy()
         self.dropped = 0
         self.failures = 0
         self.restarts = 0
+        self.stopped_by_policy = 0  # actors stopped past their restart intensity
+        self._restart_windows: dict[ActorCell, RestartTracker] = {}
         self._clock_spec = clock
         self._cells: dict[str, ActorCell] = {}
         self._ids = itertools.count(1)
@@ -115,7 +127,7 @@ class ActorSystem:
         self._closed = False
         self.failure: BaseException | None = None
         self._failing: asyncio.Task[ShutdownReport] | None = None
-        self._failure_listeners: list[Callable[[ActorCell, BaseException], Any]] = []
+        self._failure_listeners: list[Callable[[Child, BaseException], Any]] = []
         self._metrics_on = metrics or metrics_port is not None
         self._metrics_listen = (metrics_port, metrics_addr)
         self.metrics: SystemMetrics | None = None
@@ -316,11 +328,20 @@ class ActorSystem:
         await ref.stop()
 
     def watch(self, ref: ActorRef, callback: Callable[[Terminated], Any]) -> None:
-        """Call ``callback(Terminated(ref, reason))`` once the actor stops."""
+        """Call ``callback(Terminated(ref, reason))`` once the actor stops (at once if it has)."""
         ref._cell.add_watcher(callback)
 
+    def unwatch(self, ref: ActorRef, callback: Callable[[Terminated], Any]) -> None:
+        """Stop calling ``callback`` when the actor stops."""
+        ref._cell.remove_watcher(callback)
+
+    def top_level(self) -> list[Child]:
+        """Handles on the live actors without a parent, in spawn order."""
+        return [Child(cell) for cell in self._cells.values() if cell.parent is None]
+
     def cell_of(self, ref: ActorRef) -> ActorCell:
-        """The runtime cell behind a ref (for supervisors and tooling)."""
+        """The runtime's internal cell behind a ref. Internal: other packages use
+        :class:`~troupe.Child` (``Child.of(ref)``) and the ref's public API."""
         return ref._cell
 
     def cells(self) -> list[ActorCell]:
@@ -332,32 +353,50 @@ class ActorSystem:
     def unregister(self, cell: ActorCell) -> None:
         if self._cells.get(cell.name) is cell:
             del self._cells[cell.name]
+        if self._restart_windows:
+            self._restart_windows.pop(cell, None)
 
     def note_dropped(self, cell: ActorCell, message: Any) -> None:
         self.dropped += 1
         if cell.metrics is not None:
             cell.metrics.add(DROPPED)
 
-    def note_failure(self, cell: ActorCell, exc: BaseException, message: Any) -> None:
+    def note_failure(
+        self, cell: ActorCell, exc: BaseException, message: Any, *, hook: str | None = None
+    ) -> None:
+        """Count and log a failure: of a handler on ``message``, or of the lifecycle
+        ``hook`` (``on_start``/``on_restart``) when given."""
         self.failures += 1
-        logger.error(
-            "actor %s failed on %r: %s: %s",
-            cell.name,
-            message,
-            type(exc).__name__,
-            exc,
-            exc_info=exc,
-        )
-        for listener in tuple(self._failure_listeners):
-            try:
-                listener(cell, exc)
-            except Exception:
-                logger.exception("failure listener %r failed", listener)
+        if hook is not None:
+            logger.error(
+                "actor %s failed in %s: %s: %s",
+                cell.name,
+                hook,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+        else:
+            logger.error(
+                "actor %s failed on %r: %s: %s",
+                cell.name,
+                message,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+        if self._failure_listeners:
+            child = Child(cell)
+            for listener in tuple(self._failure_listeners):
+                try:
+                    listener(child, exc)
+                except Exception:
+                    logger.exception("failure listener %r failed", listener)
 
     def add_failure_listener(
-        self, listener: Callable[[ActorCell, BaseException], Any]
+        self, listener: Callable[[Child, BaseException], Any]
     ) -> Callable[[], None]:
-        """Call ``listener(cell, exc)`` whenever an actor fails; returns an unsubscribe."""
+        """Call ``listener(child, exc)`` whenever an actor fails; returns an unsubscribe."""
         self._failure_listeners.append(listener)
 
         def unsubscribe() -> None:
@@ -383,25 +422,56 @@ class ActorSystem:
         if cell.metrics is not None:
             cell.metrics.add(RESTARTS)
 
-    def guardian_decide(self, cell: ActorCell, exc: BaseException) -> None:
-        """Directive for an actor without a supervisor: restart it after a failed
-        message; stop it after a failed start, which a restart would only repeat."""
+    def apply_restart_policy(self, child: Child, exc: BaseException) -> None:
+        """What happens to a failed actor that no supervisor handles (a top-level actor,
+        or the child of an actor that keeps the default ``on_child_failure``).
+
+        After a failed ``on_start``/``on_restart`` it is stopped (a restart would only
+        repeat it). Otherwise it is restarted after its :class:`RestartPolicy`'s
+        backoff delay — the actor's ``restart_policy``, else the system's ``restart`` —
+        unless that exceeds the policy's intensity: then it is stopped, with an
+        ERROR log, and counted in ``stopped_by_policy``.
+        """
+        cell = child._cell
         if cell.failed_in_start:
-            logger.error("actor %s failed to start; stopping it", cell.name)
+            logger.error("actor %s failed to start (%r); stopping it", cell.name, exc)
             cell.request_stop(exc)
-        else:
-            cell.restart()
+            return
+        policy = type(cell.actor).restart_policy or self.restart_policy
+        window = self._restart_windows.get(cell)
+        if window is None:
+            window = self._restart_windows[cell] = policy.window()
+        delay = window.record(cell.name, self.clock.now())
+        if delay is None:
+            self.stopped_by_policy += 1
+            logger.error(
+                "actor %s failed more than %d times within %g s (%s: %s); stopping it",
+                cell.name,
+                policy.max_restarts,
+                policy.within,
+                type(exc).__name__,
+                exc,
+            )
+            cell.request_stop(exc)
+            return
+        logger.warning(
+            "actor %s restarts in %.3f s after %s: %s", cell.name, delay, type(exc).__name__, exc
+        )
+        cell.restart(delay)
 
     # -- shutdown -----------------------------------------------------------------------
 
     async def shutdown(self, timeout: float | None = None) -> ShutdownReport:
         """Drain mailboxes for up to ``timeout`` seconds, then stop every actor.
 
-        Timers stop first, so no new self-messages appear. Actors keep handling
+        Timers stop first, so no new self-messages appear, and restarts no longer
+        wait out their backoff. Actors keep handling
         what is queued (and what they send each other) until every mailbox is
-        empty or the deadline passes; then actors stop children-first in reverse
-        spawn order. Messages still queued go to dead letters and are counted in
-        the report; handlers still running at the deadline are cancelled.
+        empty or the deadline passes; then top-level actors stop one after another
+        in reverse spawn order, each children-first (as a supervisor stops its
+        children), within what is left of the deadline. Messages still queued go
+        to dead letters and are counted in the report; handlers still running at
+        the deadline are cancelled.
         """
         failing = self._failing
         if failing is not None and failing is not asyncio.current_task():
@@ -415,16 +485,20 @@ class ActorSystem:
         for cell in list(self._cells.values()):
             if cell._timers is not None:
                 cell._timers.cancel_all()
+            cell.restart_now()  # no backoff while draining: the deadline bounds it
         drained = await self._wait_idle(deadline)
         letters_before = self.dead_letters.by_reason["recipient stopped"]
-        top_level = [cell for cell in self._cells.values() if cell.parent is None]
-        stops = [cell.request_stop() for cell in reversed(top_level)]
         cancelled = 0
-        if stops:
+        top_level = [cell for cell in self._cells.values() if cell.parent is None]
+        for cell in reversed(top_level):  # one after another, as a supervisor stops children
+            stopped = cell.request_stop()
+            if stopped.done():
+                continue
             remaining = max(0.0, deadline - time.monotonic())
-            _done, pending = await asyncio.wait(stops, timeout=max(remaining, 0.05))
-            if pending:
+            _done, pending = await asyncio.wait({stopped}, timeout=max(remaining, 0.05))
+            if pending:  # past the deadline: kill what is left
                 cancelled = await self._force_stop()
+                break
         undelivered = self.dead_letters.by_reason["recipient stopped"] - letters_before
         if self._ask_deadlines is not None:
             self._ask_deadlines.cancel()

@@ -14,13 +14,12 @@ import weakref
 from functools import partial
 from typing import TYPE_CHECKING
 
-from troupe.cell import ActorCell, State, Terminated
+from troupe import Child, State, Terminated
 
 from .errors import LinkFailed
 
 if TYPE_CHECKING:
-    from troupe.ref import ActorRef
-    from troupe.system import ActorSystem
+    from troupe import ActorRef, ActorSystem
 
 logger = logging.getLogger(__name__)
 
@@ -31,26 +30,26 @@ class _Links:
     """The link table of one system."""
 
     def __init__(self, system: ActorSystem) -> None:
-        self.partners: dict[ActorCell, set[ActorCell]] = {}
-        self.propagated: dict[ActorCell, BaseException] = {}
+        self.partners: dict[Child, set[Child]] = {}
+        self.propagated: dict[Child, BaseException] = {}
         system.add_failure_listener(self.on_failure)
 
-    def add(self, a: ActorCell, b: ActorCell) -> None:
+    def add(self, a: Child, b: Child) -> None:
         for one, other in ((a, b), (b, a)):
             if one not in self.partners:
                 self.partners[one] = set()
-                one.add_watcher(partial(self.on_terminated, one))
+                one.watch(partial(self.on_terminated, one))
             self.partners[one].add(other)
 
-    def remove(self, a: ActorCell, b: ActorCell) -> None:
+    def remove(self, a: Child, b: Child) -> None:
         self.partners.get(a, set()).discard(b)
         self.partners.get(b, set()).discard(a)
 
-    def on_failure(self, cell: ActorCell, exc: BaseException) -> None:
+    def on_failure(self, cell: Child, exc: BaseException) -> None:
         if cell in self.partners:
             self.propagate(cell, exc)
 
-    def on_terminated(self, cell: ActorCell, notice: Terminated) -> None:
+    def on_terminated(self, cell: Child, notice: Terminated) -> None:
         reason = notice.reason
         if reason is not None and self.propagated.get(cell) is not reason:
             self.propagate(cell, reason)
@@ -58,7 +57,7 @@ class _Links:
             self.partners.get(partner, set()).discard(cell)
         self.propagated.pop(cell, None)
 
-    def propagate(self, cell: ActorCell, exc: BaseException) -> None:
+    def propagate(self, cell: Child, exc: BaseException) -> None:
         self.propagated[cell] = exc
         if isinstance(exc, LinkFailed):
             chain, cause = exc.chain | {cell.name}, exc.cause
@@ -86,10 +85,10 @@ def link(a: ActorRef, b: ActorRef) -> None:
 
     Both must be alive and in the same system; call it on the system's loop.
     """
-    cell_a, cell_b = a._cell, b._cell
+    cell_a, cell_b = Child.of(a), Child.of(b)
     if cell_a.system is not cell_b.system:
         raise ValueError(f"cannot link {a.name!r} and {b.name!r}: they live in different systems")
-    if cell_a is cell_b:
+    if cell_a == cell_b:
         raise ValueError(f"cannot link {a.name!r} to itself")
     for cell in (cell_a, cell_b):
         if cell.state is State.STOPPED:
@@ -99,14 +98,15 @@ def link(a: ActorRef, b: ActorRef) -> None:
 
 def unlink(a: ActorRef, b: ActorRef) -> None:
     """Dissolve the link between ``a`` and ``b`` (nothing happens when there is none)."""
-    table = _tables.get(a._cell.system)
+    table = _tables.get(Child.of(a).system)
     if table is not None:
-        table.remove(a._cell, b._cell)
+        table.remove(Child.of(a), Child.of(b))
 
 
 def linked(ref: ActorRef) -> list[ActorRef]:
     """The refs linked to ``ref``."""
-    table = _tables.get(ref._cell.system)
+    child = Child.of(ref)
+    table = _tables.get(child.system)
     if table is None:
         return []
-    return sorted((c.ref for c in table.partners.get(ref._cell, ())), key=lambda r: r.name)
+    return sorted((c.ref for c in table.partners.get(child, ())), key=lambda r: r.name)

@@ -7,14 +7,12 @@ both apply them.
 
 from __future__ import annotations
 
-import random
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
-from troupe.backoff import Backoff, BackoffState
 from troupe.errors import ConfigError
+from troupe.restart import RestartIntensity, RestartTracker
 
 
 class Strategy(StrEnum):
@@ -145,69 +143,19 @@ def _directive(value: Directive | str) -> Directive:
         raise ConfigError("decider", f"unknown directive {value!r}; choose {choices}") from None
 
 
-@dataclass
-class RestartIntensity:
-    """At most ``max_restarts`` restarts within ``within`` seconds (OTP intensity/period).
-
-    >>> window = RestartIntensity(max_restarts=2, within=10)
-    >>> window.record(0.0), window.record(1.0), window.record(2.0)
-    (True, True, False)
-    """
-
-    max_restarts: int = 3
-    within: float = 5.0
-    _times: deque[float] = field(default_factory=deque, repr=False)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.max_restarts, bool) or not isinstance(self.max_restarts, int):
-            raise ConfigError("max_restarts", f"must be an int, got {self.max_restarts!r}")
-        if self.max_restarts < 0:
-            raise ConfigError("max_restarts", f"must be zero or positive, got {self.max_restarts}")
-        if not self.within > 0:
-            raise ConfigError("within", f"must be positive, got {self.within!r}")
-
-    def record(self, now: float) -> bool:
-        """Count a restart at ``now``; False when it exceeds the limit (the supervisor gives up)."""
-        times = self._times
-        times.append(now)
-        while times and times[0] <= now - self.within:
-            times.popleft()
-        return len(times) <= self.max_restarts
-
-    def count(self, now: float) -> int:
-        """Restarts inside the window that ends at ``now``."""
-        return sum(1 for t in self._times if t > now - self.within)
-
-
-@dataclass
-class RestartTracker:
-    """The restart bookkeeping of one supervisor: its intensity window plus one
-    :class:`BackoffState` per child (keyed by name).
-
-    >>> tracker = RestartTracker(RestartIntensity(1, within=10), Backoff.none())
-    >>> tracker.record("db", now=0.0), tracker.record("db", now=1.0)
-    (0.0, None)
-    """
-
-    intensity: RestartIntensity
-    backoff: Backoff
-    rng: random.Random = field(default_factory=random.Random, repr=False)
-    _states: dict[str, BackoffState] = field(default_factory=dict, repr=False)
-
-    def record(self, child: str, now: float) -> float | None:
-        """Count a restart caused by ``child`` at ``now``: the backoff delay before it,
-        or None when it exceeds the intensity limit (the supervisor gives up)."""
-        if not self.intensity.record(now):
-            return None
-        return self.state(child).next_delay(now)
-
-    def state(self, child: str) -> BackoffState:
-        """The backoff state of ``child`` (made on first use)."""
-        found = self._states.get(child)
-        if found is None:
-            found = self._states[child] = BackoffState(self.backoff, rng=self.rng)
-        return found
-
-    def forget(self, child: str) -> None:
-        """Drop the backoff state of a child that left the tree."""
-        self._states.pop(child, None)
+#: The intensity window and per-child backoff live in the core (the top level applies
+#: them too); re-exported here for supervisors.
+__all__ = [
+    "Decider",
+    "Directive",
+    "RestartIntensity",
+    "RestartPlan",
+    "RestartTracker",
+    "RestartType",
+    "Strategy",
+    "children_to_restart",
+    "decider",
+    "default_decider",
+    "plan_restart",
+    "should_restart",
+]

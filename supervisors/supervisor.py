@@ -8,7 +8,7 @@ stop its children and fail, so its own supervisor decides (at the root, the
 system stops with :class:`RestartIntensityExceeded`).
 
 A restart is done in place: the child keeps its ref and its pending mailbox
-(``ActorCell.restart``). Only a child that *stopped* (a permanent child that
+(``Child.restart``). Only a child that *stopped* (a permanent child that
 exited normally) is started again as a new actor under the same name.
 """
 
@@ -22,12 +22,8 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from troupe.actor import Actor
-from troupe.cell import ActorCell, State, Terminated
+from troupe import Actor, ActorRef, Child, ConfigError, Props, State, SystemClosed, Terminated
 from troupe.clock import TimerHandle
-from troupe.errors import ConfigError, SystemClosed
-from troupe.props import Props
-from troupe.ref import ActorRef
 
 from .errors import RestartIntensityExceeded, SupervisorRequestError
 from .policy import Directive, RestartTracker, RestartType, Strategy, plan_restart
@@ -95,15 +91,16 @@ class _Refused:
 
 
 class _Slot:
-    """A child's place in the supervisor: its spec and current cell."""
+    """A child's place in the supervisor: its spec and current incarnation."""
 
-    __slots__ = ("cell", "handled", "restarts", "spec", "target", "timer")
+    __slots__ = ("base", "child", "handled", "restarts", "spec", "target", "timer")
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
-        self.cell: ActorCell | None = None
-        self.restarts = 0
-        self.target = 0  # a restart is pending while cell.restarts < target
+        self.child: Child | None = None
+        self.base = 0  # restarts before the current incarnation was started
+        self.restarts = 0  # restarts in all, once the child has stopped
+        self.target = 0  # a restart is pending while child.restarts < target
         self.handled: BaseException | None = None  # failure already covered by a restart
         self.timer: TimerHandle | None = None  # pending start of a stopped child
 
@@ -132,11 +129,11 @@ class Supervisor(Actor):
     async def on_start(self) -> None:
         if self.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE:
             return
-        for child in self.spec.child_specs:
+        for spec in self.spec.child_specs:
             if not self._active():
                 return
-            cell = self._start(child, child.child_name)
-            await cell.wait_started()
+            child = self._start(spec, spec.child_name)
+            await child.wait_started()
 
     def on_stop(self) -> None:
         self._closing = True
@@ -164,10 +161,10 @@ class Supervisor(Actor):
         """The children in start order."""
         infos = []
         for name, slot in self._slots.items():
-            cell = slot.cell
-            alive = cell is not None and cell.state is not State.STOPPED
-            ref = cell.ref if alive and cell is not None else None
-            restarts = cell.restarts if cell is not None else slot.restarts
+            child = slot.child
+            alive = child is not None and child.state is not State.STOPPED
+            ref = child.ref if alive and child is not None else None
+            restarts = slot.base + child.restarts if child is not None else slot.restarts
             infos.append(ChildInfo(name, ref, slot.spec.restart, restarts))
         return infos
 
@@ -176,11 +173,11 @@ class Supervisor(Actor):
             return _Refused(SupervisorRequestError(f"supervisor {self.name!r} is stopping"))
         try:
             spec, name = self._new_child_spec(request)
-            cell = self._start(spec, name)
+            child = self._start(spec, name)
         except Exception as exc:
             return _Refused(exc)
-        await cell.wait_started()
-        return cell.ref
+        await child.wait_started()
+        return child.ref
 
     def _new_child_spec(self, request: StartChild) -> tuple[ChildSpec, str]:
         if self.spec.strategy is Strategy.SIMPLE_ONE_FOR_ONE:
@@ -210,19 +207,19 @@ class Supervisor(Actor):
         self._tracker.forget(name)
         if slot.timer is not None:
             slot.timer.cancel()
-        cell = slot.cell
-        if cell is not None and cell.state is not State.STOPPED:
-            await cell.stop_within(slot.spec.shutdown)
+        child = slot.child
+        if child is not None and child.state is not State.STOPPED:
+            await child.stop_within(slot.spec.shutdown)
         return True
 
     # -- failures and exits (run in the supervisor's system lane) -------------------------
 
-    def on_child_failure(self, child: ActorCell, exc: BaseException) -> None:
+    def on_child_failure(self, child: Child, exc: BaseException) -> None:
         """Apply the decider's directive to a failed child (called by the runtime)."""
         if not self._active():
             return
         slot = self._slots.get(child.name)
-        if slot is None or slot.cell is not child or child.failure is not exc:
+        if slot is None or slot.child != child or child.failure is not exc:
             return  # a child we no longer manage, or a failure a restart already covered
         if slot.handled is exc:
             return
@@ -248,14 +245,14 @@ class Supervisor(Actor):
         else:
             self._child_ended(child.name, abnormal=True, cause=exc)
 
-    def _child_terminated(self, child: ActorCell, reason: BaseException | None) -> None:
+    def _child_terminated(self, child: Child, reason: BaseException | None) -> None:
         if not self._active():
             return
         slot = self._slots.get(child.name)
-        if slot is None or slot.cell is not child:
+        if slot is None or slot.child != child:
             return  # removed or replaced by the supervisor itself
-        slot.restarts = child.restarts
-        slot.cell = None
+        slot.restarts = slot.base + child.restarts
+        slot.child = None
         self._child_ended(child.name, abnormal=reason is not None, cause=reason)
 
     def _child_ended(self, name: str, *, abnormal: bool, cause: BaseException | None) -> None:
@@ -277,34 +274,33 @@ class Supervisor(Actor):
 
     def _restart(self, name: str, delay: float) -> None:
         slot = self._slots[name]
-        cell = slot.cell
-        if cell is None or cell.state is State.STOPPED:
-            slot.cell = None
+        child = slot.child
+        if child is None or child.state is State.STOPPED:
+            if child is not None:
+                slot.restarts = slot.base + child.restarts
+            slot.child = None
             if slot.timer is not None:
                 slot.timer.cancel()
                 slot.timer = None
             if delay > 0:
-                lane = self._cell().send_system
+                lane = self._me.call_soon
                 slot.timer = self.system.clock.call_later(delay, lane, partial(self._respawn, name))
             else:
                 self._respawn(name)
             return
-        if cell.state is State.STOPPING or cell.restarts < slot.target:
+        if child.state is State.STOPPING or child.restarts < slot.target:
             return  # on its way out (its exit will be handled), or a restart is pending
-        slot.target = cell.restarts + 1
-        slot.handled = cell.failure
-        if cell.state is State.SUSPENDED:
-            cell.restart(delay)
-        else:  # a running sibling: restart between two of its messages
-            cell.send_system(partial(cell.restart, delay))
+        slot.target = child.restarts + 1
+        slot.handled = child.failure
+        child.restart(delay)  # a running sibling restarts between two of its messages
 
     def _respawn(self, name: str) -> None:
         slot = self._slots.get(name)
-        if slot is None or slot.cell is not None or not self._active():
+        if slot is None or slot.child is not None or not self._active():
             return
         slot.timer = None
         try:
-            cell = self._start(slot.spec, name, restarts=slot.restarts + 1)
+            child = self._start(slot.spec, name, restarts=slot.restarts + 1)
         except SystemClosed:
             return
         except Exception as exc:
@@ -312,8 +308,8 @@ class Supervisor(Actor):
             slot.restarts += 1
             self._child_ended(name, abnormal=True, cause=exc)
             return
-        self.system.note_restart(cell)  # counted like an in-place restart
-        self._keep_start_order()
+        child.note_restart()  # counted like an in-place restart
+        self._me.order_children(self._slots)  # back to its place: stops stay in reverse order
 
     def _remove(self, name: str, reason: BaseException | None) -> None:
         slot = self._slots.pop(name, None)
@@ -322,12 +318,12 @@ class Supervisor(Actor):
         self._tracker.forget(name)
         if slot.timer is not None:
             slot.timer.cancel()
-        cell = slot.cell
-        if cell is None or cell.state >= State.STOPPING:
+        child = slot.child
+        if child is None or child.state >= State.STOPPING:
             return
-        stopped = cell.request_stop(reason)
+        stopped = child.stop(reason)
         if slot.spec.shutdown is not None:
-            kill = self.system.clock.call_later(slot.spec.shutdown, cell.kill, reason)
+            kill = self.system.clock.call_later(slot.spec.shutdown, child.kill, reason)
             stopped.add_done_callback(lambda _: kill.cancel())
 
     # -- giving up ----------------------------------------------------------------------
@@ -344,64 +340,57 @@ class Supervisor(Actor):
 
     async def _stop_children_and_fail(self, error: BaseException) -> None:
         for slot in reversed(list(self._slots.values())):
-            cell = slot.cell
-            if cell is not None and cell.state is not State.STOPPED:
-                await cell.stop_within(slot.spec.shutdown, error)
+            child = slot.child
+            if child is not None and child.state is not State.STOPPED:
+                await child.stop_within(slot.spec.shutdown, error)
         self._slots.clear()
         self._fail(error)
 
     def _fail(self, error: BaseException) -> None:
         """Fail this supervisor: its parent decides; a root stops the system."""
         self._failed = error
-        cell = self._cell()
-        if cell.parent is None:
-            cell.request_stop(error)  # watchers of the root see why it stopped
+        me = self._me
+        if me.parent is None:
+            me.stop(error)  # watchers of the root see why it stopped
             self.system.fail(error)
         else:
-            cell.fail(error)
+            me.escalate(error)
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _active(self) -> bool:
-        return not self._closing and self._failed is None and self._cell().state < State.STOPPING
+    @property
+    def _me(self) -> Child:
+        return Child.of(self.ref)
 
-    def _start(self, spec: ChildSpec, name: str, restarts: int = 0) -> ActorCell:
+    def _active(self) -> bool:
+        return not self._closing and self._failed is None and self._me.state < State.STOPPING
+
+    def _start(self, spec: ChildSpec, name: str, restarts: int = 0) -> Child:
         factory: Any = spec.factory
         args = spec.args
         if isinstance(factory, SupervisorSpec):
             factory, args = Supervisor, (factory, *args)
         props = Props(factory, *args, **dict(spec.kwargs))
         ref = self.spawn(props, name=name, mailbox=spec.mailbox)
-        cell = self.system.cell_of(ref)
-        cell.shutdown_timeout = spec.shutdown
-        cell.restarts = restarts
+        child = Child.of(ref)
+        child.shutdown_timeout = spec.shutdown
         slot = self._slots.get(name)
         if slot is None:
             slot = self._slots[name] = _Slot(spec)
-        slot.cell = cell
+        slot.child = child
+        slot.base = restarts
         slot.target = 0
         slot.handled = None
-        cell.add_watcher(self._watcher(cell))
-        return cell
+        self.system.watch(ref, self._watcher(child))
+        return child
 
-    def _watcher(self, child: ActorCell) -> Callable[[Terminated], None]:
-        lane = self._cell().send_system
+    def _watcher(self, child: Child) -> Callable[[Terminated], None]:
+        lane = self._me.call_soon
 
         def on_terminated(notice: Terminated) -> None:
             lane(partial(self._child_terminated, child, notice.reason))
 
         return on_terminated
-
-    def _keep_start_order(self) -> None:
-        """A child started again goes back to its place, so stops stay in reverse order."""
-        me = self._cell()
-        kids = me.children
-        if not kids:
-            return
-        ordered = {n: kids[n] for n in self._slots if n in kids}
-        for n, c in kids.items():
-            ordered.setdefault(n, c)
-        me.children = ordered
 
 
 # -- helpers for callers ----------------------------------------------------------------

@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from troupe.threaded import ThreadActor
+from troupe import Child, ThreadActor
 
 from .supervisor import Supervisor
 
 if TYPE_CHECKING:
-    from troupe.cell import ActorCell
-    from troupe.system import ActorSystem
+    from troupe import ActorSystem
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +52,7 @@ class TreeNode:
 def live_tree(system: ActorSystem) -> list[TreeNode]:
     """The system's live actors as trees, top-level actors in spawn order; call it on
     the system's loop. ``format_tree`` renders it, ``TreeNode.to_dict`` serialises it."""
-    roots = []
-    for ref in system.actors():
-        cell = system.cell_of(ref)
-        if cell.parent is None:
-            roots.append(_node(cell, None))
-    return roots
+    return [_node(child, None, None) for child in system.top_level()]
 
 
 def format_tree(nodes: list[TreeNode]) -> str:
@@ -80,27 +74,27 @@ def format_tree(nodes: list[TreeNode]) -> str:
     return "\n".join(lines)
 
 
-def _node(cell: ActorCell, restart: str | None) -> TreeNode:
-    actor = cell.actor
+def _node(child: Child, restart: str | None, restarts: int | None) -> TreeNode:
+    """``restart``/``restarts``: as the supervisor that owns ``child`` sees it (restarts
+    then include earlier incarnations of a child it started again)."""
+    actor = child.actor
     strategy = None
-    restart_types: dict[str, str] = {}
+    infos: dict[str, tuple[str, int]] = {}
     if isinstance(actor, Supervisor):
         kind = "supervisor"
         strategy = actor.spec.strategy.value
-        restart_types = {c.name: c.restart.value for c in actor.which_children()}
+        infos = {c.name: (c.restart.value, c.restarts) for c in actor.which_children()}
     elif isinstance(actor, ThreadActor):
         kind = "thread"
     else:
         kind = "actor"
-    children = tuple(
-        _node(child, restart_types.get(name)) for name, child in (cell.children or {}).items()
-    )
+    children = tuple(_node(kid, *infos.get(kid.name, (None, None))) for kid in child.children())
     return TreeNode(
-        name=cell.name,
+        name=child.name,
         kind=kind,
-        state=cell.state.name,
-        restarts=cell.restarts,
-        mailbox_depth=len(cell.mailbox) + cell.mailbox.waiting,
+        state=child.state.name,
+        restarts=child.restarts if restarts is None else restarts,
+        mailbox_depth=child.mailbox_depth,
         restart=restart,
         strategy=strategy,
         children=children,

@@ -167,11 +167,13 @@ async def test_mailbox_room_counts_queued_and_parked_messages() -> None:
 class Batcher(Actor):
     """Handles the current message with up to three queued behind it."""
 
-    def __init__(self) -> None:
+    def __init__(self, gate: asyncio.Event) -> None:
+        self.gate = gate
         self.batches: list[list[Any]] = []
         self.expected: list[bool] = []
 
     async def receive(self, message: Any) -> Any:
+        await self.gate.wait()
         self.expected.append(self.reply_expected)
         taken = self.take_queued(3)
         self.batches.append([message] + [q.message for q in taken])
@@ -184,25 +186,27 @@ class Batcher(Actor):
 
 
 async def test_take_queued_settles_askers_counts_each_and_admits_parked_senders() -> None:
+    gate = asyncio.Event()
+    made: list[Batcher] = []
+
+    def batcher() -> Batcher:
+        made.append(Batcher(gate))
+        return made[-1]
+
     async with ActorSystem() as system:
-        ref = system.spawn(Batcher, name="batcher", mailbox=MailboxConfig(3))
-        actor = system.cell_of(ref).actor
-        assert isinstance(actor, Batcher)
-        ref.tell("first")  # handled alone: nothing behind it yet
-
-        async def ask(message: str) -> Any:  # sent once its task runs, after "first"
-            return await ref.ask(message)
-
-        asks = [asyncio.ensure_future(ask(m)) for m in ("a", "bad", "c")]
-        await asyncio.sleep(0)
-        parked = ref.tell("d")  # the mailbox is full: parked until room is made
+        ref = system.spawn(batcher, name="batcher", mailbox=MailboxConfig(3))
+        ref.tell("first")
+        await asyncio.sleep(0.01)  # "first" is in the handler, waiting at the gate
+        asks = [asyncio.ensure_future(ref.ask(m)) for m in ("a", "bad", "c", "d")]
+        await asyncio.sleep(0.01)  # a, bad, c queued; d parked (backpressure)
+        assert ref.mailbox_room == 0
+        gate.set()
         results = await asyncio.gather(*asks, return_exceptions=True)
-        await parked
         await system.wait_idle(2)
-        assert results[0] == "a!" and results[2] == "c!"
+        assert results[0] == "a!" and results[2] == "c!" and results[3] == "d!"
         assert isinstance(results[1], ValueError)
-        assert actor.batches == [["first"], ["a", "bad", "c", "d"]]
-        assert actor.expected == [False, True]
+        assert made[0].batches == [["first", "a", "bad", "c"], ["d"]]  # d admitted on take
+        assert made[0].expected == [False, True]
         assert system.metrics is not None
         stats = system.metrics.group("batcher")
         assert stats is not None
@@ -222,16 +226,20 @@ async def test_take_queued_messages_carry_headers_and_trackers() -> None:
                 self.taken = self.take_queued(10)
                 log.append("took")
 
+    made: list[Taker] = []
+
+    def taker() -> Taker:
+        made.append(Taker())
+        return made[-1]
+
     async with ActorSystem() as system:
-        ref = system.spawn(Taker)
+        ref = system.spawn(taker)
         ref.tell("take")
         tracker = Tracker(log, "t")
         ref.deliver("tracked", tracker, headers={"k": "v"})
         ref.tell("plain")
         await system.wait_idle(2)
-        actor = system.cell_of(ref).actor
-        assert isinstance(actor, Taker)
-        tracked, plain = actor.taken
+        tracked, plain = made[0].taken
         assert (tracked.message, tracked.headers.get("k"), tracked.asked) == ("tracked", "v", True)
         assert (plain.message, plain.headers, plain.asked) == ("plain", {}, False)
         assert log == ["started t", "took"]

@@ -87,3 +87,62 @@ async def test_spawn_after_shutdown_is_refused() -> None:
         pass
     with pytest.raises(SystemClosed):
         system.spawn(Slow, [])
+
+
+class Stopper(Actor):
+    """Records when its on_stop begins and ends (it takes a moment)."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def receive(self, message: Any) -> None:
+        pass
+
+    async def on_stop(self) -> None:
+        self.log.append(f"begin {self.name}")
+        await asyncio.sleep(0.01)
+        self.log.append(f"end {self.name}")
+
+
+class StopperParent(Stopper):
+    def on_start(self) -> None:
+        self.spawn(Stopper, self.log, name=f"{self.name}.kid")
+
+
+async def test_top_level_actors_stop_one_after_another_in_reverse_spawn_order() -> None:
+    log: list[str] = []
+    async with ActorSystem() as system:
+        system.spawn(Stopper, log, name="a")
+        system.spawn(StopperParent, log, name="b")
+        system.spawn(Stopper, log, name="c")
+        await system.wait_idle(2)
+    assert log == [
+        "begin c",
+        "end c",
+        "begin b.kid",  # children first, as a supervisor stops its children
+        "end b.kid",
+        "begin b",
+        "end b",
+        "begin a",
+        "end a",
+    ]
+
+
+async def test_ordered_shutdown_keeps_one_deadline_for_all() -> None:
+    class Stubborn(Actor):
+        def receive(self, message: Any) -> None:
+            pass
+
+        async def on_stop(self) -> None:
+            await asyncio.sleep(10)
+
+    log: list[str] = []
+    system = ActorSystem()
+    async with system:
+        system.spawn(Stopper, log, name="first")
+        system.spawn(Stubborn, name="stubborn")  # stops first, overruns the deadline
+        report = await system.shutdown(timeout=0.1)
+    assert report.seconds < 2
+    assert report.cancelled >= 1
+    assert system.actors() == []
+    assert "end first" not in log  # killed at the deadline: on_stop skipped

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from supervision_helpers import Crash, Journal, ThreadWorker, Worker, settle
 
-from troupe import Actor, ActorSystem, ConfigError, State, Terminated, VirtualClock
+from troupe import Actor, ActorSystem, Child, ConfigError, State, Terminated, VirtualClock
 from troupe.supervisors import (
     Backoff,
     ChildSpec,
@@ -166,8 +166,8 @@ async def test_linked_actors_fail_together_and_only_once() -> None:
         link(c, a)  # a cycle: the failure still travels once
         assert linked(a) == [b, c]
         a.tell("crash")
-        await settle(clock)
-        failures = {n: system.cell_of(r).restarts for n, r in zip("abc", (a, b, c), strict=True)}
+        await settle(clock, 1.0)  # past the restart policy's backoff
+        failures = {n: Child.of(r).restarts for n, r in zip("abc", (a, b, c), strict=True)}
         assert failures == {"a": 1, "b": 1, "c": 1}  # the guardian restarted each once
 
 
@@ -200,7 +200,7 @@ async def test_normal_stop_and_unlink_do_not_fail_the_partner() -> None:
         await a.stop()
         c.tell("ok")
         await settle(clock)
-        assert system.cell_of(b).restarts == system.cell_of(c).restarts == 0
+        assert Child.of(b).restarts == Child.of(c).restarts == 0
         assert linked(b) == []
         with pytest.raises(ValueError, match="has stopped"):
             link(a, b)
@@ -211,9 +211,9 @@ async def test_abnormal_stop_of_a_linked_actor_fails_the_partner() -> None:
     async with ActorSystem(clock=clock) as system:
         a, b = system.spawn(Plain, name="a"), system.spawn(Plain, name="b")
         link(a, b)
-        system.cell_of(a).request_stop(RuntimeError("gone"))
-        await settle(clock)
-        assert system.cell_of(b).restarts == 1
+        Child.of(a).stop(RuntimeError("gone"))
+        await settle(clock, 1.0)  # past the restart policy's backoff
+        assert Child.of(b).restarts == 1
 
 
 async def test_watchers_get_terminated_with_the_reason() -> None:
@@ -274,7 +274,7 @@ async def test_live_tree_shows_names_kinds_states_restarts_and_depth() -> None:
         text = format_tree(live_tree(system))
         assert "  w [actor transient] RUNNING restarts=1 mailbox=0" in text
         assert root.to_dict()["children"][2]["strategy"] == "simple_one_for_one"
-        assert system.cell_of(system.lookup("tw")).state is State.RUNNING
+        assert Child.of(system.lookup("tw")).state is State.RUNNING
 
 
 async def test_a_factory_function_is_a_valid_child_and_runs_again_at_restart() -> None:

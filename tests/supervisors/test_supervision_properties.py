@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from supervision_helpers import Journal, ThreadWorker, Worker, no_pykka_threads
 
 from troupe import ActorRef, ActorSystem, State, VirtualClock
+from troupe import Child as Handle
 from troupe.supervisors import Backoff, ChildSpec, SupervisorSpec, decider
 
 STRATEGIES = ["one_for_one", "one_for_all", "rest_for_one"]
@@ -325,7 +326,7 @@ class SupervisionMachine(RuleBasedStateMachine):
             low, high = bounds
             assert low - 1e-9 <= delay <= high + 1e-9, (delay, bounds)
             if message != "exit" and name not in self.changed:
-                assert self.system.cell_of(target).state is State.SUSPENDED
+                assert Handle.of(target).state is State.SUSPENDED
             await self.clock.advance(delay)
             await self.quiet()
         if self.failed:
@@ -369,7 +370,7 @@ class SupervisionMachine(RuleBasedStateMachine):
         assert (self.system.failure is not None) == self.failed
         for leaf in self.live_leaves():
             assert self.journal.made[leaf] == self.made[leaf], (leaf, self.journal.made)
-            assert self.system.cell_of(self.system.lookup(leaf)).state is State.RUNNING
+            assert Handle.of(self.system.lookup(leaf)).state is State.RUNNING
 
     def teardown(self) -> None:
         try:

@@ -24,7 +24,7 @@ from supervision_helpers import (
     settle,
 )
 
-from troupe import Actor, ActorSystem, State, Terminated, VirtualClock
+from troupe import Actor, ActorSystem, Child, State, Terminated, VirtualClock
 from troupe.supervisors import (
     Backoff,
     ChildSpec,
@@ -128,7 +128,7 @@ async def test_restart_keeps_the_ref_and_the_pending_mailbox(clock: VirtualClock
         for i in range(3):
             ref.tell(i)
         await settle(clock)
-        assert system.cell_of(ref).state is State.SUSPENDED  # waiting out the backoff
+        assert Child.of(ref).state is State.SUSPENDED  # waiting out the backoff
         await settle(clock, 1)
         assert system.lookup("a") == ref and ref.is_alive
         assert journal.handled == [("a", 2, 0), ("a", 2, 1), ("a", 2, 2)]
@@ -229,7 +229,7 @@ async def test_escalate_fails_the_supervisor_and_its_parent_restarts_the_subtree
         assert journal.starts("x") == journal.starts("y") == 2
         assert journal.starts("z") == 1
         assert system.lookup("x") != old_x  # a restarted supervisor starts fresh children
-        assert system.cell_of(system.lookup("inner")).restarts == 1
+        assert Child.of(system.lookup("inner")).restarts == 1
 
 
 async def test_a_failed_supervisor_is_restarted_even_when_the_decider_says_resume(
@@ -241,8 +241,8 @@ async def test_a_failed_supervisor_is_restarted_even_when_the_decider_says_resum
     async with ActorSystem(clock=clock) as system:
         await start_supervisor(system, outer)
         await crash(system, clock, "x")
-        assert system.cell_of(system.lookup("inner")).restarts == 1
-        assert system.cell_of(system.lookup("x")).state is State.RUNNING
+        assert Child.of(system.lookup("inner")).restarts == 1
+        assert Child.of(system.lookup("x")).state is State.RUNNING
         assert journal.starts("x") == 2
 
 
@@ -285,7 +285,7 @@ async def test_nested_supervisor_giving_up_is_restarted_by_its_parent(clock: Vir
         await start_supervisor(system, outer)
         await crash(system, clock, "x")
         assert system.failure is None
-        inner_cell = system.cell_of(system.lookup("inner"))
+        inner_cell = Child.of(system.lookup("inner"))
         assert inner_cell.restarts == 1 and isinstance(inner_cell.actor, Actor)
         assert journal.starts("x") == 2
 
@@ -316,7 +316,7 @@ async def test_backoff_delays_are_exact_and_reset_after_a_quiet_period(clock: Vi
     async with ActorSystem(clock=clock) as system:
         await start_supervisor(system, spec)
         ref = system.lookup("a")
-        cell = system.cell_of(ref)
+        cell = Child.of(ref)
         delays = []
         for _ in range(4):
             ref.tell("crash")
@@ -344,7 +344,7 @@ async def test_one_for_all_siblings_wait_out_the_backoff_too(clock: VirtualClock
     async with ActorSystem(clock=clock) as system:
         await start_supervisor(system, spec)
         await crash(system, clock, "a", 1)
-        assert system.cell_of(system.lookup("b")).state is State.SUSPENDED
+        assert Child.of(system.lookup("b")).state is State.SUSPENDED
         assert journal.starts("b") == 1
         await settle(clock, 1)
         assert journal.starts("a") == journal.starts("b") == 2
@@ -376,7 +376,7 @@ async def test_simple_one_for_one_pool_starts_restarts_and_terminates(clock: Vir
         ann.tell("crash")
         await settle(clock)
         assert await ann.ask("hi") == "hello, ann."  # restarted with its own args
-        assert system.cell_of(ann).restarts == 1 and system.cell_of(bob).restarts == 0
+        assert Child.of(ann).restarts == 1 and Child.of(bob).restarts == 0
         await terminate_child(pool, ann)
         assert not ann.is_alive
         assert [c.name for c in await which_children(pool)] == ["bob"]
@@ -490,7 +490,7 @@ def test_backoff_between_restarts_stays_in_bounds_and_resets_after_quiet(
                               backoff=backoff)  # fmt: skip
         async with ActorSystem(clock=clock, shutdown_timeout=0.5) as system:
             await start_supervisor(system, spec)
-            cell = system.cell_of(system.lookup("a"))
+            cell = Child.of(system.lookup("a"))
             attempt, last = 0, None
             for gap in gaps:
                 await settle(clock, gap)
