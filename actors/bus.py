@@ -132,6 +132,7 @@ class EventBus:
                 retry,
                 self.stats,
                 name=f"{self.name}.courier.{ref.name}.{next(self._ids)}",
+                metrics_label=f"{self.name}.courier.{ref.name}",  # not one label per resubscribe
             )
         self._routes.clear()
 
