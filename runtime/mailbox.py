@@ -101,13 +101,16 @@ class MailboxConfig:
         )
 
 
+_FINISHED = iter(())  # stays exhausted: one object serves every await
+
+
 class Accepted(Awaitable[None]):
     """The awaitable a ``tell`` returns when the message went straight in."""
 
     __slots__ = ()
 
     def __await__(self) -> Generator[Any, Any, None]:
-        return iter(())  # type: ignore[return-value]  # an empty iterator finishes at once
+        return _FINISHED  # type: ignore[return-value]  # an exhausted iterator finishes at once
 
     def done(self) -> bool:
         return True
