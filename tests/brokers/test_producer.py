@@ -86,15 +86,13 @@ async def test_a_batch_counts_every_message_in_metrics_and_answers_every_asker(
 ) -> None:
     async with ActorSystem("shop", metrics_port=0) as system:
         producer = system.spawn(ProducerBridge, broker, "out", name="out-producer")
-
-        async def tell(payload: Any) -> None:
-            await producer.tell(payload)
-
-        sends = [  # tasks run in order, all before the bridge's turn: one batch
-            asyncio.ensure_future(producer.ask({"n": i}) if i % 2 else tell({"n": i}))
-            for i in range(50)
-        ]
-        ids = (await asyncio.gather(*sends))[1::2]
+        asks = []
+        for i in range(50):  # all queued before the bridge's turn: one batch
+            if i % 2:
+                asks.append(producer.ask({"n": i}))
+            else:
+                producer.tell({"n": i})
+        ids = await asyncio.gather(*asks)
         stats = broker.stats.producer(producer.name)
         deadline = time.monotonic() + 10
         while stats.published < 50:
@@ -132,8 +130,8 @@ async def test_a_failed_publish_is_retried_until_the_delivery_timeout_then_repor
     fast = Backoff(initial=0.02, maximum=0.05, jitter="none")
     async with ActorSystem() as system:
         producer = system.spawn(ProducerBridge, broker, "out", delivery_timeout=0.3, retry=fast)
-        head = asyncio.ensure_future(producer.ask("head"))
-        queued = [asyncio.ensure_future(producer.ask(i)) for i in range(3)]
+        head = producer.ask("head")
+        queued = [producer.ask(i) for i in range(3)]
         producer.tell("told")
         results = await asyncio.gather(head, *queued, return_exceptions=True)
         stats = broker.stats.producer(producer.name)

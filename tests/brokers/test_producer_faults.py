@@ -294,9 +294,8 @@ async def test_shutdown_cuts_the_retrying_batch_off_at_the_deadline(
             producer = system.spawn(ProducerBridge, broker, "out", retry=FAST)
             await producer.ask("first", timeout=10)
             await asyncio.to_thread(redis_server.stop)
-            asks = [asyncio.ensure_future(producer.ask(Publish(i), timeout=60)) for i in range(4)]
-            await asyncio.sleep(0)  # the asks are queued, the bridge has not run yet
-            producer.tell("told")
+            asks = [producer.ask(Publish(i), timeout=60) for i in range(4)]
+            producer.tell("told")  # queued with the asks: one batch
             await asyncio.sleep(0.3)  # one batch: retrying while Redis is down
             stats = broker.stats.producer(producer.name)
             began = time.monotonic()
