@@ -15,7 +15,7 @@ Redis and Prometheus pieces live in :mod:`troupe.actors.saga_log_redis` and
 
 from .bus import EventBus, event_topic
 from .bus_bridge import BusBridge, DataclassCodec, EventCodec
-from .idempotency import Deduplicate, Idempotent, StillInProgress
+from .idempotency import Atomic, Deduplicate, Idempotent, LeaseLost, StillInProgress
 from .retry import Retry
 from .saga import (
     GetSaga,
@@ -34,10 +34,11 @@ from .saga import (
     StepCompensation,
     StepRejected,
 )
-from .saga_log import MemorySagaLog, SagaLog, SagaRecord, SagaStatus
+from .saga_log import MemorySagaLog, SagaFenced, SagaLog, SagaRecord, SagaStatus
 from .topics import TopicPattern, topic_of
 
 __all__ = [
+    "Atomic",
     "BusBridge",
     "DataclassCodec",
     "Deduplicate",
@@ -46,12 +47,14 @@ __all__ = [
     "GetSaga",
     "GetSagaStats",
     "Idempotent",
+    "LeaseLost",
     "MemorySagaLog",
     "ParkedSagas",
     "Rejected",
     "Retry",
     "RetryParked",
     "SagaDefinition",
+    "SagaFenced",
     "SagaFinished",
     "SagaLog",
     "SagaOrchestrator",

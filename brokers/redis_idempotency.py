@@ -6,9 +6,11 @@ and release are Lua scripts, so no caller ever sees a check-then-set window;
 a holder whose lease expired cannot complete or release (its token no longer
 matches).
 
+``renew`` extends a held lease (``PEXPIRE`` if the token still matches).
 ``complete_with`` commits Redis writes of the effect together with the
 completion (WATCH/MULTI/EXEC): if the process dies before it, neither the
-effect nor the completion happened, so a redelivery runs the effect exactly once.
+effect nor the completion happened, so the effect happens at most once, and
+exactly once when a later claimer finishes.
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ end
 return 0
 """
 
+_RENEW = """
+if redis.call('GET', KEYS[1]) == 'L:' .. ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
 _STATES = {1: ClaimState.ACQUIRED, 2: ClaimState.DONE, 3: ClaimState.IN_PROGRESS}
 
 
@@ -69,6 +79,7 @@ class RedisIdempotencyStore:
         self._claim = client.register_script(_CLAIM)
         self._complete = client.register_script(_COMPLETE)
         self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
 
     def _key(self, key: str) -> str:
         return self.prefix + key
@@ -89,6 +100,9 @@ class RedisIdempotencyStore:
 
     async def release(self, key: str, token: str) -> bool:
         return bool(await self._release(keys=[self._key(key)], args=[token]))
+
+    async def renew(self, key: str, token: str, *, lease: float) -> bool:
+        return bool(await self._renew(keys=[self._key(key)], args=[token, _ms(lease)]))
 
     async def complete_with(
         self,

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from troupe import ActorSystem
-from troupe.actors.idempotency import Deduplicate, Idempotent, StillInProgress
+from troupe.actors.idempotency import Atomic, Deduplicate, Idempotent, LeaseLost, StillInProgress
 from troupe.brokers.idempotency import MemoryIdempotencyStore
 
 from .helpers import Recorder
@@ -138,3 +138,76 @@ async def test_an_expired_lease_is_taken_over_and_the_late_holder_cannot_complet
     assert await holder == "slow"
     assert first.stats.lost_leases == 1  # its completion was refused, and counted
     assert await second.run("k", lambda: "again") == "taken over"
+
+
+async def test_a_heartbeat_keeps_the_key_while_a_long_effect_runs() -> None:
+    store = MemoryIdempotencyStore()
+    holder = Idempotent(store, lease=0.15)
+    duplicate = Idempotent(store, lease=0.15, wait=5)
+    runs: list[str] = []
+
+    async def long_effect(who: str) -> str:
+        runs.append(who)
+        await asyncio.sleep(0.6)  # four leases long: renewed every 0.05 s
+        return who
+
+    first = asyncio.create_task(holder.run("k", long_effect, "first"))
+    await asyncio.sleep(0.01)
+    assert await duplicate.run("k", long_effect, "second") == "first"
+    assert await first == "first"
+    assert runs == ["first"] and holder.stats.lost_leases == 0
+
+
+async def test_atomic_effects_commit_with_the_completion_or_not_at_all() -> None:
+    now = [0.0]
+    store = MemoryIdempotencyStore(clock=lambda: now[0])
+    ledger: list[str] = []
+    guard = Idempotent(store, lease=1.0)
+
+    def charge(who: str) -> Atomic:
+        return Atomic({"charged": who}, lambda _: ledger.append(who))
+
+    assert await guard.run("k", charge, "ada") == {"charged": "ada"}
+    assert await guard.run("k", charge, "bob") == {"charged": "ada"}
+    assert ledger == ["ada"]
+
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_charge() -> Atomic:
+        started.set()
+        await release.wait()
+        return Atomic("late", lambda _: ledger.append("late"))
+
+    late = asyncio.create_task(Idempotent(store, lease=1.0, sleep=_never).run("j", slow_charge))
+    await started.wait()
+    now[0] = 5.0  # the holder's lease ran out (no heartbeat got through)
+    assert await guard.run("j", charge, "cy") == {"charged": "cy"}
+    release.set()
+    with pytest.raises(LeaseLost):
+        await late  # its writes were not applied
+    assert ledger == ["ada", "cy"]
+
+
+async def _never(seconds: float) -> None:
+    await asyncio.Event().wait()
+
+
+async def test_atomic_needs_a_store_that_can_commit_it() -> None:
+    class PlainStore:
+        def __init__(self) -> None:
+            self.inner = MemoryIdempotencyStore()
+
+        async def claim(self, key: str, *, lease: float) -> Any:
+            return await self.inner.claim(key, lease=lease)
+
+        async def complete(self, key: str, token: str, result: bytes, *, ttl: float) -> bool:
+            return await self.inner.complete(key, token, result, ttl=ttl)
+
+        async def release(self, key: str, token: str) -> bool:
+            return await self.inner.release(key, token)
+
+        async def renew(self, key: str, token: str, *, lease: float) -> bool:
+            return await self.inner.renew(key, token, lease=lease)
+
+    with pytest.raises(TypeError, match="complete_with"):
+        await Idempotent(PlainStore()).run("k", lambda: Atomic(1, lambda _: None))

@@ -44,6 +44,22 @@ async def test_release_lets_a_later_attempt_run(store: IdempotencyStore) -> None
     assert not await store.release("k", first.token)  # a stale token changes nothing
 
 
+async def test_renew_extends_only_a_held_lease(store: IdempotencyStore) -> None:
+    first = await store.claim("k", lease=0.1)
+    assert first.token
+    for _ in range(3):
+        await asyncio.sleep(0.05)
+        assert await store.renew("k", first.token, lease=0.1)  # a heartbeat
+    assert (await store.claim("k", lease=5)).state is ClaimState.IN_PROGRESS
+    await asyncio.sleep(0.15)  # no heartbeat: the lease runs out
+    assert not await store.renew("k", first.token, lease=5)
+    second = await store.claim("k", lease=5)
+    assert second.state is ClaimState.ACQUIRED and second.token
+    assert not await store.renew("k", first.token, lease=5)  # a stale token changes nothing
+    assert await store.complete("k", second.token, b"r", ttl=60)
+    assert not await store.renew("k", second.token, lease=5)  # done: nothing to renew
+
+
 async def test_an_expired_lease_is_lost(redis_url: str) -> None:
     client = aioredis.Redis.from_url(redis_url)
     store = RedisIdempotencyStore(client)
