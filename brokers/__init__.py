@@ -4,7 +4,9 @@
 >>> broker = connect("memory://")          # or "redis://127.0.0.1:6379/0", "rediss://..."
 
 - :func:`connect` picks a :class:`Broker` by URL (passwords never shown).
-- :class:`ConsumerBridge` (an actor) delivers a stream to a target actor at least once.
+- :class:`ConsumerBridge` (an actor) delivers a stream to a target actor at least once,
+  through the broker's :class:`ConsumerSession` (the transport; see
+  :mod:`troupe.brokers.session` for how Redis, AMQP and Kafka map onto it).
 - :class:`ProducerBridge` (an actor) publishes what it receives, batched and retried.
 - :class:`Message`, the header names and serializers are in :mod:`troupe.brokers.message`.
 """
@@ -16,7 +18,6 @@ from .base import (
     BrokerStats,
     Capabilities,
     ConsumerStats,
-    Delivery,
     ProducerStats,
     PublishError,
 )
@@ -33,11 +34,13 @@ from .message import (
     Serializer,
 )
 from .producer import ProducerBridge, Publish
+from .session import AttemptLog, ConsumerSession, Delivery
 from .url import connect, redact
 
 __all__ = [
     "BYTES",
     "JSON",
+    "AttemptLog",
     "Broker",
     "BrokerConnectionError",
     "BrokerError",
@@ -47,6 +50,7 @@ __all__ = [
     "Claim",
     "ClaimState",
     "ConsumerBridge",
+    "ConsumerSession",
     "ConsumerStats",
     "Delivery",
     "IdempotencyStore",

@@ -1,21 +1,21 @@
 """The broker-neutral interface every broker implements, and what bridges share with it.
 
-A :class:`Broker` offers streams with consumer groups: publish (now, after a
-delay, in batches), read new entries for a consumer, claim pending entries
-(its own after a restart, idle ones of dead consumers), redeliver for a retry,
-acknowledge, and dead-letter. Delivery counts are kept by the broker, so a
-message that kills its consumer is not redelivered forever. Bridges
-(:mod:`troupe.brokers.consumer`, :mod:`troupe.brokers.producer`) are written
-once against this interface; each broker says what it offers in
-:class:`Capabilities`.
+A :class:`Broker` publishes (now, after a delay, in batches) and opens a
+:class:`~troupe.brokers.session.ConsumerSession` per consumer
+(:meth:`Broker.consume`). The delivery contract lives once, in the bridges
+(:mod:`troupe.brokers.consumer`, :mod:`troupe.brokers.producer`); a broker
+supplies only its transport and says in :class:`Capabilities` where it really
+differs. How Redis consumer groups, AMQP queues and Kafka partitions map onto
+the session is in :mod:`troupe.brokers.session`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
@@ -30,11 +30,16 @@ from .message import (
     ERROR_REASON,
     JSON,
     MESSAGE_ID,
+    ORIGINAL_ENTRY_ID,
+    ORIGINAL_GROUP,
+    ORIGINAL_OFFSET,
+    ORIGINAL_PARTITION,
     ORIGINAL_STREAM,
     STREAM,
     Message,
     Serializer,
 )
+from .session import ConsumerSession, Delivery
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +58,12 @@ class PublishError(BrokerError):
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a broker offers; the conformance suite reads it to pick what to test.
+    """Where brokers really differ; the conformance suite reads it to pick what to test.
 
     ``ordering``: ``"stream"`` = first deliveries reach a consumer in publish
-    order; ``"key"`` = in order per key; ``"none"`` = no promise.
+    order (Redis stream, AMQP queue); ``"key"`` = in order per key (Kafka
+    partition); ``"none"`` = no promise. ``durable``: survives a broker
+    restart. ``shared``: several processes can consume one group.
     """
 
     name: str
@@ -68,31 +75,14 @@ class Capabilities:
 
 
 @dataclass(slots=True)
-class Delivery:
-    """One delivery of a stream entry to a consumer.
-
-    ``deliveries`` is the broker's count (1 the first time). ``message`` is
-    None when the entry could not be read; ``error`` then says why and
-    ``raw`` holds the entry's fields.
-    """
-
-    stream: str
-    group: str
-    entry_id: str
-    deliveries: int
-    message: Message | None
-    error: str | None = None
-    raw: Mapping[bytes, bytes] | None = None
-
-
-@dataclass(slots=True)
 class ConsumerStats:
     """Plain counters of one consumer (stream, group, consumer); read by metrics collectors."""
 
     delivered: int = 0  # handed to the target
+    started: int = 0  # handler starts (attempts)
     acked: int = 0
     failed: int = 0  # handler failures (each one a retry or a dead letter)
-    redelivered: int = 0  # deliveries with a broker count above 1
+    redelivered: int = 0  # deliveries the broker had delivered before (count above 1)
     dead_lettered: int = 0
     malformed: int = 0  # dead-lettered because the entry or payload did not decode
     in_flight: int = 0  # delivered, not yet acked or dead-lettered
@@ -137,10 +127,12 @@ DEFAULT_RECONNECT = Backoff(initial=0.1, maximum=10.0, multiplier=2.0, jitter="e
 
 
 class Broker(ABC):
-    """Streams with consumer groups, pending entries, redelivery, delay and a DLQ.
+    """A broker's transport: publish, and consumer sessions for the bridges.
 
     Use :func:`troupe.brokers.connect` to make one from a URL. Every method is
     a coroutine on the caller's event loop. ``url`` never shows a password.
+    ``journal_dir`` is where consumers on this host keep their attempt
+    journals (see :mod:`troupe.brokers.attempts`; the temp dir by default).
     """
 
     capabilities: Capabilities
@@ -151,10 +143,12 @@ class Broker(ABC):
         *,
         serializer: Serializer = JSON,
         reconnect: Backoff = DEFAULT_RECONNECT,
+        journal_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         from .url import redact
 
         self.url = redact(url)
+        self.journal_dir = journal_dir
         self.serializer = serializer
         self.stats = BrokerStats()
         self._reconnect = BackoffState(reconnect)
@@ -319,54 +313,26 @@ class Broker(ABC):
 
     @abstractmethod
     async def ensure_group(self, stream: str, group: str) -> None:
-        """Create the consumer group (and the stream) unless it exists."""
+        """Declare the source and the group (idempotent); the group starts at the oldest entry."""
 
     @abstractmethod
-    async def read(
-        self, stream: str, group: str, consumer: str, count: int, block: float
-    ) -> list[Delivery]:
-        """Up to ``count`` new entries for ``consumer``; waits up to ``block`` seconds."""
-
-    @abstractmethod
-    async def claim_own(
+    async def consume(
         self,
         stream: str,
         group: str,
         consumer: str,
-        count: int,
         *,
-        after: str | None = None,
-        exclude: Collection[str] = (),
-    ) -> tuple[list[Delivery], str | None]:
-        """Re-deliver ``consumer``'s own pending entries (after a restart), a page at a time.
+        window: int,
+        claim_idle: float = 30.0,
+        delay_poll: float = 0.05,
+    ) -> ConsumerSession:
+        """Open a session for ``consumer`` in ``group`` (declaring both if needed).
 
-        Takes up to ``count`` entries after the entry id ``after`` (from the
-        start when None), skipping ids in ``exclude`` (those still in flight).
-        Each counts as a delivery. Returns the deliveries and the cursor of the
-        next page, or None when the pending list is exhausted.
+        ``window``: the most deliveries held unsettled at once; ``claim_idle``:
+        seconds before an unsettled delivery of a dead consumer may be taken
+        over; ``delay_poll``: how often delayed messages that fell due are
+        moved into the stream. Raises BrokerConnectionError.
         """
-
-    @abstractmethod
-    async def claim_idle(
-        self, stream: str, group: str, consumer: str, min_idle: float, count: int
-    ) -> list[Delivery]:
-        """Take over up to ``count`` entries pending longer than ``min_idle`` seconds."""
-
-    @abstractmethod
-    async def redeliver(self, delivery: Delivery, consumer: str) -> Delivery | None:
-        """Deliver a pending entry again (a retry); None when the entry is gone."""
-
-    @abstractmethod
-    async def ack(self, stream: str, group: str, entry_ids: Sequence[str]) -> int:
-        """Acknowledge handled entries; returns how many were pending."""
-
-    @abstractmethod
-    async def _dead_letter(self, delivery: Delivery, dead: Message, dlq: str) -> None:
-        """Append ``dead`` to ``dlq`` and acknowledge ``delivery``, atomically if possible."""
-
-    async def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        """Move a delivery to the stream's DLQ with ``reason`` in its headers, and ack it."""
-        await self._dead_letter(delivery, dead_message(delivery, reason), self.dlq(delivery.stream))
 
     @abstractmethod
     async def read_stream(self, stream: str, count: int = 1000) -> list[Message]:
@@ -395,14 +361,23 @@ class Broker(ABC):
 _DELIVERY_HEADERS = frozenset({ATTEMPT, ENTRY_ID, MESSAGE_ID, STREAM})  # set per delivery
 
 
-def dead_message(delivery: Delivery, reason: str) -> Message:
-    """The message a delivery becomes in the DLQ: same id, body and key, with the reason."""
-    original = delivery.message
+def dead_message(delivery: Delivery, reason: str, attempts: int) -> Message:
+    """The message a delivery becomes in the DLQ: same id, body, key and headers, plus the
+    reason, the origin (stream, group, entry id, partition and offset where they exist) and
+    the number of started attempts. An entry that could not be read keeps its original
+    fields byte for byte (``Message.raw``)."""
     extra = {
         ERROR_REASON: reason,
         ORIGINAL_STREAM: delivery.stream,
-        DELIVERIES: str(delivery.deliveries),
+        ORIGINAL_GROUP: delivery.group,
+        ORIGINAL_ENTRY_ID: delivery.entry_id,
+        DELIVERIES: str(attempts),
     }
+    if delivery.partition is not None:
+        extra[ORIGINAL_PARTITION] = str(delivery.partition)
+    if delivery.offset is not None:
+        extra[ORIGINAL_OFFSET] = str(delivery.offset)
+    original = delivery.message
     if original is not None:
         headers = {k: v for k, v in original.headers.items() if k not in _DELIVERY_HEADERS}
         return Message(
@@ -412,14 +387,13 @@ def dead_message(delivery: Delivery, reason: str) -> Message:
             original.id,
             original.timestamp,
         )
-    raw = delivery.raw or {}
+    raw = dict(delivery.raw or {})
     raw_id = raw.get(b"i")
     try:
         message_id = raw_id.decode() if raw_id is not None else delivery.entry_id
     except UnicodeDecodeError:
         message_id = delivery.entry_id
-    body = raw.get(b"b", raw.get(b"m", b""))  # keep whatever the entry carried
-    return Message(body, None, extra, message_id)
+    return Message(b"", None, extra, message_id, time.time(), raw=raw)
 
 
 def to_str(value: Any) -> str:
@@ -433,6 +407,7 @@ __all__ = [
     "BrokerError",
     "BrokerStats",
     "Capabilities",
+    "ConsumerSession",
     "ConsumerStats",
     "Delivery",
     "ProducerStats",

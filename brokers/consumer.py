@@ -1,25 +1,36 @@
 """``ConsumerBridge``: the delivery contract, written once for every broker.
 
-A consumer bridge is an actor that reads a stream as one consumer of a group
-and delivers each payload to a target actor (by ref or by name):
+A consumer bridge is an actor that consumes a source (stream / queue / topic)
+as one consumer of a group, through the broker's
+:class:`~troupe.brokers.session.ConsumerSession`, and delivers each payload to
+a target actor (by ref or by name) with :meth:`troupe.ActorRef.deliver`:
 
 - it acks only after the target's handler returned;
-- a handler failure is retried after the shared :class:`~troupe.supervisors.Backoff`
-  delay as a broker redelivery (the broker counts it); once the broker's count
-  reaches ``max_deliveries`` the message goes to the stream's DLQ with the
-  reason in its headers — also when the count grew because consumers crashed;
-- a payload that does not decode goes to the DLQ at once, with the reason;
+- an attempt is counted when the handler *starts* (the session's
+  :class:`~troupe.brokers.session.AttemptLog`, durable against kill -9), never
+  when a message is fetched or claimed; a handler failure is counted in the
+  broker's attempts record, then retried after the shared
+  :class:`~troupe.backoff.Backoff` delay; after ``max_deliveries`` started
+  attempts the message goes to the DLQ with the reason and its origin in the
+  headers — also when every start killed the consumer process;
+- a delivery the broker has handed out more than ``max_broker_deliveries``
+  times (4 x ``max_deliveries`` by default) goes to the DLQ too: the backstop
+  for starts whose journal is on a host that never came back;
+- a payload that does not decode, or an entry that is not a troupe message,
+  goes to the DLQ at once (the entry's original fields are kept byte for byte);
 - intake is bounded by the room in the target's mailbox (and ``prefetch``), so
-  backpressure reaches the broker as a smaller read COUNT;
-- on stop or restart it drains: stops reading, lets in-flight messages finish
-  within ``drain_timeout``, acks what was handled and nothing else;
-- a lost connection fails the bridge (its supervisor restarts it); the broker's
-  reconnect backoff delays the restarted bridge, which first re-claims its own
-  pending entries, then idle ones of dead consumers, then reads new ones.
+  backpressure reaches the broker as a smaller fetch;
+- on stop or restart it drains: stops intake, lets in-flight messages finish
+  within ``drain_timeout``, acks what was handled and releases the rest
+  unacked;
+- a lost connection fails the bridge with one log line naming it, the broker
+  (password redacted) and the cause; its supervisor restarts it and the
+  restarted bridge waits out the broker's reconnect backoff.
 
 The payload reaches the target as the message; broker metadata is in
-``self.headers`` (``troupe-attempt``, ``troupe-message-id``, ``troupe-stream``,
-``troupe-entry-id``, ``traceparent`` and the publisher's headers).
+``self.headers`` (``troupe-attempt`` — the start number, 1 the first time —
+``troupe-message-id``, ``troupe-stream``, ``troupe-entry-id``, ``traceparent``
+and the publisher's headers).
 """
 
 from __future__ import annotations
@@ -29,16 +40,15 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from troupe.actor import Actor
 from troupe.backoff import Backoff
-from troupe.envelope import Envelope
 from troupe.errors import require_at_least
 from troupe.ref import ActorRef
 
-from .base import Broker, BrokerError, ConsumerStats, Delivery
+from .base import Broker, BrokerConnectionError, BrokerError, ConsumerStats, dead_message
 from .message import (
     ATTEMPT,
     ENTRY_ID,
@@ -48,9 +58,9 @@ from .message import (
     Serializer,
     decode_body,
 )
+from .session import AttemptLog, ConsumerSession, Delivery
 
 if TYPE_CHECKING:
-    from troupe.cell import ActorCell
     from troupe.clock import TimerHandle
 
 logger = logging.getLogger(__name__)
@@ -60,64 +70,65 @@ LAG_INTERVAL = 1.0  # seconds between lag readings for stats.lag
 DEFAULT_RETRY = Backoff(initial=0.1, maximum=5.0, multiplier=2.0, jitter="equal")
 
 
-class _Failed:
-    """Sent by the bridge's own tasks to itself: fail the actor with ``exc``."""
+class ConnectionLost:
+    """What a bridge fails on when its broker connection is lost (its repr is the log line)."""
 
-    __slots__ = ("exc",)
+    __slots__ = ("bridge", "error", "url")
 
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
+    def __init__(self, bridge: str, url: str, error: BaseException) -> None:
+        self.bridge = bridge
+        self.url = url
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"lost connection to {self.url}"
 
 
-class _Outcome:
-    """The reply slot of one delivery, in place of an asyncio.Future.
+class _Failure:
+    """A failure of one of the bridge's own tasks, sent to itself to fail the actor."""
 
-    The runtime settles a reply with ``set_result``/``set_exception`` once the
-    handler returned or failed (or the message was dropped or undeliverable);
-    this one tells the bridge at once, without a future and a loop callback
-    per message. It offers the Future methods the runtime uses.
-    """
+    __slots__ = ("error", "task")
 
-    __slots__ = ("_bridge", "_delivery", "_exc", "_state")
+    def __init__(self, task: str, error: BaseException) -> None:
+        self.task = task
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"a failure in its {self.task} task"
+
+
+class _Tracker:
+    """Tells the bridge when the target starts a delivery and how it ended."""
+
+    __slots__ = ("_bridge", "delivery", "done", "started_once")
 
     def __init__(self, bridge: ConsumerBridge, delivery: Delivery) -> None:
         self._bridge = bridge
-        self._delivery = delivery
-        self._state = 0  # 0 pending, 1 result, 2 exception
-        self._exc: BaseException | None = None
+        self.delivery = delivery
+        self.started_once = False
+        self.done = False
 
-    def done(self) -> bool:
-        return self._state != 0
+    def started(self) -> None:
+        self.started_once = True
+        self._bridge._started(self.delivery)
 
-    def cancelled(self) -> bool:
-        return False
-
-    def set_result(self, result: Any) -> None:
-        if self._state == 0:
-            self._state = 1
-            self._bridge._settled(self._delivery, None)
-
-    def set_exception(self, exc: BaseException) -> None:
-        if self._state == 0:
-            self._state = 2
-            self._exc = exc
-            self._bridge._settled(self._delivery, exc)
-
-    def exception(self) -> BaseException | None:
-        return self._exc
+    def finished(self, error: BaseException | None) -> None:
+        if not self.done:
+            self.done = True
+            self._bridge._finished(self, error)
 
 
 class ConsumerBridge(Actor):
-    """Deliver a stream's messages to ``target``, at least once, acking after handling.
+    """Deliver a source's messages to ``target``, at least once, acking after handling.
 
     >>> from troupe.brokers import ConsumerBridge, connect
     >>> # system.spawn(ConsumerBridge, connect("memory://"), "orders", "billing", "biller")
 
     ``consumer`` names this consumer in the group; keep it stable across restarts
     of the process to resume its own pending entries at once (others' pending
-    entries are claimed after ``claim_idle`` seconds). ``block`` is how long one
-    read waits for new entries; delayed messages that fell due are moved into the
-    stream every ``delay_poll`` seconds.
+    entries are taken over after ``claim_idle`` seconds). ``block`` is how long
+    one fetch waits for new entries; delayed messages that fell due are moved
+    into the stream every ``delay_poll`` seconds.
     """
 
     def __init__(
@@ -130,6 +141,7 @@ class ConsumerBridge(Actor):
         consumer: str | None = None,
         serializer: Serializer | None = None,
         max_deliveries: int = 5,
+        max_broker_deliveries: int | None = None,
         retry: Backoff = DEFAULT_RETRY,
         batch: int = 100,
         prefetch: int | None = None,
@@ -140,6 +152,11 @@ class ConsumerBridge(Actor):
     ) -> None:
         require_at_least("max_deliveries", max_deliveries, 1)
         require_at_least("batch", batch, 1)
+        if prefetch is not None:
+            require_at_least("prefetch", prefetch, 1)
+        if max_broker_deliveries is None:
+            max_broker_deliveries = 4 * max_deliveries
+        require_at_least("max_broker_deliveries", max_broker_deliveries, max_deliveries)
         self.broker = broker
         self.stream = stream
         self.group = group
@@ -147,6 +164,7 @@ class ConsumerBridge(Actor):
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{self.name}"
         self.serializer = serializer or broker.serializer
         self.max_deliveries = max_deliveries
+        self.max_broker_deliveries = max_broker_deliveries
         self.retry = retry
         self.batch = batch
         self.prefetch = prefetch
@@ -155,9 +173,12 @@ class ConsumerBridge(Actor):
         self.drain_timeout = drain_timeout
         self.delay_poll = delay_poll
         self.stats: ConsumerStats = broker.stats.consumer(stream, group, self.consumer)
-        self._in_flight: dict[str, Delivery] = {}
-        self._handling = 0  # delivered to the target, handler not finished
-        self._acks: list[str] = []
+        self._session: ConsumerSession | None = None
+        self._log: AttemptLog | None = None
+        self._in_flight: dict[str, Delivery] = {}  # fetched, neither settled nor released
+        self._handling = 0  # delivered to the target, not finished
+        self._acks: list[Delivery] = []
+        self._failures: list[tuple[Delivery, BaseException]] = []
         self._dead: list[tuple[Delivery, str]] = []
         self._retries: list[Delivery] = []
         self._timers: dict[str, TimerHandle] = {}
@@ -168,32 +189,34 @@ class ConsumerBridge(Actor):
         self._closing = False
         self._finishing = False
         self._closed = False
-        self._target_cell: ActorCell | None = None
+        self._target_ref: ActorRef | None = None
 
     # -- actor side ------------------------------------------------------------------------
 
     @property
     def in_flight(self) -> int:
-        """Messages taken from the broker and not yet acked or dead-lettered."""
+        """Messages taken from the broker and neither settled nor released."""
         return len(self._in_flight)
 
     def on_start(self) -> None:
         self._reader = asyncio.get_running_loop().create_task(self._guard(self._read_loop))
 
     def receive(self, message: Any) -> Any:
-        if isinstance(message, _Failed):
-            raise message.exc
+        if isinstance(message, ConnectionLost | _Failure):
+            raise message.error
         logger.warning("consumer bridge %s ignores message %r", self.name, message)
         return None
 
     async def on_stop(self) -> None:
         """Drain: stop intake, let in-flight work finish, ack only what was handled."""
         self._closing = True
-        await _finish(self._reader, self.block + 0.2)  # a read in progress returns first
-        for handle in self._timers.values():
+        await _finish(self._reader, self.block + 0.2)  # a fetch in progress returns first
+        unhandled: list[Delivery] = []
+        for entry_id, handle in self._timers.items():
             handle.cancel()
-        for entry_id in self._timers:
-            self._in_flight.pop(entry_id, None)  # waiting for a retry: stays pending
+            delivery = self._in_flight.pop(entry_id, None)  # waiting for a retry
+            if delivery is not None:
+                unhandled.append(delivery)
         self._timers.clear()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.drain_timeout
@@ -202,25 +225,39 @@ class ConsumerBridge(Actor):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(deadline - loop.time()):
                     await self._room.wait()
-        self._retries.clear()
-        self._finishing = True  # the worker acks what is left, then ends
+        self._finishing = True  # the worker settles what is left, then ends
         self._wake.set()
         worker = self._worker
         if worker is not None and not worker.done():
             await asyncio.wait({worker}, timeout=max(1.0, deadline - loop.time()))
         await _finish(worker, 0)
+        session = self._session
         try:
             await self._flush()
+            unhandled += self._retries
+            if session is not None and unhandled:
+                await session.release(unhandled)
         except BrokerError as exc:
-            logger.warning("bridge %s could not ack during drain: %s", self.name, exc)
+            logger.warning("bridge %s could not settle during drain: %s", self.name, exc)
+        self._retries.clear()
         if self._handling:
             logger.warning(
-                "bridge %s stopped with %d messages still being handled; they stay pending",
+                "bridge %s stopped with %d messages still being handled; they stay unacked",
                 self.name,
                 self._handling,
             )
         self._closed = True
         self.stats.in_flight = 0
+        if session is not None:
+            with contextlib.suppress(BrokerError):
+                await session.close()
+        if not self._handling:
+            self._close_log()
+
+    def _close_log(self) -> None:
+        log, self._log = self._log, None
+        if log is not None:
+            log.close()
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -233,133 +270,163 @@ class ConsumerBridge(Actor):
         except BaseException as exc:
             if self._closing:
                 return
+            self._closing = True
+            if not self.ref.is_alive:
+                self._abandon()
+                return
             if isinstance(exc, ConnectionError):
                 self.stats.connection_failures += 1
                 delay = self.broker.connection_lost(self.system.clock.now())
-                logger.warning(
-                    "bridge %s lost %s (%s); restarting, reconnect in %.2f s",
-                    self.name,
-                    self.broker.url,
-                    exc,
-                    delay,
-                )
-            self._closing = True
-            self.ref.tell(_Failed(exc))
+                # one log line (the runtime's, naming this bridge): the cause, without the
+                # driver's chain, and when the restarted bridge reconnects
+                lost = BrokerConnectionError(f"{exc} (reconnecting in {delay:.2f} s)")
+                lost.log_traceback = False  # type: ignore[attr-defined]
+                self.ref.tell(ConnectionLost(self.name, self.broker.url, lost))
+            else:
+                self.ref.tell(_Failure(work.__name__.strip("_"), exc))
+
+    def _alive(self) -> bool:
+        if self.ref.is_alive:
+            return True
+        self._abandon()
+        return False
+
+    def _abandon(self) -> None:
+        """The bridge was killed (no drain): drop everything, as a crashed process would."""
+        if self._closed:
+            return
+        self._closing = self._finishing = self._closed = True
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        self._in_flight.clear()
+        self.stats.in_flight = 0
+        if not self._handling:
+            self._close_log()
+        self._wake.set()
 
     async def _read_loop(self) -> None:
         clock = self.system.clock
         wait = self.broker.reconnect_wait(clock.now())
         if wait > 0:
             await clock.sleep(wait)
-        await self.broker.connect()
-        await self.broker.ensure_group(self.stream, self.group)
+        session = await self.broker.consume(
+            self.stream,
+            self.group,
+            self.consumer,
+            window=self._window(),
+            claim_idle=self.claim_idle,
+            delay_poll=self.delay_poll,
+        )
+        self._session, self._log = session, session.attempts
+        if self._closing or not self._alive():
+            self._close_log()
+            return
         self._worker = asyncio.get_running_loop().create_task(self._guard(self._work_loop))
-        cursor: str | None = None
-        while True:  # first the entries this consumer left pending (a restart)
-            room = await self._wait_for_room()
-            if not room:
-                return  # stopping
-            claimed, cursor = await self.broker.claim_own(
-                self.stream, self.group, self.consumer, room, after=cursor, exclude=self._in_flight
-            )
-            self._dispatch_all(claimed)
-            if cursor is None:
-                break
         loop = asyncio.get_running_loop()
-        claim_every = max(self.claim_idle / 2, 0.01)
-        next_claim = loop.time() + claim_every
-        next_promote = next_lag = loop.time()
-        while not self._closing and not self._system_closing():
+        next_lag = loop.time()
+        while not self._closing and not self.system.is_closing and self._alive():
             room = await self._wait_for_room()
             if not room:
                 return
-            if loop.time() >= next_promote:
-                next_promote = loop.time() + self.delay_poll
-                await self.broker.promote_due(self.stream)
-            if loop.time() >= next_claim:
-                next_claim = loop.time() + claim_every
-                idle = await self.broker.claim_idle(
-                    self.stream, self.group, self.consumer, self.claim_idle, room
-                )
-                self._dispatch_all(idle)
-                room = await self._wait_for_room()
-                if not room:
-                    return
             if loop.time() >= next_lag:
                 next_lag = loop.time() + LAG_INTERVAL
-                self.stats.lag = await self.broker.lag(self.stream, self.group)
-            deliveries = await self.broker.read(
-                self.stream, self.group, self.consumer, room, self.block
-            )
+                self.stats.lag = await session.lag()
+            deliveries = await session.fetch(room, self.block)
+            if self._closing or not self._alive():
+                if deliveries and not self._closed:
+                    await session.release(deliveries)  # taken while stopping: not handled
+                return
             self._dispatch_all(deliveries)
+
+    def _window(self) -> int:
+        if self.prefetch is not None:
+            return self.prefetch
+        ref = self._resolve_target()
+        return max(self.batch, ref.mailbox_capacity if ref is not None else 0)
 
     async def _work_loop(self) -> None:
         while not self._finishing:
             await self._wake.wait()
             self._wake.clear()
+            if not self._alive():
+                return
             await self._flush()
 
     async def _flush(self) -> None:
-        """Ack handled entries in one call, dead-letter, and redeliver retries."""
-        broker = self.broker
-        while self._acks or self._dead or self._retries:
+        """Ack handled deliveries in one call, count failures, dead-letter, renew retries."""
+        session, log = self._session, self._log
+        if session is None or log is None or self._closed:
+            return
+        while self._acks or self._failures or self._dead or self._retries:
             if self._acks:
-                ids, self._acks = self._acks, []
-                await broker.ack(self.stream, self.group, ids)
-                self.stats.acked += len(ids)
-                for entry_id in ids:
-                    self._in_flight.pop(entry_id, None)
+                acks, self._acks = self._acks, []
+                await session.ack(acks)
+                log.settled(acks)
+                self.stats.acked += len(acks)
+                for delivery in acks:
+                    self._in_flight.pop(delivery.entry_id, None)
+            if self._failures:
+                failures, self._failures = self._failures, []
+                for delivery, exc in failures:
+                    await log.failed(delivery)  # durable before the retry is scheduled
+                    delivery.attempts += 1
+                    self._after_failure(delivery, exc)
             if self._dead:
                 dead, self._dead = self._dead, []
                 for delivery, reason in dead:
-                    await broker.dead_letter(delivery, reason)
+                    await session.dead_letter(
+                        delivery, dead_message(delivery, reason, delivery.attempts)
+                    )
+                    log.settled([delivery])
                     self.stats.dead_lettered += 1
                     self._in_flight.pop(delivery.entry_id, None)
                     logger.warning(
-                        "dead-lettered %s entry %s after %d deliveries: %s",
+                        "bridge %s dead-lettered %s entry %s after %d attempts: %s",
+                        self.name,
                         delivery.stream,
                         delivery.entry_id,
-                        delivery.deliveries,
+                        delivery.attempts,
                         reason,
                     )
             if self._retries:
                 retries, self._retries = self._retries, []
+                if self._closing:  # not delivered again now: released for later
+                    await session.release(retries)
+                    for delivery in retries:
+                        self._in_flight.pop(delivery.entry_id, None)
+                    continue
+                renewed = await session.renew(retries)
+                kept = {d.entry_id for d in renewed}
                 for delivery in retries:
-                    if self._closing:  # not redelivered now: stays pending for later
+                    if delivery.entry_id not in kept:  # settled or taken over meanwhile
                         self._in_flight.pop(delivery.entry_id, None)
-                        continue
-                    again = await broker.redeliver(delivery, self.consumer)
-                    if again is None:
-                        self._in_flight.pop(delivery.entry_id, None)
-                    else:
-                        self._dispatch(again)
+                self.stats.redelivered += len(renewed)
+                for delivery in renewed:
+                    self._dispatch(delivery, fresh=False)
             self.stats.in_flight = len(self._in_flight)
             self._room.set()
 
     # -- intake --------------------------------------------------------------------------------
 
-    def _system_closing(self) -> bool:
-        return self.system.is_closing
-
-    def _resolve_target(self) -> ActorCell | None:
-        cell = self._target_cell
-        if cell is not None and not cell.is_terminated:
-            return cell
+    def _resolve_target(self) -> ActorRef | None:
+        ref = self._target_ref
+        if ref is not None and ref.is_alive:
+            return ref
         target = self.target
         ref = target if isinstance(target, ActorRef) else self.system.find(target)
         if ref is None or not ref.is_alive:
-            self._target_cell = None
+            self._target_ref = None
             return None
-        self._target_cell = self.system.cell_of(ref)
-        return self._target_cell
+        self._target_ref = ref
+        return ref
 
     def _free_room(self) -> int:
-        cell = self._resolve_target()
-        if cell is None:
+        ref = self._resolve_target()
+        if ref is None:
             return 0
-        mailbox = cell.mailbox
-        prefetch = self.prefetch or mailbox.capacity
-        room = min(mailbox.capacity - len(mailbox) - mailbox.waiting, prefetch - self.in_flight)
+        prefetch = self.prefetch or ref.mailbox_capacity
+        room = min(ref.mailbox_room, prefetch - len(self._in_flight))
         return max(0, min(self.batch, room))
 
     async def _wait_for_room(self) -> int:
@@ -373,80 +440,116 @@ class ConsumerBridge(Actor):
                     await self._room.wait()
         return 0
 
-    def _dispatch_all(self, deliveries: list[Delivery]) -> None:
-        if self._closing:
-            return  # read while stopping: left pending, resumed after a restart
+    def _dispatch_all(self, deliveries: Sequence[Delivery]) -> None:
+        in_flight = self._in_flight
         for delivery in deliveries:
-            if delivery.entry_id in self._in_flight and delivery.entry_id not in self._timers:
-                continue  # claimed back while we still handle it
+            if delivery.entry_id in in_flight:
+                continue  # taken over back while we still hold it
             self._dispatch(delivery)
-        self.stats.in_flight = len(self._in_flight)
+        self.stats.in_flight = len(in_flight)
 
     def _dispatch(self, delivery: Delivery, *, fresh: bool = True) -> None:
         self._in_flight[delivery.entry_id] = delivery
-        self._timers.pop(delivery.entry_id, None)
+        stats = self.stats
         if fresh and delivery.deliveries > 1:
-            self.stats.redelivered += 1
+            stats.redelivered += 1
         message = delivery.message
         if message is None:
-            self.stats.malformed += 1
+            stats.malformed += 1
             self._dead_letter(delivery, delivery.error or "malformed entry")
             return
-        if delivery.deliveries > self.max_deliveries:
+        if delivery.attempts >= self.max_deliveries:
             self._dead_letter(
                 delivery,
-                f"delivered {delivery.deliveries} times without an ack "
-                f"(max_deliveries={self.max_deliveries}); the consumer crashed or stopped",
+                f"started {delivery.attempts} times without finishing "
+                f"(max_deliveries={self.max_deliveries}); the consumer crashed or was killed",
+            )
+            return
+        if delivery.deliveries > self.max_broker_deliveries:
+            self._dead_letter(
+                delivery,
+                f"delivered {delivery.deliveries} times by the broker without an ack "
+                f"(max_broker_deliveries={self.max_broker_deliveries})",
             )
             return
         try:
             payload = decode_body(self.serializer, message)
         except MalformedMessage as exc:
-            self.stats.malformed += 1
+            stats.malformed += 1
             self._dead_letter(delivery, str(exc))
             return
-        cell = self._resolve_target()
-        if cell is None:  # not the message's fault: wait for the target, do not count it
-            self._timers[delivery.entry_id] = self.system.clock.call_later(
-                TARGET_WAIT, self._target_wait_over, delivery
-            )
+        self._deliver(delivery, payload, message.headers)
+
+    def _deliver(self, delivery: Delivery, payload: Any, headers: dict[str, str]) -> None:
+        ref = self._resolve_target()
+        if ref is None:  # not the message's fault: wait for the target, count nothing
+            self._wait_for_target(delivery)
             return
-        headers = message.headers  # this delivery's own copy, decoded for it
-        headers[ATTEMPT] = str(delivery.deliveries)
+        message = delivery.message
+        assert message is not None
+        headers = dict(headers)
+        headers[ATTEMPT] = str(delivery.attempts + 1)
         headers[MESSAGE_ID] = message.id
         headers[STREAM] = delivery.stream
         headers[ENTRY_ID] = delivery.entry_id
+        tracker = _Tracker(self, delivery)
         self._handling += 1
         self.stats.delivered += 1
-        reply: Any = _Outcome(self, delivery)
-        cell.deliver(Envelope(payload, reply, None, headers))
+        try:
+            ref.deliver(payload, tracker, headers=headers)
+        except Exception as exc:  # refused (a full mailbox that rejects): try again later
+            if not tracker.done:
+                tracker.done = True
+                self._handling -= 1
+                logger.debug("bridge %s could not deliver to %s: %s", self.name, ref, exc)
+                self._wait_for_target(delivery)
 
-    def _settled(self, delivery: Delivery, exc: BaseException | None) -> None:
-        if self._closed:
-            return  # finished after the drain deadline: left pending, redelivered later
+    def _wait_for_target(self, delivery: Delivery) -> None:
+        self._timers[delivery.entry_id] = self.system.clock.call_later(
+            TARGET_WAIT, self._redeliver_due, delivery
+        )
+
+    def _started(self, delivery: Delivery) -> None:
+        log = self._log
+        if log is not None:
+            log.started(delivery)
+        self.stats.started += 1
+
+    def _finished(self, tracker: _Tracker, error: BaseException | None) -> None:
         self._handling -= 1
-        if exc is not None:
-            self._failed(delivery, exc)
+        if self._closed:
+            # after the drain deadline, or the bridge was killed: stays unacked
+            if not self._handling:
+                self._close_log()
+            return
+        delivery = tracker.delivery
+        if error is None:
+            self._acks.append(delivery)
+        elif not tracker.started_once:  # never reached a handler: not an attempt
+            if self._closing:
+                self._retries.append(delivery)  # released by the drain
+            else:
+                self._wait_for_target(delivery)
         else:
-            self._acks.append(delivery.entry_id)
-            self._wake.set()
+            self.stats.failed += 1
+            self._failures.append((delivery, error))
+        self._wake.set()
         self._room.set()
 
-    def _failed(self, delivery: Delivery, exc: BaseException) -> None:
-        self.stats.failed += 1
-        if self._closing:
-            self._in_flight.pop(delivery.entry_id, None)  # not handled: stays pending
-            return
-        if delivery.deliveries >= self.max_deliveries:
+    def _after_failure(self, delivery: Delivery, exc: BaseException) -> None:
+        if delivery.attempts >= self.max_deliveries:
             reason = f"{type(exc).__name__}: {exc}"
-            self._dead_letter(delivery, f"failed {delivery.deliveries} deliveries; last: {reason}")
+            self._dead_letter(delivery, f"failed {delivery.attempts} attempts; last: {reason}")
             return
-        delay = self.retry.delay(delivery.deliveries - 1)
+        if self._closing:
+            self._retries.append(delivery)  # released by the drain
+            return
+        delay = self.retry.delay(delivery.attempts - 1)
         self._timers[delivery.entry_id] = self.system.clock.call_later(
             delay, self._retry_due, delivery
         )
 
-    def _target_wait_over(self, delivery: Delivery) -> None:
+    def _redeliver_due(self, delivery: Delivery) -> None:
         if self._timers.pop(delivery.entry_id, None) is not None and not self._closing:
             self._dispatch(delivery, fresh=False)
 
@@ -483,4 +586,4 @@ async def _finish(task: asyncio.Task[None] | None, grace: float) -> None:
         logger.debug("task %s ended with %r", task.get_name(), exc)
 
 
-__all__ = ["ConsumerBridge"]
+__all__ = ["ConnectionLost", "ConsumerBridge"]

@@ -1,22 +1,25 @@
 """The in-memory broker: the embedded default, no server, same contract as the real ones.
 
 Streams are append-only logs with consumer groups. Each group has a read
-position and a pending-entries list (consumer, delivery count, last delivery
-time), so redelivery, claiming from dead consumers, delivery-counted
-dead-lettering and delayed messages behave like Redis Streams. Everything
-lives in this process: a crash loses it (use Redis for durability).
+position, a pending-entries list (consumer, delivery count, last delivery
+time) and an attempts record (handler starts per pending entry), so
+redelivery, takeover from dead consumers, start-counted dead-lettering and
+delayed messages behave as on Redis Streams. A start is counted in the record
+directly (no journal is needed: the record lives in this process). Everything
+is lost with the process (use Redis for durability).
 
 >>> import asyncio
 >>> from troupe.brokers import MemoryBroker
 >>> async def main():
 ...     broker = MemoryBroker()
-...     await broker.ensure_group("orders", "billing")
+...     session = await broker.consume("orders", "billing", "c1", window=10)
 ...     await broker.publish("orders", {"id": 1})
-...     [d] = await broker.read("orders", "billing", "c1", 10, 0)
-...     await broker.ack("orders", "billing", [d.entry_id])
-...     return d.deliveries, await broker.pending("orders", "billing")
+...     [d] = await session.fetch(10, 0)
+...     session.attempts.started(d)             # the handler starts ...
+...     await session.ack([d])                  # ... and returned
+...     return d.attempts, await broker.pending("orders", "billing")
 >>> asyncio.run(main())
-(1, 0)
+(0, 0)
 """
 
 from __future__ import annotations
@@ -25,14 +28,16 @@ import asyncio
 import heapq
 import itertools
 import logging
+import os
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from troupe.backoff import Backoff
 
-from .base import DEFAULT_RECONNECT, Broker, BrokerError, Capabilities, Delivery
+from .base import DEFAULT_RECONNECT, Broker, BrokerError, Capabilities
 from .message import JSON, MalformedMessage, Message, Serializer, from_fields, to_fields
+from .session import AttemptLog, ConsumerSession, Delivery
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +55,7 @@ class _Pending:
 class _Group:
     next_seq: int
     pending: dict[int, _Pending] = field(default_factory=dict)
+    attempts: dict[int, int] = field(default_factory=dict)  # handler starts per pending entry
 
 
 @dataclass(slots=True)
@@ -88,8 +94,9 @@ class MemoryBroker(Broker):
         clock: Callable[[], float] = time.time,
         serializer: Serializer = JSON,
         reconnect: Backoff = DEFAULT_RECONNECT,
+        journal_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        super().__init__(url, serializer=serializer, reconnect=reconnect)
+        super().__init__(url, serializer=serializer, reconnect=reconnect, journal_dir=journal_dir)
         self.maxlen = maxlen
         self._clock = clock
         self._streams: dict[str, _Stream] = {}
@@ -147,6 +154,19 @@ class MemoryBroker(Broker):
         if group not in s.groups:
             s.groups[group] = _Group(next_seq=s.first_seq)
 
+    async def consume(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        window: int,
+        claim_idle: float = 30.0,
+        delay_poll: float = 0.05,
+    ) -> ConsumerSession:
+        await self.ensure_group(stream, group)
+        return MemorySession(self, stream, group, consumer, window, claim_idle)
+
     def _group(self, stream: str, group: str) -> tuple[_Stream, _Group]:
         s = self._streams.get(stream)
         g = s.groups.get(group) if s is not None else None
@@ -156,112 +176,11 @@ class MemoryBroker(Broker):
             )
         return s, g
 
-    async def read(
-        self, stream: str, group: str, consumer: str, count: int, block: float
-    ) -> list[Delivery]:
-        s, g = self._group(stream, group)
-        deadline = self._clock() + block
-        while True:
-            self._promote(stream)
-            out = self._take_new(stream, group, s, g, consumer, count)
-            remaining = deadline - self._clock()
-            if out or remaining <= 0:
-                return out
-            if s.delayed:
-                remaining = min(remaining, max(0.0, s.delayed[0][0] - self._clock()))
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            s.waiters.append(waiter)
-            try:
-                async with asyncio.timeout(max(remaining, 0.001)):  # wait_for can eat cancels
-                    await waiter
-            except TimeoutError:
-                pass
-            finally:
-                if waiter in s.waiters:
-                    s.waiters.remove(waiter)
-
-    def _take_new(
-        self, name: str, group: str, s: _Stream, g: _Group, consumer: str, count: int
-    ) -> list[Delivery]:
-        out: list[Delivery] = []
-        g.next_seq = max(g.next_seq, s.first_seq)
-        now = self._clock()
-        while len(out) < count and g.next_seq < s.end:
-            seq = g.next_seq
-            g.next_seq += 1
-            fields = s.get(seq)
-            if fields is None:
-                continue
-            g.pending[seq] = _Pending(consumer, 1, now)
-            out.append(_delivery(name, group, seq, 1, fields))
-        return out
-
-    async def claim_own(
-        self,
-        stream: str,
-        group: str,
-        consumer: str,
-        count: int,
-        *,
-        after: str | None = None,
-        exclude: Collection[str] = (),
-    ) -> tuple[list[Delivery], str | None]:
-        s, g = self._group(stream, group)
-        start = -1 if after is None else int(after)
-        skip = {int(e) for e in exclude}
-        mine = sorted(
-            seq
-            for seq, p in g.pending.items()
-            if p.consumer == consumer and seq > start and seq not in skip
-        )
-        page = mine[:count]
-        cursor = str(page[-1]) if len(mine) > count else None
-        return self._claim(stream, group, s, g, consumer, page), cursor
-
-    async def claim_idle(
-        self, stream: str, group: str, consumer: str, min_idle: float, count: int
-    ) -> list[Delivery]:
-        s, g = self._group(stream, group)
-        cutoff = self._clock() - min_idle
-        idle = [seq for seq, p in g.pending.items() if p.delivered_at <= cutoff]
-        return self._claim(stream, group, s, g, consumer, sorted(idle)[:count])
-
-    def _claim(
-        self, name: str, group: str, s: _Stream, g: _Group, consumer: str, seqs: list[int]
-    ) -> list[Delivery]:
-        out: list[Delivery] = []
-        now = self._clock()
-        for seq in seqs:
-            fields = s.get(seq)
-            if fields is None:  # trimmed away: nothing left to deliver
-                g.pending.pop(seq, None)
-                continue
-            entry = g.pending[seq]
-            entry.consumer = consumer
-            entry.deliveries += 1
-            entry.delivered_at = now
-            out.append(_delivery(name, group, seq, entry.deliveries, fields))
-        return out
-
-    async def redeliver(self, delivery: Delivery, consumer: str) -> Delivery | None:
-        s, g = self._group(delivery.stream, delivery.group)
-        seq = int(delivery.entry_id)
-        if seq not in g.pending:
-            return None
-        claimed = self._claim(delivery.stream, delivery.group, s, g, consumer, [seq])
-        return claimed[0] if claimed else None
-
-    async def ack(self, stream: str, group: str, entry_ids: Sequence[str]) -> int:
-        _, g = self._group(stream, group)
-        acked = 0
-        for entry_id in entry_ids:
-            if g.pending.pop(int(entry_id), None) is not None:
-                acked += 1
-        return acked
-
-    async def _dead_letter(self, delivery: Delivery, dead: Message, dlq: str) -> None:
-        self._add(dlq, to_fields(dead))
-        await self.ack(delivery.stream, delivery.group, [delivery.entry_id])
+    def _settle(self, g: _Group, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            seq = int(delivery.entry_id)
+            g.pending.pop(seq, None)
+            g.attempts.pop(seq, None)
 
     async def read_stream(self, stream: str, count: int = 1000) -> list[Message]:
         s = self._streams.get(stream)
@@ -272,6 +191,7 @@ class MemoryBroker(Broker):
         ]
 
     async def pending(self, stream: str, group: str) -> int:
+        """Entries delivered to the group and not acknowledged."""
         return len(self._group(stream, group)[1].pending)
 
     async def lag(self, stream: str, group: str) -> int | None:
@@ -283,10 +203,144 @@ class MemoryBroker(Broker):
         return self._add(stream, dict(fields))
 
 
-def _delivery(stream: str, group: str, seq: int, count: int, fields: Fields) -> Delivery:
+class _RecordAttempts(AttemptLog):
+    """Starts counted straight into the group's attempts record (it lives in this process)."""
+
+    def __init__(self, group: _Group) -> None:
+        self._attempts = group.attempts
+
+    def started(self, delivery: Delivery) -> None:
+        seq = int(delivery.entry_id)
+        self._attempts[seq] = self._attempts.get(seq, 0) + 1
+
+    async def failed(self, delivery: Delivery) -> None:
+        return None  # counted when it started
+
+    def settled(self, deliveries: Sequence[Delivery]) -> None:
+        return None  # the record entry went with the ack
+
+
+class MemorySession(ConsumerSession):
+    """One consumer of a group on the in-memory broker (see :class:`ConsumerSession`)."""
+
+    def __init__(
+        self,
+        broker: MemoryBroker,
+        stream: str,
+        group: str,
+        consumer: str,
+        window: int,
+        claim_idle: float,
+    ) -> None:
+        super().__init__(stream, group, consumer, window)
+        self._broker = broker
+        self._stream, self._g = broker._group(stream, group)
+        self.claim_idle = claim_idle
+        self.attempts = _RecordAttempts(self._g)
+        self._own: int | None = -1  # cursor over this consumer's pending entries (a restart)
+        self._next_claim = 0.0
+
+    async def fetch(self, limit: int, timeout: float) -> list[Delivery]:
+        broker, s, g = self._broker, self._stream, self._g
+        if self._own is not None:
+            start = self._own
+            mine = sorted(
+                seq for seq, p in g.pending.items() if p.consumer == self.consumer and seq > start
+            )[:limit]
+            if mine:
+                self._own = mine[-1]
+                return self._claim(mine)
+            self._own = None
+        now = broker._clock()
+        if now >= self._next_claim:
+            self._next_claim = now + max(self.claim_idle / 2, 0.01)
+            cutoff = now - self.claim_idle
+            idle = sorted(seq for seq, p in g.pending.items() if p.delivered_at <= cutoff)
+            if idle:
+                return self._claim(idle[:limit])
+        deadline = now + timeout
+        while True:
+            broker._promote(self.stream)
+            out = self._take_new(limit)
+            remaining = deadline - broker._clock()
+            if out or remaining <= 0:
+                return out
+            if s.delayed:
+                remaining = min(remaining, max(0.0, s.delayed[0][0] - broker._clock()))
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            s.waiters.append(waiter)
+            try:
+                async with asyncio.timeout(max(remaining, 0.001)):  # wait_for can eat cancels
+                    await waiter
+            except TimeoutError:
+                pass
+            finally:
+                if waiter in s.waiters:
+                    s.waiters.remove(waiter)
+
+    def _take_new(self, limit: int) -> list[Delivery]:
+        s, g = self._stream, self._g
+        out: list[Delivery] = []
+        g.next_seq = max(g.next_seq, s.first_seq)
+        now = self._broker._clock()
+        while len(out) < limit and g.next_seq < s.end:
+            seq = g.next_seq
+            g.next_seq += 1
+            fields = s.get(seq)
+            if fields is None:
+                continue
+            g.pending[seq] = _Pending(self.consumer, 1, now)
+            out.append(_delivery(self.stream, self.group, seq, 1, 0, fields))
+        return out
+
+    def _claim(self, seqs: list[int], *, count: bool = True) -> list[Delivery]:
+        s, g = self._stream, self._g
+        out: list[Delivery] = []
+        now = self._broker._clock()
+        for seq in seqs:
+            fields = s.get(seq)
+            entry = g.pending.get(seq)
+            if entry is None:
+                continue
+            if fields is None:  # trimmed away: nothing left to deliver
+                del g.pending[seq]
+                g.attempts.pop(seq, None)
+                continue
+            entry.consumer = self.consumer
+            if count:
+                entry.deliveries += 1
+            entry.delivered_at = now
+            attempts = g.attempts.get(seq, 0)
+            out.append(_delivery(self.stream, self.group, seq, entry.deliveries, attempts, fields))
+        return out
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        self._broker._settle(self._g, deliveries)
+
+    async def dead_letter(self, delivery: Delivery, message: Message) -> None:
+        self._broker._add(self._broker.dlq(self.stream), to_fields(message))
+        self._broker._settle(self._g, [delivery])
+
+    async def renew(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        kept = {int(d.entry_id): d for d in deliveries}
+        renewed = self._claim(sorted(kept), count=False)
+        for fresh in renewed:
+            fresh.attempts = max(fresh.attempts, kept[int(fresh.entry_id)].attempts)
+        return renewed
+
+    async def release(self, deliveries: Sequence[Delivery]) -> None:
+        return None  # they stay pending: resumed by this consumer or taken over when idle
+
+    async def lag(self) -> int | None:
+        return await self._broker.lag(self.stream, self.group)
+
+
+def _delivery(
+    stream: str, group: str, seq: int, count: int, attempts: int, fields: Fields
+) -> Delivery:
     entry_id = str(seq)
     try:
         message = from_fields(fields, entry_id)
     except MalformedMessage as exc:
-        return Delivery(stream, group, entry_id, count, None, str(exc), fields)
-    return Delivery(stream, group, entry_id, count, message)
+        return Delivery(stream, group, entry_id, None, count, attempts, str(exc), fields)
+    return Delivery(stream, group, entry_id, message, count, attempts)

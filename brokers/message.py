@@ -33,7 +33,11 @@ MESSAGE_ID = "troupe-message-id"  #: the message id, set on delivery
 STREAM = "troupe-stream"  #: the stream a delivery came from, set on delivery
 ENTRY_ID = "troupe-entry-id"  #: the broker's position of the entry, set on delivery
 ORIGINAL_STREAM = "troupe-original-stream"  #: where a dead-lettered message was consumed
-DELIVERIES = "troupe-deliveries"  #: deliveries counted by the broker before dead-lettering
+ORIGINAL_GROUP = "troupe-original-group"  #: the consumer group that dead-lettered it
+ORIGINAL_ENTRY_ID = "troupe-original-entry-id"  #: its entry id (or partition:offset) there
+ORIGINAL_PARTITION = "troupe-original-partition"  #: its partition (brokers that have them)
+ORIGINAL_OFFSET = "troupe-original-offset"  #: its offset (brokers that have them)
+DELIVERIES = "troupe-deliveries"  #: handler starts (attempts) before dead-lettering
 
 
 class MalformedMessage(TroupeError):
@@ -42,13 +46,18 @@ class MalformedMessage(TroupeError):
 
 @dataclass(slots=True)
 class Message:
-    """One broker message. ``body`` is bytes; ``headers`` map strings to strings."""
+    """One broker message. ``body`` is bytes; ``headers`` map strings to strings.
+
+    ``raw`` is set only on the DLQ copy of an entry that could not be read as a
+    message: its original fields, byte for byte (``body`` is then empty).
+    """
 
     body: bytes
     key: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     id: str = field(default_factory=lambda: os.urandom(16).hex())
     timestamp: float = field(default_factory=time.time)
+    raw: dict[bytes, bytes] | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -117,8 +126,11 @@ def decode_body(serializer: Serializer, message: Message) -> Any:
 # entries small and cheap to parse. Entries written by other producers may instead use
 # separate fields: ``b`` (body, required), ``i`` (id), ``k`` (key), ``h`` (JSON headers),
 # ``t`` (timestamp); the entry id stands in for a missing message id.
+# The DLQ copy of an entry that could not be read keeps the entry's fields unchanged and
+# adds one field ``troupe-dead``: the metadata array (with the reason in its headers).
 
 _PACKED, _BODY, _KEY, _HEADERS, _ID, _TIME = b"m", b"b", b"k", b"h", b"i", b"t"
+_DEAD = b"troupe-dead"
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]+")  # ids that need no JSON escaping
 _FAST_META = re.compile(rb'\["([A-Za-z0-9_.:-]+)",(-?[0-9][0-9.eE+-]*),null,null\]')
 
@@ -126,6 +138,9 @@ _FAST_META = re.compile(rb'\["([A-Za-z0-9_.:-]+)",(-?[0-9][0-9.eE+-]*),null,null
 def to_fields(message: Message) -> dict[bytes, bytes]:
     """The field mapping a message is stored as."""
     key, headers, message_id = message.key, message.headers, message.id
+    if message.raw is not None:
+        dead = [message_id, message.timestamp, key, headers or None]
+        return {**message.raw, _DEAD: json.dumps(dead, separators=(",", ":")).encode()}
     if key is None and not headers and _PLAIN_ID.fullmatch(message_id):
         # the common case, without json.dumps (same bytes as the general case)
         meta = f'["{message_id}",{message.timestamp!r},null,null]'.encode()
@@ -137,6 +152,12 @@ def to_fields(message: Message) -> dict[bytes, bytes]:
 
 def from_fields(fields: Mapping[bytes, bytes], fallback_id: str) -> Message:
     """Read a message back from its fields; raises MalformedMessage with the reason."""
+    dead = fields.get(_DEAD)
+    if dead is not None:
+        raw = {k: v for k, v in fields.items() if k != _DEAD}
+        message = _unpack(dead + b"\n", fallback_id)
+        message.raw = raw
+        return message
     packed = fields.get(_PACKED)
     if packed is not None:
         return _unpack(packed, fallback_id)
@@ -197,6 +218,10 @@ __all__ = [
     "IDEMPOTENCY_KEY",
     "JSON",
     "MESSAGE_ID",
+    "ORIGINAL_ENTRY_ID",
+    "ORIGINAL_GROUP",
+    "ORIGINAL_OFFSET",
+    "ORIGINAL_PARTITION",
     "ORIGINAL_STREAM",
     "STREAM",
     "TRACEPARENT",

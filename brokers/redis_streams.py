@@ -2,13 +2,12 @@
 
 - publish: ``XADD`` (``MAXLEN ~`` when ``maxlen`` is set), batches in one pipeline;
 - groups: ``XGROUP CREATE ... MKSTREAM``, an existing group (BUSYGROUP) is fine;
-- read: ``XREADGROUP`` with the COUNT the bridge asks for (its target's mailbox room);
-- own pending after a restart: ``XPENDING`` for the consumer, then ``XCLAIM`` (counted);
-- idle pending of dead consumers: ``XAUTOCLAIM``, counts read back from ``XPENDING``;
-- retry: ``XCLAIM`` to self, which raises the PEL delivery count;
-- dead letters: ``XADD`` to ``<stream>:dlq`` and ``XACK`` in one MULTI/EXEC;
 - delay: a sorted set ``<stream>:delayed`` (score = due time in ms) and one hash per
-  message; a Lua script moves due messages into the stream atomically.
+  message; a Lua script moves due messages into the stream atomically;
+- consuming: :class:`~troupe.brokers.redis_session.RedisSession` (own pending with
+  ``XPENDING``/``XCLAIM``, idle pending of dead consumers with ``XAUTOCLAIM``, new
+  entries with ``XREADGROUP COUNT``; handler starts counted in the hash
+  ``<stream>:attempts:<group>``).
 
 Connection errors become :class:`BrokerConnectionError` so bridges fail and restart.
 """
@@ -17,8 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -32,11 +32,11 @@ from .base import (
     BrokerConnectionError,
     BrokerError,
     Capabilities,
-    Delivery,
     to_str,
 )
-from .message import JSON, MalformedMessage, Message, Serializer, from_fields, to_fields
+from .message import JSON, Message, Serializer, from_fields, to_fields
 from .redis_publish import publish_once
+from .session import ConsumerSession
 
 logger = logging.getLogger(__name__)
 
@@ -77,15 +77,16 @@ class RedisBroker(Broker):
         maxlen: int | None = None,
         serializer: Serializer = JSON,
         reconnect: Backoff = DEFAULT_RECONNECT,
+        journal_dir: str | os.PathLike[str] | None = None,
         **client_options: Any,
     ) -> None:
-        super().__init__(url, serializer=serializer, reconnect=reconnect)
+        super().__init__(url, serializer=serializer, reconnect=reconnect, journal_dir=journal_dir)
         self._raw_url = url
         self.maxlen = maxlen
         self._options = client_options
         self._client: aioredis.Redis | None = None
         self._promote: Any = None
-        self._cursors: dict[tuple[str, str], str] = {}
+        self._scripts: dict[str, Any] = {}
 
     @property
     def client(self) -> aioredis.Redis:
@@ -95,7 +96,16 @@ class RedisBroker(Broker):
             options.update(self._options)
             self._client = aioredis.Redis.from_url(self._raw_url, **options)
             self._promote = self._client.register_script(_PROMOTE)
+            self._scripts.clear()
         return self._client
+
+    def script(self, source: str) -> Any:
+        """A Lua script registered on the current client (cached per client)."""
+        client = self.client
+        found = self._scripts.get(source)
+        if found is None:
+            found = self._scripts[source] = client.register_script(source)
+        return found
 
     async def connect(self) -> None:
         async with self._errors("connect"):
@@ -185,127 +195,27 @@ class RedisBroker(Broker):
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    async def read(
-        self, stream: str, group: str, consumer: str, count: int, block: float
-    ) -> list[Delivery]:
-        block_ms = int(block * 1000)
-        async with self._errors("XREADGROUP"):
-            try:
-                reply: Any = await self.client.xreadgroup(
-                    group, consumer, {stream: ">"}, count=count, block=block_ms or None
-                )
-            except rex.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                logger.warning("group %s of stream %s vanished; recreating it", group, stream)
-                await self.ensure_group(stream, group)
-                return []
-        out: list[Delivery] = []
-        for _name, entries in reply or ():
-            out.extend(
-                _delivery(stream, group, entry_id, fields, 1) for entry_id, fields in entries
-            )
-        return out
-
-    async def claim_own(
+    async def consume(
         self,
         stream: str,
         group: str,
         consumer: str,
-        count: int,
         *,
-        after: str | None = None,
-        exclude: Collection[str] = (),
-    ) -> tuple[list[Delivery], str | None]:
-        skip = set(exclude)
-        asked = min(count + len(skip), 10_000)
-        async with self._errors("XPENDING/XCLAIM"):
-            pending: Any = await self.client.xpending_range(
-                stream,
-                group,
-                min="-" if after is None else f"({after}",
-                max="+",
-                count=asked,
-                consumername=consumer,
-            )
-            listed = [to_str(p["message_id"]) for p in pending]
-            counts = {
-                to_str(p["message_id"]): int(p["times_delivered"])
-                for p in pending
-                if to_str(p["message_id"]) not in skip
-            }
-            ids: list[Any] = list(counts)[:count]
-            claimed: Any = await self.client.xclaim(stream, group, consumer, 0, ids) if ids else []
-        if len(ids) == count and ids:
-            cursor: str | None = ids[-1]  # there may be more after the last one taken
-        elif len(listed) == asked and listed:
-            cursor = listed[-1]
-        else:
-            cursor = None
-        deliveries = [
-            _delivery(stream, group, entry_id, fields, counts.get(to_str(entry_id), 0) + 1)
-            for entry_id, fields in claimed
-            if fields is not None
-        ]
-        return deliveries, cursor
+        window: int,
+        claim_idle: float = 30.0,
+        delay_poll: float = 0.05,
+    ) -> ConsumerSession:
+        from .redis_session import RedisSession
 
-    async def claim_idle(
-        self, stream: str, group: str, consumer: str, min_idle: float, count: int
-    ) -> list[Delivery]:
-        cursor_key = (stream, group)
-        async with self._errors("XAUTOCLAIM"):
-            reply: Any = await self.client.xautoclaim(
-                stream,
-                group,
-                consumer,
-                int(min_idle * 1000),
-                start_id=self._cursors.get(cursor_key, "0-0"),
-                count=count,
-            )
-            next_cursor, entries = reply[0], reply[1]
-            self._cursors[cursor_key] = to_str(next_cursor)
-            entries = [(e, f) for e, f in entries if f is not None]
-            if not entries:
-                return []
-            ids = [to_str(e) for e, _ in entries]
-            pending: Any = await self.client.xpending_range(
-                stream,
-                group,
-                min=ids[0],
-                max=ids[-1],
-                count=len(ids) * 4 + 100,
-                consumername=consumer,
-            )
-        counts = {to_str(p["message_id"]): int(p["times_delivered"]) for p in pending}
-        return [
-            _delivery(stream, group, entry_id, fields, counts.get(to_str(entry_id), 2))
-            for entry_id, fields in entries
-        ]
-
-    async def redeliver(self, delivery: Delivery, consumer: str) -> Delivery | None:
-        async with self._errors("XCLAIM"):
-            claimed: Any = await self.client.xclaim(
-                delivery.stream, delivery.group, consumer, 0, [delivery.entry_id]
-            )
-        for entry_id, fields in claimed:
-            if fields is not None:
-                return _delivery(
-                    delivery.stream, delivery.group, entry_id, fields, delivery.deliveries + 1
-                )
-        return None
-
-    async def ack(self, stream: str, group: str, entry_ids: Sequence[str]) -> int:
-        if not entry_ids:
-            return 0
-        async with self._errors("XACK"):
-            return int(await self.client.xack(stream, group, *entry_ids))
-
-    async def _dead_letter(self, delivery: Delivery, dead: Message, dlq: str) -> None:
-        async with self._errors("dead-letter"):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.xadd(dlq, _wire(dead))
-            pipe.xack(delivery.stream, delivery.group, delivery.entry_id)
-            await pipe.execute()
+        await self.connect()
+        await self.ensure_group(stream, group)
+        session = RedisSession(self, stream, group, consumer, window, claim_idle, delay_poll)
+        try:
+            await session.attempts.fold_dead()
+        except BaseException:
+            session.attempts.close()
+            raise
+        return session
 
     async def read_stream(self, stream: str, count: int = 1000) -> list[Message]:
         async with self._errors("XRANGE"):
@@ -330,12 +240,3 @@ class RedisBroker(Broker):
 def _wire(message: Message) -> Any:
     """The message's fields, typed for redis-py."""
     return to_fields(message)
-
-
-def _delivery(stream: str, group: str, entry_id: Any, fields: Any, count: int) -> Delivery:
-    entry = to_str(entry_id)
-    try:
-        message = from_fields(fields, entry)
-    except MalformedMessage as exc:
-        return Delivery(stream, group, entry, count, None, str(exc), fields)
-    return Delivery(stream, group, entry, count, message)

@@ -9,6 +9,7 @@ and a branch in ``broker_url``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -32,9 +33,9 @@ def broker_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def broker(broker_url: str) -> AsyncIterator[Broker]:
-    """A connected broker of each kind, closed after the test."""
-    b = connect(broker_url)
+async def broker(broker_url: str, tmp_path: Path) -> AsyncIterator[Broker]:
+    """A connected broker of each kind (attempt journals in the test's own folder)."""
+    b = connect(broker_url, journal_dir=tmp_path / "journals")
     await b.connect()
     try:
         yield b

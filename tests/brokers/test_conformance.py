@@ -5,17 +5,28 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.brokers.helpers import TOLERANT
+from tests.helpers import eventually
 from troupe import Actor, ActorSystem, MailboxConfig
 from troupe.brokers import Broker, ConsumerBridge, MemoryBroker, connect
-from troupe.brokers.message import ATTEMPT, DELIVERIES, ERROR_REASON, MESSAGE_ID, TRACEPARENT
+from troupe.brokers.message import (
+    ATTEMPT,
+    DELIVERIES,
+    ERROR_REASON,
+    MESSAGE_ID,
+    ORIGINAL_ENTRY_ID,
+    ORIGINAL_GROUP,
+    ORIGINAL_STREAM,
+    TRACEPARENT,
+)
 from troupe.brokers.redis_streams import RedisBroker
+from troupe.brokers.session import Delivery
 from troupe.supervisors import Backoff
 
 FAST_RETRY = Backoff(initial=0.001, maximum=0.01, jitter="none")
@@ -53,14 +64,6 @@ class Gate(Actor):
         self.done.append(message)
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-
-
 async def wait_pending(broker: Broker, stream: str, group: str, expected: int) -> None:
     deadline = time.monotonic() + 15
     while (n := await broker.pending(stream, group)) != expected:
@@ -77,7 +80,7 @@ def bridge_options(**overrides: Any) -> dict[str, Any]:
 
 async def test_delivers_payloads_with_headers_and_acks(broker: Broker) -> None:
     seen: list[tuple[Any, dict[str, str]]] = []
-    async with ActorSystem() as system:
+    async with ActorSystem(restart=TOLERANT) as system:
         target = system.spawn(Recorder, seen, {}, name="recorder")
         system.spawn(ConsumerBridge, broker, "s", "g", target, **bridge_options())
         ids = [
@@ -96,7 +99,7 @@ async def test_delivers_payloads_with_headers_and_acks(broker: Broker) -> None:
 
 async def test_target_by_name(broker: Broker) -> None:
     seen: list[tuple[Any, dict[str, str]]] = []
-    async with ActorSystem() as system:
+    async with ActorSystem(restart=TOLERANT) as system:
         system.spawn(ConsumerBridge, broker, "s", "g", "late", **bridge_options())
         await broker.publish("s", "hello")
         await asyncio.sleep(0.1)
@@ -115,7 +118,7 @@ def test_at_least_once_under_handler_failures(broker_url: str, failures: list[in
         stream = f"s-{uuid.uuid4().hex}"
         seen: list[tuple[Any, dict[str, str]]] = []
         plan = dict(enumerate(failures))
-        async with ActorSystem() as system:
+        async with ActorSystem(restart=TOLERANT) as system:
             target = system.spawn(Recorder, seen, dict(plan))
             bridge = system.spawn(
                 ConsumerBridge, broker, stream, "g", target, **bridge_options(max_deliveries=4)
@@ -146,7 +149,7 @@ async def test_dead_letter_after_max_deliveries_with_reason(broker: Broker) -> N
                 raise ValueError("cannot digest poison")
             return super().receive(message)
 
-    async with ActorSystem() as system:
+    async with ActorSystem(restart=TOLERANT) as system:
         target = system.spawn(Poisoned, seen, {})
         bridge = system.spawn(
             ConsumerBridge, broker, "s", "g", target, **bridge_options(max_deliveries=3)
@@ -163,13 +166,16 @@ async def test_dead_letter_after_max_deliveries_with_reason(broker: Broker) -> N
     assert broker.serializer.loads(dead.body) == "poison"
     assert "cannot digest poison" in dead.headers[ERROR_REASON]
     assert dead.headers[DELIVERIES] == "3"
+    assert dead.headers[ORIGINAL_STREAM] == "s"
+    assert dead.headers[ORIGINAL_GROUP] == "g"
+    assert dead.headers[ORIGINAL_ENTRY_ID]
 
 
 async def test_no_ack_before_the_handler_returned(broker: Broker) -> None:
     gate = asyncio.Event()
     started: list[Any] = []
     done: list[Any] = []
-    async with ActorSystem() as system:
+    async with ActorSystem(restart=TOLERANT) as system:
         target = system.spawn(Gate, gate, started, done)
         system.spawn(ConsumerBridge, broker, "s", "g", target, **bridge_options())
         for i in range(3):
@@ -186,7 +192,7 @@ async def test_intake_is_bounded_by_the_target_mailbox(broker: Broker) -> None:
     gate = asyncio.Event()
     started: list[Any] = []
     done: list[Any] = []
-    async with ActorSystem() as system:
+    async with ActorSystem(restart=TOLERANT) as system:
         target = system.spawn(Gate, gate, started, done)  # mailbox capacity 5
         bridge = system.spawn(ConsumerBridge, broker, "s", "g", target, **bridge_options())
         for i in range(50):
@@ -206,7 +212,7 @@ async def test_drain_acks_only_what_was_handled(broker: Broker) -> None:
     gate = asyncio.Event()
     started: list[Any] = []
     done: list[Any] = []
-    async with ActorSystem() as system:
+    async with ActorSystem(restart=TOLERANT) as system:
         target = system.spawn(Gate, gate, started, done)
         bridge = system.spawn(
             ConsumerBridge,
@@ -244,7 +250,7 @@ async def test_drain_on_stop_finishes_in_flight_work(broker: Broker) -> None:
     gate = asyncio.Event()
     started: list[Any] = []
     done: list[Any] = []
-    async with ActorSystem() as system:
+    async with ActorSystem(restart=TOLERANT) as system:
         target = system.spawn(Gate, gate, started, done)
         bridge = system.spawn(
             ConsumerBridge, broker, "s", "g", target, **bridge_options(drain_timeout=5.0)
@@ -261,29 +267,47 @@ async def test_drain_on_stop_finishes_in_flight_work(broker: Broker) -> None:
         assert await broker.pending("s", "g") == 0  # handled, so acked
 
 
+async def crashed_consumer(
+    broker: Broker, name: str, *, start: bool, claim_idle: float = 30.0
+) -> list[Delivery]:
+    """A consumer that takes what it is offered, starts handling it (or not), and dies."""
+    session = await broker.consume("s", "g", name, window=100, claim_idle=claim_idle)
+    taken = await session.fetch(100, 0)
+    if start:
+        for delivery in taken:
+            session.attempts.started(delivery)
+    session.attempts.close()  # a crash: the starts stay in its log
+    await session.close()
+    return taken
+
+
 async def test_redelivery_after_consumer_crash(broker: Broker) -> None:
+    """Taken by a consumer that died before handling: redelivered, no attempt lost."""
     await broker.ensure_group("s", "g")
     for i in range(10):
         await broker.publish("s", i)
-    crashed = await broker.read("s", "g", "dead-consumer", 10, 0)  # then it "crashes"
-    assert len(crashed) == 10
+    assert len(await crashed_consumer(broker, "dead-consumer", start=False)) == 10
     seen: list[tuple[Any, dict[str, str]]] = []
-    async with ActorSystem() as system:
+    async with ActorSystem(restart=TOLERANT) as system:
         target = system.spawn(Recorder, seen, {})
-        system.spawn(ConsumerBridge, broker, "s", "g", target, **bridge_options(claim_idle=0.2))
+        bridge = system.spawn(
+            ConsumerBridge, broker, "s", "g", target, **bridge_options(claim_idle=0.2)
+        )
         await eventually(lambda: len(seen) == 10)
         await wait_pending(broker, "s", "g", 0)
+        stats = system.cell_of(bridge).actor.stats  # type: ignore[attr-defined]
     assert sorted(m for m, _ in seen) == list(range(10))
-    assert {h[ATTEMPT] for _, h in seen} == {"2"}
+    assert {h[ATTEMPT] for _, h in seen} == {"1"}  # fetched, never started: not an attempt
+    assert stats.redelivered == 10
 
 
 async def test_restarted_consumer_resumes_its_own_pending_at_once(broker: Broker) -> None:
     await broker.ensure_group("s", "g")
     for i in range(5):
         await broker.publish("s", i)
-    await broker.read("s", "g", "me", 5, 0)
+    await crashed_consumer(broker, "me", start=True)
     seen: list[tuple[Any, dict[str, str]]] = []
-    async with ActorSystem() as system:
+    async with ActorSystem(restart=TOLERANT) as system:
         target = system.spawn(Recorder, seen, {})
         system.spawn(
             ConsumerBridge,
@@ -296,18 +320,19 @@ async def test_restarted_consumer_resumes_its_own_pending_at_once(broker: Broker
         )
         await eventually(lambda: len(seen) == 5)
     assert [m for m, _ in seen] == list(range(5))
+    assert {h[ATTEMPT] for _, h in seen} == {"2"}  # started once before the crash
 
 
 async def test_message_that_kills_consumers_is_dead_lettered(broker: Broker) -> None:
-    """A delivery count grown by crashes (no handler ever returned) ends in the DLQ."""
+    """Every start killed its consumer (no handler ever returned): DLQ after max_deliveries
+    starts, without running it again."""
     await broker.ensure_group("s", "g")
     await broker.publish("s", "deadly")
-    await broker.read("s", "g", "c0", 1, 0)
-    for n in range(1, 3):  # two more consumers take it and die
-        [claimed] = await broker.claim_idle("s", "g", f"c{n}", 0, 10)
-        assert claimed.deliveries == n + 1
+    for n in range(3):
+        [taken] = await crashed_consumer(broker, f"c{n}", start=True, claim_idle=0)
+        assert taken.attempts == n
     seen: list[tuple[Any, dict[str, str]]] = []
-    async with ActorSystem() as system:
+    async with ActorSystem(restart=TOLERANT) as system:
         target = system.spawn(Recorder, seen, {})
         system.spawn(
             ConsumerBridge,
@@ -320,14 +345,63 @@ async def test_message_that_kills_consumers_is_dead_lettered(broker: Broker) -> 
         await wait_pending(broker, "s", "g", 0)
     assert seen == []
     [dead] = await broker.dead_letters("s")
-    assert "without an ack" in dead.headers[ERROR_REASON]
+    assert "started 3 times" in dead.headers[ERROR_REASON]
+    assert dead.headers[DELIVERIES] == "3"
+
+
+async def test_fetched_but_never_started_loses_no_attempt(broker: Broker) -> None:
+    """A crash loop that takes a message again and again without starting it does not
+    dead-letter it (until the broker's own count passes the backstop)."""
+    await broker.ensure_group("s", "g")
+    await broker.publish("s", "healthy")
+    for n in range(6):
+        [taken] = await crashed_consumer(broker, f"c{n}", start=False, claim_idle=0)
+        assert taken.attempts == 0
+    seen: list[tuple[Any, dict[str, str]]] = []
+    async with ActorSystem(restart=TOLERANT) as system:
+        target = system.spawn(Recorder, seen, {})
+        system.spawn(
+            ConsumerBridge,
+            broker,
+            "s",
+            "g",
+            target,
+            **bridge_options(claim_idle=0.05, max_deliveries=3),  # backstop: 12 deliveries
+        )
+        await eventually(lambda: len(seen) == 1)
+        await wait_pending(broker, "s", "g", 0)
+    assert seen[0][0] == "healthy"
+    assert seen[0][1][ATTEMPT] == "1"
+    assert await broker.dead_letters("s") == []
+
+
+async def test_broker_delivery_count_backstop(broker: Broker) -> None:
+    """Starts journaled on a host that never came back are invisible; the broker's own
+    delivery count past ``max_broker_deliveries`` still ends the loop."""
+    await broker.ensure_group("s", "g")
+    await broker.publish("s", "lost")
+    for n in range(4):
+        await crashed_consumer(broker, f"c{n}", start=False, claim_idle=0)
+    async with ActorSystem(restart=TOLERANT) as system:
+        target = system.spawn(Recorder, [], {})
+        system.spawn(
+            ConsumerBridge,
+            broker,
+            "s",
+            "g",
+            target,
+            **bridge_options(claim_idle=0.05, max_deliveries=2, max_broker_deliveries=4),
+        )
+        await wait_pending(broker, "s", "g", 0)
+    [dead] = await broker.dead_letters("s")
+    assert "max_broker_deliveries=4" in dead.headers[ERROR_REASON]
 
 
 async def test_ordering_is_kept_for_one_consumer(broker: Broker) -> None:
     if broker.capabilities.ordering != "stream":
         pytest.skip("this broker promises no stream order")
     seen: list[tuple[Any, dict[str, str]]] = []
-    async with ActorSystem() as system:
+    async with ActorSystem(restart=TOLERANT) as system:
         target = system.spawn(Recorder, seen, {})
         system.spawn(ConsumerBridge, broker, "s", "g", target, **bridge_options(batch=7))
         for start in range(0, 300, 50):
@@ -349,7 +423,7 @@ async def test_delayed_delivery(broker: Broker) -> None:
             arrival[message] = time.time()
             return super().receive(message)
 
-    async with ActorSystem() as system:
+    async with ActorSystem(restart=TOLERANT) as system:
         target = system.spawn(Stamp, seen, {})
         system.spawn(ConsumerBridge, broker, "s", "g", target, **bridge_options())
         sent = time.time()
@@ -364,7 +438,7 @@ async def test_delayed_delivery(broker: Broker) -> None:
 
 async def test_malformed_payloads_go_to_the_dlq_and_consumption_goes_on(broker: Broker) -> None:
     seen: list[tuple[Any, dict[str, str]]] = []
-    async with ActorSystem() as system:
+    async with ActorSystem(restart=TOLERANT) as system:
         target = system.spawn(Recorder, seen, {})
         bridge = system.spawn(ConsumerBridge, broker, "s", "g", target, **bridge_options())
         bad_id = await broker.publish("s", b"{not json")
@@ -377,10 +451,32 @@ async def test_malformed_payloads_go_to_the_dlq_and_consumption_goes_on(broker: 
     dead = await broker.dead_letters("s")
     assert len(dead) == 2
     assert dead[0].id == bad_id
+    assert dead[0].body == b"{not json"  # the original bytes
     assert "does not decode" in dead[0].headers[ERROR_REASON]
     assert "neither" in dead[1].headers[ERROR_REASON]
     assert stats.malformed == 2
     assert stats.dead_lettered == 2
+
+
+async def test_a_raw_entry_of_another_producer_keeps_its_fields_in_the_dlq(
+    broker: Broker,
+) -> None:
+    fields = {b"foo": b"bar", b"blob": bytes(range(256)), b"m": b"not troupe framing"}
+    async with ActorSystem(restart=TOLERANT) as system:
+        target = system.spawn(Recorder, [], {})
+        system.spawn(ConsumerBridge, broker, "s", "g", target, **bridge_options())
+        await inject_raw(broker, "s", fields)
+        await eventually(lambda: dlq_size(broker, "s", 1))
+        await wait_pending(broker, "s", "g", 0)
+    [dead] = await broker.dead_letters("s")
+    assert dead.raw == fields  # byte for byte
+    assert "unreadable" in dead.headers[ERROR_REASON]
+    assert dead.headers[ORIGINAL_STREAM] == "s"
+    assert dead.headers[ORIGINAL_ENTRY_ID]
+
+
+async def dlq_size(broker: Broker, stream: str, n: int) -> bool:
+    return len(await broker.dead_letters(stream)) == n
 
 
 async def inject_raw(broker: Broker, stream: str, fields: dict[bytes, bytes]) -> None:
@@ -394,7 +490,7 @@ async def inject_raw(broker: Broker, stream: str, fields: dict[bytes, bytes]) ->
 
 async def test_counters_are_kept_on_the_broker_across_restarts(broker: Broker) -> None:
     seen: list[tuple[Any, dict[str, str]]] = []
-    async with ActorSystem() as system:
+    async with ActorSystem(restart=TOLERANT) as system:
         target = system.spawn(Recorder, seen, {})
         bridge = system.spawn(
             ConsumerBridge, broker, "s", "g", target, consumer="c", **bridge_options()
@@ -425,7 +521,7 @@ async def test_lag_and_in_flight_are_visible_to_collectors(broker: Broker) -> No
     started: list[Any] = []
     done: list[Any] = []
     await broker.publish_messages("s", [broker.message(i) for i in range(20)])
-    async with ActorSystem() as system:
+    async with ActorSystem(restart=TOLERANT) as system:
         target = system.spawn(Gate, gate, started, done)
         system.spawn(ConsumerBridge, broker, "s", "g", target, consumer="c", **bridge_options())
         stats = broker.stats.consumer("s", "g", "c")
@@ -436,19 +532,52 @@ async def test_lag_and_in_flight_are_visible_to_collectors(broker: Broker) -> No
         await eventually(lambda: stats.in_flight == 0)
 
 
-async def test_own_pending_is_claimed_page_by_page_skipping_in_flight(broker: Broker) -> None:
+async def test_own_pending_is_resumed_page_by_page(broker: Broker) -> None:
+    """A restarted consumer takes its own pending entries back in pages no bigger than
+    asked (what will start soon), in order, skipping what was acked meanwhile."""
     await broker.ensure_group("s", "g")
     await broker.publish_messages("s", [broker.message(i) for i in range(250)])
-    first = await broker.read("s", "g", "me", 250, 0)
-    in_flight = {d.entry_id for d in first[:10]}
-    await broker.ack("s", "g", [d.entry_id for d in first[10:20]])  # acked meanwhile
-    claimed: list[str] = []
-    cursor: str | None = None
+    first = await broker.consume("s", "g", "me", window=250)
+    taken = await first.fetch(250, 0)
+    await first.ack(taken[10:20])  # acked meanwhile
+    first.attempts.close()
+    again = await broker.consume("s", "g", "me", window=100)
+    resumed: list[str] = []
     while True:
-        page, cursor = await broker.claim_own("s", "g", "me", 100, after=cursor, exclude=in_flight)
-        assert len(page) <= 100
-        claimed.extend(d.entry_id for d in page)
-        assert all(d.deliveries == 2 for d in page)
-        if cursor is None:
+        page = await again.fetch(100, 0)
+        if not page:
             break
-    assert claimed == [d.entry_id for d in first[20:]]
+        assert len(page) <= 100
+        assert all(d.deliveries == 2 and d.attempts == 0 for d in page)
+        resumed.extend(d.entry_id for d in page)
+    again.attempts.close()
+    expected = [d.entry_id for d in taken[:10] + taken[20:]]
+    assert resumed == expected
+
+
+async def test_an_abruptly_killed_bridge_leaves_its_work_unacked(broker: Broker) -> None:
+    """A bridge killed without a drain acks nothing more; a new consumer takes its entries
+    over, and what the dead bridge had started counts as an attempt."""
+    gate = asyncio.Event()
+    started: list[Any] = []
+    done: list[Any] = []
+    async with ActorSystem(restart=TOLERANT) as system:
+        target = system.spawn(Gate, gate, started, done)
+        bridge = system.spawn(
+            ConsumerBridge, broker, "s", "g", target, consumer="doomed", **bridge_options()
+        )
+        for i in range(3):
+            await broker.publish("s", i)
+        await eventually(lambda: len(started) == 1)
+        system.cell_of(bridge).kill()  # no drain
+        gate.set()
+        await eventually(lambda: len(done) == 3)  # the target still handles what it holds
+        await asyncio.sleep(0.2)
+        assert await broker.pending("s", "g") == 3  # nothing acked by the dead bridge
+        seen: list[tuple[Any, dict[str, str]]] = []
+        again = system.spawn(Recorder, seen, {})
+        system.spawn(ConsumerBridge, broker, "s", "g", again, **bridge_options(claim_idle=0.1))
+        await eventually(lambda: len(seen) == 3)
+        await wait_pending(broker, "s", "g", 0)
+    assert sorted(m for m, _ in seen) == [0, 1, 2]
+    assert all(h[ATTEMPT] == "2" for _, h in seen)

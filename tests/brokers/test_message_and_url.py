@@ -98,9 +98,10 @@ async def test_rediss_url_uses_tls_and_keeps_the_password_out_of_sight(
     with RedisServer(tls=True, password="s3cret") as server:
         assert server.url.startswith("rediss://")
         broker = connect(server.url, ssl_ca_certs=server.ca_file)
-        await broker.ensure_group("s", "g")
+        session = await broker.consume("s", "g", "c", window=10)
         await broker.publish("s", {"over": "tls"})
-        [delivery] = await broker.read("s", "g", "c", 10, 0)
+        [delivery] = await session.fetch(10, 0)
+        session.attempts.close()
         assert delivery.message is not None
         assert broker.serializer.loads(delivery.message.body) == {"over": "tls"}
         await broker.close()

@@ -1,4 +1,6 @@
-"""Properties of the delivery contract under random handler failures and bridge crashes."""
+"""Properties of the delivery contract under random handler failures and bridge stops:
+graceful ones (restart in place, stop and replace) and abrupt ones (killed without a drain,
+then replaced under the same or a new consumer name)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.brokers.helpers import TOLERANT
 from troupe import Actor, ActorSystem
-from troupe.brokers import ConsumerBridge, connect
+from troupe.brokers import ConsumerBridge, ConsumerSession, connect
 from troupe.brokers.message import ENTRY_ID
 from troupe.supervisors import Backoff
 
@@ -40,7 +43,10 @@ faults = st.fixed_dictionaries(
         "size": st.integers(min_value=1, max_value=40),
         "failures": st.dictionaries(st.integers(0, 39), st.integers(1, 2), max_size=8),
         "crashes": st.lists(
-            st.tuples(st.integers(0, 40), st.sampled_from(["restart", "replace"])), max_size=3
+            st.tuples(
+                st.integers(0, 40), st.sampled_from(["restart", "replace", "kill", "kill-same"])
+            ),
+            max_size=3,
         ),
     }
 )
@@ -51,8 +57,10 @@ faults = st.fixed_dictionaries(
 def test_every_message_is_handled_and_nothing_is_acked_before_handling(
     broker_url: str, case: dict[str, Any]
 ) -> None:
-    """Bridges restart in place (own pending resumed) or are replaced by a new consumer
-    (idle pending claimed) at random points; handler failures come on top."""
+    """Bridges restart in place (own pending resumed), are replaced by a new consumer (idle
+    pending claimed), or are killed without a drain and replaced (under a new name or the
+    same one) at random points; handler failures come on top. Every message is handled,
+    none is acked before its handler returned, none is dead-lettered."""
 
     async def scenario() -> None:
         broker = connect(broker_url)
@@ -60,13 +68,20 @@ def test_every_message_is_handled_and_nothing_is_acked_before_handling(
         handled: set[str] = set()
         counts: dict[int, int] = {}
         early_acks: list[str] = []
-        real_ack = broker.ack
+        real_consume = broker.consume
 
-        async def checked_ack(stream_: str, group: str, ids: Any) -> int:
-            early_acks.extend(i for i in ids if i not in handled)
-            return await real_ack(stream_, group, ids)
+        async def consume(*args: Any, **kwargs: Any) -> ConsumerSession:
+            session = await real_consume(*args, **kwargs)
+            real_ack = session.ack
 
-        broker.ack = checked_ack  # type: ignore[method-assign]
+            async def checked_ack(deliveries: Any) -> None:
+                early_acks.extend(d.entry_id for d in deliveries if d.entry_id not in handled)
+                await real_ack(deliveries)
+
+            session.ack = checked_ack  # type: ignore[method-assign]
+            return session
+
+        broker.consume = consume  # type: ignore[method-assign]
         size = case["size"]
         options: dict[str, Any] = {
             "retry": FAST,
@@ -75,7 +90,7 @@ def test_every_message_is_handled_and_nothing_is_acked_before_handling(
             "max_deliveries": 50,
             "drain_timeout": 0.05,
         }
-        async with ActorSystem() as system:
+        async with ActorSystem(restart=TOLERANT) as system:
             target = system.spawn(Flaky, dict(case["failures"]), handled, counts)
             bridge = system.spawn(ConsumerBridge, broker, stream, "g", target, **options)
             await broker.publish_messages(stream, [broker.message(i) for i in range(size)])
@@ -86,9 +101,16 @@ def test_every_message_is_handled_and_nothing_is_acked_before_handling(
                     await asyncio.sleep(0.002)
                 if how == "restart":
                     system.cell_of(bridge).restart()
-                else:
+                elif how == "replace":
                     await bridge.stop()
                     bridge = system.spawn(ConsumerBridge, broker, stream, "g", target, **options)
+                else:  # abrupt: no drain, nothing more acked by it
+                    name = system.cell_of(bridge).actor.consumer  # type: ignore[attr-defined]
+                    system.cell_of(bridge).kill()
+                    same = {"consumer": name} if how == "kill-same" else {}
+                    bridge = system.spawn(
+                        ConsumerBridge, broker, stream, "g", target, **options, **same
+                    )
             deadline = time.monotonic() + 20
             while len(counts) < size or await broker.pending(stream, "g"):
                 assert time.monotonic() < deadline, f"{len(counts)}/{size} handled"

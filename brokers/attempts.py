@@ -1,0 +1,274 @@
+"""Counting handler starts exactly and cheaply: a memory-mapped journal per consumer.
+
+The contract counts an attempt when a handler *starts*, durably: a message
+fetched but never started loses nothing, and a message whose handler kills the
+process (``os._exit``, kill -9, OOM) loses one, so a poison message reaches the
+DLQ after exactly ``max_deliveries`` starts even if every start kills its
+consumer. The ways to keep that count, and why this one:
+
+- an awaited write to the broker before every start is exact, but costs a round
+  trip per message and would sink throughput;
+- counting a fetched batch before it starts over-counts the unstarted part at
+  every crash: a crash loop dead-letters healthy messages (the bug this fixes);
+- the broker's own delivery count (Redis PEL count) grows with every claim, not
+  with every start: the same over-count.
+
+So a start is written synchronously into a small memory-mapped file, the
+consumer's :class:`Journal` (a slot per started, unsettled entry: a few
+microseconds, no system call). The page cache belongs to the kernel, so a
+kill -9 of the consumer loses nothing written (a power loss may: the journal is
+not fsynced). Each live consumer holds an ``fcntl.flock`` on its journal. A
+session that opens (and every takeover cycle, ``claim_idle / 2``) folds the
+journals of dead consumers — those whose lock it can take — into the broker's
+durable *attempts record* (Redis: one hash per stream and group, HINCRBY per
+entry, only for entries still pending, once per journal), then deletes them.
+A failure seen in-process is added to the record before the retry is
+scheduled; the record field is removed with the ack or the DLQ move. A
+delivery's attempts are therefore ``record + starts still journaled``.
+
+Journals are host-local: they live in a directory per (broker, stream, group),
+``<tempdir>/troupe-attempts/<hash>`` unless ``journal_dir`` says otherwise.
+A consumer that dies on one host and never comes back leaves its last starts
+uncounted there; for that case the bridge also dead-letters an entry whose
+broker delivery count exceeds ``max_broker_deliveries`` (4 x
+``max_deliveries`` by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import mmap
+import os
+import struct
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+
+from .session import AttemptLog, Delivery
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"TRPJRNL1"
+HEADER = 64  # magic (8) + incarnation uuid (16) + reserved
+SLOT = 128  # count (1 byte) + key length (1 byte) + key (126 bytes)
+MAX_KEY = SLOT - 2
+SUFFIX = ".journal"
+
+#: ``record(counts, once)``: add ``counts`` to the durable record, at most once per ``once``.
+RecordAdd = Callable[[Mapping[str, int], str], Awaitable[object]]
+
+
+def journal_directory(base: str | os.PathLike[str] | None, *parts: str) -> Path:
+    """The journal directory of one (broker, stream, group): ``base`` or the temp dir."""
+    root = Path(base) if base is not None else Path(tempfile.gettempdir()) / "troupe-attempts"
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
+    return root / digest
+
+
+class Journal:
+    """One consumer's journal file: the entries it started and has not settled.
+
+    >>> import tempfile
+    >>> j = Journal.create(Path(tempfile.mkdtemp()), "c1")
+    >>> j.add("1-0"); j.add("1-0"); j.add("2-0"); j.remove("2-0")
+    >>> read_journal(j.path)[1]
+    {'1-0': 2}
+    >>> j.close()
+    """
+
+    def __init__(self, path: Path, fd: int, incarnation: str, slots: int) -> None:
+        self.path = path
+        self.incarnation = incarnation
+        self._fd = fd
+        self._slots = slots
+        self._map = mmap.mmap(fd, HEADER + slots * SLOT)
+        self._index: dict[str, int] = {}
+        self._free = list(range(slots - 1, -1, -1))
+        self._closed = False
+
+    @classmethod
+    def create(cls, directory: Path, consumer: str, slots: int = 64) -> Journal:
+        """A new, locked journal in ``directory`` (made if missing)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        incarnation = uuid.uuid4().hex
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in consumer)[:60]
+        final = directory / f"{safe}-{os.getpid()}-{incarnation[:8]}{SUFFIX}"
+        staging = final.with_suffix(".tmp")  # folders never look at it
+        fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.ftruncate(fd, HEADER + slots * SLOT)
+            os.pwrite(fd, MAGIC + uuid.UUID(incarnation).bytes, 0)
+            os.rename(staging, final)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(staging)
+            raise
+        return cls(final, fd, incarnation, slots)
+
+    def add(self, key: str) -> None:
+        """Count one start of ``key`` (a few microseconds; survives kill -9)."""
+        data = key.encode()
+        if len(data) > MAX_KEY:
+            logger.warning("entry id %r is too long for the attempts journal; not counted", key)
+            return
+        slot = self._index.get(key)
+        m = self._map
+        if slot is not None:
+            at = HEADER + slot * SLOT
+            m[at] = min(255, m[at] + 1)
+            return
+        if not self._free:
+            self._grow()
+        slot = self._free.pop()
+        self._index[key] = slot
+        at = HEADER + slot * SLOT
+        m[at + 2 : at + 2 + len(data)] = data
+        m[at + 1] = len(data)
+        m[at] = 1  # written last: the slot counts only once complete
+
+    def remove(self, key: str) -> None:
+        """Forget ``key`` (settled, or moved into the durable record)."""
+        slot = self._index.pop(key, None)
+        if slot is None:
+            return
+        at = HEADER + slot * SLOT
+        self._map[at] = 0
+        self._free.append(slot)
+
+    def entries(self) -> dict[str, int]:
+        """The keys started and not settled, with their start counts."""
+        m = self._map
+        return {k: m[HEADER + s * SLOT] for k, s in self._index.items()}
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def _grow(self) -> None:
+        old = self._slots
+        self._slots = old * 2
+        os.ftruncate(self._fd, HEADER + self._slots * SLOT)
+        self._map.close()
+        self._map = mmap.mmap(self._fd, HEADER + self._slots * SLOT)
+        self._free.extend(range(self._slots - 1, old - 1, -1))
+
+    def close(self, *, keep: bool | None = None) -> None:
+        """Unlock and close; the file is deleted when empty (or ``keep`` is False)."""
+        if self._closed:
+            return
+        self._closed = True
+        if keep is None:
+            keep = bool(self._index)
+        if not keep:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+        self._map.close()
+        os.close(self._fd)  # releases the flock
+
+
+def read_journal(path: Path) -> tuple[str, dict[str, int]]:
+    """The incarnation id and the started entries of a journal file."""
+    data = path.read_bytes()
+    return _parse(data)
+
+
+def _parse(data: bytes) -> tuple[str, dict[str, int]]:
+    if len(data) < HEADER or data[:8] != MAGIC:
+        return "", {}
+    incarnation = uuid.UUID(bytes=data[8:24]).hex
+    out: dict[str, int] = {}
+    for at in range(HEADER, len(data) - SLOT + 1, SLOT):
+        count, length = struct.unpack_from("BB", data, at)
+        if count and 0 < length <= MAX_KEY:
+            key = data[at + 2 : at + 2 + length].decode(errors="replace")
+            out[key] = out.get(key, 0) + count
+    return incarnation, out
+
+
+async def fold_dead_journals(directory: Path, record: RecordAdd, *, own: Path | None) -> int:
+    """Fold every unlocked journal in ``directory`` (its consumer died) into the record.
+
+    A journal is read under its lock, added to the record once (keyed by its
+    incarnation, so a folder that dies half-way cannot count it twice) and
+    deleted. Returns how many starts were folded.
+    """
+    try:
+        names = sorted(directory / n for n in os.listdir(directory) if n.endswith(SUFFIX))
+    except FileNotFoundError:
+        return 0
+    folded = 0
+    for path in names:
+        if own is not None and path == own:
+            continue
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            continue  # folded by someone else meanwhile
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its consumer is alive
+            if os.fstat(fd).st_nlink == 0:
+                continue  # deleted by another folder after we opened it
+            size = os.fstat(fd).st_size
+            incarnation, counts = _parse(os.pread(fd, size, 0))
+            if counts and incarnation:
+                await record(counts, incarnation)
+                folded += sum(counts.values())
+                logger.info(
+                    "folded %d handler starts of dead consumer journal %s",
+                    sum(counts.values()),
+                    path.name,
+                )
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        finally:
+            os.close(fd)
+    return folded
+
+
+class JournaledAttempts(AttemptLog):
+    """An :class:`AttemptLog` on a :class:`Journal`, folded into a broker's durable record.
+
+    ``record(counts, once)`` adds start counts to the broker's record (at most
+    once per ``once``); ``directory`` is the journal directory of the
+    consumer's (broker, stream, group).
+    """
+
+    def __init__(self, directory: Path, consumer: str, record: RecordAdd, window: int) -> None:
+        self.directory = directory
+        self._record = record
+        self.journal = Journal.create(directory, consumer, max(8, window))
+
+    def started(self, delivery: Delivery) -> None:
+        self.journal.add(delivery.entry_id)
+
+    async def failed(self, delivery: Delivery) -> None:
+        await self._record({delivery.entry_id: 1}, "")
+        self.journal.remove(delivery.entry_id)
+
+    def settled(self, deliveries: Sequence[Delivery]) -> None:
+        remove = self.journal.remove
+        for delivery in deliveries:
+            remove(delivery.entry_id)
+
+    async def fold_dead(self) -> int:
+        return await fold_dead_journals(self.directory, self._record, own=self.journal.path)
+
+    def close(self) -> None:
+        self.journal.close()
+
+
+__all__ = [
+    "Journal",
+    "JournaledAttempts",
+    "fold_dead_journals",
+    "journal_directory",
+    "read_journal",
+]

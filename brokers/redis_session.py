@@ -1,0 +1,292 @@
+"""A consumer of a Redis Streams consumer group: the transport under ``ConsumerBridge``.
+
+``fetch`` takes, in this order and never more than asked (the target's
+mailbox room): this consumer's own pending entries after a restart
+(``XPENDING`` + ``XCLAIM``, page by page), then every ``claim_idle / 2``
+seconds the entries of dead consumers idle longer than ``claim_idle``
+(``XAUTOCLAIM``, after folding dead consumers' attempt journals), then new
+entries (``XREADGROUP COUNT``). Reclaimed entries carry their recorded
+attempts (``HMGET`` on ``<stream>:attempts:<group>``) and their PEL delivery
+count; new ones have neither, so the hot path costs nothing extra.
+
+``ack`` is one ``XACK`` (with ``HDEL`` of the attempts field in the same
+MULTI/EXEC when the entry may have one); ``dead_letter`` is ``XADD`` to the
+DLQ, ``XACK`` and ``HDEL`` in one MULTI/EXEC; ``renew`` is ``XCLAIM ... JUSTID``
+(the PEL count is not raised); ``release`` leaves entries pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from redis import exceptions as rex
+
+from troupe.errors import ConfigError
+
+from .attempts import JournaledAttempts, journal_directory
+from .base import to_str
+from .message import MalformedMessage, Message, from_fields, to_fields
+from .session import ConsumerSession, Delivery
+
+if TYPE_CHECKING:
+    from .redis_streams import RedisBroker
+
+logger = logging.getLogger(__name__)
+
+# Add start counts to the attempts hash, only for entries still pending in the group, and
+# (when a fold marker is given) at most once per marker: a folder that dies half-way and a
+# second folder of the same journal cannot count it twice.
+# KEYS: attempts hash, stream, marker key; ARGV: group, use-marker (0/1), then id, count, ...
+_ADD_ATTEMPTS = """
+if ARGV[2] == '1' then
+  if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', 86400) then return -1 end
+end
+local added = 0
+for i = 3, #ARGV, 2 do
+  local p = redis.pcall('XPENDING', KEYS[2], ARGV[1], ARGV[i], ARGV[i], 1)
+  if type(p) == 'table' and p[1] ~= nil and type(p[1]) == 'table' then
+    redis.call('HINCRBY', KEYS[1], ARGV[i], tonumber(ARGV[i + 1]))
+    added = added + 1
+  end
+end
+return added
+"""
+
+
+class RedisSession(ConsumerSession):
+    """One consumer of a Redis consumer group (see the module docstring)."""
+
+    def __init__(
+        self,
+        broker: RedisBroker,
+        stream: str,
+        group: str,
+        consumer: str,
+        window: int,
+        claim_idle: float,
+        delay_poll: float,
+    ) -> None:
+        super().__init__(stream, group, consumer, window)
+        self._broker = broker
+        self.claim_idle = claim_idle
+        self.delay_poll = delay_poll
+        self.attempts_key = f"{stream}:attempts:{group}"
+        directory = journal_directory(broker.journal_dir, "redis", broker.url, stream, group)
+        try:
+            self.attempts = JournaledAttempts(directory, consumer, self._add_attempts, window)
+        except OSError as exc:
+            raise ConfigError(
+                "journal_dir", f"cannot keep attempt journals in {directory}: {exc}"
+            ) from exc
+        self._own: str | None = "-"  # XPENDING cursor over our own pending (a restart)
+        self._next_promote = 0.0
+        self._next_claim = 0.0
+        self._autoclaim = "0-0"
+
+    async def _add_attempts(self, counts: Mapping[str, int], once: str) -> None:
+        args: list[Any] = [self.group, "1" if once else "0"]
+        for key, count in counts.items():
+            args += [key, count]
+        marker = f"{self.attempts_key}:folded:{once}"
+        async with self._broker._errors("record attempts"):
+            await self._broker.script(_ADD_ATTEMPTS)(
+                keys=[self.attempts_key, self.stream, marker], args=args
+            )
+
+    # -- fetch ----------------------------------------------------------------------------
+
+    async def fetch(self, limit: int, timeout: float) -> list[Delivery]:
+        if self._own is not None:
+            own = await self._claim_own(limit)
+            if own:
+                return own
+        now = time.monotonic()
+        if now >= self._next_promote:
+            self._next_promote = now + self.delay_poll
+            await self._broker.promote_due(self.stream)
+        if now >= self._next_claim:
+            self._next_claim = now + max(self.claim_idle / 2, 0.01)
+            await self.attempts.fold_dead()
+            idle = await self._claim_idle(limit)
+            if idle:
+                return idle
+        return await self._read_new(limit, timeout)
+
+    async def _read_new(self, limit: int, timeout: float) -> list[Delivery]:
+        client = self._broker.client
+        block_ms = int(timeout * 1000)
+        async with self._broker._errors("XREADGROUP"):
+            try:
+                reply: Any = await client.xreadgroup(
+                    self.group,
+                    self.consumer,
+                    {self.stream: ">"},
+                    count=limit,
+                    block=block_ms or None,
+                )
+            except rex.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                logger.warning(
+                    "group %s of stream %s vanished; recreating it", self.group, self.stream
+                )
+                await self._broker.ensure_group(self.stream, self.group)
+                return []
+        out: list[Delivery] = []
+        stream, group = self.stream, self.group
+        for _name, entries in reply or ():
+            out.extend(
+                _delivery(stream, group, entry_id, fields, 1, 0) for entry_id, fields in entries
+            )
+        return out
+
+    async def _claim_own(self, limit: int) -> list[Delivery]:
+        client = self._broker.client
+        cursor = self._own
+        assert cursor is not None
+        async with self._broker._errors("XPENDING/XCLAIM"):
+            pending: Any = await client.xpending_range(
+                self.stream,
+                self.group,
+                min=cursor if cursor == "-" else f"({cursor}",
+                max="+",
+                count=limit,
+                consumername=self.consumer,
+            )
+            if not pending:
+                self._own = None
+                return []
+            counts = {to_str(p["message_id"]): int(p["times_delivered"]) for p in pending}
+            ids = list(counts)
+            self._own = ids[-1] if len(ids) == limit else None
+            deliveries = await self._claim(ids, counts)
+        if not deliveries and self._own is not None:
+            return await self._claim_own(limit)  # the whole page was trimmed away
+        return deliveries
+
+    async def _claim_idle(self, limit: int) -> list[Delivery]:
+        client = self._broker.client
+        async with self._broker._errors("XAUTOCLAIM"):
+            reply: Any = await client.xautoclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                int(self.claim_idle * 1000),
+                start_id=self._autoclaim,
+                count=limit,
+            )
+            self._autoclaim = to_str(reply[0])
+            entries = [(to_str(e), f) for e, f in reply[1] if f is not None]
+            deleted = [to_str(e) for e in reply[2]] if len(reply) > 2 else []
+            if not entries and not deleted:
+                return []
+            ids = [e for e, _ in entries]
+            pipe = client.pipeline(transaction=False)
+            if ids:
+                pipe.xpending_range(
+                    self.stream,
+                    self.group,
+                    min=ids[0],
+                    max=ids[-1],
+                    count=len(ids) * 4 + 100,
+                    consumername=self.consumer,
+                )
+                pipe.hmget(self.attempts_key, ids)
+            if deleted:  # trimmed from the stream while pending: nothing left to deliver
+                pipe.hdel(self.attempts_key, *deleted)
+            replies: list[Any] = await pipe.execute()
+        if not ids:
+            return []
+        pending, recorded = replies[0], replies[1]
+        counts = {to_str(p["message_id"]): int(p["times_delivered"]) for p in pending}
+        attempts = {i: int(r) for i, r in zip(ids, recorded, strict=True) if r is not None}
+        stream, group = self.stream, self.group
+        return [
+            _delivery(stream, group, e, f, counts.get(e, 2), attempts.get(e, 0)) for e, f in entries
+        ]
+
+    async def _claim(self, ids: list[str], counts: Mapping[str, int]) -> list[Delivery]:
+        """Claim ``ids`` for this consumer and read their recorded attempts, in one pipeline."""
+        if not ids:
+            return []
+        pipe = self._broker.client.pipeline(transaction=False)
+        pipe.xclaim(self.stream, self.group, self.consumer, 0, list[Any](ids))
+        pipe.hmget(self.attempts_key, ids)
+        claimed, recorded = await pipe.execute()
+        attempts = {i: int(r) for i, r in zip(ids, recorded, strict=True) if r is not None}
+        out: list[Delivery] = []
+        stale: list[str] = []
+        for entry_id, fields in claimed:
+            entry = to_str(entry_id)
+            if fields is None:
+                stale.append(entry)
+                continue
+            count = counts.get(entry, 0) + 1
+            out.append(
+                _delivery(self.stream, self.group, entry, fields, count, attempts.get(entry, 0))
+            )
+        if stale:  # deleted from the stream (trimmed): nothing left to deliver
+            cleanup = self._broker.client.pipeline(transaction=True)
+            cleanup.xack(self.stream, self.group, *stale)
+            cleanup.hdel(self.attempts_key, *stale)
+            await cleanup.execute()
+        return out
+
+    # -- settle ---------------------------------------------------------------------------
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        ids = [d.entry_id for d in deliveries]
+        recorded = [d.entry_id for d in deliveries if d.recorded]
+        client = self._broker.client
+        async with self._broker._errors("XACK"):
+            if not recorded:
+                await client.xack(self.stream, self.group, *ids)
+                return
+            pipe = client.pipeline(transaction=True)
+            pipe.xack(self.stream, self.group, *ids)
+            pipe.hdel(self.attempts_key, *recorded)
+            await pipe.execute()
+
+    async def dead_letter(self, delivery: Delivery, message: Message) -> None:
+        async with self._broker._errors("dead-letter"):
+            pipe = self._broker.client.pipeline(transaction=True)
+            pipe.xadd(self._broker.dlq(self.stream), to_fields(message))  # type: ignore[arg-type]
+            pipe.xack(self.stream, self.group, delivery.entry_id)
+            pipe.hdel(self.attempts_key, delivery.entry_id)
+            await pipe.execute()
+
+    async def renew(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        if not deliveries:
+            return []
+        ids: list[Any] = [d.entry_id for d in deliveries]
+        async with self._broker._errors("XCLAIM"):
+            claimed: Any = await self._broker.client.xclaim(
+                self.stream, self.group, self.consumer, 0, ids, justid=True
+            )
+        kept = {to_str(e) for e in claimed}
+        return [d for d in deliveries if d.entry_id in kept]
+
+    async def release(self, deliveries: Sequence[Delivery]) -> None:
+        return None  # they stay pending: resumed by this consumer name or taken over when idle
+
+    async def lag(self) -> int | None:
+        return await self._broker.lag(self.stream, self.group)
+
+
+def _delivery(
+    stream: str, group: str, entry_id: Any, fields: Any, count: int, attempts: int
+) -> Delivery:
+    entry = to_str(entry_id)
+    try:
+        message = from_fields(fields, entry)
+    except MalformedMessage as exc:
+        return Delivery(stream, group, entry, None, count, attempts, str(exc), fields)
+    return Delivery(stream, group, entry, message, count, attempts)
+
+
+__all__ = ["RedisSession"]
