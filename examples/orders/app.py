@@ -76,7 +76,7 @@ class OrderSettings:
     payments: Payments | None = None
     mailer: Mailer | None = None
     broker: Broker | None = None
-    idempotency_lease: float = 30.0
+    idempotency_lease: float = 5.0  # renewed while the effect runs; a dead holder blocks this long
     saga_lease: float = 10.0  # a crashed process's sagas are taken over after this
     step_timeout: float = 2.0
     step_retry: Retry | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -119,3 +120,36 @@ def test_concurrent_duplicates_run_the_effect_once(redis_url: str, workers: int,
         await client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_redis_idempotency_store_state_machine(redis_url: str) -> None:
+    """The memory store's state machine, shorter, on Redis: leases are long (Redis's
+    clock) and run out when the test deletes the lease key, as PX expiry would."""
+    import redis as sync_redis
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from ..actors.test_idempotency_properties import IdempotencyMachine
+
+    class RedisIdempotencyMachine(IdempotencyMachine):
+        lease = 60.0
+
+        def __init__(self) -> None:
+            sync_redis.Redis.from_url(redis_url).flushdb()
+            self.client = aioredis.Redis.from_url(redis_url)
+            super().__init__(RedisIdempotencyStore(self.client), lambda: 0.0, self.client.aclose)
+
+        def expire(self, key: str) -> None:
+            self.run(self.client.delete(f"troupe:idem:{key}"))
+            self.keys[key].expires = 0.0
+
+        def apply(self, transaction: Any, key: str) -> None:
+            transaction.hincrby("atomic-effects", key, 1)
+
+        async def sync_effects(self) -> None:
+            applied = await self.client.hgetall("atomic-effects")
+            self.atomic_effects.clear()
+            self.atomic_effects.update({k.decode(): int(v) for k, v in applied.items()})
+
+    run_state_machine_as_test(
+        RedisIdempotencyMachine, settings=settings(max_examples=15, stateful_step_count=25)
+    )
