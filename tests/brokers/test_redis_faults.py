@@ -8,13 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
+from tests.helpers import eventually
 from troupe import Actor, ActorSystem
 from troupe.brokers import (
     ConsumerBridge,
@@ -25,14 +25,6 @@ from troupe.supervisors import Backoff
 
 CONSUMER = Path(__file__).with_name("effect_consumer.py")
 TOTAL = 10_000
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 def start_consumer(url: str) -> subprocess.Popen[bytes]:
@@ -61,7 +53,7 @@ async def test_kill_9_mid_stream_loses_nothing_and_effects_happen_once(redis_url
             async def some_handled() -> bool:
                 return int(await client.hlen("handled")) >= TOTAL // 4
 
-            await eventually(some_handled)
+            await eventually(some_handled, timeout=60, interval=0.05)
             first.send_signal(signal.SIGKILL)  # mid-stream: no drain, no ack
             first.wait()
             assert int(await client.hlen("effects")) < TOTAL
@@ -74,8 +66,8 @@ async def test_kill_9_mid_stream_loses_nothing_and_effects_happen_once(redis_url
             async def all_applied() -> bool:
                 return int(await client.hlen("effects")) == TOTAL
 
-            await eventually(all_applied, timeout=120)
-            await eventually(lambda: _pending_is_zero(broker))
+            await eventually(all_applied, timeout=120, interval=0.05)
+            await eventually(lambda: _pending_is_zero(broker), timeout=60, interval=0.05)
         finally:
             second.kill()
             second.wait()
