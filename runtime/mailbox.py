@@ -9,7 +9,8 @@ that arrives when it is full is the ``policy``:
                   past that ``tell`` raises :class:`~troupe.MailboxFull`, so
                   queued + parked never exceeds ``capacity + max_parked``
                   however the messages were sent (awaited or not, from a
-                  handler, a thread or a timer).
+                  handler, a thread or a timer). Only death-watch notices
+                  (``Terminated``, one per watched actor) park beyond it.
 ``drop_newest``   the arriving message is dropped and counted.
 ``drop_oldest``   the oldest queued message is dropped and counted.
 ``reject``        ``tell`` raises :class:`~troupe.MailboxFull`.
@@ -29,6 +30,7 @@ from typing import Any
 
 from .envelope import Envelope
 from .errors import ConfigError, MailboxFull, require_int
+from .state import Terminated
 
 DEFAULT_CAPACITY = 1000
 
@@ -188,7 +190,11 @@ class Mailbox:
             waiters = self.waiters
             if waiters is None:
                 waiters = self.waiters = deque()
-            if len(waiters) >= self.max_parked and self._prune() >= self.max_parked:
+            if (
+                len(waiters) >= self.max_parked
+                and type(item) is not Terminated  # one per watched actor: never refused
+                and self._prune() >= self.max_parked
+            ):
                 raise MailboxFull(actor_name, self.capacity, policy.value, len(waiters))
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             waiters.append((item, future))

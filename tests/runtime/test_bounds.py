@@ -346,3 +346,27 @@ async def test_timer_overflow_beyond_parking_is_a_dead_letter() -> None:
         assert await system.wait_idle(5)
         seen = system.cell_of(ref).actor.seen  # type: ignore[attr-defined]
         assert seen == ["held", ("tick", 0), ("tick", 1)]
+
+
+class Watcher(Gated):
+    def __init__(self, tokens: asyncio.Semaphore, watched: ActorRef) -> None:
+        super().__init__(tokens, lambda: None)
+        self.watch(watched)
+
+
+async def test_a_watch_notice_is_never_refused_by_a_full_parking() -> None:
+    tokens = asyncio.Semaphore(0)
+    async with ActorSystem("t") as system:
+        watched = system.spawn(Echo)
+        mailbox = MailboxConfig(1, "backpressure", max_parked=0)
+        ref = system.spawn(Watcher, tokens, watched, mailbox=mailbox)
+        ref.tell("held")
+        await asyncio.sleep(0)
+        ref.tell("queued")
+        await watched.stop()  # its Terminated parks beside the full mailbox
+        for _ in range(5):
+            tokens.release()
+        assert await system.wait_idle(5)
+        seen = system.cell_of(ref).actor.seen  # type: ignore[attr-defined]
+        assert seen[:2] == ["held", "queued"]
+        assert [type(m).__name__ for m in seen[2:]] == ["Terminated"]
