@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import random
 import sys
 import time
@@ -52,6 +53,30 @@ class DemoOptions:
     metrics_port: int | None = 0  # 0 = any free port; None = no endpoint
     progress: bool = True
     timeout: float = 120.0
+
+    def __post_init__(self) -> None:
+        """Every setting checked at once, with a ConfigError naming it."""
+        from troupe.errors import ConfigError, check_timeout, require_int
+
+        require_int("orders", self.orders, 1)
+        require_int("concurrency", self.concurrency, 1)
+        require_int("crash_every", self.crash_every, 0)
+        for setting, low, high in (
+            ("rate", 0.0, math.inf),
+            ("duplicates", 0.0, 1.0),
+            ("poor_customers", 0.0, 1.0),
+        ):
+            value = getattr(self, setting)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not low <= value <= high
+            ):
+                bounds = "zero or more" if high == math.inf else f"from {low:g} to {high:g}"
+                raise ConfigError(setting, f"must be a number {bounds}, got {value!r}")
+        if self.metrics_port is not None:
+            require_int("metrics_port", self.metrics_port, 0)
+        check_timeout("timeout", self.timeout)
 
 
 @dataclass

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import urllib.request
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from troupe import ActorSystem
+from troupe import ActorSystem, ConfigError
 from troupe.cli import main as troupe_main
 from troupe.examples.orders.app import OrderSettings, start_orders
 from troupe.examples.orders.demo import DemoOptions, _register_metrics, render, run_demo
@@ -128,3 +130,17 @@ async def test_the_demo_exports_its_bridge_broker_counters() -> None:
         if name == "troupe_broker_published_total" and ("broker", "memory") in labels
     ]
     assert sum(published) >= 3
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"duplicates": 2}, "'duplicates': must be a number from 0 to 1, got 2"),
+        ({"rate": -5}, "'rate': must be a number zero or more, got -5"),
+        ({"crash_every": -1}, "'crash_every': must be at least 0, got -1"),
+        ({"orders": 0}, "'orders': must be at least 1, got 0"),
+    ],
+)
+def test_demo_options_are_checked_in_code_too(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        DemoOptions(**settings)
