@@ -370,3 +370,21 @@ async def test_a_watch_notice_is_never_refused_by_a_full_parking() -> None:
         seen = system.cell_of(ref).actor.seen  # type: ignore[attr-defined]
         assert seen[:2] == ["held", "queued"]
         assert [type(m).__name__ for m in seen[2:]] == ["Terminated"]
+
+
+class Sleeper(Actor):
+    async def receive(self, message: Any) -> Any:
+        await asyncio.sleep(message)
+        return message
+
+
+def test_a_thread_tell_past_the_parking_raises_in_that_thread() -> None:
+    with SyncActorSystem("sync") as system:
+        ref = system.spawn(Sleeper, mailbox={"capacity": 1, "max_parked": 0})
+        ref.tell(0.3)  # in the handler for 0.3 s
+        time.sleep(0.05)
+        ref.tell(0.0)  # queued
+        began = time.monotonic()
+        with pytest.raises(MailboxFull):
+            ref.tell(0.0)  # from this (foreign) thread: refused at once, not blocked
+        assert time.monotonic() - began < 0.2
