@@ -14,17 +14,20 @@ consumer. The ways to keep that count, and why this one:
   with every start: the same over-count.
 
 So a start is written synchronously into a small memory-mapped file, the
-consumer's :class:`Journal` (a slot per started, unsettled entry: a few
-microseconds, no system call). The page cache belongs to the kernel, so a
+consumer's :class:`Journal` (a slot per started, unsettled entry, numbered per
+start: a few microseconds, no system call). The page cache belongs to the kernel, so a
 kill -9 of the consumer loses nothing written (a power loss may: the journal is
 not fsynced). Each live consumer holds an ``fcntl.flock`` on its journal. A
 session that opens (and every takeover cycle, ``claim_idle / 2``) folds the
 journals of dead consumers — those whose lock it can take — into the broker's
 durable *attempts record* (Redis: one hash per stream and group, HINCRBY per
-entry, only for entries still pending, once per journal), then deletes them.
-A failure seen in-process is added to the record before the retry is
-scheduled; the record field is removed with the ack or the DLQ move. A
-delivery's attempts are therefore ``record + starts still journaled``.
+entry, only for entries still pending), then deletes them. A failure seen
+in-process is added to the record before the retry is scheduled, then its slot
+is cleared; the record field is removed with the ack or the DLQ move. Each
+start is added under a marker (journal incarnation + start number, SET NX with
+a TTL), so a start is counted once even when the consumer dies between adding
+a failure and clearing its slot, or a folder dies half-way. A delivery's
+attempts are therefore ``record + starts still journaled``, exactly.
 
 Journals are host-local: they live in a directory per (broker, stream, group),
 ``<tempdir>/troupe-attempts/<hash>`` unless ``journal_dir`` says otherwise.
@@ -45,21 +48,25 @@ import os
 import struct
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from .session import AttemptLog, Delivery
 
 logger = logging.getLogger(__name__)
 
-MAGIC = b"TRPJRNL1"
+MAGIC = b"TRPJRNL2"
 HEADER = 64  # magic (8) + incarnation uuid (16) + reserved
-SLOT = 128  # count (1 byte) + key length (1 byte) + key (126 bytes)
-MAX_KEY = SLOT - 2
+SLOT = 128  # count (1 byte) + key length (1 byte) + start number (4 bytes) + key (122 bytes)
+KEY_AT = 6
+MAX_KEY = SLOT - KEY_AT
 SUFFIX = ".journal"
 
-#: ``record(counts, once)``: add ``counts`` to the durable record, at most once per ``once``.
-RecordAdd = Callable[[Mapping[str, int], str], Awaitable[object]]
+#: One start (or a few of one entry) to count: (entry key, count, marker).
+Start = tuple[str, int, str]
+#: ``record(starts, done)``: add each start to the durable record at most once per marker;
+#: ``done`` are markers of earlier starts whose journal slot is gone (they may be deleted).
+RecordAdd = Callable[[Sequence[Start], Sequence[str]], Awaitable[object]]
 
 
 def journal_directory(base: str | os.PathLike[str] | None, *parts: str) -> Path:
@@ -75,8 +82,8 @@ class Journal:
     >>> import tempfile
     >>> j = Journal.create(Path(tempfile.mkdtemp()), "c1")
     >>> j.add("1-0"); j.add("1-0"); j.add("2-0"); j.remove("2-0")
-    >>> read_journal(j.path)[1]
-    {'1-0': 2}
+    >>> [(key, count) for key, count, _ in read_journal(j.path)]
+    [('1-0', 2)]
     >>> j.close()
     """
 
@@ -88,6 +95,7 @@ class Journal:
         self._map = mmap.mmap(fd, HEADER + slots * SLOT)
         self._index: dict[str, int] = {}
         self._free = list(range(slots - 1, -1, -1))
+        self._seq = 0
         self._closed = False
 
     @classmethod
@@ -127,8 +135,10 @@ class Journal:
             self._grow()
         slot = self._free.pop()
         self._index[key] = slot
+        self._seq += 1
         at = HEADER + slot * SLOT
-        m[at + 2 : at + 2 + len(data)] = data
+        m[at + 2 : at + KEY_AT] = self._seq.to_bytes(4, "little")
+        m[at + KEY_AT : at + KEY_AT + len(data)] = data
         m[at + 1] = len(data)
         m[at] = 1  # written last: the slot counts only once complete
 
@@ -145,6 +155,14 @@ class Journal:
         """The keys started and not settled, with their start counts."""
         m = self._map
         return {k: m[HEADER + s * SLOT] for k, s in self._index.items()}
+
+    def marker(self, key: str) -> str:
+        """The marker of ``key``'s journaled start: ``<incarnation>:<start number>``."""
+        at = HEADER + self._index[key] * SLOT
+        return f"{self.incarnation}:{int.from_bytes(self._map[at + 2 : at + KEY_AT], 'little')}"
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._index
 
     def __len__(self) -> int:
         return len(self._index)
@@ -171,31 +189,31 @@ class Journal:
         os.close(self._fd)  # releases the flock
 
 
-def read_journal(path: Path) -> tuple[str, dict[str, int]]:
-    """The incarnation id and the started entries of a journal file."""
-    data = path.read_bytes()
-    return _parse(data)
+def read_journal(path: Path) -> list[Start]:
+    """The starts in a journal file: (entry key, count, marker) per slot."""
+    return _parse(path.read_bytes())
 
 
-def _parse(data: bytes) -> tuple[str, dict[str, int]]:
+def _parse(data: bytes) -> list[Start]:
     if len(data) < HEADER or data[:8] != MAGIC:
-        return "", {}
+        return []
     incarnation = uuid.UUID(bytes=data[8:24]).hex
-    out: dict[str, int] = {}
+    out: list[Start] = []
     for at in range(HEADER, len(data) - SLOT + 1, SLOT):
-        count, length = struct.unpack_from("BB", data, at)
+        count, length, seq = struct.unpack_from("<BBI", data, at)
         if count and 0 < length <= MAX_KEY:
-            key = data[at + 2 : at + 2 + length].decode(errors="replace")
-            out[key] = out.get(key, 0) + count
-    return incarnation, out
+            key = data[at + KEY_AT : at + KEY_AT + length].decode(errors="replace")
+            out.append((key, count, f"{incarnation}:{seq}"))
+    return out
 
 
 async def fold_dead_journals(directory: Path, record: RecordAdd, *, own: Path | None) -> int:
     """Fold every unlocked journal in ``directory`` (its consumer died) into the record.
 
-    A journal is read under its lock, added to the record once (keyed by its
-    incarnation, so a folder that dies half-way cannot count it twice) and
-    deleted. Returns how many starts were folded.
+    A journal is read under its lock, added to the record (each start under its
+    marker, so a folder that dies half-way, or a failure already added before
+    its consumer died, is not counted twice) and deleted. Returns how many
+    starts were folded.
     """
     try:
         names = sorted(directory / n for n in os.listdir(directory) if n.endswith(SUFFIX))
@@ -217,15 +235,12 @@ async def fold_dead_journals(directory: Path, record: RecordAdd, *, own: Path | 
             if os.fstat(fd).st_nlink == 0:
                 continue  # deleted by another folder after we opened it
             size = os.fstat(fd).st_size
-            incarnation, counts = _parse(os.pread(fd, size, 0))
-            if counts and incarnation:
-                await record(counts, incarnation)
-                folded += sum(counts.values())
-                logger.info(
-                    "folded %d handler starts of dead consumer journal %s",
-                    sum(counts.values()),
-                    path.name,
-                )
+            starts = _parse(os.pread(fd, size, 0))
+            if starts:
+                await record(starts, ())
+                count = sum(n for _, n, _ in starts)
+                folded += count
+                logger.info("folded %d handler starts of dead consumer %s", count, path.name)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         finally:
@@ -245,13 +260,21 @@ class JournaledAttempts(AttemptLog):
         self.directory = directory
         self._record = record
         self.journal = Journal.create(directory, consumer, max(8, window))
+        self._done: list[str] = []  # markers of failures whose slot is cleared
 
     def started(self, delivery: Delivery) -> None:
         self.journal.add(delivery.entry_id)
 
     async def failed(self, delivery: Delivery) -> None:
-        await self._record({delivery.entry_id: 1}, "")
-        self.journal.remove(delivery.entry_id)
+        key = delivery.entry_id
+        if key not in self.journal:  # too long to journal: counted without a marker
+            await self._record([(key, 1, "")], ())
+            return
+        marker = self.journal.marker(key)
+        done, self._done = self._done, []
+        await self._record([(key, 1, marker)], done)
+        self.journal.remove(key)
+        self._done.append(marker)
 
     def settled(self, deliveries: Sequence[Delivery]) -> None:
         remove = self.journal.remove

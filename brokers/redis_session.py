@@ -26,7 +26,7 @@ from redis import exceptions as rex
 
 from troupe.errors import ConfigError
 
-from .attempts import JournaledAttempts, journal_directory
+from .attempts import JournaledAttempts, Start, journal_directory
 from .base import to_str
 from .message import MalformedMessage, Message, from_fields, to_fields
 from .session import ConsumerSession, Delivery
@@ -36,20 +36,28 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Add start counts to the attempts hash, only for entries still pending in the group, and
-# (when a fold marker is given) at most once per marker: a folder that dies half-way and a
-# second folder of the same journal cannot count it twice.
-# KEYS: attempts hash, stream, marker key; ARGV: group, use-marker (0/1), then id, count, ...
+# Add handler starts to the attempts hash, only for entries still pending in the group,
+# each at most once per marker (SET NX with a TTL): a start is counted once even if its
+# consumer died between adding a failure and clearing the journal slot, or a folder died
+# half-way. Markers of starts whose slot is gone are deleted first.
+# KEYS: attempts hash, stream. ARGV: group, marker prefix, number of markers to delete,
+# those markers, then (entry id, count, marker or '') triples.
 _ADD_ATTEMPTS = """
-if ARGV[2] == '1' then
-  if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', 86400) then return -1 end
-end
+local prefix = ARGV[2]
+local done = tonumber(ARGV[3])
+for i = 4, 3 + done do redis.call('DEL', prefix .. ARGV[i]) end
 local added = 0
-for i = 3, #ARGV, 2 do
-  local p = redis.pcall('XPENDING', KEYS[2], ARGV[1], ARGV[i], ARGV[i], 1)
-  if type(p) == 'table' and p[1] ~= nil and type(p[1]) == 'table' then
-    redis.call('HINCRBY', KEYS[1], ARGV[i], tonumber(ARGV[i + 1]))
-    added = added + 1
+for i = 4 + done, #ARGV, 3 do
+  local fresh = true
+  if ARGV[i + 2] ~= '' then
+    fresh = redis.call('SET', prefix .. ARGV[i + 2], '1', 'NX', 'EX', 3600)
+  end
+  if fresh then
+    local p = redis.pcall('XPENDING', KEYS[2], ARGV[1], ARGV[i], ARGV[i], 1)
+    if type(p) == 'table' and type(p[1]) == 'table' then
+      redis.call('HINCRBY', KEYS[1], ARGV[i], tonumber(ARGV[i + 1]))
+      added = added + 1
+    end
   end
 end
 return added
@@ -86,14 +94,13 @@ class RedisSession(ConsumerSession):
         self._next_claim = 0.0
         self._autoclaim = "0-0"
 
-    async def _add_attempts(self, counts: Mapping[str, int], once: str) -> None:
-        args: list[Any] = [self.group, "1" if once else "0"]
-        for key, count in counts.items():
-            args += [key, count]
-        marker = f"{self.attempts_key}:folded:{once}"
+    async def _add_attempts(self, starts: Sequence[Start], done: Sequence[str]) -> None:
+        args: list[Any] = [self.group, f"{self.attempts_key}:start:", len(done), *done]
+        for key, count, marker in starts:
+            args += [key, count, marker]
         async with self._broker._errors("record attempts"):
             await self._broker.script(_ADD_ATTEMPTS)(
-                keys=[self.attempts_key, self.stream, marker], args=args
+                keys=[self.attempts_key, self.stream], args=args
             )
 
     # -- fetch ----------------------------------------------------------------------------
