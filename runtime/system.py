@@ -464,10 +464,10 @@ class ActorSystem:
     async def shutdown(self, timeout: float | None = None) -> ShutdownReport:
         """Drain mailboxes for up to ``timeout`` seconds, then stop every actor.
 
-        Timers stop first, so no new self-messages appear, and restarts no longer
-        wait out their backoff. Actors keep handling
+        Timers stop first, so no new self-messages appear. Actors keep handling
         what is queued (and what they send each other) until every mailbox is
-        empty or the deadline passes; then top-level actors stop one after another
+        empty (an actor waiting out a restart backoff is not waited for) or the
+        deadline passes; then top-level actors stop one after another
         in reverse spawn order, each children-first (as a supervisor stops its
         children), within what is left of the deadline. Messages still queued go
         to dead letters and are counted in the report; handlers still running at
@@ -485,8 +485,7 @@ class ActorSystem:
         for cell in list(self._cells.values()):
             if cell._timers is not None:
                 cell._timers.cancel_all()
-            cell.restart_now()  # no backoff while draining: the deadline bounds it
-        drained = await self._wait_idle(deadline)
+        drained = await self._wait_idle(deadline, draining=True)
         letters_before = self.dead_letters.by_reason["recipient stopped"]
         cancelled = 0
         top_level = [cell for cell in self._cells.values() if cell.parent is None]
@@ -518,10 +517,10 @@ class ActorSystem:
         deadline = time.monotonic() + (self.shutdown_timeout if timeout is None else timeout)
         return await self._wait_idle(deadline)
 
-    async def _wait_idle(self, deadline: float) -> bool:
+    async def _wait_idle(self, deadline: float, *, draining: bool = False) -> bool:
         delay = 0.0005
         while True:
-            if all(cell.is_idle() for cell in self._cells.values()):
+            if all(cell.is_idle(draining=draining) for cell in self._cells.values()):
                 return True
             if time.monotonic() >= deadline:
                 return False

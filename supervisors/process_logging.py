@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from troupe import cell
+
 FORMAT = "%(asctime)s %(levelname)-7s %(troupe_label)s %(name)s: %(message)s"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -17,24 +19,8 @@ MAX_DEPTH = 40
 
 
 def current_actor() -> str | None:
-    """The name of the actor whose handler or hook is running on this thread's stack.
-
-    Found by walking the stack to the runtime's dispatch frame, so it costs
-    nothing until something logs.
-    """
-    from troupe import cell
-
-    cell_file = cell.__file__
-    frame = sys._getframe(1)
-    for _ in range(MAX_DEPTH):
-        if frame.f_code.co_filename == cell_file:
-            owner = frame.f_locals.get("self")
-            if isinstance(owner, cell.ActorCell):
-                return owner.name
-        if frame.f_back is None:
-            return None
-        frame = frame.f_back
-    return None
+    """The name of the actor whose handler or hook is running on this thread's stack."""
+    return cell.current_actor(MAX_DEPTH)
 
 
 class _ProcessLabel(logging.Filter):

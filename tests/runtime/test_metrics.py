@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from troupe import Actor, ActorSystem, MailboxConfig
+from troupe import Actor, ActorSystem, Backoff, MailboxConfig, RestartPolicy
 from troupe.dead_letters import REASONS
 from troupe.metrics import BUCKETS, bridge_stats, group_label
 
@@ -235,7 +235,8 @@ plans = st.lists(
 @given(plan=plans, asynchronous=st.booleans())
 async def test_counts_match_messages_sent(plan: list[tuple[str, str]], asynchronous: bool) -> None:
     cls = AsyncWorker if asynchronous else Worker
-    async with ActorSystem(metrics_port=0) as system:
+    every_failure = RestartPolicy(max_restarts=1000, within=1.0, backoff=Backoff.none())
+    async with ActorSystem(metrics_port=0, restart=every_failure) as system:
         refs = {"a": system.spawn(cls, name="a"), "b": system.spawn(cls, name="b")}
         pool = [system.spawn(cls) for _ in range(3)]  # auto-named: labelled by class
         expected: dict[str, list[int]] = {"a": [0, 0], "b": [0, 0], cls.__name__: [0, 0]}

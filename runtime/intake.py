@@ -1,0 +1,125 @@
+"""Intake: how user and system messages enter an actor's mailbox.
+
+``ActorRef.tell``/``ask`` inline the common case; these are the general
+paths (another thread, a full mailbox, a stopped actor) and the handlers of
+messages the mailbox policy drops or that can no longer be delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from asyncio import _get_running_loop
+from collections.abc import Callable
+from threading import get_ident
+from typing import TYPE_CHECKING, Any
+
+from .envelope import open_envelope
+from .errors import ActorStopped, MessageDropped
+from .mailbox import ACCEPTED, Accepted
+from .metrics import DEAD_LETTERED
+from .ref import outside_loop
+from .state import State
+
+if TYPE_CHECKING:
+    from .cell import ActorCell
+
+_RUNNING = State.RUNNING
+_STOPPING = State.STOPPING
+_THREAD_POLL = 0.5  # seconds between checks that a blocked thread tell's loop still runs
+
+
+def deliver(self: ActorCell, item: Any) -> Accepted | asyncio.Future[None]:
+    """Put a user message (bare or in an Envelope) in the mailbox.
+
+    ``ActorRef.tell`` inlines the common case (loop thread, running actor,
+    room in the queue); this is the general path. Raises ``MailboxFull``
+    when the policy refuses the message, and RuntimeError on the system's
+    thread while its loop is not running (nothing would ever handle it).
+    """
+    if get_ident() != self._thread_id:
+        return self._deliver_from_thread(item)
+    if self.state >= _STOPPING:
+        self._undeliverable(item, "recipient stopped")
+        return ACCEPTED
+    if _get_running_loop() is None:
+        raise outside_loop(self.name, "tell", True)
+    pending = self.mailbox.put(item, self.name)
+    if self.state is _RUNNING and not self._scheduled:
+        self._schedule()
+    return pending
+
+
+def _deliver_from_thread(self: ActorCell, item: Any) -> Accepted:
+    """Hand a message over from a foreign thread; block while backpressure parks it.
+
+    Raises ``MailboxFull`` in the calling thread when the policy refuses it,
+    and RuntimeError when the system's loop is not running.
+    """
+    loop = self._loop
+    if loop.is_closed():
+        self._undeliverable(item, "system closed")
+        return ACCEPTED
+    if not loop.is_running():
+        raise outside_loop(self.name, "tell", False)
+    done: concurrent.futures.Future[None] = concurrent.futures.Future()
+    taken = False
+
+    def put_on_loop() -> None:
+        nonlocal taken
+        taken = True
+        try:
+            pending = self.deliver(item)
+        except BaseException as exc:
+            done.set_exception(exc)
+            return
+        if type(pending) is Accepted:
+            done.set_result(None)
+        else:
+            assert isinstance(pending, asyncio.Future)
+            pending.add_done_callback(lambda _: done.set_result(None))
+
+    loop.call_soon_threadsafe(put_on_loop)
+    while True:
+        try:
+            done.result(timeout=_THREAD_POLL)
+            return ACCEPTED
+        except concurrent.futures.TimeoutError:
+            if not taken and loop.is_closed():  # closed before it ran put_on_loop
+                self._undeliverable(item, "system closed")
+                return ACCEPTED
+
+
+def send_system(self: ActorCell, action: Callable[[], Any]) -> None:
+    """Queue ``action`` in the system lane, ahead of every user message."""
+    if threading.get_ident() != self._thread_id:
+        self._loop.call_soon_threadsafe(self.send_system, action)
+        return
+    if self.state is State.STOPPED:
+        return
+    self.mailbox.put_system(action)
+    if not self._scheduled and self.state is not State.STARTING:
+        self._schedule()
+
+
+def _overflowed(self: ActorCell, item: Any, reason: str) -> None:
+    message, reply = open_envelope(item)
+    if reply is not None and not reply.done():
+        policy = self.mailbox.policy.value
+        reply.set_exception(MessageDropped(self.name, policy))
+    if reason == "dead_letter":
+        if self.metrics is not None:
+            self.metrics.add(DEAD_LETTERED)
+        self.system.dead_letters.publish(message, self.name, "mailbox full")
+    else:
+        self.system.note_dropped(self, message)
+
+
+def _undeliverable(self: ActorCell, item: Any, reason: str) -> None:
+    message, reply = open_envelope(item)
+    if reply is not None and not reply.done():
+        reply.set_exception(ActorStopped(self.name))
+    if self.metrics is not None:
+        self.metrics.add(DEAD_LETTERED)
+    self.system.dead_letters.publish(message, self.name, reason)
