@@ -200,10 +200,14 @@ async def test_only_a_real_escalation_counts_as_one() -> None:
         assert system.metrics is not None
         stats = system.metrics.group("overseer")
         assert stats is not None and stats.counts[ESCALATIONS] == 0
+        Child.of(overseer).fail(RuntimeError("a linked actor died"))  # a failure, not passed up
+        await settle(clock)
+        assert stats.counts[ESCALATIONS] == 0 and Child.of(overseer).restarts == 1
+        ward = await overseer.ask("ward")
         ward.tell("escalate")  # passed up: counted, and the overseer fails
         await settle(clock)
         assert stats.counts[ESCALATIONS] == 1
-        assert Child.of(overseer).restarts == 1  # the system's policy restarted it
+        assert Child.of(overseer).restarts == 2  # the system's policy restarted it
     assert seen == ["ward: crash", "ward: escalate"]
 
 
@@ -264,13 +268,17 @@ def test_a_module_level_sync_system_drains_at_interpreter_exit() -> None:
     assert lines[-2:] == ["on_stop", ""]
 
 
-async def test_asyncio_is_left_clean_by_the_policy_timers() -> None:
-    clock = VirtualClock()
+async def test_shutdown_does_not_wait_for_an_actor_backing_off() -> None:
+    clock = VirtualClock()  # never advanced: the restart delay never ends
     async with ActorSystem(clock=clock) as system:
         ref = system.spawn(Plain)
         ref.tell("crash")
+        ref.tell("queued behind the failure")
         await settle(clock)
-    # the restart was pending on the virtual clock when the system shut down
+        assert Child.of(ref).state is State.SUSPENDED
+        assert not await system.wait_idle(0.05)  # wait_idle does wait for it
+        report = await system.shutdown()
+    assert report.seconds < 1 and report.undelivered == 1
     assert not ref.is_alive
     current = asyncio.current_task()
     assert all(t is current or t.done() for t in asyncio.all_tasks())
