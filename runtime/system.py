@@ -365,9 +365,14 @@ class ActorSystem:
         self, cell: ActorCell, exc: BaseException, message: Any, *, hook: str | None = None
     ) -> None:
         """Count and log a failure: of a handler on ``message``, or of the lifecycle
-        ``hook`` (``on_start``/``on_restart``) when given."""
+        ``hook`` (``on_start``/``on_restart``) when given. An exception whose
+        ``log_traceback`` attribute is False (a bridge's lost connection: its message
+        names the actor's broker and the cause) is logged only by the restart or stop
+        decision that follows, as one line."""
         self.failures += 1
-        if hook is not None:
+        if hook is None and getattr(exc, "log_traceback", True) is False:
+            logger.debug("actor %s failed on %r: %s", cell.name, message, exc)
+        elif hook is not None:
             logger.error(
                 "actor %s failed in %s: %s: %s",
                 cell.name,
