@@ -277,8 +277,8 @@ class ConsumerBridge(Actor):
             if isinstance(exc, ConnectionError):
                 self.stats.connection_failures += 1
                 delay = self.broker.connection_lost(self.system.clock.now())
-                # one log line (the runtime's, naming this bridge): the cause, without the
-                # driver's chain, and when the restarted bridge reconnects
+                # one log line: the restart decision's, naming this bridge, with the cause
+                # (which names the broker) and when the restarted bridge reconnects
                 lost = BrokerConnectionError(f"{exc} (reconnecting in {delay:.2f} s)")
                 lost.log_traceback = False  # type: ignore[attr-defined]
                 self.ref.tell(ConnectionLost(self.name, self.broker.url, lost))
@@ -305,19 +305,56 @@ class ConsumerBridge(Actor):
             self._close_log()
         self._wake.set()
 
-    async def _read_loop(self) -> None:
+    async def _open(self) -> ConsumerSession | None:
+        """Open the session, retrying in place with the broker's reconnect backoff.
+
+        A restarted bridge first waits out the backoff of the loss that failed it.
+        While the broker stays unreachable it keeps trying (one WARNING for the
+        outage, one INFO once connected again); None when stopped meanwhile.
+        """
         clock = self.system.clock
-        wait = self.broker.reconnect_wait(clock.now())
-        if wait > 0:
-            await clock.sleep(wait)
-        session = await self.broker.consume(
-            self.stream,
-            self.group,
-            self.consumer,
-            window=self._window(),
-            claim_idle=self.claim_idle,
-            delay_poll=self.delay_poll,
-        )
+        failures = 0
+        while not self._closing:
+            wait = self.broker.reconnect_wait(clock.now())
+            if wait > 0:
+                await clock.sleep(wait)
+                if self._closing:
+                    return None
+            try:
+                session = await self.broker.consume(
+                    self.stream,
+                    self.group,
+                    self.consumer,
+                    window=self._window(),
+                    claim_idle=self.claim_idle,
+                    delay_poll=self.delay_poll,
+                )
+            except BrokerConnectionError as exc:
+                failures += 1
+                self.stats.connection_failures += 1
+                delay = self.broker.connection_lost(clock.now())
+                log = logger.warning if failures == 1 else logger.debug
+                log(
+                    "bridge %s cannot reach the broker (%s); retrying in %.2f s",
+                    self.name,
+                    exc,
+                    delay,
+                )
+                continue
+            if failures:
+                logger.info(
+                    "bridge %s connected to %s after %d failed attempts",
+                    self.name,
+                    self.broker.url,
+                    failures,
+                )
+            return session
+        return None
+
+    async def _read_loop(self) -> None:
+        session = await self._open()
+        if session is None:
+            return
         self._session, self._log = session, session.attempts
         if self._closing or not self._alive():
             self._close_log()
