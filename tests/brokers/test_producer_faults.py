@@ -271,7 +271,7 @@ async def test_a_told_publish_past_the_delivery_timeout_is_counted_and_logged_on
                 assert system.cell_of(producer).restarts == 0
         finally:
             await broker.close()
-    assert 0.4 <= gave_up < 3
+    assert 0.4 <= gave_up < 10  # the timeout, not a fixed number of attempts
     assert (stats.failed, stats.published) == (1, 2)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1
@@ -304,7 +304,7 @@ async def test_shutdown_cuts_the_retrying_batch_off_at_the_deadline(
     finally:
         await asyncio.to_thread(redis_server.start)
         await broker.close()
-    assert closed_in < 3  # the delivery timeout (120 s) did not hold the shutdown
+    assert closed_in < 5  # the delivery timeout (120 s) did not hold the shutdown (0.5 s)
     assert all(isinstance(r, PublishError) for r in results), results
     assert all("shutdown" in str(r) for r in results)
     assert stats.failed == 1  # the told one
