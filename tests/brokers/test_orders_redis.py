@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from troupe import ActorSystem
 from troupe.actors.idempotency import Idempotent
-from troupe.actors.saga_log import SagaRecord, SagaStatus
+from troupe.actors.saga_log import SagaFenced, SagaRecord, SagaStatus
 from troupe.actors.saga_log_redis import RedisSagaLog
 from troupe.brokers.redis_idempotency import RedisIdempotencyStore
 from troupe.examples.orders import CreateOrder
@@ -47,7 +47,10 @@ async def test_redis_saga_log_round_trip_and_index(client: Redis) -> None:
     assert not await log.create(SagaRecord("s1", "trip", {"x": 2}))  # exists: unchanged
     record.status = SagaStatus.COMPENSATING
     record.done = ["a"]
+    record.version = 1  # a save is a compare-and-set on the version before it
     await log.save(record)
+    with pytest.raises(SagaFenced):
+        await log.save(record)  # version 1 is taken: nothing written
     await log.create(SagaRecord("s2", "trip"))
     loaded = await log.load("trip", "s1")
     assert loaded == record
