@@ -329,10 +329,11 @@ class SagaOrchestrator(Actor):
         live = await self.log.live(others) if others else set()
         for record in found:
             if record.owner == self.owner:
+                # only on start: later, a record read here may be older than its live run
                 if starting:
                     self.stats.resumed += 1
                     self._log_resume("resuming", record)
-                self._spawn_run(record)
+                    self._spawn_run(record)
                 continue
             if record.owner in live:
                 continue
