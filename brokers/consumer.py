@@ -524,7 +524,7 @@ class ConsumerBridge(Actor):
             return
         message = delivery.message
         assert message is not None
-        headers = dict(headers)
+        # the message's headers are this delivery's own (decoded for it): no copy
         headers[ATTEMPT] = str(delivery.attempts + 1)
         headers[MESSAGE_ID] = message.id
         headers[STREAM] = delivery.stream

@@ -248,7 +248,7 @@ class RedisSession(ConsumerSession):
         if not deliveries:
             return
         ids = [d.entry_id for d in deliveries]
-        recorded = [d.entry_id for d in deliveries if d.recorded]
+        recorded = [d.entry_id for d in deliveries if d.attempts or d.deliveries > 1]
         client = self._broker.client
         async with self._broker._errors("XACK"):
             if not recorded:
