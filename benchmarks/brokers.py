@@ -5,7 +5,10 @@ actor -> XACK on Redis Streams, compared with a hand-written redis-py loop
 (pipelined XADD, XREADGROUP COUNT 100, one XACK per batch) in the same run on
 the same server; the in-memory broker's rate through the same bridge; and the
 ProducerBridge's publish rate (batched, stored once per batch by a Lua script)
-against pipelined XADD batches. Target: Redis end to end >= 0.8x the raw loop.
+against pipelined XADD batches. Target: Redis end to end >= 0.8x the raw loop
+(best rates; the per-pair ratios and their median are printed and written too,
+since on a shared machine the load moves between runs, and so is the client CPU
+time per message in this process, which other processes' load hardly moves).
 
 Both sides use the same redis-py in the same process, so the same reply parser:
 hiredis when it is installed (the ``redis`` extra pulls it). The parser in use
@@ -20,6 +23,7 @@ The script starts its own redis-server (Debian package redis-server) on a free
 from __future__ import annotations
 
 import asyncio
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -182,19 +186,35 @@ async def reply_parsers(url: str) -> tuple[str, str]:
     return names[0], names[1]
 
 
+def paired(troupe_rates: list[float], raw_rates: list[float]) -> list[float]:
+    """Each run's troupe/raw ratio (the two ran back to back, under the same load)."""
+    return [round(t / r, 3) for t, r in zip(troupe_rates, raw_rates, strict=True)]
+
+
+CPU: dict[str, list[float]] = {}  # run function name -> this process's CPU seconds per message
+
+
 def best(runs: int, n: int, fn: Any, *args: Any) -> float:
+    """The best rate of ``runs`` runs; each run's CPU time per message goes to ``CPU``."""
     rates = []
     for i in range(runs):
+        cpu = time.process_time()
         seconds = troupe.run(fn(*args, n, f"bench-{fn.__name__}-{i}-{time.time_ns()}"))
+        CPU.setdefault(fn.__name__, []).append((time.process_time() - cpu) / n)
         rates.append(n / seconds)
     return max(rates)
+
+
+def cpu_us(fn: Any) -> float:
+    """The least CPU microseconds per message ``fn``'s runs took in this process."""
+    return round(min(CPU[fn.__name__]) * 1e6, 2)
 
 
 def main() -> None:
     args = parse_args(__doc__ or "")
     quick = args.quick
     n = 20_000 if quick else 100_000
-    repeat = args.repeat or (3 if quick else 5)
+    repeat = args.repeat or 5
     report = Report("brokers")
     hiredis = bool(redis.utils.HIREDIS_AVAILABLE)
     with RedisServer() as server:
@@ -215,6 +235,9 @@ def main() -> None:
             messages=n,
             target_ratio=0.8,
             ratio=max(troupe_rates) / max(raw_rates),
+            paired_ratios=paired(troupe_rates, raw_rates),
+            median_paired_ratio=statistics.median(paired(troupe_rates, raw_rates)),
+            cpu_us_per_msg={"troupe": cpu_us(troupe_run), "raw": cpu_us(raw_run)},
             reply_parser=troupe_parser,
             hiredis=hiredis,
         )
@@ -232,8 +255,17 @@ def main() -> None:
             messages=n,
             batch=BATCH,
             ratio=max(bridge_publish) / max(raw_publish),
+            median_paired_ratio=statistics.median(paired(bridge_publish, raw_publish)),
+            cpu_us_per_msg={"troupe": cpu_us(producer_run), "raw": cpu_us(raw_publish_run)},
             reply_parser=troupe_parser,
             hiredis=hiredis,
+        )
+        e2e = paired(troupe_rates, raw_rates)
+        print(f"redis end to end, troupe/raw per back-to-back pair: {e2e}")
+        print(
+            f"client CPU per message (us): end to end troupe {cpu_us(troupe_run)}, raw "
+            f"{cpu_us(raw_run)}; publish bridge {cpu_us(producer_run)}, raw "
+            f"{cpu_us(raw_publish_run)}"
         )
     memory_rate = best(repeat, n, troupe_run, "memory://")
     report.add(
