@@ -201,16 +201,16 @@ class Idempotent:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        heartbeat = asyncio.ensure_future(self._heartbeat(key, token))
         try:
-            try:
-                result = effect(*args, **kwargs)
-                if inspect.isawaitable(result):
+            result = effect(*args, **kwargs)
+            if inspect.isawaitable(result):  # it yields to the loop: keep the lease alive
+                heartbeat = asyncio.ensure_future(self._heartbeat(key, token))
+                try:
                     result = await result
-            finally:
-                heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await heartbeat
+                finally:
+                    heartbeat.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await heartbeat
         except BaseException:
             self.stats.failed += 1
             if not await self.store.release(key, token):
