@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import time
+import threading
 from typing import Any
 
 import pytest
@@ -376,19 +376,39 @@ async def test_a_watch_notice_is_never_refused_by_a_full_parking() -> None:
         assert [type(m).__name__ for m in seen[2:]] == ["Terminated"]
 
 
-class Sleeper(Actor):
+class Holder(Actor):
+    """Holds its first message until the gate opens; says when it has it."""
+
+    def __init__(self, entered: threading.Event, gate: asyncio.Event) -> None:
+        self.entered = entered
+        self.gate = gate
+
     async def receive(self, message: Any) -> Any:
-        await asyncio.sleep(message)
+        self.entered.set()
+        await self.gate.wait()
         return message
 
 
 def test_a_thread_tell_past_the_parking_raises_in_that_thread() -> None:
+    entered, gate = threading.Event(), asyncio.Event()
+    outcome: list[BaseException | None] = []
     with SyncActorSystem("sync") as system:
-        ref = system.spawn(Sleeper, mailbox={"capacity": 1, "max_parked": 0})
-        ref.tell(0.3)  # in the handler for 0.3 s
-        time.sleep(0.05)
-        ref.tell(0.0)  # queued
-        began = time.monotonic()
-        with pytest.raises(MailboxFull):
-            ref.tell(0.0)  # from this (foreign) thread: refused at once, not blocked
-        assert time.monotonic() - began < 0.2
+        ref = system.spawn(Holder, entered, gate, mailbox={"capacity": 1, "max_parked": 0})
+        ref.tell("held")
+        assert entered.wait(10)
+        ref.tell("queued")
+
+        def refused() -> None:
+            try:
+                ref.tell("refused")  # from a foreign thread: refused at once, not blocked
+            except MailboxFull as exc:
+                outcome.append(exc)
+            else:
+                outcome.append(None)
+
+        sender = threading.Thread(target=refused)
+        sender.start()
+        sender.join(10)
+        system.loop.call_soon_threadsafe(gate.set)
+        sender.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], MailboxFull)
