@@ -19,7 +19,7 @@ from .envelope import open_envelope
 from .errors import ActorStopped, MessageDropped
 from .mailbox import ACCEPTED, Accepted
 from .metrics import DEAD_LETTERED
-from .ref import outside_loop
+from .ref import LOOP_STOPPED, NO_LOOP, outside_loop
 from .state import State
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def deliver(self: ActorCell, item: Any) -> Accepted | asyncio.Future[None]:
         self._undeliverable(item, "recipient stopped")
         return ACCEPTED
     if _get_running_loop() is None:
-        raise outside_loop(self.name, "tell", True)
+        raise outside_loop(self.name, "tell", NO_LOOP)
     pending = self.mailbox.put(item, self.name)
     if self.state is _RUNNING and not self._scheduled:
         self._schedule()
@@ -62,7 +62,7 @@ def _deliver_from_thread(self: ActorCell, item: Any) -> Accepted:
         self._undeliverable(item, "system closed")
         return ACCEPTED
     if not loop.is_running():
-        raise outside_loop(self.name, "tell", False)
+        raise outside_loop(self.name, "tell", LOOP_STOPPED)
     done: concurrent.futures.Future[None] = concurrent.futures.Future()
     taken = False
 

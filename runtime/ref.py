@@ -23,15 +23,17 @@ SYSTEM_TIMEOUT: Any = object()
 _RUNNING = State.RUNNING
 
 
-def outside_loop(actor: str, call: str, no_loop: bool) -> RuntimeError:
+#: Why ``outside_loop`` was raised.
+NO_LOOP = "no event loop is running in this thread"
+OTHER_LOOP = "this is not the actor system's event loop"
+LOOP_STOPPED = "the actor system's event loop is not running"
+
+
+def outside_loop(actor: str, call: str, why: str) -> RuntimeError:
     """The error for ``tell``/``ask`` called where the system's loop does not run."""
-    if no_loop:
-        where = "no event loop is running in this thread"
-    else:
-        where = "this is not the actor system's event loop"
     return RuntimeError(
         f"ref.{call}() to actor {actor!r} needs the actor system's running event loop, "
-        f"but {where}; from sync code or another thread use "
+        f"but {why}; from sync code or another thread use "
         f"SyncActorSystem.{call}(ref, message)"
     )
 
@@ -117,7 +119,7 @@ class ActorRef:
             timeout = check_timeout("timeout", timeout)
         loop = _get_running_loop()
         if loop is not cell._loop:
-            raise outside_loop(self.name, "ask", loop is None)
+            raise outside_loop(self.name, "ask", NO_LOOP if loop is None else OTHER_LOOP)
         reply: asyncio.Future[Any] = loop.create_future()
         if PROPAGATION.on and (current_traceparent.get() is not None or cell.system.tracing):
             headers = outgoing(headers, cell.system.tracing)

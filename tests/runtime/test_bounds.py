@@ -315,6 +315,18 @@ def test_ask_and_tell_without_the_running_loop_name_the_sync_api() -> None:
             ref.tell("on the loop's thread while it is not running")
         with pytest.raises(RuntimeError, match=r"SyncActorSystem\.ask"):
             ref.ask("same")
+        errors: list[BaseException] = []
+
+        def from_a_thread() -> None:
+            try:
+                ref.tell("the loop is stopped: this would wait forever")
+            except RuntimeError as exc:
+                errors.append(exc)
+
+        sender = threading.Thread(target=from_a_thread)
+        sender.start()
+        sender.join(10)
+        assert len(errors) == 1 and "event loop is not running" in str(errors[0])
     finally:
         loop.close()
 
