@@ -15,6 +15,7 @@ from collections.abc import Callable
 from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
+from .dead_letters import MAILBOX_FULL, RECIPIENT_STOPPED, SYSTEM_CLOSED
 from .envelope import open_envelope
 from .errors import ActorStopped, MessageDropped
 from .mailbox import ACCEPTED, Accepted
@@ -41,7 +42,7 @@ def deliver(self: ActorCell, item: Any) -> Accepted | asyncio.Future[None]:
     if get_ident() != self._thread_id:
         return self._deliver_from_thread(item)
     if self.state >= _STOPPING:
-        self._undeliverable(item, "recipient stopped")
+        self._undeliverable(item, RECIPIENT_STOPPED)
         return ACCEPTED
     if _get_running_loop() is None:
         raise outside_loop(self.name, "tell", NO_LOOP)
@@ -59,7 +60,7 @@ def _deliver_from_thread(self: ActorCell, item: Any) -> Accepted:
     """
     loop = self._loop
     if loop.is_closed():
-        self._undeliverable(item, "system closed")
+        self._undeliverable(item, SYSTEM_CLOSED)
         return ACCEPTED
     if not loop.is_running():
         raise outside_loop(self.name, "tell", LOOP_STOPPED)
@@ -87,7 +88,7 @@ def _deliver_from_thread(self: ActorCell, item: Any) -> Accepted:
             return ACCEPTED
         except concurrent.futures.TimeoutError:
             if not taken and loop.is_closed():  # closed before it ran put_on_loop
-                self._undeliverable(item, "system closed")
+                self._undeliverable(item, SYSTEM_CLOSED)
                 return ACCEPTED
 
 
@@ -111,7 +112,7 @@ def _overflowed(self: ActorCell, item: Any, reason: str) -> None:
     if reason == "dead_letter":
         if self.metrics is not None:
             self.metrics.add(DEAD_LETTERED)
-        self.system.dead_letters.publish(message, self.name, "mailbox full")
+        self.system.dead_letters.publish(message, self.name, MAILBOX_FULL)
     else:
         self.system.note_dropped(self, message)
 

@@ -12,6 +12,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from .dead_letters import RECIPIENT_STOPPED
 from .envelope import Envelope
 from .errors import ActorStopped
 from .state import State
@@ -115,7 +116,7 @@ def _terminate(self: ActorCell, reason: BaseException | None) -> None:
     for item in self.mailbox.drain():
         if reason is not None and type(item) is Envelope:
             _stopped_by(item, self.name, reason)
-        self._undeliverable(item, "recipient stopped")
+        self._undeliverable(item, RECIPIENT_STOPPED)
     self.mailbox.system = None
     self.system.unregister(self)
     if self.parent is not None and self.parent.children:

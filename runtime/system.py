@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .cell import ActorCell, ActorFactory, State, Terminated
 from .child import Child
 from .clock import Clock, RealClock
-from .dead_letters import DeadLetters
+from .dead_letters import RECIPIENT_STOPPED, DeadLetters
 from .deadlines import AskDeadlines
 from .errors import (
     ActorNotFound,
@@ -491,7 +491,7 @@ class ActorSystem:
             if cell._timers is not None:
                 cell._timers.cancel_all()
         drained = await self._wait_idle(deadline, draining=True)
-        letters_before = self.dead_letters.by_reason["recipient stopped"]
+        letters_before = self.dead_letters.by_reason[RECIPIENT_STOPPED]
         cancelled = 0
         top_level = [cell for cell in self._cells.values() if cell.parent is None]
         for cell in reversed(top_level):  # one after another, as a supervisor stops children
@@ -503,7 +503,7 @@ class ActorSystem:
             if pending:  # past the deadline: kill what is left
                 cancelled = await self._force_stop()
                 break
-        undelivered = self.dead_letters.by_reason["recipient stopped"] - letters_before
+        undelivered = self.dead_letters.by_reason[RECIPIENT_STOPPED] - letters_before
         if self._ask_deadlines is not None:
             self._ask_deadlines.cancel()
         self._closed = True
