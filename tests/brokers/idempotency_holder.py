@@ -4,13 +4,14 @@
 effect that increments ``effects`` in Redis, then hangs before completing.
 ``atomic``: the effect returns ``Atomic`` (the increment commits with the
 completion); it hangs after computing and before returning on the first key,
-or (``atomic-stream``) runs the keys one after another with a short pause so
+or (``atomic-stream``) runs the keys in a random order with a short pause so
 the parent's kill -9 lands anywhere. Progress goes to the list ``holder:log``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
 from typing import Any
 
@@ -24,7 +25,10 @@ async def main(url: str, mode: str, keys: int) -> None:
     client = Redis.from_url(url)
     guard = Idempotent(RedisIdempotencyStore(client))
 
-    for n in range(keys):
+    order = list(range(keys))
+    if mode == "atomic-stream":
+        random.shuffle(order)  # several holders contend for the same keys in their own order
+    for n in order:
         key = f"k{n}"
 
         async def plain(key: str = key) -> str:
