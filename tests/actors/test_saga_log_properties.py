@@ -244,3 +244,12 @@ def _nothing() -> None:
 
 def test_memory_saga_log_state_machine() -> None:
     run_state_machine_as_test(MemorySagaLogMachine, settings=settings(stateful_step_count=40))
+
+
+def test_the_saga_log_docstring_example_runs() -> None:
+    import doctest
+
+    import troupe.actors.saga_log
+
+    result = doctest.testmod(troupe.actors.saga_log)
+    assert result.failed == 0 and result.attempted > 0
