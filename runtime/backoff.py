@@ -96,6 +96,13 @@ class Backoff:
         return cls(initial=0.0, maximum=0.0, jitter=Jitter.NONE)
 
 
+def derived_random() -> random.Random:
+    """A private ``random.Random`` seeded from the module-level ``random``: independent
+    streams, yet seeding ``random`` (as a :mod:`troupe.testing` simulation does)
+    repeats every jitter."""
+    return random.Random(random.getrandbits(64))
+
+
 @dataclass
 class BackoffState:
     """The attempt counter of one restarting/retrying thing, with the quiet-period reset."""
@@ -103,7 +110,7 @@ class BackoffState:
     backoff: Backoff
     attempt: int = 0
     last_failure: float | None = None
-    rng: random.Random = field(default_factory=random.Random)
+    rng: random.Random = field(default_factory=lambda: derived_random())
 
     def next_delay(self, now: float) -> float:
         """Record a failure at ``now`` and return the delay before the next attempt."""

@@ -18,7 +18,7 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 
-from .backoff import Backoff, BackoffState
+from .backoff import Backoff, BackoffState, derived_random
 from .errors import ConfigError
 
 
@@ -63,7 +63,7 @@ class RestartTracker:
 
     intensity: RestartIntensity
     backoff: Backoff
-    rng: random.Random = field(default_factory=random.Random, repr=False)
+    rng: random.Random = field(default_factory=derived_random, repr=False)
     _states: dict[str, BackoffState] = field(default_factory=dict, repr=False)
 
     def record(self, child: str, now: float) -> float | None:

@@ -25,6 +25,7 @@ from .errors import (
     check_timeout,
     require_int,
 )
+from .hooks import HandlerHook
 from .mailbox import MailboxConfig
 from .metrics import DROPPED, RESTARTS, SystemMetrics
 from .props import Props
@@ -81,6 +82,9 @@ class ActorSystem:
     ``restart`` (a :class:`~troupe.RestartPolicy`) is how actors that no
     supervisor handles are restarted: backoff between restarts, and stopped
     past ``max_restarts`` within ``within`` seconds.
+
+    ``handler_hook`` wraps every actor's handler (see :mod:`troupe.hooks`);
+    :mod:`troupe.testing` uses it to trace and inject faults.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class ActorSystem:
         metrics_addr: str = "127.0.0.1",
         tracing: bool = False,
         restart: RestartPolicy | None = None,
+        handler_hook: HandlerHook | None = None,
     ) -> None:
         require_int("throughput", throughput, 1)
         checked_shutdown = check_timeout("shutdown_timeout", shutdown_timeout, zero=True)
@@ -133,6 +138,7 @@ class ActorSystem:
         self.metrics: SystemMetrics | None = None
         self.metrics_endpoint: MetricsEndpoint | None = None  # when serving /metrics
         self.tracing = tracing
+        self.handler_hook = handler_hook  # troupe.hooks: wraps each handler (testing, tracing)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -156,6 +162,8 @@ class ActorSystem:
             return
         self._loop = asyncio.get_running_loop()
         self.thread_id = threading.get_ident()
+        if self.handler_hook is None:  # a simulated loop brings its own (troupe.testing)
+            self.handler_hook = getattr(self._loop, "troupe_handler_hook", None)
         spec = self._clock_spec
         if spec is None:
             self._clock = RealClock(self._loop)

@@ -1,0 +1,124 @@
+"""``SimulatedLoop``: an asyncio event loop on virtual time with a seeded scheduler.
+
+Two things make a run exactly repeatable:
+
+- **Virtual time.** ``loop.time()`` is a number that moves only when nothing
+  is ready to run: then it jumps to the earliest timer, which fires at once.
+  Timers, ``asyncio.sleep``, timeouts, restart backoff and ask deadlines
+  cost no wall-clock time and fire in time order.
+- **Seeded choice.** Each step runs one ready callback, picked by a
+  ``random.Random(seed)`` among all that are ready (a real loop runs them
+  first-in first-out). Everything on the loop — actor turns, bridges, the
+  in-memory broker, timers — interleaves in one exact order per seed, and a
+  different seed gives another legal order.
+
+>>> import asyncio
+>>> loop = SimulatedLoop(seed=7)
+>>> async def nap():
+...     await asyncio.sleep(3600)
+...     return asyncio.get_running_loop().time()
+>>> loop.run_until_complete(nap())
+3600.0
+>>> loop.close()
+
+Work that leaves the loop (threads, sockets to real servers) still runs, but
+its timing is not controlled: a simulation is exact only for what runs on
+the loop. When nothing is ready, no timer is left and nothing arrives from
+outside for ``stall`` real seconds, the run fails with
+:class:`SimulationStalled` (a deadlock would otherwise hang). Set
+``fifo=True`` to keep asyncio's order and use only virtual time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import random
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from troupe.hooks import HandlerHook
+
+logger = logging.getLogger(__name__)
+
+
+class SimulationStalled(RuntimeError):
+    """Nothing on a simulated loop can run and nothing outside it woke it up."""
+
+
+class SimulatedLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock is virtual and whose ready callbacks run in a seeded order.
+
+    ``steps`` counts the callbacks run; ``choices`` counts the steps where
+    more than one callback was ready (where the seed mattered). An
+    ActorSystem started on it takes ``troupe_handler_hook`` (the run's fault
+    injector, set by :class:`~troupe.testing.Simulation`) as its handler hook.
+    """
+
+    troupe_handler_hook: HandlerHook | None = None
+
+    def __init__(
+        self, seed: int = 0, *, start: float = 0.0, fifo: bool = False, stall: float = 30.0
+    ) -> None:
+        super().__init__()
+        self.seed = seed
+        self.fifo = fifo
+        self.stall = stall
+        self.rng = random.Random(seed)
+        self.steps = 0
+        self.choices = 0
+        self._virtual_now = float(start)
+        self._clock_resolution = 0.0  # time is exact here
+
+    def time(self) -> float:
+        """The virtual time in seconds (starts at ``start``, moves only between steps)."""
+        return self._virtual_now
+
+    def advance_to(self, when: float) -> None:
+        """Move virtual time forward to ``when`` (never backwards)."""
+        if when > self._virtual_now:
+            self._virtual_now = when
+
+    def _run_once(self) -> None:
+        """One step: poll I/O without waiting, move time to the next timer when nothing is
+        ready, make due timers ready, then run one ready callback of the seed's choosing."""
+        scheduled: list[Any] = self._scheduled  # type: ignore[attr-defined]
+        ready: Any = self._ready  # type: ignore[attr-defined]
+        while scheduled and scheduled[0]._cancelled:
+            self._timer_cancelled_count -= 1  # type: ignore[attr-defined]
+            heapq.heappop(scheduled)._scheduled = False
+        self._process_events(self._selector.select(0))  # type: ignore[attr-defined]
+        if not ready and scheduled and not self._stopping:  # type: ignore[attr-defined]
+            self.advance_to(scheduled[0]._when)
+        while scheduled and scheduled[0]._when <= self._virtual_now:
+            handle = heapq.heappop(scheduled)
+            handle._scheduled = False
+            ready.append(handle)
+        if not ready:
+            if self._stopping:  # type: ignore[attr-defined]
+                return
+            # nothing on the loop can run: only another thread or a socket can wake it
+            events = self._selector.select(self.stall)  # type: ignore[attr-defined]
+            if not events:
+                raise SimulationStalled(
+                    f"simulation (seed {self.seed}) stalled at t={self._virtual_now:g}: "
+                    f"nothing ready, no timer, no I/O for {self.stall:g} s (a deadlock?)"
+                )
+            self._process_events(events)  # type: ignore[attr-defined]
+            return
+        count = len(ready)
+        if count == 1 or self.fifo:
+            handle = ready.popleft()
+        else:
+            self.choices += 1
+            index = self.rng.randrange(count)
+            handle = ready[index]
+            del ready[index]
+        if handle._cancelled:
+            return
+        self.steps += 1
+        handle._run()
+
+
+__all__ = ["SimulatedLoop", "SimulationStalled"]
