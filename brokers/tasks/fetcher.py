@@ -1,0 +1,174 @@
+"""Fetcher actors: each takes the messages of one dramatiq queue into the pool's intake.
+
+:class:`QueueFetcher` consumes ``NAME`` and hands each message to the
+:class:`~troupe.brokers.tasks.intake.Intake`; the broker's ``prefetch``
+bounds what is fetched and not yet acked. :class:`DelayFetcher` consumes
+``NAME.DQ`` (scheduled tasks and retries) and, as a dramatiq worker does,
+moves each message to ``NAME`` once its ``eta`` has passed. Both are thread
+actors (the dramatiq consumers block); a broker error fails the actor and its
+supervisor restarts it with backoff. On stop, messages not yet started go
+back to the broker.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+import weakref
+from typing import Any
+
+import dramatiq
+from dramatiq.broker import Consumer, MessageProxy
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import current_millis
+
+from troupe import ThreadActor
+
+from .intake import Intake, Job
+from .transport import canonical, delay_queue
+
+logger = logging.getLogger(__name__)
+
+_held: weakref.WeakKeyDictionary[Any, dict[str, DelayFetcher]] = weakref.WeakKeyDictionary()
+_held_lock = threading.Lock()
+
+
+def held_messages(broker: dramatiq.Broker, queue: str) -> list[MessageProxy]:
+    """Messages of delay queue ``queue`` that a running DelayFetcher holds until their eta."""
+    with _held_lock:
+        fetcher = _held.get(broker, {}).get(queue)
+    return fetcher.scheduled() if fetcher is not None else []
+
+
+#: How long one turn of a fetcher runs before it lets its mailbox (stop, restart) in.
+TURN = 0.2
+_FETCH = "fetch"
+
+
+def give_back(broker: dramatiq.Broker, consumer: Consumer, proxies: list[MessageProxy]) -> None:
+    """Return fetched, unstarted messages to their queue."""
+    if not proxies:
+        return
+    if isinstance(broker, StubBroker):  # its consumer cannot requeue: enqueue a copy, ack
+        for proxy in proxies:
+            broker.enqueue(proxy.copy())
+            consumer.ack(proxy)
+        return
+    consumer.requeue(proxies)
+
+
+class QueueFetcher(ThreadActor):
+    """Feeds one queue's messages into the intake (see the module docstring)."""
+
+    def __init__(
+        self, broker: dramatiq.Broker, intake: Intake, queue: str, prefetch: int, poll_ms: int
+    ) -> None:
+        self.broker = broker
+        self.intake = intake
+        self.queue = queue
+        self.prefetch = prefetch
+        self.poll_ms = poll_ms
+        self.consumer: Consumer | None = None
+
+    def on_start(self) -> None:
+        self.broker.declare_queue(self.queue)
+        self.consumer = self.broker.consume(
+            self.queue, prefetch=self.prefetch, timeout=self.poll_ms
+        )
+        self.ref.tell(_FETCH)
+
+    def receive(self, message: Any) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        intake = self.intake
+        queue = self.queue
+        end = time.monotonic() + TURN
+        while not intake.closed and time.monotonic() < end:
+            if queue in intake.paused:
+                time.sleep(self.poll_ms / 1000)
+                continue
+            proxy = next(consumer)
+            if proxy is not None:
+                intake.put(Job(proxy, consumer, queue))
+        if not intake.closed:
+            self.ref.tell(_FETCH)
+
+    def on_stop(self) -> None:
+        consumer, self.consumer = self.consumer, None
+        if consumer is None:
+            return
+        try:
+            give_back(self.broker, consumer, [job.proxy for job in self.intake.drain(self.queue)])
+        finally:
+            consumer.close()
+
+
+class DelayFetcher(ThreadActor):
+    """Holds ``NAME.DQ`` messages until their eta, then moves them to ``NAME``."""
+
+    def __init__(
+        self, broker: dramatiq.Broker, intake: Intake, queue: str, prefetch: int, poll_ms: int
+    ) -> None:
+        self.broker = broker
+        self.intake = intake
+        self.queue = delay_queue(queue)
+        self.prefetch = prefetch
+        self.poll_ms = poll_ms
+        self.consumer: Consumer | None = None
+        self.held: list[tuple[int, int, MessageProxy]] = []
+        self._seq = itertools.count()
+
+    def on_start(self) -> None:
+        self.broker.declare_queue(canonical(self.queue))
+        with _held_lock:
+            _held.setdefault(self.broker, {})[self.queue] = self
+        self.consumer = self.broker.consume(
+            self.queue, prefetch=self.prefetch, timeout=self.poll_ms
+        )
+        self.ref.tell(_FETCH)
+
+    def receive(self, message: Any) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        end = time.monotonic() + TURN
+        while not self.intake.closed and time.monotonic() < end:
+            proxy = next(consumer)
+            if proxy is not None:
+                eta = proxy.options.get("eta")
+                eta = int(eta) if isinstance(eta, int | float) else current_millis()
+                heapq.heappush(self.held, (eta, next(self._seq), proxy))
+            self._release_due(consumer)
+        if not self.intake.closed:
+            self.ref.tell(_FETCH)
+
+    def _release_due(self, consumer: Consumer) -> None:
+        held = self.held
+        now = current_millis()
+        while held and held[0][0] <= now:
+            _, _, proxy = heapq.heappop(held)
+            ready = proxy.copy(queue_name=canonical(self.queue))
+            ready.options.pop("eta", None)
+            self.broker.enqueue(ready)
+            consumer.ack(proxy)
+
+    def scheduled(self) -> list[MessageProxy]:
+        """The messages held until their eta (for the inspector of a StubBroker)."""
+        return [proxy for _, _, proxy in sorted(list(self.held), key=lambda h: (h[0], h[1]))]
+
+    def on_stop(self) -> None:
+        consumer, self.consumer = self.consumer, None
+        if consumer is None:
+            return
+        held, self.held = self.held, []
+        try:
+            if isinstance(self.broker, StubBroker):
+                for _, _, proxy in held:  # back on the delay queue, eta unchanged
+                    self.broker.queues[self.queue].put(proxy.copy().encode())
+                    consumer.ack(proxy)
+            else:
+                consumer.requeue([proxy for _, _, proxy in held])
+        finally:
+            consumer.close()
