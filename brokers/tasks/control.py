@@ -198,7 +198,8 @@ class RedisControl(ControlStore):
             self.client.srem(PREFIX + "paused", queue)
 
     def paused(self) -> set[str]:
-        return {m.decode() for m in self.client.smembers(PREFIX + "paused")}
+        members: set[bytes] = self.client.smembers(PREFIX + "paused")  # type: ignore[assignment]
+        return {m.decode() for m in members}
 
     def close(self) -> None:
         if self._own:

@@ -198,7 +198,7 @@ class Inspector:
 
             q = broker.queues.get(queue)
             waiting = [Message.decode(d) for d in list(q.queue)] if q is not None else []
-            return waiting + held_messages(broker, queue)
+            return waiting + [p.copy() for p in held_messages(broker, queue)]
         if self.kind == "redis":
             values = self._client().hvals(f"{self._ns()}:{queue}.msgs")
             return [Message.decode(v) for v in values]

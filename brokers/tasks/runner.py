@@ -352,6 +352,7 @@ class Runner:
             if exc is not None:
                 proxy.stuff_exception(exc)
             proxy.fail()
+            _keep_reason(self.broker, job.queue, proxy)
             job.consumer.nack(proxy)
             return
         if attempt.retry_delay is not None:
@@ -371,6 +372,17 @@ class Runner:
                 "task %s %s failed in middleware: %r", attempt.context.task, attempt.context.id, exc
             )
         job.consumer.ack(proxy)
+
+
+def _keep_reason(broker: dramatiq.Broker, queue: str, proxy: Any) -> None:
+    """On Redis, rewrite the stored message with its retries and traceback before the
+    nack moves it to the dead-letter set (dramatiq keeps the stored bytes there)."""
+    redis_id = proxy.options.get("redis_message_id")
+    client = getattr(broker, "client", None)
+    if redis_id is None or client is None:
+        return
+    namespace = getattr(broker, "namespace", "dramatiq")
+    client.hset(f"{namespace}:{queue}.msgs", redis_id, proxy.copy().encode())
 
 
 async def _run_async(ctx: TaskContext, definition: TaskDef, args: Any, kwargs: Any) -> Any:

@@ -50,7 +50,7 @@ def open_broker(url: str | dramatiq.Broker) -> dramatiq.Broker:
     if scheme in ("redis", "rediss", "unix"):
         from dramatiq.brokers.redis import RedisBroker
 
-        return RedisBroker(url=url, middleware=[])
+        return RedisBroker(url=url, middleware=[])  # type: ignore[no-untyped-call]
     if scheme in ("amqp", "amqps"):
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
