@@ -4,12 +4,12 @@
 >>> entry.name
 'cleanup@*/5 * * * *'
 
-Every process of a deployment may run a :class:`CronScheduler` under the
-same ``name``; they share the :class:`~troupe.brokers.tasks.control.ControlStore`
+Every process of a deployment may run a :class:`CronScheduler` of the
+same ``group``; they share the :class:`~troupe.brokers.tasks.control.ControlStore`
 (Redis for several processes or nodes). Only the holder of the lease
-``cron:NAME:leader`` enqueues, renewing it every tick; when it dies, another
+``cron:GROUP:leader`` enqueues, renewing it every tick; when it dies, another
 takes over once the lease expires. Each fire time is also claimed once
-(``cron:NAME:ENTRY:TIME``) before it is enqueued, so even two schedulers that
+(``cron:GROUP:ENTRY:TIME``) before it is enqueued, so even two schedulers that
 both believe they lead (a pause past the lease) enqueue a tick once. Ticks
 missed while no scheduler led are skipped, not made up. A six-field
 expression has seconds last (croniter's convention).
@@ -66,6 +66,7 @@ class CronEntry:
 class CronScheduler(Actor):
     """Enqueues the entries' tasks on time while it holds the lease (module docstring).
 
+    Schedulers with the same ``group`` share one lease (spawn one per process or node).
     ``tick``: seconds between checks (fires are at most this late);
     ``lease``: seconds a silent leader keeps the lease (default ``10 * tick``, at least 2 s).
     """
@@ -75,7 +76,7 @@ class CronScheduler(Actor):
         client: TaskClient,
         entries: Sequence[CronEntry],
         *,
-        name: str = "cron",
+        group: str = "cron",
         tick: float = 1.0,
         lease: float | None = None,
     ) -> None:
@@ -89,7 +90,7 @@ class CronScheduler(Actor):
             raise ConfigError("cron.entries", f"entry names must be unique, got {names}")
         self.client = client
         self.entries = list(entries)
-        self.cron_name = name
+        self.group = group
         self.tick = tick
         self.lease = lease
         self.owner = str(uuid.uuid4())
@@ -99,7 +100,7 @@ class CronScheduler(Actor):
 
     @property
     def _leader_key(self) -> str:
-        return f"cron:{self.cron_name}:leader"
+        return f"cron:{self.group}:leader"
 
     def on_start(self) -> None:
         now = time.time()
@@ -116,7 +117,7 @@ class CronScheduler(Actor):
         leading = control.renew(self._leader_key, self.owner, self.lease)
         if leading != self.leading:
             logger.info(
-                "cron scheduler %s %s the lead", self.cron_name, "takes" if leading else "loses"
+                "cron scheduler %s %s the lead", self.group, "takes" if leading else "loses"
             )
             self.leading = leading
         for entry in self.entries:
@@ -131,7 +132,7 @@ class CronScheduler(Actor):
     def _fire(self, entry: CronEntry, due: float) -> None:
         control = self.client.control
         period = max(1.0, entry.next_after(due) - due)
-        claim = f"cron:{self.cron_name}:{entry.name}:{int(due)}"
+        claim = f"cron:{self.group}:{entry.name}:{int(due)}"
         if not control.acquire(claim, self.owner, max(2 * period, 2 * self.lease)):
             return  # another scheduler enqueued this tick
         try:
@@ -142,7 +143,7 @@ class CronScheduler(Actor):
             control.release(claim, self.owner)
             raise
         self.fired.append((str(entry.name), due))
-        logger.debug("cron %s fired %s for %s", self.cron_name, entry.name, due)
+        logger.debug("cron %s fired %s for %s", self.group, entry.name, due)
 
     async def on_stop(self) -> None:
         if self.leading:

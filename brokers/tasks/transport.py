@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import threading
 from typing import Any
-from urllib.parse import urlsplit
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
@@ -39,7 +38,7 @@ def open_broker(url: str | dramatiq.Broker) -> dramatiq.Broker:
         return url
     if not isinstance(url, str):
         raise ConfigError("broker", f"must be a URL or a dramatiq Broker, got {url!r}")
-    scheme = urlsplit(url).scheme
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme in ("stub", "memory"):
         name = url.split("://", 1)[1] or "default"
         with _stubs_lock:

@@ -1,0 +1,157 @@
+"""Periodic tasks: cron entries fire on time, once per tick, with two schedulers racing
+(each with its own broker connection and control store, as on two nodes)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from troupe import ActorRef, ActorSystem, Child, ConfigError
+from troupe.brokers.tasks import (
+    ControlStore,
+    CronEntry,
+    CronScheduler,
+    RedisControl,
+    TaskClient,
+    TaskRegistry,
+    WorkerPool,
+    open_broker,
+)
+from troupe.brokers.tasks.transport import forget_stub
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def node_url(task_broker_url: str) -> Iterator[str]:
+    """A broker URL every 'node' of a test opens for itself."""
+    yield task_broker_url
+    if task_broker_url.startswith("stub://"):
+        forget_stub(task_broker_url.removeprefix("stub://"))
+
+
+def node_client(url: str, tasks: TaskRegistry) -> TaskClient:
+    """A client as another node has it: its own broker and control connections on Redis;
+    the process-wide stub and its store on the stub."""
+    broker = open_broker(url)
+    control: ControlStore | None = RedisControl(url) if url.startswith("redis") else None
+    return TaskClient(broker, tasks, control=control)
+
+
+def fired(ref: ActorRef) -> list[tuple[str, float]]:
+    scheduler = Child.of(ref).actor
+    assert isinstance(scheduler, CronScheduler)
+    return list(scheduler.fired)
+
+
+def leading(ref: ActorRef) -> bool:
+    scheduler = Child.of(ref).actor
+    assert isinstance(scheduler, CronScheduler)
+    return scheduler.leading
+
+
+async def test_two_schedulers_racing_fire_once_per_tick(node_url: str) -> None:
+    ran: list[str] = []
+    lock = threading.Lock()
+    tasks = TaskRegistry()
+
+    @tasks.task
+    def beat(tag: str) -> None:
+        with lock:
+            ran.append(tag)
+
+    entries = [CronEntry("* * * * * *", "beat", ("second",))]  # six fields: seconds last
+    async with ActorSystem() as system:
+        a, b = (
+            system.spawn(
+                CronScheduler,
+                node_client(node_url, tasks),
+                entries,
+                tick=0.05,
+                lease=0.6,
+                name=name,
+            )
+            for name in ("cron-a", "cron-b")
+        )
+        pool = WorkerPool(open_broker(node_url), tasks, concurrency=2)
+        await pool.start(system)
+        await asyncio.sleep(2.2)
+        # the leader dies without releasing its lease: the other takes over once it expires
+        leader, other = (a, b) if leading(a) else (b, a)
+        assert leading(leader) and not leading(other)
+        before = fired(leader)
+        Child.of(leader).kill()
+        await asyncio.sleep(2.5)
+        after = fired(other)
+        assert leading(other)
+        await Child.of(other).stop_within(5)
+        await asyncio.sleep(0.3)
+        await pool.stop()
+    ticks = Counter(due for _, due in before + after)
+    assert len(before) >= 1 and len(after) >= 1
+    assert all(n == 1 for n in ticks.values()), ticks  # no tick twice
+    assert len(ran) == len(before) + len(after)
+    # no tick missed but those within the lease after the leader died
+    times = sorted(ticks)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert max(gaps) <= 2.0, gaps
+
+
+async def test_per_tick_claims_stop_a_double_fire_even_with_two_leaders(node_url: str) -> None:
+    """A split brain: both schedulers of one group believe they hold the lease (a pause
+    past it); the claim on each fire time alone keeps every tick single."""
+    tasks = TaskRegistry()
+
+    @tasks.task
+    def beat() -> None: ...
+
+    entries = [CronEntry("* * * * * *", "beat")]
+    async with ActorSystem() as system:
+        refs = [
+            system.spawn(
+                CronScheduler, node_client(node_url, tasks), entries, tick=0.05, name=f"c{i}"
+            )
+            for i in range(2)
+        ]
+        await asyncio.sleep(0.2)
+        for ref in refs:  # make both believe they lead: the lease check is bypassed
+            scheduler = Child.of(ref).actor
+            assert isinstance(scheduler, CronScheduler)
+            control = scheduler.client.control
+            scheduler.client.control = _AlwaysLeader(control)
+        await asyncio.sleep(2.1)
+        fires = [f for ref in refs for f in fired(ref)]
+        for ref in refs:
+            await Child.of(ref).stop_within(5)
+    ticks = Counter(due for _, due in fires)
+    assert len(ticks) >= 2 and all(n == 1 for n in ticks.values()), ticks
+
+
+class _AlwaysLeader:
+    """A control store whose lease renewals always succeed (a split brain, on purpose)."""
+
+    def __init__(self, inner: ControlStore) -> None:
+        self.inner = inner
+
+    def renew(self, key: str, owner: str, ttl: float) -> bool:
+        return True
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_bad_cron_settings_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="cron"):
+        CronEntry("every minute", "beat")
+    assert CronEntry("*/5 * * * *", "beat").next_after(0.0) == 300.0
+    client = TaskClient(open_broker("stub://cron-config"))
+    with pytest.raises(ConfigError, match="lease"):
+        CronScheduler(client, [], tick=1.0, lease=0.5)
+    with pytest.raises(ConfigError, match="unique"):
+        CronScheduler(client, [CronEntry("* * * * *", "a"), CronEntry("* * * * *", "a")])
+    forget_stub("cron-config")
