@@ -203,7 +203,18 @@ def add_demo_command(subcommands: Subcommands) -> None:
     demo.set_defaults(handler=demo_command)
 
 
-COMMANDS: list[Callable[[Subcommands], None]] = [add_run_command, add_demo_command]
+def add_tasks_command(subcommands: Subcommands) -> None:
+    """``troupe tasks ...``: task queues (see :mod:`troupe.tasks_cli`)."""
+    from troupe.tasks_cli import add_tasks_command as add
+
+    add(subcommands)
+
+
+COMMANDS: list[Callable[[Subcommands], None]] = [
+    add_run_command,
+    add_demo_command,
+    add_tasks_command,
+]
 """Functions that add one subcommand each (see the module docstring)."""
 
 

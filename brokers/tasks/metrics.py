@@ -42,6 +42,11 @@ class TaskStats:
         self._lock = threading.Lock()
         self._rows: dict[tuple[str, str, str], memoryview] = {}
 
+    @property
+    def exported(self) -> bool:
+        """True when the counts go to an ActorSystem's metrics."""
+        return self._metrics is not None
+
     def _row(self, task: str, queue: str, outcome: str) -> memoryview:
         key = (task[:LABEL_CHARS], queue[:LABEL_CHARS], outcome)
         row = self._rows.get(key)

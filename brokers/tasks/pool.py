@@ -182,7 +182,7 @@ class WorkerPool:
 
     async def start(self, system: ActorSystem) -> ActorRef:
         """Spawn the tree in ``system`` and wait until every child has started."""
-        if self.stats._metrics is None and system.metrics is not None:
+        if not self.stats.exported and system.metrics is not None:
             self.stats = self.runner.stats = TaskStats(system)
         ref = self.spec().spawn(system)
         await Child.of(ref).wait_started()
