@@ -12,6 +12,7 @@ its report prints.
 5
 """
 
+from .explore import explore
 from .faults import (
     Crash,
     Delay,
@@ -24,8 +25,11 @@ from .faults import (
     Redeliver,
 )
 from .injector import FaultInjector
+from .invariants import exactly_once, no_effect_twice, no_message_lost, tree_healthy
+from .machine import SimulationMachine
 from .simloop import SimulatedLoop, SimulationStalled
 from .simulation import Simulation, SimulationFailed, replay, replay_call, simulate
+from .strategies import fault_plans, faults, seeds
 from .trace import Trace, TraceEvent
 
 __all__ = [
@@ -42,10 +46,19 @@ __all__ = [
     "SimulatedLoop",
     "Simulation",
     "SimulationFailed",
+    "SimulationMachine",
     "SimulationStalled",
     "Trace",
     "TraceEvent",
+    "exactly_once",
+    "explore",
+    "fault_plans",
+    "faults",
+    "no_effect_twice",
+    "no_message_lost",
     "replay",
     "replay_call",
+    "seeds",
     "simulate",
+    "tree_healthy",
 ]

@@ -25,7 +25,8 @@ Work that leaves the loop (threads, sockets to real servers) still runs, but
 its timing is not controlled: a simulation is exact only for what runs on
 the loop. When nothing is ready, no timer is left and nothing arrives from
 outside for ``stall`` real seconds, the run fails with
-:class:`SimulationStalled` (a deadlock would otherwise hang). Set
+:class:`SimulationStalled` (a deadlock would otherwise hang); so does a
+run whose virtual time would pass ``max_time`` (a livelock). Set
 ``fifo=True`` to keep asyncio's order and use only virtual time.
 """
 
@@ -59,12 +60,19 @@ class SimulatedLoop(asyncio.SelectorEventLoop):
     troupe_handler_hook: HandlerHook | None = None
 
     def __init__(
-        self, seed: int = 0, *, start: float = 0.0, fifo: bool = False, stall: float = 30.0
+        self,
+        seed: int = 0,
+        *,
+        start: float = 0.0,
+        fifo: bool = False,
+        stall: float = 30.0,
+        max_time: float | None = None,
     ) -> None:
         super().__init__()
         self.seed = seed
         self.fifo = fifo
         self.stall = stall
+        self.max_time = max_time
         self.rng = random.Random(seed)
         self.steps = 0
         self.choices = 0
@@ -78,6 +86,11 @@ class SimulatedLoop(asyncio.SelectorEventLoop):
     def advance_to(self, when: float) -> None:
         """Move virtual time forward to ``when`` (never backwards)."""
         if when > self._virtual_now:
+            if self.max_time is not None and when > self.max_time:
+                raise SimulationStalled(
+                    f"simulation (seed {self.seed}) ran past max_time={self.max_time:g} "
+                    "virtual seconds (a livelock, or a timer that never stops?)"
+                )
             self._virtual_now = when
 
     def _run_once(self) -> None:

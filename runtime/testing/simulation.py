@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -59,9 +60,15 @@ class Simulation(Generic[T]):
     """
 
     def __init__(
-        self, seed: int = 0, faults: FaultPlan | None = None, *, fifo: bool = False
+        self,
+        seed: int = 0,
+        faults: FaultPlan | None = None,
+        *,
+        fifo: bool = False,
+        max_time: float | None = None,
     ) -> None:
         self.seed = seed
+        self.max_time = max_time
         self.faults = faults if faults is not None else FaultPlan()
         self.fifo = fifo
         self.trace = Trace()
@@ -83,7 +90,7 @@ class Simulation(Generic[T]):
     def open(self) -> SimulatedLoop:
         """Create the loop (idempotent) and seed the global ``random`` for the run."""
         if self.loop is None:
-            loop = SimulatedLoop(self.seed, fifo=self.fifo)
+            loop = SimulatedLoop(self.seed, fifo=self.fifo, max_time=self.max_time)
             loop.troupe_handler_hook = self.injector.hook  # type: ignore[attr-defined]
             self.trace.loop_steps = lambda: loop.steps
             self.injector.now = loop.time
@@ -92,12 +99,14 @@ class Simulation(Generic[T]):
             self.loop = loop
         return self.loop
 
-    def run(self, awaitable: Awaitable[Any]) -> Any:
-        """Run ``awaitable`` to completion on the simulated loop."""
+    def run(self, work: Awaitable[Any] | Callable[[], Any]) -> Any:
+        """Run ``work`` to completion on the simulated loop: an awaitable, or a function
+        called on the loop (``sim.run(lambda: ref.ask(m))``; an awaitable it returns is
+        awaited)."""
         loop = self.open()
         asyncio.set_event_loop(loop)
         try:
-            return loop.run_until_complete(_as_coroutine(awaitable))
+            return loop.run_until_complete(_as_coroutine(work))
         finally:
             asyncio.set_event_loop(None)
 
@@ -122,8 +131,12 @@ class Simulation(Generic[T]):
         return f"seed={self.seed} faults={self.faults!r}"
 
 
-async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
+async def _as_coroutine(work: Awaitable[Any] | Callable[[], Any]) -> Any:
+    if callable(work):
+        work = work()
+        if not inspect.isawaitable(work):
+            return work
+    return await work
 
 
 def replay_call(scenario: Callable[..., Any], seed: int, faults: FaultPlan) -> str:
@@ -142,14 +155,16 @@ def simulate(
     seed: int = 0,
     faults: FaultPlan | None = None,
     fifo: bool = False,
+    max_time: float | None = None,
 ) -> Simulation[T]:
     """Run ``scenario(sim)`` once under ``seed`` and ``faults``; returns the finished run
-    (``result``, ``trace``, ``injector.injected``).
+    (``result``, ``trace``, ``injector.injected``). ``max_time`` (virtual seconds)
+    fails a run that would go on longer (a livelock); ``fifo`` keeps asyncio's order.
 
     Any exception of the scenario is raised as :class:`SimulationFailed`, whose
     message gives the seed, the plan, a one-line replay call and the last events.
     """
-    sim: Simulation[T] = Simulation(seed, faults, fifo=fifo)
+    sim: Simulation[T] = Simulation(seed, faults, fifo=fifo, max_time=max_time)
     try:
         sim.result = sim.run(scenario(sim))
     except Exception as exc:
@@ -166,7 +181,11 @@ def simulate(
 
 
 def replay(
-    target: str | Scenario[T], *, seed: int, faults: FaultPlan | None = None
+    target: str | Scenario[T],
+    *,
+    seed: int,
+    faults: FaultPlan | None = None,
+    max_time: float | None = None,
 ) -> Simulation[T]:
     """Run a scenario again under a reported seed and plan.
 
@@ -178,7 +197,7 @@ def replay(
         scenario = importlib.import_module(module_name)
         for part in qualname.split("."):
             scenario = getattr(scenario, part)
-    return simulate(scenario, seed=seed, faults=faults)
+    return simulate(scenario, seed=seed, faults=faults, max_time=max_time)
 
 
 def _indent(text: str) -> str:
