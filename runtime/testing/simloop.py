@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: The attributes of asyncio's BaseEventLoop (CPython 3.11-3.13) that ``_run_once``
+#: drives: asyncio's own internals, not another troupe package's.
+ASYNCIO_INTERNALS = ("_ready", "_scheduled", "_stopping", "_timer_cancelled_count", "_run_once")
+
 
 class SimulationStalled(RuntimeError):
     """Nothing on a simulated loop can run and nothing outside it woke it up."""
@@ -98,7 +102,7 @@ class SimulatedLoop(asyncio.SelectorEventLoop):
         ready, make due timers ready, then run one ready callback of the seed's choosing."""
         scheduled: list[Any] = self._scheduled  # type: ignore[attr-defined]
         ready: Any = self._ready  # type: ignore[attr-defined]
-        while scheduled and scheduled[0]._cancelled:
+        while scheduled and scheduled[0].cancelled():
             self._timer_cancelled_count -= 1  # type: ignore[attr-defined]
             heapq.heappop(scheduled)._scheduled = False
         self._process_events(self._selector.select(0))  # type: ignore[attr-defined]
@@ -128,7 +132,7 @@ class SimulatedLoop(asyncio.SelectorEventLoop):
             index = self.rng.randrange(count)
             handle = ready[index]
             del ready[index]
-        if handle._cancelled:
+        if handle.cancelled():
             return
         self.steps += 1
         handle._run()

@@ -91,7 +91,7 @@ class Simulation(Generic[T]):
         """Create the loop (idempotent) and seed the global ``random`` for the run."""
         if self.loop is None:
             loop = SimulatedLoop(self.seed, fifo=self.fifo, max_time=self.max_time)
-            loop.troupe_handler_hook = self.injector.hook  # type: ignore[attr-defined]
+            loop.troupe_handler_hook = self.injector.hook
             self.trace.loop_steps = lambda: loop.steps
             self.injector.now = loop.time
             self._random_state = random.getstate()
