@@ -34,14 +34,16 @@ class Actor:
     ...         return self.count
 
     Class attributes tune the runtime: ``mailbox`` (a :class:`MailboxConfig`),
-    ``throughput`` (messages handled per turn before other actors run) and
-    ``metrics_label`` (the ``actor`` label of its metrics; see :mod:`troupe.metrics`)
+    ``throughput`` (messages handled per turn before other actors run),
+    ``throughput_deadline`` (seconds a turn may run before it yields; default:
+    the system's), ``metrics_label`` (the ``actor`` label of its metrics; see :mod:`troupe.metrics`)
     and ``restart_policy`` (a :class:`RestartPolicy`: how it restarts when no
     supervisor handles its failures; default: the system's).
     """
 
     mailbox: ClassVar[MailboxConfig | None] = None
     throughput: ClassVar[int | None] = None
+    throughput_deadline: ClassVar[float | None] = None
     metrics_label: ClassVar[str | None] = None
     restart_policy: ClassVar[RestartPolicy | None] = None
 

@@ -43,6 +43,7 @@ class ActorCell:
     __slots__ = (
         "_backoff",
         "_current",
+        "_deadline",
         "_instance_args",
         "_is_async",
         "_lifecycle",
@@ -82,6 +83,7 @@ class ActorCell:
         parent: ActorCell | None,
         mailbox: MailboxConfig,
         throughput: int,
+        deadline: float = float("inf"),
     ) -> None:
         self.system = system
         self.name = name
@@ -91,6 +93,7 @@ class ActorCell:
         self.ref = ActorRef(self)
         self.mailbox = Mailbox(mailbox, self._overflowed)
         self._throughput = throughput
+        self._deadline = deadline  # seconds a turn may run (troupe.dispatch)
         self._loop = system.loop
         self._thread_id = system.thread_id
         self._scheduled = False

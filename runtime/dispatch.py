@@ -2,9 +2,13 @@
 
 No task or thread exists per idle actor. A cell is scheduled on the event
 loop only when its mailbox turns non-empty, and then handles at most
-``throughput`` messages before yielding: sync handlers in a plain loop
-callback (``_drain_sync``), ``async def`` handlers in one task per turn
-(``_drain_async``). The system lane runs first. Metrics are plain counters
+``throughput`` messages, or fewer once the turn has run for
+``throughput_deadline`` seconds (Akka's throughput-deadline-time), before
+yielding: sync handlers in a plain loop callback (``_drain_sync``), ``async
+def`` handlers in one task per turn (``_drain_async``). The system lane runs
+first. A sync handler that held the loop for ``slow_handler_warning`` seconds
+is logged (:mod:`troupe.loop_lag`). An actor back to idle drops its empty
+mailbox deques. Metrics are plain counters
 (see :class:`troupe.metrics.ActorStats`). Also here: what a handler sees of
 the message being handled (sender, headers, ``reply_expected``) and the
 batching seam ``take_queued``.
@@ -20,6 +24,7 @@ from typing import TYPE_CHECKING
 from .delivery import Queued, TrackedReply
 from .envelope import Envelope, open_envelope
 from .errors import ActorStopped
+from .mailbox import SPARE_LIMIT, SPARE_QUEUES
 from .metrics import FAILED, FAST_BOUND
 from .state import State
 from .tracing import current_traceparent
@@ -49,6 +54,18 @@ def _finish_turn(self: ActorCell) -> None:
     mailbox = self.mailbox
     if mailbox.system or (self.state is State.RUNNING and len(mailbox)):
         self._schedule()
+        return
+    # Idle again: drop the empty deques (a deque keeps a block of 64 slots, ~0.6 KiB),
+    # so an idle actor is back to its size before its first message (Mailbox.release).
+    queue = mailbox.queue
+    if queue is not None and not queue:
+        mailbox.queue = None
+        if len(SPARE_QUEUES) < SPARE_LIMIT:
+            SPARE_QUEUES.append(queue)
+    if mailbox.system is not None:
+        mailbox.system = None
+    if mailbox.waiters is not None and not mailbox.waiters:
+        mailbox.waiters = None
 
 
 def _run_system_lane(self: ActorCell) -> None:
@@ -62,112 +79,141 @@ def _run_system_lane(self: ActorCell) -> None:
 
 
 def _drain_sync(self: ActorCell) -> None:
+    # A turn handles at most ``throughput`` messages and ends early once it has run
+    # for ``throughput_deadline`` seconds. The clock is read at the end of segments
+    # of 1, 8, 64, ... messages (sized to fit the time left), not per message: one
+    # slow handler ends the turn after its own message, fast ones cost a few reads
+    # per turn. A segment that took ``slow_handler_warning`` seconds is reported
+    # (troupe.loop_lag). Metrics (troupe.metrics): a fast segment's calls all count
+    # in the first histogram bucket; a slow segment counts as one call that took it
+    # (exact for a segment of one), and a group whose turns overrun times each call.
     mailbox = self.mailbox
     queue = mailbox.queue
     receive = self._receive
-    budget = self._throughput
-    # Metrics (see troupe.metrics): a turn is timed as a whole while this actor's
-    # turns fit in the first histogram bucket, else each call is timed, chained
-    # (a call's time runs from the previous one's end).
+    left = self._throughput
     stats = self.metrics
-    each = False
+    system = self.system
+    each = stats is not None and stats.time_each
+    bound = system.segment_bound  # segments this slow are observed or reported
     slow = 0  # calls already counted by observe()
-    began = start = 0.0
-    if stats is not None:
-        each = stats.time_each
-        began = start = perf_counter()
-    traced = False
+    start = began = perf_counter()
+    turn_end = start + self._deadline
+    segment = 1
+    ended = traced = False
     if current_traceparent.get() is not None:
         leave_trace()  # inherited from whoever scheduled this turn
-    while budget:
-        if mailbox.system:
-            lane = perf_counter() if stats is not None else 0.0
-            self._run_system_lane()
-            if stats is not None:  # system messages are not handler time
-                lane = perf_counter() - lane
+    while True:
+        n = segment
+        while n:
+            if mailbox.system:
+                lane = perf_counter()
+                self._run_system_lane()
+                lane = perf_counter() - lane  # system messages are not handler time
                 start += lane
                 began += lane
-        if self.state is not _RUNNING or not queue:
-            break
-        item = queue.popleft()
-        if mailbox.waiters:
-            mailbox.admit_waiter()
-        budget -= 1
-        if type(item) is Envelope:
-            self._current = item
-            message = item.message
-            reply = item.reply
-            if item.headers is not None:
-                traced = enter_trace(item.headers)
-            if type(reply) is TrackedReply and not reply.start(self.name):
+                turn_end += lane
+            if self.state is not _RUNNING or not queue:
+                ended = True
+                break
+            item = queue.popleft()
+            if mailbox.waiters:
+                mailbox.admit_waiter()
+            n -= 1
+            if type(item) is Envelope:
+                self._current = item
+                message = item.message
+                reply = item.reply
+                if item.headers is not None:
+                    traced = enter_trace(item.headers)
+                if type(reply) is TrackedReply and not reply.start(self.name):
+                    if traced:
+                        leave_trace()
+                        traced = False
+                    continue
+            else:
+                message = item
+                reply = None
+                if self._current is not None:  # an earlier envelope of this turn
+                    self._current = None
+            try:
+                result = receive(message)
+            except Exception as exc:
+                now = perf_counter()
+                if now - began >= system.slow_handlers.threshold:
+                    system.slow_handlers.held(self.name, self.actor, now - began, 1, message)
+                if stats is not None:
+                    stats.observe(now - began)
+                    stats.add(FAILED)
+                    slow += 1
+                began = now
+                if reply is not None and not reply.done():
+                    reply.set_exception(exc)
+                if self._taken is not None:
+                    self._settle_taken(exc)
+                self._failed(exc, message)
                 if traced:
                     leave_trace()
-                    traced = False
-                continue
-        else:
-            message = item
-            reply = None
-            if self._current is not None:  # an earlier envelope of this turn
+                ended = True
+                break
+            if reply is not None:
+                if not reply.done():
+                    reply.set_result(result)
                 self._current = None
-        try:
-            result = receive(message)
-        except Exception as exc:
-            if stats is not None:
-                now = perf_counter()
-                stats.observe(now - began)  # timing turns: it takes the turn so far
-                stats.add(FAILED)
-                slow += 1
-                began = now
-            if reply is not None and not reply.done():
-                reply.set_exception(exc)
-            if self._taken is not None:
-                self._settle_taken(exc)
-            self._failed(exc, message)
             if traced:
                 leave_trace()
-            break
-        if each and stats is not None:
-            now = perf_counter()
-            if now - began >= FAST_BOUND:
-                stats.observe(now - began)
+                traced = False
+                self._current = None
+        done = segment - n
+        left -= done
+        now = perf_counter()
+        if now - began >= bound and done:
+            spent = now - began
+            if stats is not None and spent >= FAST_BOUND:
+                stats.observe(spent)  # exact for one call; else one call took it all
                 slow += 1
-            began = now
-        if reply is not None:
-            if not reply.done():
-                reply.set_result(result)
-            self._current = None
-        if traced:
-            leave_trace()
-            traced = False
-            self._current = None
+                if done > 1:
+                    each = stats.time_each = True  # time each call from now on
+            if spent >= system.slow_handlers.threshold:
+                system.slow_handlers.held(self.name, self.actor, spent, done, message)
+        began = now
+        if ended or not left or now >= turn_end or not (queue or mailbox.system):
+            break
+        if each:
+            segment = 1
+            continue
+        segment = left if left < 8 * segment else 8 * segment
+        if now + 3 * (now - start) > turn_end:  # time is running short: fit the segment
+            fits = (turn_end - now) * (self._throughput - left) / (now - start + 1e-9)
+            if fits < segment:
+                segment = max(1, int(fits))
     if stats is not None:
-        end = began if each or slow else perf_counter()
-        stats.end_turn(self._throughput - budget, slow, end - start, each)
+        stats.end_turn(self._throughput - left, slow, began - start, True)
     self._finish_turn()
 
 
 async def _drain_async(self: ActorCell) -> None:
+    # As _drain_sync, with the clock read after each message (an await costs more):
+    # the turn ends after ``throughput`` messages or ``throughput_deadline`` seconds.
+    # The time includes what the handlers awaited, so no slow-handler warning here
+    # (the loop-lag monitor sees an async handler that blocks).
     mailbox = self.mailbox
     receive = self._receive
     budget = self._throughput
-    stats = self.metrics  # timing as in _drain_sync
-    each = False
+    stats = self.metrics
     slow = 0
-    began = start = 0.0
-    if stats is not None:
-        each = stats.time_each
-        began = start = perf_counter()
+    began = start = perf_counter()
+    turn_end = start + self._deadline
     traced = False
     if current_traceparent.get() is not None:
         leave_trace()
     while budget:
         if mailbox.system:
-            lane = perf_counter() if stats is not None else 0.0
+            lane = perf_counter()
             self._run_system_lane()
-            if stats is not None:  # system messages are not handler time
-                lane = perf_counter() - lane
-                start += lane
-                began += lane
+            lane = perf_counter() - lane  # system messages are not handler time
+            start += lane
+            began += lane
+            turn_end += lane
         if self.state is not _RUNNING or not mailbox.queue:
             break
         item = mailbox.pop()
@@ -192,14 +238,14 @@ async def _drain_async(self: ActorCell) -> None:
             if self._taken is not None:
                 self._settle_taken(ActorStopped(self.name))
             self._scheduled = False
+            self._task = None
             if stats is not None:  # the cancelled message is not counted
-                end = began if each or slow else perf_counter()
-                stats.end_turn(self._throughput - budget - 1, slow, end - start, each)
+                stats.end_turn(self._throughput - budget - 1, slow, began - start, True)
             raise
         except Exception as exc:
             if stats is not None:
                 now = perf_counter()
-                stats.observe(now - began)  # timing turns: it takes the turn so far
+                stats.observe(now - began)
                 stats.add(FAILED)
                 slow += 1
                 began = now
@@ -211,21 +257,22 @@ async def _drain_async(self: ActorCell) -> None:
             if traced:
                 leave_trace()
             break
-        if each and stats is not None:
-            now = perf_counter()
-            if now - began >= FAST_BOUND:
-                stats.observe(now - began)
-                slow += 1
-            began = now
+        now = perf_counter()
+        if stats is not None and now - began >= FAST_BOUND:
+            stats.observe(now - began)
+            slow += 1
+        began = now
         if reply is not None and not reply.done():
             reply.set_result(result)
         self._current = None
         if traced:
             leave_trace()
             traced = False
+        if now >= turn_end:
+            break
     if stats is not None:
-        end = began if each or slow else perf_counter()
-        stats.end_turn(self._throughput - budget, slow, end - start, each)
+        stats.end_turn(self._throughput - budget, slow, began - start, True)
+    self._task = None
     self._finish_turn()
 
 

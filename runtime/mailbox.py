@@ -123,6 +123,12 @@ class Accepted(Awaitable[None]):
 
 ACCEPTED = Accepted()
 
+#: Empty queues of actors that went idle, reused by the next mailbox that needs one
+#: (an idle actor holds no deque; a few spare ones save allocations). Appends and pops
+#: are atomic, so systems on several threads may share it.
+SPARE_QUEUES: list[deque[Any]] = []
+SPARE_LIMIT = 256
+
 #: Called with (message item, reason) when the policy drops or dead-letters a message.
 OverflowHandler = Callable[[Any, str], None]
 
@@ -169,11 +175,23 @@ class Mailbox:
         """Add a user message; return an awaitable that completes once it is queued."""
         queue = self.queue
         if queue is None:
-            queue = self.queue = deque()
+            queue = self.queue = SPARE_QUEUES.pop() if SPARE_QUEUES else deque()
         if len(queue) < self.capacity and not self.waiters:
             queue.append(item)
             return ACCEPTED
         return self.overflow(item, actor_name)
+
+    def release(self) -> None:
+        """Drop the empty deques of an idle actor (back to its size before any message)."""
+        queue = self.queue
+        if queue is not None and not queue:
+            self.queue = None
+            if len(SPARE_QUEUES) < SPARE_LIMIT:
+                SPARE_QUEUES.append(queue)
+        if self.system is not None and not self.system:
+            self.system = None
+        if self.waiters is not None and not self.waiters:
+            self.waiters = None
 
     def put_system(self, action: Callable[[], Any]) -> None:
         """Add a system message (stop, restart, watch): it runs before any user message."""

@@ -26,8 +26,9 @@ from .errors import (
     require_int,
 )
 from .hooks import HandlerHook
+from .loop_lag import LoopLagMonitor, SlowHandlers, check_seconds
 from .mailbox import MailboxConfig
-from .metrics import DROPPED, RESTARTS, SystemMetrics
+from .metrics import DROPPED, FAST_BOUND, RESTARTS, SystemMetrics
 from .props import Props
 from .ref import ActorRef
 from .restart import RestartPolicy, RestartTracker
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_THROUGHPUT = 64
+DEFAULT_THROUGHPUT_DEADLINE = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,9 @@ class ActorSystem:
         clock: Clock | Callable[[asyncio.AbstractEventLoop], Clock] | None = None,
         mailbox: MailboxConfig | Mapping[str, Any] | None = None,
         throughput: int = DEFAULT_THROUGHPUT,
+        throughput_deadline: float | None = DEFAULT_THROUGHPUT_DEADLINE,
+        slow_handler_warning: float | None = 0.1,
+        loop_lag_interval: float | None = 0.05,
         ask_timeout: float | None = 5.0,
         shutdown_timeout: float = 10.0,
         metrics: bool = True,
@@ -104,6 +109,12 @@ class ActorSystem:
         handler_hook: HandlerHook | None = None,
     ) -> None:
         require_int("throughput", throughput, 1)
+        self.throughput_deadline = check_seconds("throughput_deadline", throughput_deadline)
+        slow_warning = check_seconds("slow_handler_warning", slow_handler_warning)
+        self.slow_handlers = SlowHandlers(slow_warning)
+        self._lag_interval = check_seconds("loop_lag_interval", loop_lag_interval)
+        self.segment_bound = self.slow_handlers.threshold  # see troupe.dispatch
+        self.loop_lag: LoopLagMonitor | None = None  # made by start()
         checked_shutdown = check_timeout("shutdown_timeout", shutdown_timeout, zero=True)
         if checked_shutdown is None:
             raise ConfigError("shutdown_timeout", "must be zero or a positive number of seconds")
@@ -172,6 +183,15 @@ class ActorSystem:
         else:
             self._clock = spec  # type: ignore[assignment]
         self._start_observability()
+        if self._lag_interval != float("inf"):
+            metrics = self.metrics
+            self.loop_lag = LoopLagMonitor(
+                self._loop,
+                self._lag_interval,
+                self.slow_handlers,
+                metrics.loop_lag if metrics is not None else None,
+            )
+            self.loop_lag.start()
 
     def _start_observability(self) -> None:
         if self.tracing:
@@ -188,6 +208,7 @@ class ActorSystem:
                 "metrics_port", f"must be a TCP port 0..65535 (0: any free), got {port!r}"
             )
         self.metrics = SystemMetrics(self)
+        self.segment_bound = min(self.segment_bound, FAST_BOUND)
         if self.metrics.file_backed:
             self.metrics.start_sampler(self.loop)
         if port is None:
@@ -296,7 +317,20 @@ class ActorSystem:
                 "throughput",
                 f"{owner}.throughput must be a positive int (or None), got {throughput!r}",
             )
-        cell = ActorCell(self, name, factory, props.args, props.kwargs, parent, config, throughput)
+        deadline = getattr(factory, "throughput_deadline", None)
+        if deadline is None:
+            deadline = self.throughput_deadline
+        else:
+            try:
+                deadline = check_seconds("throughput_deadline", deadline)
+            except ConfigError as exc:
+                owner = getattr(factory, "__name__", repr(factory))
+                raise ConfigError(
+                    exc.setting, f"{owner}.throughput_deadline {exc.problem}"
+                ) from None
+        cell = ActorCell(
+            self, name, factory, props.args, props.kwargs, parent, config, throughput, deadline
+        )
         if self.metrics is not None:
             cell.metrics = self.metrics.stats_for(
                 name, factory, named=named, explicit=metrics_label
@@ -519,6 +553,8 @@ class ActorSystem:
         return ShutdownReport(drained, undelivered, cancelled, time.monotonic() - began)
 
     def _stop_observability(self) -> None:
+        if self.loop_lag is not None:
+            self.loop_lag.stop()
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.close()
             self.metrics_endpoint = None

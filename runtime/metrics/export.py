@@ -18,6 +18,8 @@ Metric families (all prefixed ``troupe_``):
   ``broker_dead_lettered_total``, ``broker_published_total``,
   ``broker_publish_confirms_total``, ``broker_publish_failures_total``
   (``{bridge,broker}``); gauges ``broker_consumer_lag``, ``broker_in_flight``
+- ``loop_lag_seconds{system}``: histogram of how late the event loop ran a
+  periodic timer (see :mod:`troupe.loop_lag`)
 - ``process_up{process}``, ``process_starts_total{process}``,
   ``process_restarts_total{process}`` (process trees)
 
@@ -142,6 +144,7 @@ class TroupeCollector(Collector):
         yield from _actor_families(totals)
         yield from _dead_letter_families(totals)
         yield from _bridge_families(totals)
+        yield from _loop_families(totals)
         yield from _process_families(totals)
 
 
@@ -186,6 +189,26 @@ def _actor_families(totals: dict[tuple[str, ...], _Totals]) -> Iterator[Metric]:
         restarts.add_metric([label], v[m.RESTARTS])
         escalations.add_metric([label], v[m.ESCALATIONS])
     yield from (messages, seconds, depth, live, restarts, escalations)
+
+
+def _loop_families(totals: dict[tuple[str, ...], _Totals]) -> Iterator[Metric]:
+    lag = HistogramMetricFamily(
+        "troupe_loop_lag_seconds",
+        "How late the event loop ran a periodic timer: time it was kept busy (blocked).",
+        labels=["system"],
+    )
+    for key, total in totals.items():
+        if key[0] != "loop":
+            continue
+        v = total.values
+        cumulative = 0
+        rows: list[tuple[str, float]] = []
+        counts = v[m.LAG_BUCKET0 : m.LAG_BUCKET0 + len(m.LAG_BUCKETS) + 1]
+        for bound, count in zip((*m.LAG_BUCKETS, float("inf")), counts, strict=True):
+            cumulative += count
+            rows.append((_le(bound), cumulative))
+        lag.add_metric([key[1]], rows, sum_value=v[m.LAG_SUM_NS] / 1e9)
+    yield lag
 
 
 def _le(bound: float) -> str:

@@ -28,6 +28,7 @@ from .stats import (
     STARTED_NS,
     ActorStats,
     BridgeStats,
+    observe_lag,
     unused_counts,
 )
 from .store import ENV_DIR, Slot, SlotSnapshot, SlotStore
@@ -71,6 +72,8 @@ class SystemMetrics:
         for reason in REASONS:  # exported at 0 before the first dead letter
             self._reasons[reason] = self.store.slot(("dead_letters", reason))
         self._unsubscribe = system.dead_letters.subscribe(self._dead_letter)
+        loop = self.store.slot(("loop", system.name[:LABEL_CHARS]))
+        self._loop_lag = loop.values if loop is not None else unused_counts()
 
     @property
     def file_backed(self) -> bool:
@@ -132,6 +135,10 @@ class SystemMetrics:
                 slot = reasons[reason] = self.store.slot(("dead_letters", reason))
         if slot is not None:
             slot.values[0] += 1
+
+    def loop_lag(self, seconds: float) -> None:
+        """Count one lateness of the system's loop-lag timer (``troupe_loop_lag_seconds``)."""
+        observe_lag(self._loop_lag, seconds)
 
     def bridge(self, name: str, broker: str) -> BridgeStats:
         """The counters of the broker bridge ``name`` (``broker``: redis, kafka, ...)."""

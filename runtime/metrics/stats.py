@@ -63,6 +63,26 @@ LAG = 7  # gauge
 IN_FLIGHT = 8  # gauge
 BRIDGE_GAUGES = (LAG, IN_FLIGHT)
 
+# Values of an event loop's slot (see troupe.loop_lag): the lag histogram.
+#: Upper bounds (seconds) of the ``troupe_loop_lag_seconds`` histogram; a +Inf bucket follows.
+LAG_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+LAG_SUM_NS = 0
+LAG_BUCKET0 = 1
+
 # Values of a process slot: the wall-clock start time (ns) and the pid.
 STARTED_NS = 0
 PID = 1
@@ -72,6 +92,13 @@ REASON_LIMIT = 50
 OTHER = "_other"
 
 assert BUCKET0 + len(BUCKETS) + 1 <= VALUES
+assert LAG_BUCKET0 + len(LAG_BUCKETS) + 1 <= VALUES
+
+
+def observe_lag(counts: memoryview, seconds: float) -> None:
+    """Count one loop-lag measurement of ``seconds`` in an event loop's slot."""
+    counts[LAG_BUCKET0 + bisect_left(LAG_BUCKETS, seconds)] += 1
+    counts[LAG_SUM_NS] += int(seconds * 1e9)
 
 
 class ActorStats:

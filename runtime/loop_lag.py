@@ -1,0 +1,171 @@
+"""A blocked event loop made visible: loop-lag monitor and slow-handler warnings.
+
+Every actor of a system shares one event loop, so a plain ``Actor`` whose
+``receive`` blocks (``time.sleep``, a sync driver, a long computation) stalls
+all the others. Two things report it, neither costing anything per message:
+
+- :class:`LoopLagMonitor`, a timer that fires every ``interval`` seconds and
+  measures how late it fired. With metrics on, the lateness is the histogram
+  ``troupe_loop_lag_seconds{system}``.
+- :class:`SlowHandlers`: the dispatcher times its turns in a few segments
+  (see :mod:`troupe.dispatch`); a sync handler that held the loop for longer
+  than the system's ``slow_handler_warning`` (default 0.1 s) is logged as a
+  WARNING naming the actor and the message type, at most once per
+  ``every`` seconds per actor class. A lag that no handler explains (an
+  ``async def`` handler or a callback that blocks) is logged by the monitor.
+
+The cure is the same for both: run blocking code in a :class:`~troupe.ThreadActor`.
+
+>>> watch = SlowHandlers(threshold=0.1)
+>>> watch.threshold
+0.1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between two warnings about the same actor class (or about unexplained lag).
+WARNING_EVERY = 10.0
+_CURE = "blocking code belongs in a ThreadActor, which runs it on its own thread"
+
+
+def check_seconds(setting: str, value: Any) -> float:
+    """``value`` as a positive number of seconds, ``inf`` for None (off)."""
+    if value is None:
+        return float("inf")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(setting, f"must be a positive number of seconds or None, got {value!r}")
+    return float(value)
+
+
+class SlowHandlers:
+    """Rate-limited WARNINGs about sync handlers that held the event loop.
+
+    The dispatcher calls :meth:`held` only when a handler (or a segment of a
+    turn) took at least ``threshold`` seconds.
+    """
+
+    __slots__ = ("_last", "_suppressed", "every", "last_named", "threshold")
+
+    def __init__(self, threshold: float, every: float = WARNING_EVERY) -> None:
+        self.threshold = threshold
+        self.every = every
+        self.last_named = -float("inf")  # time.monotonic() of the last slow handler seen
+        self._last: dict[type, float] = {}
+        self._suppressed: dict[type, int] = {}
+
+    def held(self, name: str, actor: object, seconds: float, messages: int, last: Any) -> None:
+        """Actor ``name`` handled ``messages`` messages (the last one ``last``) in
+        ``seconds`` without yielding the loop."""
+        now = time.monotonic()
+        self.last_named = now
+        kind = type(actor)
+        if now - self._last.get(kind, -float("inf")) < self.every:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return
+        self._last[kind] = now
+        suppressed = self._suppressed.pop(kind, 0)
+        what = (
+            f"a {type(last).__name__} message"
+            if messages == 1
+            else f"{messages} messages (the last a {type(last).__name__})"
+        )
+        logger.warning(
+            "actor %s held the event loop for %.3f s handling %s: every other actor waited; %s%s",
+            name,
+            seconds,
+            what,
+            _CURE,
+            f" ({suppressed} more from {kind.__name__} actors not logged)" if suppressed else "",
+        )
+
+
+class LoopLagMonitor:
+    """A timer measuring its own lateness: how long the event loop was kept from it.
+
+    ``last`` and ``max`` are the latest and the largest lateness in seconds;
+    ``record`` (the metrics histogram) gets each one. A lateness of at least
+    the slow-handler threshold that no slow handler explains is logged.
+    """
+
+    __slots__ = (
+        "_due",
+        "_handle",
+        "_last_warned",
+        "_loop",
+        "_record",
+        "interval",
+        "last",
+        "max",
+        "slow",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        interval: float,
+        slow: SlowHandlers,
+        record: Callable[[float], None] | None = None,
+    ) -> None:
+        self._loop = loop
+        self.interval = interval
+        self.slow = slow
+        self._record = record
+        self._handle: asyncio.TimerHandle | None = None
+        self._due = 0.0
+        self._last_warned = -float("inf")
+        self.last = 0.0
+        self.max = 0.0
+
+    def start(self) -> None:
+        """Start ticking (on the loop's thread)."""
+        if self._handle is None:
+            self._arm()
+
+    def stop(self) -> None:
+        """Stop ticking."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    @property
+    def running(self) -> bool:
+        return self._handle is not None
+
+    def _arm(self) -> None:
+        self._due = self._loop.time() + self.interval
+        self._handle = self._loop.call_at(self._due, self._tick)
+
+    def _tick(self) -> None:
+        lag = max(0.0, self._loop.time() - self._due)
+        self.last = lag
+        if lag > self.max:
+            self.max = lag
+        if self._record is not None:
+            self._record(lag)
+        if lag >= self.slow.threshold:
+            self._unexplained(lag)
+        self._arm()
+
+    def _unexplained(self, lag: float) -> None:
+        now = time.monotonic()
+        if now - self.slow.last_named <= lag + self.interval:
+            return  # a slow handler was named for it
+        if now - self._last_warned < self.slow.every:
+            return
+        self._last_warned = now
+        logger.warning(
+            "the event loop was blocked for about %.3f s outside sync actor handlers (an "
+            "async def handler, a lifecycle hook or a callback that blocks); %s",
+            lag,
+            _CURE,
+        )
