@@ -59,6 +59,11 @@ class Sink(Actor):
             self.done.set_result(time.perf_counter())
 
 
+def raw_client(url: str) -> aioredis.Redis:
+    """A plain redis-py client speaking RESP2 as RedisBroker's does, so both use one parser."""
+    return aioredis.Redis.from_url(url, protocol=2)
+
+
 async def _publish(broker: Broker, stream: str, n: int) -> None:
     for start in range(0, n, BATCH):
         count = min(BATCH, n - start)
@@ -98,8 +103,8 @@ async def troupe_run(url: str, n: int, stream: str) -> float:
 
 async def raw_run(url: str, n: int, stream: str) -> float:
     """The same flow by hand with redis-py: pipelined XADD, XREADGROUP COUNT 100, XACK."""
-    producer = aioredis.Redis.from_url(url)
-    consumer = aioredis.Redis.from_url(url)
+    producer = raw_client(url)
+    consumer = raw_client(url)
     await consumer.xgroup_create(stream, "bench", id="0", mkstream=True)
     handled = 0
 
@@ -158,7 +163,7 @@ async def producer_run(url: str, n: int, stream: str) -> float:
 
 async def raw_publish_run(url: str, n: int, stream: str) -> float:
     """The same by hand: pipelined XADD, BATCH entries per round trip."""
-    client = aioredis.Redis.from_url(url)
+    client = raw_client(url)
     start = time.perf_counter()
     for first in range(0, n, BATCH):
         pipe = client.pipeline(transaction=False)
@@ -172,7 +177,7 @@ async def raw_publish_run(url: str, n: int, stream: str) -> float:
 
 async def reply_parsers(url: str) -> tuple[str, str]:
     """The reply parser class of a raw redis-py client and of troupe's RedisBroker."""
-    raw = aioredis.Redis.from_url(url)
+    raw = raw_client(url)
     broker = connect(url)
     assert isinstance(broker, RedisBroker)
     names = []
