@@ -1,20 +1,21 @@
 """The pool's hand-off between fetchers and workers: per-queue buffers and idle workers.
 
 Fetcher threads :meth:`Intake.put` messages they took from the broker; a
-worker asks :meth:`Intake.take_or_park` for the next one, which the
+worker asks :meth:`Intake.take` for the next one, which the
 :class:`~troupe.brokers.tasks.picker.Picker` chooses among the queues that
-have one ready and are not paused. A worker that finds nothing parks a wake
-callback, called once by the next ``put`` (or resume). Thread-safe.
+have one ready and are not paused, waiting on a condition variable up to a
+timeout when there is none (a wake-up costs what it costs a dramatiq worker
+thread). Thread-safe.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from dramatiq.broker import Consumer, MessageProxy
 
@@ -38,8 +39,8 @@ class Intake:
     def __init__(self, queues: Mapping[str, int], *, strict: bool = False) -> None:
         self.picker = Picker(queues, strict=strict)
         self._lock = threading.Lock()
+        self._ready_cond = threading.Condition(self._lock)
         self._buffers: dict[str, deque[Job]] = {q: deque() for q in self.picker.weights}
-        self._idle: list[Callable[[], Any]] = []
         self._paused: frozenset[str] = frozenset()
         self.closed = False
 
@@ -57,33 +58,36 @@ class Intake:
         return bool(self._buffers[queue]) and queue not in self._paused
 
     def put(self, job: Job) -> None:
-        """Add a fetched message; wakes one parked worker."""
+        """Add a fetched message; wakes one waiting worker."""
         with self._lock:
             self._buffers[job.queue].append(job)
-            wake = self._idle.pop() if self._idle and job.queue not in self._paused else None
-        if wake is not None:
-            wake()
+            self._ready_cond.notify()
 
-    def take_or_park(self, wake: Callable[[], Any]) -> Job | None:
-        """The next message by the picker's choice; None after parking ``wake``."""
+    def take(self, timeout: float) -> Job | None:
+        """The next message by the picker's choice, waiting up to ``timeout`` seconds for
+        one; None when none came or the intake is closed."""
+        deadline: float | None = None
         with self._lock:
-            if not self.closed:
+            while not self.closed:
                 queue = self.picker.pick(self._ready)
                 if queue is not None:
                     return self._buffers[queue].popleft()
-            self._idle.append(wake)
+                if deadline is None:
+                    deadline = time.monotonic() + timeout
+                    remaining = timeout
+                else:
+                    remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._ready_cond.wait(remaining):
+                    return None
             return None
 
     def set_paused(self, queues: frozenset[str]) -> None:
-        """Skip ``queues`` from now on; wakes parked workers when a queue resumes."""
+        """Skip ``queues`` from now on; wakes waiting workers when a queue resumes."""
         with self._lock:
             resumed = self._paused - queues
             self._paused = queues
-            wakes: list[Callable[[], Any]] = []
             if any(self._buffers.get(q) for q in resumed):
-                wakes, self._idle = self._idle, []
-        for wake in wakes:
-            wake()
+                self._ready_cond.notify_all()
 
     def drain(self, queue: str) -> list[Job]:
         """Remove and return the messages buffered for ``queue`` (on shutdown)."""
@@ -97,7 +101,12 @@ class Intake:
         return len(self._buffers[queue])
 
     def close(self) -> None:
-        """Workers take nothing more; parked wakes are dropped."""
+        """Workers take nothing more (waiting ones return at once)."""
         with self._lock:
             self.closed = True
-            self._idle.clear()
+            self._ready_cond.notify_all()
+
+    def open(self) -> None:
+        """Workers take messages (again)."""
+        with self._lock:
+            self.closed = False

@@ -55,6 +55,7 @@ class Watcher(Actor):
 
     async def on_start(self) -> None:
         self.pool.runner.loop = asyncio.get_running_loop()
+        self.pool.intake.open()
         await self._poll()
         self.timers.every(self.pool.poll_interval, _POLL, key=_POLL)
 
@@ -79,10 +80,12 @@ class WorkerPool:
     ``queues`` maps queue names to weights (default: the registry's queues,
     weight 1); ``strict`` takes from the heaviest non-empty queue first.
     ``concurrency`` workers run tasks; ``prefetch`` messages per queue may be
-    fetched and not yet acked (default ``2 * concurrency``). ``max_retries``,
-    ``time_limit`` (seconds) and ``backoff`` apply to tasks and messages that do
-    not set their own. ``poll_interval``: how often cancellations and pauses are
-    read from the control store (the delay before they take effect).
+    fetched and not yet acked (default ``8 * concurrency``, at least 32: dramatiq's
+    Redis consumer sleeps whenever it is at its prefetch, so a small one starves
+    workers). ``max_retries``, ``time_limit`` (seconds) and ``backoff`` apply to
+    tasks and messages that do not set their own. ``poll_interval``: how often
+    cancellations and pauses are read from the control store (the delay before
+    they take effect).
     """
 
     def __init__(
@@ -122,7 +125,7 @@ class WorkerPool:
         self.intake = Intake(queues, strict=strict)
         self.queues = self.intake.queues
         self.concurrency = concurrency
-        self.prefetch = prefetch if prefetch is not None else max(2 * concurrency, 8)
+        self.prefetch = prefetch if prefetch is not None else max(8 * concurrency, 32)
         require_at_least("prefetch", self.prefetch, 1)
         self.control = control if control is not None else control_for(self.broker)
         self.poll_interval = poll_interval

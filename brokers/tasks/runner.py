@@ -18,7 +18,6 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
@@ -55,29 +54,39 @@ class SkipTask(Exception):
         self.outcome = outcome
 
 
-@dataclass
 class TaskContext:
-    """The running task as its handler sees it (``current_task()``)."""
+    """The running task as its handler sees it (``current_task()``): ``id``, ``task``
+    (its type), ``queue``, ``retries`` so far, the message ``options``, ``time_limit``."""
 
-    id: str
-    task: str
-    queue: str
-    retries: int
-    options: dict[str, Any]
-    time_limit: float
-    cancel_event: threading.Event = field(default_factory=threading.Event)
-    future: concurrent.futures.Future[Any] | None = None
+    __slots__ = ("cancelled", "future", "id", "options", "queue", "retries", "task", "time_limit")
 
-    @property
-    def cancelled(self) -> bool:
-        """True once the task was cancelled; sync handlers check it to stop early."""
-        return self.cancel_event.is_set()
+    def __init__(
+        self,
+        id: str,
+        task: str,
+        queue: str,
+        retries: int,
+        options: dict[str, Any],
+        time_limit: float,
+    ) -> None:
+        self.id = id
+        self.task = task
+        self.queue = queue
+        self.retries = retries
+        self.options = options
+        self.time_limit = time_limit
+        #: True once the task was cancelled; sync handlers check it to stop early.
+        self.cancelled = False
+        self.future: concurrent.futures.Future[Any] | None = None
 
     def cancel(self) -> None:
         """Interrupt an async handler; flag a sync one (it stops when it checks)."""
-        self.cancel_event.set()
+        self.cancelled = True
         if self.future is not None:
             self.future.cancel()
+
+    def __repr__(self) -> str:
+        return f"<TaskContext {self.task} {self.id} queue={self.queue} retries={self.retries}>"
 
 
 _current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(
@@ -90,18 +99,31 @@ def current_task() -> TaskContext | None:
     return _current.get()
 
 
-@dataclass
 class Attempt:
-    """One attempt in progress: what the middleware sees and decides."""
+    """One attempt in progress: what the middleware sees and decides. ``outcome`` is
+    one of :data:`~troupe.brokers.tasks.metrics.OUTCOMES`; ``retry_delay`` (seconds)
+    means enqueue again after that long; ``dead`` means dead-letter."""
 
-    job: Job
-    context: TaskContext
-    definition: TaskDef | None
-    outcome: str = "done"
-    exception: BaseException | None = None
-    elapsed: float = 0.0
-    retry_delay: float | None = None  # seconds: enqueue again after this long
-    dead: bool = False
+    __slots__ = (
+        "context",
+        "dead",
+        "definition",
+        "elapsed",
+        "exception",
+        "job",
+        "outcome",
+        "retry_delay",
+    )
+
+    def __init__(self, job: Job, context: TaskContext, definition: TaskDef | None) -> None:
+        self.job = job
+        self.context = context
+        self.definition = definition
+        self.outcome = "done"
+        self.exception: BaseException | None = None
+        self.elapsed = 0.0
+        self.retry_delay: float | None = None
+        self.dead = False
 
 
 class TaskMiddleware:

@@ -2,16 +2,17 @@
 
 A :class:`TaskWorker` is a thread actor (sync handlers block its thread, as
 in a dramatiq worker thread; async handlers run on the system's loop under
-their time limit). It handles a wake-up by running tasks until the intake
-has none for it (then it parks until a fetcher wakes it) or until a turn of
-``batch`` tasks is done (then it lets its mailbox in — stop, restart — and
-goes on). The pool's :class:`Gate` stops intake first on shutdown, so a
-stopping worker finishes only the task it is running.
+their time limit). Each turn it runs tasks from the intake, waiting for
+the next on the intake's condition variable, for at most ``turn`` seconds or
+``batch`` tasks; then it lets its mailbox in (stop, restart) and goes on.
+The pool's :class:`Gate` stops intake first on shutdown, so a stopping
+worker finishes only the task it is running.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from troupe import Actor, ThreadActor
@@ -27,28 +28,31 @@ _WAKE = "wake"
 class TaskWorker(ThreadActor):
     """Runs tasks from the intake (see the module docstring)."""
 
-    def __init__(self, intake: Intake, runner: Runner, batch: int = 64) -> None:
+    def __init__(self, intake: Intake, runner: Runner, batch: int = 256, turn: float = 0.2) -> None:
         self.intake = intake
         self.runner = runner
         self.batch = batch
+        self.turn = turn
 
     def on_start(self) -> None:
         if self.runner.loop is None:
             self.runner.loop = self.system.loop
         self.ref.tell(_WAKE)
 
-    def _wake(self) -> None:
-        self.ref.tell(_WAKE)
-
     def receive(self, message: Any) -> None:
         intake = self.intake
         process = self.runner.process
+        end = time.monotonic() + self.turn
         for _ in range(self.batch):
-            job = intake.take_or_park(self._wake)
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                break
+            job = intake.take(remaining)
             if job is None:
-                return
+                break
             process(job)
-        self.ref.tell(_WAKE)
+        if not intake.closed:
+            self.ref.tell(_WAKE)
 
 
 class Gate(Actor):
@@ -58,7 +62,7 @@ class Gate(Actor):
         self.intake = intake
 
     def on_start(self) -> None:
-        self.intake.closed = False
+        self.intake.open()
 
     def receive(self, message: Any) -> None:
         return None
