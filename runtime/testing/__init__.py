@@ -28,7 +28,14 @@ from .injector import FaultInjector
 from .invariants import exactly_once, no_effect_twice, no_message_lost, tree_healthy
 from .machine import SimulationMachine
 from .simloop import SimulatedLoop, SimulationStalled
-from .simulation import Simulation, SimulationFailed, replay, replay_call, simulate
+from .simulation import (
+    Simulation,
+    SimulationFailed,
+    current_simulation,
+    replay,
+    replay_call,
+    simulate,
+)
 from .strategies import fault_plans, faults, seeds
 from .trace import Trace, TraceEvent
 
@@ -50,6 +57,7 @@ __all__ = [
     "SimulationStalled",
     "Trace",
     "TraceEvent",
+    "current_simulation",
     "exactly_once",
     "explore",
     "fault_plans",

@@ -20,9 +20,11 @@ lost: the handler does not run; asks and broker deliveries are never
 dropped), :class:`Delay` (a tell is taken out and told again ``seconds``
 later: later messages overtake it). Broker faults, applied to consumer
 sessions by ``troupe.brokers.testing_faults``: :class:`Duplicate` (a
-delivery is handed out twice), :class:`Redeliver` (an ack is lost: the entry
-stays pending and is delivered again), :class:`Disconnect` (a fetch fails
-as a lost connection).
+fetched delivery is handed out again with the next fetch; ``at`` counts
+fetched deliveries), :class:`Redeliver` (an ack is lost: the entry stays
+pending and is delivered again; ``at`` counts acked deliveries),
+:class:`Disconnect` (a fetch fails as a lost connection; ``at`` counts
+fetches).
 """
 
 from __future__ import annotations

@@ -64,9 +64,10 @@ class FaultInjector:
     def _indexed(self, scope: str) -> tuple[tuple[int, Fault], ...]:
         return tuple((i, f) for i, f in enumerate(self.plan.faults) if f.scope == scope)
 
-    def count(self, scope: str, name: str) -> int:
+    def count(self, scope: str, name: str, allowed: tuple[type[Fault], ...] = ()) -> int:
         """How many messages of ``name`` (an actor or a stream) were seen so far."""
-        return self._counts.get((scope, name), 0)
+        key = (scope, name) if not allowed else (f"{scope}:{_kinds(allowed)}", name)
+        return self._counts.get(key, 0)
 
     def decide(
         self, scope: str, name: str, *, allowed: tuple[type[Fault], ...] = ()
@@ -74,9 +75,11 @@ class FaultInjector:
         """Count one more message of ``name`` and return the fault that fires on it, if any.
 
         ``allowed`` (when given) restricts the kinds that may fire: the others
-        are not consulted and draw nothing.
+        are not consulted and draw nothing, and messages are counted apart for
+        each ``allowed`` set (a broker session counts fetched deliveries for
+        :class:`Duplicate`, acks for :class:`Redeliver`, fetches for :class:`Disconnect`).
         """
-        key = (scope, name)
+        key = (scope, name) if not allowed else (f"{scope}:{_kinds(allowed)}", name)
         n = self._counts[key] = self._counts.get(key, 0) + 1
         chosen: Fault | None = None
         for index, fault in self._scoped.get(scope, ()):
@@ -157,6 +160,10 @@ class FaultInjector:
     def _counts_only(self, name: str) -> None:
         key = ("actor", name)
         self._counts[key] = self._counts.get(key, 0) + 1
+
+
+def _kinds(allowed: tuple[type[Fault], ...]) -> str:
+    return ",".join(kind.__name__ for kind in allowed)
 
 
 def _retell(ref: Any, message: Any, sender: Any, headers: dict[str, str] | None) -> None:

@@ -62,6 +62,7 @@ class SimulatedLoop(asyncio.SelectorEventLoop):
     """
 
     troupe_handler_hook: HandlerHook | None = None
+    simulation: Any = None  # the Simulation driving it (troupe.testing.current_simulation)
 
     def __init__(
         self,

@@ -92,6 +92,7 @@ class Simulation(Generic[T]):
         if self.loop is None:
             loop = SimulatedLoop(self.seed, fifo=self.fifo, max_time=self.max_time)
             loop.troupe_handler_hook = self.injector.hook
+            loop.simulation = self
             self.trace.loop_steps = lambda: loop.steps
             self.injector.now = loop.time
             self._random_state = random.getstate()
@@ -129,6 +130,16 @@ class Simulation(Generic[T]):
     def describe(self) -> str:
         """Seed and fault plan, as a failure report prints them."""
         return f"seed={self.seed} faults={self.faults!r}"
+
+
+def current_simulation() -> Simulation[Any] | None:
+    """The simulation whose loop is running in this thread, or None (a real run)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    sim = getattr(loop, "simulation", None)
+    return sim if isinstance(sim, Simulation) else None
 
 
 async def _as_coroutine(work: Awaitable[Any] | Callable[[], Any]) -> Any:
@@ -204,4 +215,12 @@ def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines()) or "    (none)"
 
 
-__all__ = ["Scenario", "Simulation", "SimulationFailed", "replay", "replay_call", "simulate"]
+__all__ = [
+    "Scenario",
+    "Simulation",
+    "SimulationFailed",
+    "current_simulation",
+    "replay",
+    "replay_call",
+    "simulate",
+]
