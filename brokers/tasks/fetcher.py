@@ -86,14 +86,14 @@ class QueueFetcher(ThreadActor):
         intake = self.intake
         queue = self.queue
         end = time.monotonic() + TURN
-        while not intake.closed and time.monotonic() < end:
+        while not intake.closed and not self.system.is_closing and time.monotonic() < end:
             if queue in intake.paused:
                 time.sleep(self.poll_ms / 1000)
                 continue
             proxy = next(consumer)
             if proxy is not None:
                 intake.put(Job(proxy, consumer, queue))
-        if not intake.closed:
+        if not intake.closed and not self.system.is_closing:  # let a system shutdown drain
             self.ref.tell(_FETCH)
 
     def on_stop(self) -> None:
@@ -134,14 +134,14 @@ class DelayFetcher(ThreadActor):
         consumer = self.consumer
         assert consumer is not None
         end = time.monotonic() + TURN
-        while not self.intake.closed and time.monotonic() < end:
+        while not self.intake.closed and not self.system.is_closing and time.monotonic() < end:
             proxy = next(consumer)
             if proxy is not None:
                 eta = proxy.options.get("eta")
                 eta = int(eta) if isinstance(eta, int | float) else current_millis()
                 heapq.heappush(self.held, (eta, next(self._seq), proxy))
             self._release_due(consumer)
-        if not self.intake.closed:
+        if not self.intake.closed and not self.system.is_closing:
             self.ref.tell(_FETCH)
 
     def _release_due(self, consumer: Consumer) -> None:

@@ -51,7 +51,7 @@ class TaskWorker(ThreadActor):
             if job is None:
                 break
             process(job)
-        if not intake.closed:
+        if not intake.closed and not self.system.is_closing:  # let a system shutdown drain
             self.ref.tell(_WAKE)
 
 

@@ -237,3 +237,19 @@ async def test_stopping_gives_unstarted_tasks_back(task_broker: dramatiq.Broker)
         await pool.start(system)
         await eventually(lambda: len({a for a in log.of("nap")}) == 30, 20)
         await pool.stop()
+
+
+async def test_a_system_shutdown_stops_a_running_pool_promptly(task_broker: dramatiq.Broker) -> None:
+    log = Log()
+    tasks = make_tasks(log)
+    client = TaskClient(task_broker, tasks)
+    system = ActorSystem()
+    async with system:
+        pool = WorkerPool(task_broker, tasks, concurrency=2)
+        await pool.start(system)
+        client.enqueue("add", 1, 1)
+        client.enqueue("add", 2, 2, delay=30)  # held by the delay fetcher, given back on stop
+        await eventually(lambda: log.of("add") == [(1, 1)], 10)
+        began = time.monotonic()
+    assert time.monotonic() - began < 3
+    assert Inspector(task_broker).queues(["default"])[0].scheduled == 1
