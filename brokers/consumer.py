@@ -19,7 +19,9 @@ a target actor (by ref or by name) with :meth:`troupe.ActorRef.deliver`:
 - a payload that does not decode, or an entry that is not a troupe message,
   goes to the DLQ at once (the entry's original fields are kept byte for byte);
 - intake is bounded by the room in the target's mailbox (and ``prefetch``), so
-  backpressure reaches the broker as a smaller fetch;
+  backpressure reaches the broker as a smaller fetch, and at most one page
+  (``batch``) waits in the mailbox to start, so a crash strands little: what was
+  fetched or claimed but never started is taken again without losing an attempt;
 - on stop or restart it drains: stops intake, lets in-flight messages finish
   within ``drain_timeout``, acks what was handled and releases the rest
   unacked;
@@ -177,6 +179,8 @@ class ConsumerBridge(Actor):
         self._log: AttemptLog | None = None
         self._in_flight: dict[str, Delivery] = {}  # fetched, neither settled nor released
         self._handling = 0  # delivered to the target, not finished
+        self._waiting = 0  # delivered to the target, not started (a crash strands these)
+        self._settled_meanwhile: set[str] | None = None  # settled while a fetch ran
         self._acks: list[Delivery] = []
         self._failures: list[tuple[Delivery, BaseException]] = []
         self._dead: list[tuple[Delivery, str]] = []
@@ -304,6 +308,10 @@ class ConsumerBridge(Actor):
         if not self._handling:
             self._close_log()
         self._wake.set()
+        session = self._session
+        if session is not None:  # nothing settled: AMQP/Kafka give its deliveries back now
+            task = asyncio.get_running_loop().create_task(session.close())
+            task.add_done_callback(_quiet)
 
     async def _open(self) -> ConsumerSession | None:
         """Open the session, retrying in place with the broker's reconnect backoff.
@@ -369,7 +377,11 @@ class ConsumerBridge(Actor):
             if loop.time() >= next_lag:
                 next_lag = loop.time() + LAG_INTERVAL
                 self.stats.lag = await session.lag()
+            self._settled_meanwhile = settled = set()
             deliveries = await session.fetch(room, self.block)
+            self._settled_meanwhile = None
+            if settled:  # a claim raced with their ack or DLQ move: handled already
+                deliveries = [d for d in deliveries if d.entry_id not in settled]
             if self._closing or not self._alive():
                 if deliveries and not self._closed:
                     await session.release(deliveries)  # taken while stopping: not handled
@@ -379,8 +391,8 @@ class ConsumerBridge(Actor):
     def _window(self) -> int:
         if self.prefetch is not None:
             return self.prefetch
-        ref = self._resolve_target()
-        return max(self.batch, ref.mailbox_capacity if ref is not None else 0)
+        ref = self._resolve_target()  # push brokers (AMQP prefetch) hold no more than this
+        return ref.mailbox_capacity if ref is not None else self.batch
 
     async def _work_loop(self) -> None:
         while not self._finishing:
@@ -401,8 +413,7 @@ class ConsumerBridge(Actor):
                 await session.ack(acks)
                 log.settled(acks)
                 self.stats.acked += len(acks)
-                for delivery in acks:
-                    self._in_flight.pop(delivery.entry_id, None)
+                self._forget(acks)
             if self._failures:
                 failures, self._failures = self._failures, []
                 for delivery, exc in failures:
@@ -417,7 +428,7 @@ class ConsumerBridge(Actor):
                     )
                     log.settled([delivery])
                     self.stats.dead_lettered += 1
-                    self._in_flight.pop(delivery.entry_id, None)
+                    self._forget([delivery])
                     logger.warning(
                         "bridge %s dead-lettered %s entry %s after %d attempts: %s",
                         self.name,
@@ -444,6 +455,13 @@ class ConsumerBridge(Actor):
             self.stats.in_flight = len(self._in_flight)
             self._room.set()
 
+    def _forget(self, settled: Sequence[Delivery]) -> None:
+        meanwhile = self._settled_meanwhile
+        for delivery in settled:
+            self._in_flight.pop(delivery.entry_id, None)
+            if meanwhile is not None:
+                meanwhile.add(delivery.entry_id)
+
     # -- intake --------------------------------------------------------------------------------
 
     def _resolve_target(self) -> ActorRef | None:
@@ -462,9 +480,11 @@ class ConsumerBridge(Actor):
         ref = self._resolve_target()
         if ref is None:
             return 0
+        if self._waiting > self.batch // 2:
+            return 0  # a page waits to start: fetch more once half of it has started
         prefetch = self.prefetch or ref.mailbox_capacity
-        room = min(ref.mailbox_room, prefetch - len(self._in_flight))
-        return max(0, min(self.batch, room))
+        room = min(ref.mailbox_room, prefetch - len(self._in_flight), self.batch - self._waiting)
+        return max(0, room)
 
     async def _wait_for_room(self) -> int:
         while not self._closing:
@@ -531,6 +551,7 @@ class ConsumerBridge(Actor):
         headers[ENTRY_ID] = delivery.entry_id
         tracker = _Tracker(self, delivery)
         self._handling += 1
+        self._waiting += 1
         self.stats.delivered += 1
         try:
             ref.deliver(payload, tracker, headers=headers)
@@ -538,6 +559,7 @@ class ConsumerBridge(Actor):
             if not tracker.done:
                 tracker.done = True
                 self._handling -= 1
+                self._waiting -= 1
                 logger.debug("bridge %s could not deliver to %s: %s", self.name, ref, exc)
                 self._wait_for_target(delivery)
 
@@ -551,6 +573,9 @@ class ConsumerBridge(Actor):
         if log is not None:
             log.started(delivery)
         self.stats.started += 1
+        self._waiting -= 1
+        if self._waiting == self.batch // 2:
+            self._room.set()  # room for the next page
 
     def _finished(self, tracker: _Tracker, error: BaseException | None) -> None:
         self._handling -= 1
@@ -563,6 +588,7 @@ class ConsumerBridge(Actor):
         if error is None:
             self._acks.append(delivery)
         elif not tracker.started_once:  # never reached a handler: not an attempt
+            self._waiting -= 1
             if self._closing:
                 self._retries.append(delivery)  # released by the drain
             else:
@@ -599,6 +625,11 @@ class ConsumerBridge(Actor):
     def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         self._dead.append((delivery, reason))
         self._wake.set()
+
+
+def _quiet(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.debug("closing an abandoned session failed: %r", exc)
 
 
 async def _finish(task: asyncio.Task[None] | None, grace: float) -> None:

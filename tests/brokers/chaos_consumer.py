@@ -2,8 +2,8 @@
 
 ``python chaos_consumer.py URL STREAM GROUP CONSUMER JOURNAL_DIR MAX_DELIVERIES``
 
-Its target counts every handler start in the hash ``starts`` (message -> starts),
-then: a payload with ``"poison"`` always raises; one with ``"exit"`` kills the
+Its target counts every handler start in the hash ``starts`` (message -> starts)
+(and, for poison ones, logs ``pid, troupe-attempt`` in the list ``log:<n>``), then: a payload with ``"poison"`` always raises; one with ``"exit"`` kills the
 process with ``os._exit`` (no cleanup at all); any other sleeps a few
 milliseconds and counts the handling in ``handled``. It sets ``ready:<pid>``
 once its bridge runs.
@@ -20,6 +20,7 @@ import troupe
 from troupe import Actor, ActorSystem, RestartPolicy
 from troupe.backoff import Backoff
 from troupe.brokers import ConsumerBridge, connect
+from troupe.brokers.message import ATTEMPT
 from troupe.brokers.redis_streams import RedisBroker
 
 HANDLING = 0.003  # seconds per healthy message
@@ -36,6 +37,9 @@ class Target(Actor):
     async def receive(self, message: Any) -> None:
         n = str(message["n"])
         await self.redis.hincrby("starts", n, 1)
+        if message.get("poison") or message.get("exit"):  # the story, for failure messages
+            attempt = self.headers[ATTEMPT]
+            await self.redis.rpush(f"log:{n}", f"pid {os.getpid()} attempt {attempt}")
         if message.get("poison"):
             raise RuntimeError(f"message {n} is poison")
         if message.get("exit"):

@@ -96,7 +96,8 @@ async def test_kill_9_loop_dead_letters_only_poison_after_exactly_max_starts(
         for message in dead:  # only poison, each after exactly max_deliveries starts
             assert message.headers[DELIVERIES] == str(MAX_DELIVERIES)
             assert "is poison" in message.headers[ERROR_REASON]
-        assert {n: starts[n] for n in poison} == dict.fromkeys(poison, MAX_DELIVERIES)
+        story = {n: await client.lrange(f"log:{n}", 0, -1) for n in poison}  # pid, attempt
+        assert {n: starts[n] for n in poison} == dict.fromkeys(poison, MAX_DELIVERIES), story
         redelivered = [n for n in range(healthy) if starts[n] > 1]
         assert redelivered, "no healthy message was ever redelivered: the kills tested nothing"
         assert await client.hlen("orders:attempts:g") == 0  # the record is cleaned on settle
