@@ -72,6 +72,14 @@ class Capabilities:
     dead_letter: bool = True
     durable: bool = False  # survives a broker restart
     shared: bool = False  # several processes can consume the same group
+    # one committed offset per partition (Kafka): no per-entry pending list or delivery
+    # count; pending() is the group's lag; ack settles up to the contiguous handled offset
+    offsets: bool = False
+    #: unsettled deliveries go back to the source when their session closes (AMQP,
+    #: Kafka), where Redis keeps them pending for that consumer
+    requeue_on_close: bool = False
+    #: entries are field maps another producer may write without troupe's framing (Redis)
+    raw_entries: bool = True
 
 
 @dataclass(slots=True)
@@ -88,6 +96,16 @@ class ConsumerStats:
     in_flight: int = 0  # delivered, not yet acked or dead-lettered
     lag: int | None = None  # entries not yet delivered to the group (when the broker says)
     connection_failures: int = 0
+    partitions: dict[int, PartitionStats] = field(default_factory=dict)  # brokers with partitions
+
+
+@dataclass(slots=True)
+class PartitionStats:
+    """One assigned partition of a consumer (Kafka): lag, records out, committed offset."""
+
+    lag: int | None = None  # records after the next one to hand out (None: not known yet)
+    in_flight: int = 0  # handed out, not settled
+    committed: int | None = None  # the group's committed offset
 
 
 @dataclass(slots=True)
@@ -410,6 +428,7 @@ __all__ = [
     "ConsumerSession",
     "ConsumerStats",
     "Delivery",
+    "PartitionStats",
     "ProducerStats",
     "PublishError",
     "dead_message",

@@ -9,16 +9,24 @@ its ``restart()``/``stop()``/``start()``. ``redis_url`` gives each test an
 empty database (FLUSHALL) on that server and restarts the server first if a
 previous test left it stopped. A missing redis-server binary is a test error
 that says how to install it.
+
+``kafka_server`` (session scope) starts one Apache Kafka KRaft node
+(:class:`~troupe.brokers.testing_kafka.KafkaServer`), or none when
+``TROUPE_KAFKA_BOOTSTRAP`` names an existing broker (``host:port``); ``kafka_url``
+gives each test its own namespace (a topic and group name prefix) on it.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 from .testing import RedisServer, ServerMissing
+from .testing_kafka import KafkaServer
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +53,34 @@ def redis_url(redis_server: RedisServer) -> str:
     finally:
         client.close()
     return redis_server.url
+
+
+KAFKA_BOOTSTRAP_ENV = "TROUPE_KAFKA_BOOTSTRAP"
+
+
+@pytest.fixture(scope="session")
+def kafka_server() -> Iterator[KafkaServer | None]:
+    """A Kafka node for the whole test session (None: ``TROUPE_KAFKA_BOOTSTRAP`` is used)."""
+    if os.environ.get(KAFKA_BOOTSTRAP_ENV):
+        yield None
+        return
+    try:
+        server = KafkaServer()
+    except ServerMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def kafka_url(kafka_server: KafkaServer | None) -> str:
+    """A ``kafka://`` URL with a namespace of its own (topics and groups of this test)."""
+    if kafka_server is None:
+        bootstrap = os.environ[KAFKA_BOOTSTRAP_ENV]
+    else:
+        kafka_server.start()
+        bootstrap = kafka_server.bootstrap
+    return f"kafka://{bootstrap}?namespace=t{uuid.uuid4().hex[:12]}."

@@ -16,7 +16,7 @@ from .base import Broker
 
 logger = logging.getLogger(__name__)
 
-SCHEMES = ("memory", "redis", "rediss")
+SCHEMES = ("memory", "redis", "rediss", "kafka")
 
 
 def redact(url: str) -> str:
@@ -51,10 +51,14 @@ def connect(url: str = "memory://", **options: Any) -> Broker:
         from .memory import MemoryBroker
 
         return MemoryBroker(url, **options)
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "kafka"):
         from .redis_streams import RedisBroker
 
         return RedisBroker(url, **options)
+    if scheme == "kafka":
+        from .kafka import KafkaBroker
+
+        return KafkaBroker(url, **options)
     raise ConfigError(
         "broker url",
         f"{redact(url)!r} has no supported scheme; use one of "
