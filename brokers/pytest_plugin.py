@@ -10,6 +10,10 @@ empty database (FLUSHALL) on that server and restarts the server first if a
 previous test left it stopped. A missing redis-server binary is a test error
 that says how to install it.
 
+``rabbitmq_server`` (session scope) starts one rabbitmq-server node the same way
+(:class:`~troupe.brokers.testing_rabbitmq.RabbitServer`); ``rabbitmq_url`` gives
+each test a new vhost on it.
+
 ``kafka_server`` (session scope) starts one Apache Kafka KRaft node
 (:class:`~troupe.brokers.testing_kafka.KafkaServer`), or none when
 ``TROUPE_KAFKA_BOOTSTRAP`` names an existing broker (``host:port``); ``kafka_url``
@@ -27,6 +31,7 @@ import redis
 
 from .testing import RedisServer, ServerMissing
 from .testing_kafka import KafkaServer
+from .testing_rabbitmq import RabbitServer
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +58,32 @@ def redis_url(redis_server: RedisServer) -> str:
     finally:
         client.close()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_server() -> Iterator[RabbitServer]:
+    """A rabbitmq-server node for the whole test session (see RabbitServer)."""
+    try:
+        server = RabbitServer()
+    except ServerMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def rabbitmq_url(rabbitmq_server: RabbitServer) -> Iterator[str]:
+    """The URL of a new, empty vhost on the session's node (deleted after the test)."""
+    rabbitmq_server.start()
+    vhost = rabbitmq_server.new_vhost()
+    try:
+        yield rabbitmq_server.vhost_url(vhost)
+    finally:
+        if rabbitmq_server.process is not None:
+            rabbitmq_server.delete_vhost(vhost)
 
 
 KAFKA_BOOTSTRAP_ENV = "TROUPE_KAFKA_BOOTSTRAP"

@@ -16,7 +16,7 @@ from .base import Broker
 
 logger = logging.getLogger(__name__)
 
-SCHEMES = ("memory", "redis", "rediss", "kafka")
+SCHEMES = ("memory", "redis", "rediss", "amqp", "amqps", "kafka")
 
 
 def redact(url: str) -> str:
@@ -38,7 +38,8 @@ def redact(url: str) -> str:
 
 
 def connect(url: str = "memory://", **options: Any) -> Broker:
-    """A broker for ``url``: ``memory://`` (embedded), ``redis://`` or ``rediss://`` (TLS).
+    """A broker for ``url``: ``memory://`` (embedded), ``redis://`` / ``rediss://`` (TLS),
+    ``amqp://`` / ``amqps://`` (RabbitMQ; the path is the vhost), ``kafka://host:port[,...]``.
 
     The broker connects on first use (or ``await broker.connect()``).
     ``options`` go to the broker class (e.g. ``maxlen=100_000``).
@@ -51,10 +52,14 @@ def connect(url: str = "memory://", **options: Any) -> Broker:
         from .memory import MemoryBroker
 
         return MemoryBroker(url, **options)
-    if scheme in ("redis", "rediss", "kafka"):
+    if scheme in ("redis", "rediss"):
         from .redis_streams import RedisBroker
 
         return RedisBroker(url, **options)
+    if scheme in ("amqp", "amqps"):
+        from .rabbitmq import RabbitBroker
+
+        return RabbitBroker(url, **options)
     if scheme == "kafka":
         from .kafka import KafkaBroker
 

@@ -14,11 +14,18 @@ from pathlib import Path
 import pytest
 
 from troupe.brokers import Broker, connect
-from troupe.brokers.pytest_plugin import redis_server, redis_url
+from troupe.brokers.pytest_plugin import rabbitmq_server, rabbitmq_url, redis_server, redis_url
 
-__all__ = ["broker", "broker_url", "redis_server", "redis_url"]
+__all__ = [
+    "broker",
+    "broker_url",
+    "rabbitmq_server",
+    "rabbitmq_url",
+    "redis_server",
+    "redis_url",
+]
 
-BROKERS = ["memory", "redis"]
+BROKERS = ["memory", "redis", "rabbitmq"]
 
 
 @pytest.fixture(params=BROKERS)
@@ -29,6 +36,9 @@ def broker_url(request: pytest.FixtureRequest) -> str:
     if request.param == "redis":
         url: str = request.getfixturevalue("redis_url")
         return url
+    if request.param == "rabbitmq":
+        amqp: str = request.getfixturevalue("rabbitmq_url")
+        return amqp
     raise AssertionError(f"unknown broker {request.param}")
 
 
