@@ -9,8 +9,11 @@ delete a dead task; pause and resume a queue; cancel a task by id.
 
 On Redis it reads dramatiq's keys (``NS:QUEUE`` list and ``.msgs`` hash,
 ``.DQ`` for scheduled and retrying tasks, the ``.XQ`` sorted set for dead
-ones); on the StubBroker its in-process queues; on RabbitMQ it gives the
-sizes (listing and moving dead tasks there needs the Redis or stub broker).
+ones); on the StubBroker its in-process queues; on RabbitMQ the queues'
+counts, and it lists a queue by getting its messages without acking them (a
+dead task is requeued or deleted by acking just that one). Scheduled tasks a
+delay fetcher holds until their time are listed from the process running it
+(Redis lists them from any process).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dramatiq.brokers.stub import StubBroker
 from troupe.errors import ConfigError
 
 from .control import ControlStore, control_for
+from .fetcher import held_messages
 from .transport import broker_kind, canonical, dead_queue, delay_queue
 
 logger = logging.getLogger(__name__)
@@ -188,23 +192,23 @@ class Inspector:
             return int(pending), int(scheduled), int(dead)
         if self.kind == "rabbitmq":
             main, delayed, dead = broker.get_queue_message_counts(queue)  # type: ignore[attr-defined]
-            return int(main), int(delayed), int(dead)
+            held = len(held_messages(broker, delay_queue(queue)))
+            return int(main), int(delayed) + held, int(dead)
         raise ConfigError("broker", f"cannot inspect a {type(broker).__name__}")
 
     def _messages(self, queue: str) -> list[Message[Any]]:
         broker = self.broker
         if isinstance(broker, StubBroker):
-            from .fetcher import held_messages
-
             q = broker.queues.get(queue)
             waiting = [Message.decode(d) for d in list(q.queue)] if q is not None else []
             return waiting + [p.copy() for p in held_messages(broker, queue)]
         if self.kind == "redis":
             values = self._client().hvals(f"{self._ns()}:{queue}.msgs")
             return [Message.decode(v) for v in values]
-        raise ConfigError(
-            "broker", f"listing tasks on {self.kind} is not supported; use Redis or stub"
-        )
+        if self.kind == "rabbitmq":
+            held = [p.copy() for p in held_messages(broker, queue)]
+            return self._rabbit_peek(queue) + held
+        raise ConfigError("broker", f"cannot list tasks on a {type(broker).__name__}")
 
     def _dead(self, queue: str) -> list[tuple[Any, Any]]:
         broker = self.broker
@@ -219,17 +223,53 @@ class Inspector:
             return [
                 (i, Message.decode(d)) for i, d in zip(ids, datas, strict=True) if d is not None
             ]
-        raise ConfigError(
-            "broker", f"listing dead tasks on {self.kind} is not supported; use Redis or stub"
-        )
+        if self.kind == "rabbitmq":
+            return [(m.message_id, m) for m in self._rabbit_peek(dead_queue(queue))]
+        raise ConfigError("broker", f"cannot list dead tasks on a {type(broker).__name__}")
 
     def _remove_dead(self, queue: str, handle: Any) -> None:
         broker = self.broker
         if isinstance(broker, StubBroker):
             broker.dead_letters_by_queue[queue].remove(handle)
             return
+        if self.kind == "rabbitmq":
+            self._rabbit_take(dead_queue(queue), str(handle))
+            return
         ns, client = self._ns(), self._client()
         pipe = client.pipeline()
         pipe.zrem(f"{ns}:{dead_queue(queue)}", handle)
         pipe.hdel(f"{ns}:{dead_queue(queue)}.msgs", handle)
         pipe.execute()
+
+    def _rabbit_channel(self) -> tuple[Any, Any]:
+        import pika
+
+        connection = pika.BlockingConnection(self.broker.parameters)  # type: ignore[attr-defined]
+        return connection, connection.channel()
+
+    def _rabbit_peek(self, queue: str) -> list[Message[Any]]:
+        """Every ready message of ``queue``, left in it (got unacked, then requeued)."""
+        connection, channel = self._rabbit_channel()
+        try:
+            messages = []
+            while True:
+                _method, _props, body = channel.basic_get(queue, auto_ack=False)
+                if body is None:
+                    return messages
+                messages.append(Message.decode(body))
+        finally:
+            connection.close()  # unacked messages go back to the queue
+
+    def _rabbit_take(self, queue: str, task_id: str) -> bool:
+        """Remove the message ``task_id`` from ``queue`` (ack it); others stay."""
+        connection, channel = self._rabbit_channel()
+        try:
+            while True:
+                method, _props, body = channel.basic_get(queue, auto_ack=False)
+                if body is None:
+                    return False
+                if Message.decode(body).message_id == task_id:
+                    channel.basic_ack(method.delivery_tag)
+                    return True
+        finally:
+            connection.close()

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import dramatiq
+from dramatiq.common import xq_name
 from dramatiq.errors import Retry
 
 from troupe.backoff import Backoff, Jitter
@@ -374,8 +375,10 @@ class Runner:
             if exc is not None:
                 proxy.stuff_exception(exc)
             proxy.fail()
-            _keep_reason(self.broker, job.queue, proxy)
-            job.consumer.nack(proxy)
+            if _dead_letter_with_reason(self.broker, job.queue, proxy):
+                job.consumer.ack(proxy)  # the copy with its reason is in the XQ already
+            else:
+                job.consumer.nack(proxy)
             return
         if attempt.retry_delay is not None:
             logger.info(
@@ -396,15 +399,25 @@ class Runner:
         job.consumer.ack(proxy)
 
 
-def _keep_reason(broker: dramatiq.Broker, queue: str, proxy: Any) -> None:
-    """On Redis, rewrite the stored message with its retries and traceback before the
-    nack moves it to the dead-letter set (dramatiq keeps the stored bytes there)."""
+def _dead_letter_with_reason(broker: dramatiq.Broker, queue: str, proxy: Any) -> bool:
+    """Keep the failure (retries, traceback) with a dead-lettered message, which a plain
+    nack drops: on Redis, rewrite the stored message before the nack moves it to the
+    dead-letter set (False: nack it); on RabbitMQ, publish the updated copy to the
+    ``.XQ`` queue (True: ack the original). The stub keeps the proxy itself (False)."""
     redis_id = proxy.options.get("redis_message_id")
     client = getattr(broker, "client", None)
-    if redis_id is None or client is None:
-        return
-    namespace = getattr(broker, "namespace", "dramatiq")
-    client.hset(f"{namespace}:{queue}.msgs", redis_id, proxy.copy().encode())
+    if redis_id is not None and client is not None:
+        namespace = getattr(broker, "namespace", "dramatiq")
+        client.hset(f"{namespace}:{queue}.msgs", redis_id, proxy.copy().encode())
+        return False
+    if type(broker).__name__ == "RabbitmqBroker":
+        import pika
+
+        channel = broker.channel  # type: ignore[attr-defined]  # this thread's channel
+        properties = pika.BasicProperties(delivery_mode=2)
+        channel.basic_publish("", xq_name(queue), proxy.copy().encode(), properties)
+        return True
+    return False
 
 
 async def _run_async(ctx: TaskContext, definition: TaskDef, args: Any, kwargs: Any) -> Any:

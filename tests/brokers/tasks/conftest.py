@@ -1,4 +1,8 @@
-"""Fixtures of the task tests: a dramatiq broker of each kind (stub, Redis), empty."""
+"""Fixtures of the task tests: a dramatiq broker of each kind (stub, Redis, RabbitMQ), empty.
+
+The RabbitMQ fixtures (a rabbitmq-server node, a vhost per test) come from
+``troupe.brokers.pytest_plugin``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,12 @@ import dramatiq
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
+from troupe.brokers.pytest_plugin import rabbitmq_server, rabbitmq_url
 from troupe.brokers.tasks import open_broker
 
-TASK_BROKERS = ["stub", "redis"]
+__all__ = ["rabbitmq_server", "rabbitmq_url", "task_broker", "task_broker_url"]
+
+TASK_BROKERS = ["stub", "redis", "rabbitmq"]
 
 
 @pytest.fixture(params=TASK_BROKERS)
@@ -18,7 +25,7 @@ def task_broker_url(request: pytest.FixtureRequest) -> str:
     """``stub://<test>`` or an empty Redis database's URL."""
     if request.param == "stub":
         return f"stub://{request.node.name}"
-    url: str = request.getfixturevalue("redis_url")
+    url: str = request.getfixturevalue("redis_url" if request.param == "redis" else "rabbitmq_url")
     return url
 
 

@@ -27,12 +27,17 @@ from troupe.brokers.tasks.transport import forget_stub
 pytestmark = pytest.mark.broker
 
 
-@pytest.fixture
-def node_url(task_broker_url: str) -> Iterator[str]:
-    """A broker URL every 'node' of a test opens for itself."""
-    yield task_broker_url
-    if task_broker_url.startswith("stub://"):
-        forget_stub(task_broker_url.removeprefix("stub://"))
+@pytest.fixture(params=["stub", "redis"])
+def node_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A broker URL every 'node' of a test opens for itself. Schedulers agree through
+    the control store (Redis for several nodes), whatever the broker: RabbitMQ adds
+    nothing here."""
+    if request.param == "redis":
+        yield request.getfixturevalue("redis_url")
+        return
+    name = request.node.name
+    yield f"stub://{name}"
+    forget_stub(name)
 
 
 def node_client(url: str, tasks: TaskRegistry) -> TaskClient:

@@ -10,6 +10,7 @@ from typing import Any
 
 import dramatiq
 import pytest
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
@@ -22,7 +23,11 @@ pytestmark = pytest.mark.broker
 
 def stock_broker(url: str) -> dramatiq.Broker:
     """A dramatiq broker as a dramatiq user makes it: default middleware."""
-    return StubBroker() if url.startswith("stub:") else RedisBroker(url=url)  # type: ignore[no-untyped-call]
+    if url.startswith("stub:"):
+        return StubBroker()
+    if url.startswith("amqp"):
+        return RabbitmqBroker(url=url)
+    return RedisBroker(url=url)  # type: ignore[no-untyped-call]
 
 
 def troupe_side(url: str, stock: dramatiq.Broker) -> dramatiq.Broker:

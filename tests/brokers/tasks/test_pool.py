@@ -133,6 +133,7 @@ async def test_time_limit_interrupts_async_and_reports_sync(task_broker: dramati
         client.enqueue("slow_sync", 0.15)
         await eventually(lambda: pool.stats.total("slow_async", "default", "dead") == 1, 10)
         assert log.of("slow_async_start") == [(5.0,)] and log.of("slow_async_end") == []
+        await eventually(lambda: len(inspector.dead("default")) == 1, 10)  # AMQP: acks are async
         [dead] = inspector.dead("default")
         assert dead.error is not None and "TimeLimitExceeded" in dead.error
         # a sync handler cannot be interrupted: it finishes, and is reported as overran
@@ -239,7 +240,9 @@ async def test_stopping_gives_unstarted_tasks_back(task_broker: dramatiq.Broker)
         await pool.stop()
 
 
-async def test_a_system_shutdown_stops_a_running_pool_promptly(task_broker: dramatiq.Broker) -> None:
+async def test_a_system_shutdown_stops_a_running_pool_promptly(
+    task_broker: dramatiq.Broker,
+) -> None:
     log = Log()
     tasks = make_tasks(log)
     client = TaskClient(task_broker, tasks)

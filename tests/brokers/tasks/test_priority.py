@@ -57,8 +57,9 @@ async def test_processed_shares_follow_the_weights(
     first = order[:measured]
     shares = {q: first.count(q) / measured for q in WEIGHTS}
     if strict:
-        # strict: critical first; the others only once critical's messages ran out
-        assert first[: 400 - 8] == ["critical"] * (400 - 8), shares
+        # strict: critical whenever one is fetched and ready; others only when none is
+        # (an AMQP consumer's buffer can run dry for a moment: allow a few)
+        assert first[:400].count("critical") >= 380, shares
     else:
         for queue, weight in WEIGHTS.items():
             assert abs(shares[queue] - weight / 10) <= 0.03, shares
