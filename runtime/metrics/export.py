@@ -20,6 +20,8 @@ Metric families (all prefixed ``troupe_``):
   (``{bridge,broker}``); gauges ``broker_consumer_lag``, ``broker_in_flight``
 - ``loop_lag_seconds{system}``: histogram of how late the event loop ran a
   periodic timer (see :mod:`troupe.loop_lag`)
+- ``tasks_total{task,queue,outcome}``, ``task_seconds_total{task,queue,outcome}``
+  (task workers, :mod:`troupe.brokers.tasks.metrics`)
 - ``process_up{process}``, ``process_starts_total{process}``,
   ``process_restarts_total{process}`` (process trees)
 
@@ -145,6 +147,7 @@ class TroupeCollector(Collector):
         yield from _dead_letter_families(totals)
         yield from _bridge_families(totals)
         yield from _loop_families(totals)
+        yield from _task_families(totals)
         yield from _process_families(totals)
 
 
@@ -245,6 +248,20 @@ def _bridge_families(totals: dict[tuple[str, ...], _Totals]) -> Iterator[Metric]
             in_flight.add_metric([key[1], key[2]], total.values[m.IN_FLIGHT])
     yield lag
     yield in_flight
+
+
+def _task_families(totals: dict[tuple[str, ...], _Totals]) -> Iterator[Metric]:
+    # slots ("task", task, queue, outcome): [attempts, handler nanoseconds]
+    labels = ["task", "queue", "outcome"]
+    count = CounterMetricFamily("troupe_tasks", "Task attempts by outcome.", labels=labels)
+    seconds = CounterMetricFamily(
+        "troupe_task_seconds", "Seconds task handlers ran, by outcome.", labels=labels
+    )
+    for key, total in totals.items():
+        if key[0] == "task" and len(key) == 4:
+            count.add_metric(list(key[1:]), total.values[0])
+            seconds.add_metric(list(key[1:]), total.values[1] / 1e9)
+    yield from (count, seconds)
 
 
 def _process_families(totals: dict[tuple[str, ...], _Totals]) -> Iterator[Metric]:

@@ -256,3 +256,33 @@ async def test_a_system_shutdown_stops_a_running_pool_promptly(
         began = time.monotonic()
     assert time.monotonic() - began < 3
     assert Inspector(task_broker).queues(["default"])[0].scheduled == 1
+
+
+async def test_task_metrics_are_exported_with_bounded_labels(task_broker: dramatiq.Broker) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from troupe.metrics import TroupeCollector
+
+    log = Log()
+    tasks = make_tasks(log)
+    client = TaskClient(task_broker, tasks)
+    async with ActorSystem() as system:
+        pool = WorkerPool(task_broker, tasks, concurrency=2)
+        await pool.start(system)
+        for i in range(3):
+            client.enqueue("add", i, i)
+        client.enqueue("flaky", "m", max_retries=0)
+        client.enqueue("nobody_knows_me")
+        await eventually(lambda: pool.stats.total("flaky", "default", "dead") == 1, 10)
+        await eventually(lambda: pool.stats.total("_unknown", "default", "dead") == 1, 10)
+        await eventually(lambda: pool.stats.total("add", "default", "done") == 3, 10)
+        assert system.metrics is not None
+        registry = CollectorRegistry()
+        registry.register(TroupeCollector([system.metrics.snapshots]))
+        text = generate_latest(registry).decode()
+        await pool.stop()
+    assert 'troupe_tasks_total{outcome="done",queue="default",task="add"} 3.0' in text
+    assert 'troupe_tasks_total{outcome="dead",queue="default",task="flaky"} 1.0' in text
+    # a task type nobody registered is one label, never its name from the message
+    assert 'task="_unknown"' in text and "nobody_knows_me" not in text
+    assert 'troupe_task_seconds_total{outcome="done",queue="default",task="add"}' in text
