@@ -238,6 +238,13 @@ class KafkaBroker(Broker):
                     self._producer = producer
         return self._producer
 
+    async def _drop_producer(self, producer: AIOKafkaProducer) -> None:
+        if self._producer is producer:
+            self._producer = None
+            logger.info("kafka producer on %s restarts after a fatal error", self.url)
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
     async def admin(self) -> AIOKafkaAdminClient:
         """The broker's admin client (started on first use)."""
         if self._admin is None:
@@ -303,15 +310,26 @@ class KafkaBroker(Broker):
         await self.ensure_topic(topic)
         producer = await self.producer()
         async with self.errors(f"produce to {topic}"):
-            futures = []
-            for message in messages:
-                key, value, headers, timestamp = to_record(message)
-                futures.append(
-                    await producer.send(
-                        topic, value, key=key, headers=headers, timestamp_ms=timestamp
+            try:
+                futures = []
+                for message in messages:
+                    key, value, headers, timestamp = to_record(message)
+                    futures.append(
+                        await producer.send(
+                            topic, value, key=key, headers=headers, timestamp_ms=timestamp
+                        )
                     )
-                )
-            reports = [(m.partition, m.offset) for m in await asyncio.gather(*futures)]
+                results = await asyncio.gather(*futures, return_exceptions=True)
+                for result in results:
+                    if isinstance(result, BaseException):
+                        raise result
+            except kerr.KafkaError as exc:
+                if not isinstance(exc, CONNECTION_ERRORS):
+                    # e.g. OutOfOrderSequenceNumber after a broker restart: the idempotent
+                    # producer's state is gone; the retry gets a new producer id
+                    await self._drop_producer(producer)
+                raise
+            reports = [(m.partition, m.offset) for m in results]
         if self.maxlen is not None:
             await self._trim(topic, reports)
         return reports

@@ -14,18 +14,27 @@ from pathlib import Path
 import pytest
 
 from troupe.brokers import Broker, connect
-from troupe.brokers.pytest_plugin import rabbitmq_server, rabbitmq_url, redis_server, redis_url
+from troupe.brokers.pytest_plugin import (
+    kafka_server,
+    kafka_url,
+    rabbitmq_server,
+    rabbitmq_url,
+    redis_server,
+    redis_url,
+)
 
 __all__ = [
     "broker",
     "broker_url",
+    "kafka_server",
+    "kafka_url",
     "rabbitmq_server",
     "rabbitmq_url",
     "redis_server",
     "redis_url",
 ]
 
-BROKERS = ["memory", "redis", "rabbitmq"]
+BROKERS = ["memory", "redis", "rabbitmq", "kafka"]
 
 
 @pytest.fixture(params=BROKERS)
@@ -39,6 +48,9 @@ def broker_url(request: pytest.FixtureRequest) -> str:
     if request.param == "rabbitmq":
         amqp: str = request.getfixturevalue("rabbitmq_url")
         return amqp
+    if request.param == "kafka":
+        kafka: str = request.getfixturevalue("kafka_url")
+        return kafka
     raise AssertionError(f"unknown broker {request.param}")
 
 

@@ -1,0 +1,218 @@
+"""Kafka consumer groups on a real broker: rebalances, kill -9 of a consumer, broker restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.brokers.helpers import TOLERANT
+from tests.helpers import eventually
+from troupe import Actor, ActorSystem
+from troupe.brokers import ConsumerBridge, ProducerBridge, Publish, connect
+from troupe.brokers.kafka import KafkaBroker
+from troupe.brokers.message import ENTRY_ID
+from troupe.brokers.testing_kafka import KafkaServer
+from troupe.supervisors import Backoff
+
+FAST = Backoff(initial=0.01, maximum=0.05, jitter="none")
+CONSUMER = Path(__file__).with_name("kafka_effect_consumer.py")
+
+
+class Log(Actor):
+    """Appends (consumer, partition, offset, payload) per handling to a shared list."""
+
+    def __init__(self, who: str, log: list[tuple[str, int, int, Any]], pause: float) -> None:
+        self.who = who
+        self.log = log
+        self.pause = pause
+
+    async def receive(self, message: Any) -> None:
+        partition, offset = self.headers[ENTRY_ID].split(":")
+        if self.pause:
+            await asyncio.sleep(self.pause)
+        self.log.append((self.who, int(partition), int(offset), message))
+
+
+def first_handlings(log: list[tuple[str, int, int, Any]]) -> dict[int, list[int]]:
+    """Per partition, the offsets in the order they were first handled."""
+    seen: set[tuple[int, int]] = set()
+    out: dict[int, list[int]] = {}
+    for _, partition, offset, _ in log:
+        if (partition, offset) not in seen:
+            seen.add((partition, offset))
+            out.setdefault(partition, []).append(offset)
+    return out
+
+
+async def test_members_join_and_leave_mid_stream_without_loss_or_disorder(
+    kafka_url: str, tmp_path: Path
+) -> None:
+    """Two bridges in one group over 4 partitions: a member is added, then the first one
+    is stopped, while messages keep coming. Every message is handled, each partition's
+    messages are first handled in offset order, each member handles a partition in order
+    and every key's messages in publish order."""
+    broker = connect(
+        kafka_url, partitions=4, session_timeout=2.0, journal_dir=tmp_path, rebalance_drain=5.0
+    )
+    assert isinstance(broker, KafkaBroker)
+    total = 1200
+    log: list[tuple[str, int, int, Any]] = []
+    options: dict[str, Any] = {"retry": FAST, "block": 0.05, "drain_timeout": 5.0}
+    async with ActorSystem(restart=TOLERANT) as system:
+        a_target = system.spawn(Log, "a", log, 0.0005)
+        b_target = system.spawn(Log, "b", log, 0.0005)
+        a = system.spawn(ConsumerBridge, broker, "orders", "g", a_target, consumer="a", **options)
+        await broker.ensure_group("orders", "g")
+
+        async def publish() -> None:
+            for start in range(0, total, 50):
+                batch = [
+                    broker.message({"n": n, "key": f"k{n % 16}"}, key=f"k{n % 16}")
+                    for n in range(start, start + 50)
+                ]
+                await broker.publish_messages("orders", batch)
+                await asyncio.sleep(0.02)
+
+        producing = asyncio.ensure_future(publish())
+        await eventually(lambda: len(log) >= 200)
+        system.spawn(ConsumerBridge, broker, "orders", "g", b_target, consumer="b", **options)
+        await eventually(lambda: any(who == "b" for who, *_ in log))  # b got partitions
+        await eventually(lambda: len(log) >= 700)
+        await a.stop()  # a member leaves: b takes its partitions over
+        await producing
+        await eventually(lambda: {m["n"] for *_, m in log} == set(range(total)), timeout=60)
+        await eventually(lambda: pending_is(broker, "orders", "g", 0), timeout=30)
+    await broker.close()
+    handlers = {who for who, *_ in log}
+    assert handlers == {"a", "b"}
+    for partition, offsets in first_handlings(log).items():
+        assert offsets == sorted(offsets), f"partition {partition} out of order"
+    for who in ("a", "b"):
+        per: dict[int, list[int]] = {}
+        for w, partition, offset, _ in log:
+            if w == who:
+                per.setdefault(partition, []).append(offset)
+        for partition, offsets in per.items():
+            runs = [o for i, o in enumerate(offsets) if i == 0 or o < offsets[i - 1]]
+            assert len(runs) <= 3, f"{who} went back on partition {partition} {len(runs)} times"
+    by_key: dict[str, list[int]] = {}
+    seen: set[int] = set()
+    for *_, message in log:
+        if message["n"] not in seen:
+            seen.add(message["n"])
+            by_key.setdefault(message["key"], []).append(message["n"])
+    assert all(ns == sorted(ns) for ns in by_key.values())
+    assert len(log) - total < 400, f"{len(log) - total} duplicates"
+
+
+async def pending_is(broker: Any, topic: str, group: str, n: int) -> bool:
+    return bool(await broker.pending(topic, group) == n)
+
+
+def start_consumer(
+    kafka_url: str, redis_url: str, topic: str, group: str, journals: Path
+) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, str(CONSUMER), kafka_url, redis_url, topic, group, str(journals)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+async def test_kill_9_of_a_consumer_process_loses_nothing_and_effects_happen_once(
+    kafka_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """A consumer process is killed with kill -9 three times mid-stream and started again:
+    every message is handled at least once (some twice: their offsets were not committed
+    yet) and every effect happens once through the idempotency store."""
+    broker = connect(kafka_url, partitions=2)
+    total = 800
+    await broker.publish_messages(
+        "payments", [broker.message({"n": n}, key=f"c{n % 7}") for n in range(total)]
+    )
+    redis = Redis.from_url(redis_url)
+    rng = random.Random(7)
+    process = None
+    try:
+        for _round in range(3):
+            process = start_consumer(kafka_url, redis_url, "payments", "pay", tmp_path)
+            await eventually(lambda p=process: redis.exists(f"ready:{p.pid}"), timeout=30)
+            handled_before = await redis.hlen("handled")
+            goal = handled_before + rng.randint(60, 160)
+            await eventually(lambda g=goal: hlen_at_least(redis, "handled", g), timeout=30)
+            kill(process)
+        process = start_consumer(kafka_url, redis_url, "payments", "pay", tmp_path)
+        await eventually(lambda: hlen_at_least(redis, "effects", total), timeout=60)
+        await eventually(lambda: pending_is(broker, "payments", "pay", 0), timeout=30)
+        handled = {int(k): int(v) for k, v in (await redis.hgetall("handled")).items()}
+        effects = {int(k): int(v) for k, v in (await redis.hgetall("effects")).items()}
+    finally:
+        if process is not None:
+            kill(process)
+        await redis.aclose()
+        await broker.close()
+    assert set(handled) == set(range(total))  # at least once
+    assert effects == dict.fromkeys(range(total), 1)  # effects once
+    assert any(times > 1 for times in handled.values()), "no redelivery: the kills tested nothing"
+
+
+async def hlen_at_least(redis: Redis, key: str, n: int) -> bool:
+    return bool(await redis.hlen(key) >= n)
+
+
+@pytest.fixture
+def restartable(kafka_server: KafkaServer | None) -> Iterator[KafkaServer]:
+    """The session's Kafka node, or a node of this test's own when an external broker is used."""
+    if kafka_server is not None:
+        yield kafka_server
+        kafka_server.start()
+        return
+    with KafkaServer() as own:
+        yield own
+
+
+async def test_a_broker_restart_is_survived(restartable: KafkaServer, tmp_path: Path) -> None:
+    """The broker goes down mid-stream for a second: every asked publish is confirmed once
+    it is back, and every message is handled."""
+    url = f"{restartable.url}?namespace=restart{os.getpid()}{int(time.time())}."
+    broker = connect(url, journal_dir=tmp_path, session_timeout=2.0, request_timeout=5.0)
+    log: list[tuple[str, int, int, Any]] = []
+    total = 300
+    async with ActorSystem(restart=TOLERANT) as system:
+        target = system.spawn(Log, "c", log, 0.0)
+        system.spawn(ConsumerBridge, broker, "events", "g", target, retry=FAST, block=0.05)
+        producer = system.spawn(ProducerBridge, broker, "events", delivery_timeout=60.0)
+        await eventually(lambda: bool(broker.stats.consumers))
+
+        async def send(n: int) -> str:
+            reply: str = await producer.ask(Publish({"n": n}, key=f"k{n % 5}"), timeout=90)
+            return reply
+
+        first = await asyncio.gather(*(send(n) for n in range(0, 100)))
+        await eventually(lambda: len({m["n"] for *_, m in log}) >= 100)
+        loop = asyncio.get_running_loop()
+        down = loop.run_in_executor(None, restartable.restart, 1.0)
+        rest = await asyncio.gather(*(send(n) for n in range(100, total)))
+        await down
+        await eventually(lambda: {m["n"] for *_, m in log} == set(range(total)), timeout=60)
+    await broker.close()
+    assert len(set(first + rest)) == total  # every ask confirmed, one id each
