@@ -104,12 +104,48 @@ class BytesSerializer:
         return body
 
 
+class TextSerializer:
+    """UTF-8 text (``text/plain``): payloads are str."""
+
+    content_type = "text/plain"
+
+    def dumps(self, payload: Any) -> bytes:
+        if not isinstance(payload, str):
+            raise TypeError(f"TextSerializer publishes str, got {type(payload).__name__}")
+        return payload.encode()
+
+    def loads(self, body: bytes) -> Any:
+        return body.decode()
+
+
 JSON = JsonSerializer()
 BYTES = BytesSerializer()
+TEXT = TextSerializer()
+
+
+def serializer_for(content_type: str | None, default: Serializer) -> Serializer:
+    """How to read a body of ``content_type`` (a message of another producer, say).
+
+    ``default`` when the type is absent or ``default``'s own (or ``default`` reads
+    bytes); JSON for ``*/json`` and ``*/*+json``; text for ``text/*``; bytes for
+    any other type.
+    """
+    if content_type is None or default.content_type in (content_type, BYTES.content_type):
+        return default
+    base = content_type.split(";", 1)[0].strip().lower()
+    if base == default.content_type:
+        return default
+    if base.endswith(("/json", "+json")):
+        return JSON
+    if base.startswith("text/"):
+        return TEXT
+    return BYTES
 
 
 def decode_body(serializer: Serializer, message: Message) -> Any:
-    """The payload of ``message``; raises MalformedMessage naming the cause."""
+    """The payload of ``message`` read as its content type says (see
+    :func:`serializer_for`); raises MalformedMessage naming the cause."""
+    serializer = serializer_for(message.headers.get(CONTENT_TYPE), serializer)
     try:
         return serializer.loads(message.body)
     except Exception as exc:
@@ -224,13 +260,16 @@ __all__ = [
     "ORIGINAL_PARTITION",
     "ORIGINAL_STREAM",
     "STREAM",
+    "TEXT",
     "TRACEPARENT",
     "BytesSerializer",
     "JsonSerializer",
     "MalformedMessage",
     "Message",
     "Serializer",
+    "TextSerializer",
     "decode_body",
     "from_fields",
+    "serializer_for",
     "to_fields",
 ]

@@ -1,0 +1,230 @@
+"""RabbitMQ specifics: other producers' messages, topology, queue kinds, delay tiers, URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pika
+import pytest
+
+from tests.brokers.helpers import TOLERANT
+from tests.helpers import eventually
+from troupe import ActorSystem, ConfigError
+from troupe.brokers import BrokerConnectionError, ConsumerBridge, ProducerBridge, connect
+from troupe.brokers.message import ERROR_REASON
+from troupe.brokers.producer import Publish
+from troupe.brokers.rabbitmq import RabbitBroker
+from troupe.brokers.rabbitmq_publish import delay_tier
+from troupe.brokers.rabbitmq_topology import Binding, Exchange, Queue, Route, Topology
+from troupe.brokers.testing import free_port
+from troupe.supervisors import Backoff
+
+from .test_conformance import Recorder
+
+FAST = Backoff(initial=0.01, maximum=0.05, jitter="none")
+
+
+def rabbit(url: str, **options: Any) -> RabbitBroker:
+    broker = connect(url, **options)
+    assert isinstance(broker, RabbitBroker)
+    return broker
+
+
+def plain_publish(url: str, queue: str, messages: list[tuple[bytes, pika.BasicProperties]]) -> None:
+    """What a stock pika script does (no troupe headers)."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        for body, properties in messages:
+            channel.basic_publish("", queue, body, properties)
+    finally:
+        connection.close()
+
+
+def plain_read(url: str, queue: str) -> list[tuple[bytes, pika.BasicProperties]]:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    out = []
+    try:
+        channel = connection.channel()
+        while True:
+            method, properties, body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                return out
+            out.append((body, properties))
+    finally:
+        connection.close()
+
+
+async def test_messages_of_other_producers_are_consumed_by_content_type(
+    rabbitmq_url: str,
+) -> None:
+    broker = rabbit(rabbitmq_url)
+    await broker.ensure_group("in", "g")
+    props = pika.BasicProperties
+    await asyncio.to_thread(
+        plain_publish,
+        rabbitmq_url,
+        "in",
+        [
+            (b"hello", props(content_type="text/plain", correlation_id="c-1", headers={"n": 5})),
+            (bytes(range(256)), props(content_type="application/octet-stream")),
+            (b'{"a": 1}', None),  # no content type: the bridge's serializer (JSON)
+            (b"\x00\x01", props(content_type="application/x-custom", app_id="legacy")),
+        ],
+    )
+    seen: list[tuple[Any, dict[str, str]]] = []
+    async with ActorSystem(restart=TOLERANT) as system:
+        target = system.spawn(Recorder, seen, {})
+        system.spawn(ConsumerBridge, broker, "in", "g", target, block=0.05, retry=FAST)
+        await eventually(lambda: len(seen) == 4)
+    (text, h1), (blob, h2), (obj, _), (custom, h4) = seen
+    assert text == "hello"
+    assert h1["amqp-correlation-id"] == "c-1"
+    assert h1["n"] == "5"
+    assert h1["amqp-routing-key"] == "in"
+    assert blob == bytes(range(256))
+    assert h2["content-type"] == "application/octet-stream"
+    assert obj == {"a": 1}
+    assert custom == b"\x00\x01"  # unknown content type: handed over as bytes
+    assert h4["amqp-app-id"] == "legacy"
+    assert await broker.dead_letters("in") == []
+    await broker.close()
+
+
+async def test_undecodable_message_of_another_producer_keeps_bytes_and_properties_in_dlq(
+    rabbitmq_url: str,
+) -> None:
+    broker = rabbit(rabbitmq_url)
+    await broker.ensure_group("in", "g")
+    body = b"\xff{not json"
+    properties = pika.BasicProperties(
+        content_type="application/json", correlation_id="c-9", type="order", headers={"k": "v"}
+    )
+    await asyncio.to_thread(plain_publish, rabbitmq_url, "in", [(body, properties)])
+    async with ActorSystem(restart=TOLERANT) as system:
+        target = system.spawn(Recorder, [], {})
+        system.spawn(ConsumerBridge, broker, "in", "g", target, block=0.05, retry=FAST)
+        await eventually(lambda: _dlq_size(broker, "in", 1))
+    await broker.close()
+    [(dead_body, dead)] = await asyncio.to_thread(plain_read, rabbitmq_url, "in:dlq")
+    assert dead_body == body
+    assert dead.content_type == "application/json"
+    assert dead.correlation_id == "c-9"
+    assert dead.type == "order"
+    assert dead.headers["k"] == "v"
+    assert "does not decode" in dead.headers[ERROR_REASON]
+
+
+async def _dlq_size(broker: RabbitBroker, stream: str, n: int) -> bool:
+    return len(await broker.dead_letters(stream)) == n
+
+
+async def test_topology_routes_by_key_and_unroutable_publishes_fail(rabbitmq_url: str) -> None:
+    topology = Topology(
+        exchanges=(Exchange("orders", "topic"),),
+        queues=(Queue("billing"),),
+        bindings=(Binding("orders", "billing", "order.*"),),
+        routes={"orders": Route("orders", None)},  # routing key = the message key
+    )
+    broker = rabbit(rabbitmq_url, topology=topology)
+    seen: list[tuple[Any, dict[str, str]]] = []
+    async with ActorSystem(restart=TOLERANT) as system:
+        target = system.spawn(Recorder, seen, {})
+        system.spawn(ConsumerBridge, broker, "billing", "g", target, block=0.05)
+        producer = system.spawn(ProducerBridge, broker, "orders", delivery_timeout=0.3, retry=FAST)
+        await producer.ask(Publish({"n": 1}, key="order.created"))
+        with pytest.raises(Exception, match="NO_ROUTE"):
+            await producer.ask(Publish({"n": 2}, key="invoice.sent"))  # no binding matches
+        await eventually(lambda: len(seen) == 1)
+    assert seen[0][0] == {"n": 1}
+    await broker.close()
+
+
+async def test_redeclaring_with_other_settings_is_a_config_error(rabbitmq_url: str) -> None:
+    same = Topology(queues=(Queue("jobs", "classic", {"x-max-length": 10}),))
+    first = rabbit(rabbitmq_url, topology=same)
+    await first.connect()
+    again = rabbit(rabbitmq_url, topology=same)
+    await again.connect()  # the same settings again: harmless
+    changed = Topology(queues=(Queue("jobs", "classic", {"x-max-length": 20}),))
+    other = rabbit(rabbitmq_url, topology=changed)
+    with pytest.raises(ConfigError) as caught:
+        await other.connect()
+    assert caught.value.setting == "queue 'jobs' argument 'x-max-length'"
+    assert "received '20' but current is '10'" in caught.value.problem
+    exchange = rabbit(rabbitmq_url, topology=Topology(exchanges=(Exchange("ex", "topic"),)))
+    await exchange.connect()
+    clash = rabbit(rabbitmq_url, topology=Topology(exchanges=(Exchange("ex", "fanout"),)))
+    with pytest.raises(ConfigError, match="exchange 'ex'"):
+        await clash.connect()
+    for broker in (first, again, other, exchange, clash):
+        await broker.close()
+
+
+def test_topology_from_configuration_checks_names() -> None:
+    with pytest.raises(ConfigError, match="no such exchange"):
+        Topology.from_dict({"bindings": [{"exchange": "nope", "queue": "q"}]})
+    with pytest.raises(ConfigError, match="kind"):
+        Topology.from_dict({"queues": [{"name": "q", "kind": "stream"}]})
+    with pytest.raises(ConfigError, match="type"):
+        Topology.from_dict({"exchanges": [{"name": "e", "type": "fan"}]})
+
+
+@pytest.mark.parametrize("kind", ["classic", "quorum"])
+async def test_classic_and_quorum_queues_both_work(rabbitmq_url: str, kind: str) -> None:
+    broker = rabbit(rabbitmq_url, topology=Topology(default_queue=Queue("*", kind)))  # type: ignore[arg-type]
+    seen: list[tuple[Any, dict[str, str]]] = []
+    async with ActorSystem(restart=TOLERANT) as system:
+        target = system.spawn(Recorder, seen, {"1": 1})  # fails once: a redelivery
+        system.spawn(ConsumerBridge, broker, "q", "g", target, block=0.05, retry=FAST)
+        await broker.publish_messages("q", [broker.message(str(i)) for i in range(20)])
+        await eventually(lambda: len(seen) == 20)
+        await eventually(lambda: _pending(broker, "q", 0))
+    assert sorted(int(m) for m, _ in seen) == list(range(20))
+    await broker.close()
+
+
+async def _pending(broker: RabbitBroker, stream: str, n: int) -> bool:
+    return await broker.pending(stream, "g") == n
+
+
+async def test_delays_arrive_after_their_due_time_per_tier(rabbitmq_url: str) -> None:
+    """Each delay waits in its tier's queue; within one tier a shorter delay published
+    after a longer one waits for it (head of line), by less than the tier's width."""
+    broker = rabbit(rabbitmq_url)
+    assert delay_tier(0.5) == delay_tier(0.45) != delay_tier(0.2)
+    arrival: dict[str, float] = {}
+    seen: list[tuple[Any, dict[str, str]]] = []
+
+    class Stamp(Recorder):
+        def receive(self, message: Any) -> Any:
+            arrival[message] = time.time()
+            return super().receive(message)
+
+    async with ActorSystem(restart=TOLERANT) as system:
+        target = system.spawn(Stamp, seen, {})
+        system.spawn(ConsumerBridge, broker, "d", "g", target, block=0.05)
+        sent = time.time()
+        delays = {"long": 0.5, "short-same-tier": 0.45, "short": 0.2, "now": 0.0}
+        for name, delay in delays.items():
+            await broker.publish("d", name, delay=delay or None)
+        await eventually(lambda: len(seen) == 4)
+    for name, delay in delays.items():
+        assert arrival[name] >= sent + delay, name  # never before its time
+    assert arrival["short"] < sent + 0.45  # another tier: not held behind the long one
+    assert arrival["short-same-tier"] <= sent + 0.5 * 1.19 + 0.3
+    await broker.close()
+
+
+async def test_credentials_never_show(rabbitmq_url: str) -> None:
+    url = f"amqp://app:s3cret@127.0.0.1:{free_port()}/vh"
+    broker = connect(url, reconnect=FAST)
+    assert "s3cret" not in repr(broker)
+    with pytest.raises(BrokerConnectionError) as caught:
+        await broker.connect()
+    assert "s3cret" not in str(caught.value)
+    assert "app:***@" in str(caught.value)
+    with pytest.raises(ConfigError, match="broker url"):
+        connect("amqpx://nowhere")
