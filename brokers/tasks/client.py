@@ -103,8 +103,9 @@ class TaskClient:
         JSON ``args``/``kwargs``. Seconds throughout: ``delay`` or ``process_at``
         (a datetime or epoch seconds) schedule it; ``unique_for`` drops an identical
         task (same type, queue and payload) within that window with
-        :class:`DuplicateTask` — the lock is released when the task succeeds, and
-        also when it dead-letters if ``release_unique_on_failure``; ``task_id``
+        :class:`DuplicateTask` — the lock lasts the whole window, success or not,
+        unless the task is cancelled, or dead-letters with
+        ``release_unique_on_failure`` (then it may be enqueued again); ``task_id``
         replaces the generated id (:class:`TaskIdConflict` if it was used).
         """
         definition = self._definition(task)

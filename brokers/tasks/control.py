@@ -151,9 +151,10 @@ class MemoryControl(ControlStore):
 
 
 class RedisControl(ControlStore):
-    """The control store on a Redis server (``url`` or an existing redis-py ``client``)."""
+    """The control store on a Redis server (``url`` or an existing redis-py ``client``),
+    its keys under ``prefix``."""
 
-    def __init__(self, url: str | None = None, *, client: Any = None) -> None:
+    def __init__(self, url: str | None = None, *, client: Any = None, prefix: str = PREFIX) -> None:
         import redis
 
         if client is None:
@@ -161,30 +162,31 @@ class RedisControl(ControlStore):
                 raise ValueError("RedisControl needs a url or a client")
             client = redis.Redis.from_url(url)
         self._own = url is not None and client is not None
+        self.prefix = prefix
         self.client: redis.Redis = client
         self._release = self.client.register_script(_RELEASE)
         self._renew = self.client.register_script(_RENEW)
 
     def acquire(self, key: str, owner: str, ttl: float) -> bool:
-        return bool(self.client.set(PREFIX + key, owner, nx=True, px=max(1, int(ttl * 1000))))
+        return bool(self.client.set(self.prefix + key, owner, nx=True, px=max(1, int(ttl * 1000))))
 
     def renew(self, key: str, owner: str, ttl: float) -> bool:
-        return bool(self._renew(keys=[PREFIX + key], args=[owner, max(1, int(ttl * 1000))]))
+        return bool(self._renew(keys=[self.prefix + key], args=[owner, max(1, int(ttl * 1000))]))
 
     def release(self, key: str, owner: str | None = None) -> bool:
         if owner is None:
-            return bool(self.client.delete(PREFIX + key))
-        return bool(self._release(keys=[PREFIX + key], args=[owner]))
+            return bool(self.client.delete(self.prefix + key))
+        return bool(self._release(keys=[self.prefix + key], args=[owner]))
 
     def holder(self, key: str) -> str | None:
-        value = self.client.get(PREFIX + key)
+        value = self.client.get(self.prefix + key)
         return value.decode() if isinstance(value, bytes) else value
 
     def cancel(self, task_id: str) -> None:
-        self.client.zadd(PREFIX + "cancelled", {task_id: time.time()})
+        self.client.zadd(self.prefix + "cancelled", {task_id: time.time()})
 
     def cancelled(self) -> set[str]:
-        key = PREFIX + "cancelled"
+        key = self.prefix + "cancelled"
         pipe = self.client.pipeline()
         pipe.zremrangebyscore(key, 0, time.time() - CANCEL_TTL)
         pipe.zrange(key, 0, -1)
@@ -193,12 +195,12 @@ class RedisControl(ControlStore):
 
     def set_paused(self, queue: str, paused: bool) -> None:
         if paused:
-            self.client.sadd(PREFIX + "paused", queue)
+            self.client.sadd(self.prefix + "paused", queue)
         else:
-            self.client.srem(PREFIX + "paused", queue)
+            self.client.srem(self.prefix + "paused", queue)
 
     def paused(self) -> set[str]:
-        members: set[bytes] = self.client.smembers(PREFIX + "paused")  # type: ignore[assignment]
+        members: set[bytes] = self.client.smembers(self.prefix + "paused")  # type: ignore[assignment]
         return {m.decode() for m in members}
 
     def close(self) -> None:

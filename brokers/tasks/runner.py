@@ -224,16 +224,15 @@ class Retries(TaskMiddleware):
 
 
 class Uniqueness(TaskMiddleware):
-    """Release a unique task's lock when it succeeds (and when it dead-letters, if asked)."""
+    """A unique task's lock lasts its ``unique_for`` window; it is released early when the
+    task is cancelled, or dead-letters with ``release_unique_on_failure``."""
 
     def after_process(self, runner: Runner, attempt: Attempt) -> None:
         options = attempt.job.proxy.options
         key = options.get(UNIQUE_KEY)
         if key is None:
             return
-        if attempt.outcome in ("done", "overran", "cancelled") or (
-            attempt.dead and options.get(UNIQUE_RELEASE)
-        ):
+        if attempt.outcome == "cancelled" or (attempt.dead and options.get(UNIQUE_RELEASE)):
             runner.control.release(key, attempt.context.id)
 
 

@@ -32,8 +32,9 @@ _stubs: dict[str, StubBroker] = {}
 _stubs_lock = threading.Lock()
 
 
-def open_broker(url: str | dramatiq.Broker) -> dramatiq.Broker:
-    """The dramatiq broker for ``url`` (a broker instance is returned as it is)."""
+def open_broker(url: str | dramatiq.Broker, *, namespace: str | None = None) -> dramatiq.Broker:
+    """The dramatiq broker for ``url`` (a broker instance is returned as it is);
+    ``namespace``: the Redis key prefix (dramatiq's default: ``dramatiq``)."""
     if isinstance(url, dramatiq.Broker):
         return url
     if not isinstance(url, str):
@@ -49,7 +50,8 @@ def open_broker(url: str | dramatiq.Broker) -> dramatiq.Broker:
     if scheme in ("redis", "rediss", "unix"):
         from dramatiq.brokers.redis import RedisBroker
 
-        return RedisBroker(url=url, middleware=[])  # type: ignore[no-untyped-call]
+        options = {"namespace": namespace} if namespace else {}
+        return RedisBroker(url=url, middleware=[], **options)  # type: ignore[no-untyped-call]
     if scheme in ("amqp", "amqps"):
         from dramatiq.brokers.rabbitmq import RabbitmqBroker
 

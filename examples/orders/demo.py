@@ -136,6 +136,7 @@ async def run_demo(options: DemoOptions, err: IO[str] | None = None) -> DemoResu
 
     from .app import OrderSettings, start_orders
     from .steps import Faults
+    from .tasks import start_order_tasks
 
     err = err if err is not None else sys.stderr
     orders, schedule, balances = make_orders(options)
@@ -162,6 +163,7 @@ async def run_demo(options: DemoOptions, err: IO[str] | None = None) -> DemoResu
         "troupe-demo", metrics_port=options.metrics_port, shutdown_timeout=5.0
     ) as system:
         app = await start_orders(system, settings)
+        follow_up = await start_order_tasks(system, app.bus, options.broker, namespace)  # tasks
         try:
             metrics_url = _register_metrics(system, app)
             if metrics_url is not None:
@@ -171,11 +173,14 @@ async def run_demo(options: DemoOptions, err: IO[str] | None = None) -> DemoResu
             try:
                 await _submit_all(app, orders, schedule, options)
                 settled = await _settle(app, len(orders), options.timeout)
+                completed = app.saga_stats.completed
+                settled = await follow_up.settled(completed, options.timeout) and settled
             finally:
                 ticker.cancel()
                 await asyncio.gather(ticker, return_exceptions=True)
                 progress.finish()
             summary = app.summary()
+            summary.update({f"tasks_{k}": v for k, v in follow_up.summary().items()})
             series = _series(system)
         finally:
             await system.shutdown()
@@ -350,6 +355,11 @@ def render(result: DemoResult, options: DemoOptions) -> str:
         ),
         ("step retries", str(s["step_retries"])),
         ("dead letters", str(s["dead_letters"])),
+        (
+            "tasks run",
+            f"e-mail {s.get('tasks_email', 0)}  invoice {s.get('tasks_invoice', 0)}  "
+            f"analytics {s.get('tasks_analytics', 0)}",
+        ),
         ("metrics series", "-" if result.series is None else str(result.series)),
         ("inventory balanced", yes(result.inventory_balanced)),
         ("money balanced", yes(result.money_balanced)),

@@ -164,7 +164,7 @@ async def test_scheduled_tasks_do_not_run_before_their_time(task_broker: dramati
         await pool.stop()
 
 
-async def test_unique_for_deduplicates_until_success(task_broker: dramatiq.Broker) -> None:
+async def test_unique_for_deduplicates_for_its_window(task_broker: dramatiq.Broker) -> None:
     log = Log()
     tasks = make_tasks(log)
     client = TaskClient(task_broker, tasks)
@@ -180,6 +180,9 @@ async def test_unique_for_deduplicates_until_success(task_broker: dramatiq.Broke
     # release on failure: a dead-lettered unique task frees its payload, the default keeps it
     client.enqueue("flaky", "kept", unique_for=30, max_retries=0)
     client.enqueue("flaky", "freed", unique_for=30, max_retries=0, release_unique_on_failure=True)
+    # a cancelled unique task frees its payload
+    cancelled = client.enqueue("add", 7, 7, unique_for=30)
+    client.cancel(cancelled.id)
     with pytest.raises(TaskIdConflict):
         client.enqueue("add", 0, 0, task_id="same")
         client.enqueue("add", 0, 0, task_id="same")
@@ -188,11 +191,14 @@ async def test_unique_for_deduplicates_until_success(task_broker: dramatiq.Broke
         await pool.start(system)
         await eventually(lambda: len(log.of("add")) == 6 and len(log.of("flaky")) == 2, 10)
         await eventually(lambda: pool.stats.total("flaky", "default", "dead") == 2, 10)
-        # success released the lock: the same task can be enqueued again
-        client.enqueue("add", 1, 1, unique_for=30)
-        client.enqueue("flaky", "freed", unique_for=30)
+        await eventually(lambda: pool.stats.total("add", "default", "cancelled") == 1, 10)
+        # success keeps the lock for the whole window
+        with pytest.raises(DuplicateTask):
+            client.enqueue("add", 1, 1, unique_for=30)
         with pytest.raises(DuplicateTask):
             client.enqueue("flaky", "kept", unique_for=30)
+        client.enqueue("flaky", "freed", unique_for=30)  # released when it dead-lettered
+        client.enqueue("add", 7, 7, unique_for=30)  # released when it was cancelled
         await pool.stop()
 
 
