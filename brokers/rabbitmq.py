@@ -366,7 +366,7 @@ class RabbitBroker(Broker):
         """Messages in the queue not yet acked: ready ones plus those held unacked by this
         broker object's sessions (AMQP does not tell other connections' unacked count)."""
         ready = await self.lag(stream, group) or 0
-        held = sum(s.held for k, s in self._sessions.items() if k[0] == stream)
+        held: int = sum(s.held for k, s in self._sessions.items() if k[0] == stream)
         return ready + held
 
     async def lag(self, stream: str, group: str) -> int | None:

@@ -120,7 +120,7 @@ class AmqpConnection:
         self._channels.add(wrapper)
         wrapper._pending.add(future)
         try:
-            connection.channel(on_open_callback=lambda ch: _settle(future, ch))
+            connection.channel(on_open_callback=lambda ch: settle(future, ch))
         except Exception as exc:
             self._channels.discard(wrapper)
             raise BrokerConnectionError(f"cannot open a channel on {self.url}: {exc}") from exc
@@ -135,7 +135,7 @@ class AmqpConnection:
             return
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        connection.add_on_close_callback(lambda *_: _settle(done, None))
+        connection.add_on_close_callback(lambda *_: settle(done, None))
         if not connection.is_closing:
             try:
                 connection.close()
@@ -211,7 +211,7 @@ class AmqpChannel:
         """Run a synchronous AMQP method (``queue_declare``, ``basic_qos``...); its reply frame."""
         ch = self.check()
         future = self.future()
-        getattr(ch, method)(*args, callback=lambda frame: _settle(future, frame), **kwargs)
+        getattr(ch, method)(*args, callback=lambda frame: settle(future, frame), **kwargs)
         return await future
 
     async def close(self) -> None:
@@ -220,7 +220,7 @@ class AmqpChannel:
         if ch is None or not ch.is_open or self.error is not None:
             return
         done = asyncio.get_running_loop().create_future()
-        self.on_close.append(lambda _: _settle(done, None))
+        self.on_close.append(lambda _: settle(done, None))
         try:
             ch.close()
         except Exception as exc:
@@ -247,7 +247,7 @@ class Confirms:
         ch = self.channel.check()
         ch.add_on_return_callback(self._on_return)
         future = self.channel.future()
-        ch.confirm_delivery(self._on_confirm, callback=lambda frame: _settle(future, frame))
+        ch.confirm_delivery(self._on_confirm, callback=lambda frame: settle(future, frame))
         await future
 
     def publish(
@@ -297,7 +297,8 @@ class Confirms:
         return len(self._waiting)
 
 
-def _settle(future: asyncio.Future[Any], value: Any) -> None:
+def settle(future: asyncio.Future[Any], value: Any) -> None:
+    """Resolve ``future`` with ``value`` unless it is done (a pika callback)."""
     if not future.done():
         future.set_result(value)
 
@@ -309,4 +310,4 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if str(exc) else text
 
 
-__all__ = ["AmqpChannel", "AmqpConnection", "ChannelClosed", "Confirms", "Unroutable"]
+__all__ = ["AmqpChannel", "AmqpConnection", "ChannelClosed", "Confirms", "Unroutable", "settle"]

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from .attempts import JournaledAttempts, Start
 from .message import Message
-from .rabbitmq_connection import AmqpChannel
+from .rabbitmq_connection import AmqpChannel, settle
 from .rabbitmq_publish import from_amqp
 from .session import ConsumerSession, Delivery
 
@@ -168,7 +168,7 @@ class RabbitSession(ConsumerSession):
             self._on_message,
             auto_ack=False,
             consumer_tag=f"{self.consumer}-{id(self):x}",
-            callback=lambda frame: future.done() or future.set_result(frame),
+            callback=lambda frame: settle(future, frame),
         )
         await future
 

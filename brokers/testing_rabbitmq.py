@@ -162,7 +162,8 @@ class RabbitServer:
         request.add_header("content-type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=10) as reply:
-                return 200 <= reply.status < 300
+                status: int = reply.status
+                return 200 <= status < 300
         except (urllib.error.URLError, OSError):
             if quiet:
                 return False
