@@ -15,8 +15,12 @@
   spread), batching with ``linger`` seconds, ``compression`` (gzip, snappy, lz4, zstd)
   and aiokafka's retries within ``request_timeout``; the producer bridge retries on
   top of that until its ``delivery_timeout``. :meth:`KafkaBroker.produce` reports
-  (partition, offset) per message. Topics are created on first use with
-  ``partitions`` partitions and ``replication`` replicas (existing topics are kept).
+  (partition, offset) per message, and :meth:`KafkaBroker.report` gives the report of a
+  message id a producer bridge's ask returned. A retry after aiokafka gave up (or after
+  a fatal producer error, which restarts the producer) can store a batch twice, with
+  the same message ids: consumers dedupe with the idempotency store. Topics are created
+  on first use with ``partitions`` partitions and ``replication`` replicas (existing
+  topics are kept).
 - **Consuming**: :class:`~troupe.brokers.kafka_session.KafkaSession` (a consumer-group
   member; offsets committed only up to the highest contiguous handled offset).
 - **Dead letters** go to ``<topic>.dlq``; **attempts** are counted in the compacted
@@ -35,6 +39,7 @@ import contextlib
 import logging
 import os
 import re
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote
@@ -73,6 +78,7 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
+REPORTS_KEPT = 100_000  # delivery reports kept for report()
 COMPRESSIONS = (None, "gzip", "snappy", "lz4", "zstd")
 _LEGAL_TOPIC = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -181,6 +187,7 @@ class KafkaBroker(Broker):
         self._topics: set[str] = set()
         self._lock = asyncio.Lock()
         self._trimmed: dict[TopicPartition, int] = {}
+        self._reports: OrderedDict[str, tuple[int, int]] = OrderedDict()
 
     # -- names and clients ----------------------------------------------------------------
 
@@ -239,11 +246,12 @@ class KafkaBroker(Broker):
         return self._producer
 
     async def _drop_producer(self, producer: AIOKafkaProducer) -> None:
-        if self._producer is producer:
+        current: Any = self._producer
+        if current is producer:
             self._producer = None
             logger.info("kafka producer on %s restarts after a fatal error", self.url)
             with contextlib.suppress(Exception):
-                await producer.stop()
+                await current.stop()
 
     async def admin(self) -> AIOKafkaAdminClient:
         """The broker's admin client (started on first use)."""
@@ -319,7 +327,7 @@ class KafkaBroker(Broker):
                             topic, value, key=key, headers=headers, timestamp_ms=timestamp
                         )
                     )
-                results = await asyncio.gather(*futures, return_exceptions=True)
+                results: list[Any] = await asyncio.gather(*futures, return_exceptions=True)
                 for result in results:
                     if isinstance(result, BaseException):
                         raise result
@@ -330,9 +338,19 @@ class KafkaBroker(Broker):
                     await self._drop_producer(producer)
                 raise
             reports = [(m.partition, m.offset) for m in results]
+        kept = self._reports
+        for message, report in zip(messages, reports, strict=True):
+            kept[message.id] = report
+        while len(kept) > REPORTS_KEPT:
+            kept.popitem(last=False)
         if self.maxlen is not None:
             await self._trim(topic, reports)
         return reports
+
+    def report(self, message_id: str) -> tuple[int, int] | None:
+        """The delivery report (partition, offset) of a message this broker produced
+        (the id a producer bridge's ask returned); None once it is too old (100,000 kept)."""
+        return self._reports.get(message_id)
 
     async def _append(self, stream: str, messages: Sequence[Message]) -> list[str]:
         return [f"{p}:{o}" for p, o in await self.produce(stream, messages)]
