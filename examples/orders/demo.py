@@ -10,6 +10,7 @@ The exit status is 0 only when they do and every order settled.
 
     troupe demo                                   # embedded in-memory broker
     troupe demo --broker redis://127.0.0.1:6379/0 # events, saga log, idempotency on Redis
+    troupe demo --broker kafka://127.0.0.1:9092   # the order events through Kafka topics
 """
 
 from __future__ import annotations
@@ -141,7 +142,10 @@ async def run_demo(options: DemoOptions, err: IO[str] | None = None) -> DemoResu
     err = err if err is not None else sys.stderr
     orders, schedule, balances = make_orders(options)
     redis = options.broker.startswith(("redis://", "rediss://"))
+    kafka = options.broker.startswith("kafka://")
     namespace = f"troupe:demo:{uuid.uuid4().hex[:8]}:" if redis else "troupe:demo:"
+    if kafka:  # topic names allow [A-Za-z0-9._-]; a fresh group and topic per run
+        namespace = f"troupe-demo-{uuid.uuid4().hex[:8]}."
     settings = OrderSettings(
         broker_url=options.broker,
         namespace=namespace,
@@ -149,7 +153,7 @@ async def run_demo(options: DemoOptions, err: IO[str] | None = None) -> DemoResu
         balances=balances,
         faults=Faults(inventory_crash_every=options.crash_every),
     )
-    if redis:  # fail fast, with the reason, when the server is not there
+    if redis or kafka:  # fail fast, with the reason, when the server is not there
         from troupe.brokers import connect
 
         probe = connect(options.broker)
@@ -396,7 +400,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--broker",
         default=defaults.broker,
         metavar="URL",
-        help="memory:// (embedded) or redis://host:port/db",
+        help="memory:// (embedded), redis://host:port/db or kafka://host:port",
     )
     parser.add_argument(
         "--rate",

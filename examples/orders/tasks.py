@@ -47,7 +47,7 @@ QUEUES = {"critical": 6, "default": 3, "low": 1}
 
 def task_broker(broker_url: str, namespace: str) -> tuple[dramatiq.Broker, ControlStore | None]:
     """The task side's dramatiq broker and control store for the order system's broker."""
-    if broker_url.startswith("memory:"):
+    if broker_url.startswith(("memory:", "kafka:")):  # dramatiq has no Kafka broker
         return StubBroker(middleware=[]), None
     if broker_url.startswith(("redis://", "rediss://")):
         broker = open_broker(broker_url, namespace=f"{namespace}dramatiq")
