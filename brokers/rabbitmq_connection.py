@@ -306,6 +306,17 @@ def settle(future: asyncio.Future[Any], value: Any) -> None:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectionClosedByBroker):
         return f"closed by the broker: {exc.reply_code} {exc.reply_text}"
+    found = getattr(exc, "exceptions", None)  # pika's connection workflow: the attempts
+    if isinstance(found, tuple) and found and isinstance(found[-1], BaseException):
+        return _describe(found[-1])
+    wrapped = getattr(exc, "exception", None)  # pika's phase errors wrap the cause
+    if isinstance(wrapped, BaseException) and wrapped is not exc:
+        return _describe(wrapped)
+    inner = exc.args[0] if exc.args else None
+    if isinstance(inner, BaseException) and inner is not exc:  # pika wraps the cause
+        return _describe(inner)
+    if isinstance(inner, tuple | list) and inner and isinstance(inner[0], BaseException):
+        return _describe(inner[0])
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if str(exc) else text
 

@@ -11,6 +11,7 @@ The exit status is 0 only when they do and every order settled.
     troupe demo                                   # embedded in-memory broker
     troupe demo --broker redis://127.0.0.1:6379/0 # events, saga log, idempotency on Redis
     troupe demo --broker kafka://127.0.0.1:9092   # the order events through Kafka topics
+    troupe demo --broker amqp://guest:guest@127.0.0.1:5672/%2F  # events and tasks on RabbitMQ
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ async def run_demo(options: DemoOptions, err: IO[str] | None = None) -> DemoResu
         balances=balances,
         faults=Faults(inventory_crash_every=options.crash_every),
     )
-    if redis or kafka:  # fail fast, with the reason, when the server is not there
+    if not options.broker.startswith("memory:"):  # fail fast, with the reason, when down
         from troupe.brokers import connect
 
         probe = connect(options.broker)
@@ -400,7 +401,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--broker",
         default=defaults.broker,
         metavar="URL",
-        help="memory:// (embedded), redis://host:port/db or kafka://host:port",
+        help="memory:// (embedded), redis://host:port/db, amqp://user:pass@host:port/vhost or kafka://host:port",
     )
     parser.add_argument(
         "--rate",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from typing import Any
 
@@ -228,3 +229,14 @@ async def test_credentials_never_show(rabbitmq_url: str) -> None:
     assert "app:***@" in str(caught.value)
     with pytest.raises(ConfigError, match="broker url"):
         connect("amqpx://nowhere")
+
+
+async def test_order_demo_runs_on_rabbitmq(rabbitmq_url: str) -> None:
+    """``troupe demo --broker amqp://...``: events and tasks through RabbitMQ, all balanced."""
+    from troupe.examples.orders.demo import DemoOptions, run_demo
+
+    options = DemoOptions(broker=rabbitmq_url, orders=120, rate=0, metrics_port=0, seed=3)
+    result = await run_demo(options, err=io.StringIO())
+    assert result.settled
+    assert result.inventory_balanced and result.money_balanced and result.effects_once
+    assert result.unique == 120
