@@ -19,7 +19,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, overload
 
 from troupe.errors import ConfigError
 
@@ -120,6 +120,23 @@ class TaskRegistry:
     def __init__(self) -> None:
         self._tasks: dict[str, TaskDef] = {}
 
+    @overload
+    def task(self, fn: F) -> F: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        max_retries: int | None = None,
+        time_limit: float | None = None,
+        min_backoff: float | None = None,
+        max_backoff: float | None = None,
+        unique_for: float | None = None,
+    ) -> Callable[[F], F]: ...
+
     def task(
         self,
         fn: F | None = None,
@@ -131,7 +148,7 @@ class TaskRegistry:
         min_backoff: float | None = None,
         max_backoff: float | None = None,
         unique_for: float | None = None,
-    ) -> Any:
+    ) -> F | Callable[[F], F]:
         """Decorator: register ``fn`` as a task (its name is the function's, unless given).
         The function stays callable as before."""
 

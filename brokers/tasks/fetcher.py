@@ -61,16 +61,29 @@ def give_back(broker: dramatiq.Broker, consumer: Consumer, proxies: list[Message
 
 
 class QueueFetcher(ThreadActor):
-    """Feeds one queue's messages into the intake (see the module docstring)."""
+    """Feeds one queue's messages into the intake (see the module docstring).
+
+    It asks the consumer for more only while fewer than ``prefetch - workers``
+    messages wait in the intake, so the consumer is never at its prefetch when
+    asked (dramatiq's Redis consumer sleeps, longer each time, when it is): the
+    buffer is topped up as workers take from it.
+    """
 
     def __init__(
-        self, broker: dramatiq.Broker, intake: Intake, queue: str, prefetch: int, poll_ms: int
+        self,
+        broker: dramatiq.Broker,
+        intake: Intake,
+        queue: str,
+        prefetch: int,
+        poll_ms: int,
+        workers: int = 1,
     ) -> None:
         self.broker = broker
         self.intake = intake
         self.queue = queue
         self.prefetch = prefetch
         self.poll_ms = poll_ms
+        self.room = max(1, prefetch - workers)
         self.consumer: Consumer | None = None
 
     def on_start(self) -> None:
@@ -89,6 +102,8 @@ class QueueFetcher(ThreadActor):
         while not intake.closed and not self.system.is_closing and time.monotonic() < end:
             if queue in intake.paused:
                 time.sleep(self.poll_ms / 1000)
+                continue
+            if not intake.wait_for_room(queue, self.room, self.poll_ms / 1000):
                 continue
             proxy = next(consumer)
             if proxy is not None:

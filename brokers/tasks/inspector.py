@@ -251,7 +251,7 @@ class Inspector:
         """Every ready message of ``queue``, left in it (got unacked, then requeued)."""
         connection, channel = self._rabbit_channel()
         try:
-            messages = []
+            messages: list[Message[Any]] = []
             while True:
                 _method, _props, body = channel.basic_get(queue, auto_ack=False)
                 if body is None:

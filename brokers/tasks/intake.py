@@ -40,6 +40,7 @@ class Intake:
         self.picker = Picker(queues, strict=strict)
         self._lock = threading.Lock()
         self._ready_cond = threading.Condition(self._lock)
+        self._room = threading.Condition(self._lock)
         self._buffers: dict[str, deque[Job]] = {q: deque() for q in self.picker.weights}
         self._paused: frozenset[str] = frozenset()
         self.closed = False
@@ -71,6 +72,7 @@ class Intake:
             while not self.closed:
                 queue = self.picker.pick(self._ready)
                 if queue is not None:
+                    self._room.notify_all()
                     return self._buffers[queue].popleft()
                 if deadline is None:
                     deadline = time.monotonic() + timeout
@@ -80,6 +82,14 @@ class Intake:
                 if remaining <= 0 or not self._ready_cond.wait(remaining):
                     return None
             return None
+
+    def wait_for_room(self, queue: str, limit: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until fewer than ``limit`` messages of ``queue``
+        are buffered (a fetcher tops up its buffer only then); False on timeout."""
+        with self._lock:
+            if len(self._buffers[queue]) < limit:
+                return True
+            return self._room.wait_for(lambda: len(self._buffers[queue]) < limit, timeout)
 
     def set_paused(self, queues: frozenset[str]) -> None:
         """Skip ``queues`` from now on; wakes waiting workers when a queue resumes."""
@@ -105,6 +115,7 @@ class Intake:
         with self._lock:
             self.closed = True
             self._ready_cond.notify_all()
+            self._room.notify_all()
 
     def open(self) -> None:
         """Workers take messages (again)."""

@@ -154,7 +154,7 @@ class WorkerPool:
             children.append(
                 ChildSpec(
                     QueueFetcher,
-                    (self.broker, self.intake, queue, self.prefetch, poll_ms),
+                    (self.broker, self.intake, queue, self.prefetch, poll_ms, self.concurrency),
                     name=f"{name}-fetch-{queue}",
                 )
             )

@@ -44,7 +44,7 @@ async def test_processed_shares_follow_the_weights(
 ) -> None:
     order: list[str] = []
     lock = threading.Lock()
-    tasks = recording_tasks(order, lock, 0.0005)
+    tasks = recording_tasks(order, lock, 0.002)
     fill(TaskClient(task_broker, tasks), 400)
     measured = 500  # low (10%) has 400 queued: every queue stays full while these run
     async with ActorSystem() as system:
