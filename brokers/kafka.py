@@ -301,9 +301,12 @@ class KafkaBroker(Broker):
         partitions = 1 if compact else self.partitions
         async with self.errors(f"create topic {topic}"):
             try:
-                await admin.create_topics(
+                response = await admin.create_topics(
                     [NewTopic(topic, partitions, self.replication, topic_configs=configs)]
                 )
+                for _name, code, *_ in response.topic_errors:
+                    if code:
+                        raise kerr.for_code(code)()
             except kerr.TopicAlreadyExistsError:
                 self._topics.add(topic)
                 return False

@@ -1,10 +1,12 @@
 """A Kafka consumer process for the kill -9 test.
 
-``python kafka_effect_consumer.py KAFKA_URL REDIS_URL TOPIC GROUP JOURNAL_DIR``
+``python kafka_effect_consumer.py KAFKA_URL REDIS_URL TOPIC GROUP JOURNAL_DIR [MAX_DELIVERIES]``
 
 Its target records every handling in the Redis hash ``handled`` (message -> times
 handled) and applies each message's effect (``effects``: message -> times applied)
 once through the Redis idempotency store (effect and completion in one MULTI/EXEC).
+A message with ``"exit"`` counts its start in ``starts`` and kills the process
+(``os._exit``: no cleanup at all).
 It sets ``ready:<pid>`` once its bridge has joined the group.
 """
 
@@ -35,6 +37,9 @@ class Effect(Actor):
 
     async def receive(self, message: Any) -> None:
         n = str(message["n"])
+        if message.get("exit"):
+            await self.redis.hincrby("starts", n, 1)
+            os._exit(3)
         await self.redis.hincrby("handled", n, 1)
         await asyncio.sleep(HANDLING)
         claim = await self.store.claim(self.headers[MESSAGE_ID], lease=1.0)
@@ -54,7 +59,14 @@ class Effect(Actor):
             raise RuntimeError(f"lease on message {n} was lost; retry")
 
 
-async def main(kafka_url: str, redis_url: str, topic: str, group: str, journals: str) -> None:
+async def main(
+    kafka_url: str,
+    redis_url: str,
+    topic: str,
+    group: str,
+    journals: str,
+    max_deliveries: str = "50",
+) -> None:
     broker = connect(kafka_url, session_timeout=1.0, commit_interval=0.5, journal_dir=journals)
     redis = Redis.from_url(redis_url)
     async with ActorSystem("consumer") as system:
@@ -67,7 +79,7 @@ async def main(kafka_url: str, redis_url: str, topic: str, group: str, journals:
             target,
             name="bridge",
             consumer="worker",
-            max_deliveries=50,
+            max_deliveries=int(max_deliveries),
             retry=Backoff(initial=0.05, maximum=0.5),
             block=0.1,
         )
@@ -81,4 +93,4 @@ async def main(kafka_url: str, redis_url: str, topic: str, group: str, journals:
 
 
 if __name__ == "__main__":
-    troupe.run(main(*sys.argv[1:6]))
+    troupe.run(main(*sys.argv[1:7]))

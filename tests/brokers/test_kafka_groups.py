@@ -21,7 +21,7 @@ from tests.helpers import eventually
 from troupe import Actor, ActorSystem
 from troupe.brokers import ConsumerBridge, ProducerBridge, Publish, connect
 from troupe.brokers.kafka import KafkaBroker
-from troupe.brokers.message import ENTRY_ID
+from troupe.brokers.message import DELIVERIES, ENTRY_ID, ERROR_REASON
 from troupe.brokers.testing_kafka import KafkaServer
 from troupe.supervisors import Backoff
 
@@ -121,11 +121,11 @@ async def pending_is(broker: Any, topic: str, group: str, n: int) -> bool:
 
 
 def start_consumer(
-    kafka_url: str, redis_url: str, topic: str, group: str, journals: Path
+    kafka_url: str, redis_url: str, topic: str, group: str, journals: Path, *extra: str
 ) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen(
-        [sys.executable, str(CONSUMER), kafka_url, redis_url, topic, group, str(journals)],
+        [sys.executable, str(CONSUMER), kafka_url, redis_url, topic, group, str(journals), *extra],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -216,3 +216,42 @@ async def test_a_broker_restart_is_survived(restartable: KafkaServer, tmp_path: 
         await eventually(lambda: {m["n"] for *_, m in log} == set(range(total)), timeout=60)
     await broker.close()
     assert len(set(first + rest)) == total  # every ask confirmed, one id each
+
+
+async def test_a_message_that_kills_its_consumer_reaches_the_dlq_after_max_deliveries(
+    kafka_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Every start of the poison message ends its process with os._exit; the starts are
+    journaled, folded into the attempts topic by the next process, and the third restart
+    dead-letters it without running it again; the records behind it are handled."""
+    broker = connect(kafka_url)
+    await broker.publish_messages(
+        "jobs",
+        [broker.message({"n": 0, "exit": True})] + [broker.message({"n": n}) for n in range(1, 21)],
+    )
+    redis = Redis.from_url(redis_url)
+    process = None
+    try:
+        for _ in range(6):
+            process = start_consumer(kafka_url, redis_url, "jobs", "g", tmp_path, "3")
+            deadline = time.monotonic() + 40
+            while process.poll() is None and await redis.hlen("effects") < 20:
+                assert time.monotonic() < deadline, "the consumer neither died nor finished"
+                await asyncio.sleep(0.05)
+            if process.poll() is None:
+                break
+            assert process.returncode == 3  # killed by the poison message
+        await eventually(lambda: pending_is(broker, "jobs", "g", 0), timeout=30)
+        starts = int(await redis.hget("starts", "0") or 0)
+        handled = await redis.hlen("effects")
+        dead = await broker.dead_letters("jobs")
+    finally:
+        if process is not None:
+            kill(process)
+        await redis.aclose()
+        await broker.close()
+    assert starts == 3  # exactly max_deliveries starts, each one killed its process
+    [poison] = dead
+    assert poison.headers[DELIVERIES] == "3"
+    assert "started 3 times" in poison.headers[ERROR_REASON]
+    assert handled == 20
