@@ -59,6 +59,7 @@ MAGIC = b"TRPJRNL2"
 HEADER = 64  # magic (8) + incarnation uuid (16) + reserved
 SLOT = 128  # count (1 byte) + key length (1 byte) + start number (4 bytes) + key (122 bytes)
 KEY_AT = 6
+_HEAD = struct.Struct("<BI")  # key length, start number (after the count byte)
 MAX_KEY = SLOT - KEY_AT
 SUFFIX = ".journal"
 
@@ -135,11 +136,10 @@ class Journal:
             self._grow()
         slot = self._free.pop()
         self._index[key] = slot
-        self._seq += 1
+        self._seq = seq = self._seq + 1
         at = HEADER + slot * SLOT
-        m[at + 2 : at + KEY_AT] = self._seq.to_bytes(4, "little")
         m[at + KEY_AT : at + KEY_AT + len(data)] = data
-        m[at + 1] = len(data)
+        _HEAD.pack_into(m, at + 1, len(data), seq)
         m[at] = 1  # written last: the slot counts only once complete
 
     def remove(self, key: str) -> None:

@@ -70,6 +70,7 @@ logger = logging.getLogger(__name__)
 TARGET_WAIT = 0.1  # seconds between looks for a target actor that is not running
 LAG_INTERVAL = 1.0  # seconds between lag readings for stats.lag
 DEFAULT_RETRY = Backoff(initial=0.1, maximum=5.0, multiplier=2.0, jitter="equal")
+_ATTEMPTS = tuple(str(n) for n in range(1, 9))  # troupe-attempt header values, prebuilt
 
 
 class ConnectionLost:
@@ -377,7 +378,8 @@ class ConsumerBridge(Actor):
             if loop.time() >= next_lag:
                 next_lag = loop.time() + LAG_INTERVAL
                 self.stats.lag = await session.lag()
-            self._settled_meanwhile = settled = set()
+            settled: set[str] = set()
+            self._settled_meanwhile = settled
             deliveries = await session.fetch(room, self.block)
             self._settled_meanwhile = None
             if settled:  # a claim raced with their ack or DLQ move: handled already
@@ -545,7 +547,8 @@ class ConsumerBridge(Actor):
         message = delivery.message
         assert message is not None
         # the message's headers are this delivery's own (decoded for it): no copy
-        headers[ATTEMPT] = str(delivery.attempts + 1)
+        attempts = delivery.attempts
+        headers[ATTEMPT] = _ATTEMPTS[attempts] if attempts < 8 else str(attempts + 1)
         headers[MESSAGE_ID] = message.id
         headers[STREAM] = delivery.stream
         headers[ENTRY_ID] = delivery.entry_id
