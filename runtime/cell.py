@@ -238,6 +238,8 @@ class ActorCell:
     _begin_stop = stopping._begin_stop
     _stop_sequence = stopping._stop_sequence
     _stop_children = stopping._stop_children
+    stop_idle = stopping.stop_idle
+    has_on_stop = stopping.has_on_stop
     stop_within = stopping.stop_within
     kill = stopping.kill
     _terminate = stopping._terminate

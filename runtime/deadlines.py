@@ -62,10 +62,11 @@ class AskDeadlines:
             self._arm()
 
     def cancel(self) -> None:
-        """Stop the timer (the system is shutting down)."""
+        """Stop the timer and forget the pending asks (the system is shutting down)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._fifo = deque()
 
     def __len__(self) -> int:
         return len(self._fifo)

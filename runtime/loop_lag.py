@@ -127,8 +127,9 @@ class LoopLagMonitor:
         self.max = 0.0
 
     def start(self) -> None:
-        """Start ticking (on the loop's thread)."""
-        if self._handle is None:
+        """Start ticking (on the loop's thread). Does nothing on a loop whose time is
+        not real time (a simulation's virtual time: its timers fire when it is idle)."""
+        if self._handle is None and _real_time(self._loop):
             self._arm()
 
     def stop(self) -> None:
@@ -146,6 +147,9 @@ class LoopLagMonitor:
         self._handle = self._loop.call_at(self._due, self._tick)
 
     def _tick(self) -> None:
+        self._handle = None
+        if not _real_time(self._loop):  # the loop's time jumped ahead: it is virtual
+            return
         lag = max(0.0, self._loop.time() - self._due)
         self.last = lag
         if lag > self.max:
@@ -164,8 +168,13 @@ class LoopLagMonitor:
             return
         self._last_warned = now
         logger.warning(
-            "the event loop was blocked for about %.3f s outside sync actor handlers (an "
-            "async def handler, a lifecycle hook or a callback that blocks); %s",
+            "the event loop was blocked for about %.3f s outside sync actor handlers (by an "
+            "async def handler, a lifecycle hook or other code on the loop); %s",
             lag,
             _CURE,
         )
+
+
+def _real_time(loop: asyncio.AbstractEventLoop) -> bool:
+    """True when the loop's clock is the monotonic clock (asyncio's and uvloop's are)."""
+    return abs(loop.time() - time.monotonic()) < 1.0

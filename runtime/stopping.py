@@ -3,6 +3,11 @@
 At the end the mailbox's messages go to dead letters (a waiting asker gets
 ``ActorStopped``, with the stop's reason as ``__cause__``), the name is freed,
 the parent forgets the child and death watchers are told.
+
+An idle actor with nothing to wait for (no children, no lifecycle step or turn
+in progress, and no ``on_stop`` or a plain ``def`` one) stops at once with
+:func:`stop_idle`: no task, no future, O(1) work. Shutdown and a parent's stop
+of its children use it, so a million idle actors stop in seconds.
 """
 
 from __future__ import annotations
@@ -10,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from .actor import Actor, is_async_callable
 from .dead_letters import RECIPIENT_STOPPED
 from .envelope import Envelope
 from .errors import ActorStopped
@@ -62,6 +69,9 @@ def _begin_stop(self: ActorCell, reason: BaseException | None) -> None:
 
 async def _stop_sequence(self: ActorCell, reason: BaseException | None) -> None:
     await self._stop_children(reason)
+    begun = self.system.on_stop_begun
+    if begun is not None:
+        begun.add(self)  # a shutdown past its deadline does not count it as skipped
     try:
         await self._call_hook("on_stop")
     except Exception:
@@ -69,11 +79,96 @@ async def _stop_sequence(self: ActorCell, reason: BaseException | None) -> None:
     self._terminate(reason)
 
 
+#: Idle children stopped in a row before the parent lets the loop run other work.
+STOP_BATCH = 512
+
+
 async def _stop_children(self: ActorCell, reason: BaseException | None) -> None:
+    """Stop the children one after another, the last spawned first; idle ones at once."""
     if not self.children:
         return
+    batch = 0
     for child in reversed(list(self.children.values())):
+        if child.stop_idle():
+            batch += 1
+            if batch >= STOP_BATCH:
+                batch = 0
+                await asyncio.sleep(0)
+            if child.state is State.STOPPED:
+                continue
         await child.stop_within(child.shutdown_timeout)
+
+
+#: Per actor class: 0 no on_stop, 1 a plain ``def`` on_stop run on the loop, 2 one that
+#: must be awaited (``async def``, or run elsewhere as a ThreadActor's hooks are).
+_ON_STOP_KIND: dict[type, int] = {}
+
+
+def on_stop_kind(actor: Actor) -> int:
+    """How ``actor``'s ``on_stop`` runs (see ``_ON_STOP_KIND``)."""
+    cls = type(actor)
+    kind = _ON_STOP_KIND.get(cls)
+    if kind is None:
+        if cls.on_stop is Actor.on_stop:
+            kind = 0
+        elif cls._troupe_call_hook is not Actor._troupe_call_hook or is_async_callable(cls.on_stop):
+            kind = 2
+        else:
+            kind = 1
+        _ON_STOP_KIND[cls] = kind
+    return kind
+
+
+def has_on_stop(self: ActorCell) -> bool:
+    """True when the actor defines an ``on_stop`` hook."""
+    return on_stop_kind(self.actor) != 0
+
+
+def stop_idle(self: ActorCell) -> bool:
+    """Stop now, without a task, if the actor is idle with nothing to wait for.
+
+    Idle: running or suspended, no turn scheduled, no lifecycle step in
+    progress, no system message queued and no children; its ``on_stop`` is
+    absent or a plain ``def`` (run here). Returns False, doing nothing, for any
+    other actor (stop it with ``request_stop``). True means it stopped, or, if
+    a plain ``on_stop`` returned an awaitable, that its stop is under way
+    (``stopped()`` resolves once it ends).
+    """
+    state = self.state
+    if (
+        (state is not State.RUNNING and state is not State.SUSPENDED)
+        or self._scheduled
+        or self.children
+        or self.mailbox.system
+        or (self._lifecycle is not None and not self._lifecycle.done())
+    ):
+        return False
+    kind = on_stop_kind(self.actor)
+    if kind == 2:
+        return False
+    self.state = State.STOPPING
+    if self._timers is not None:
+        self._timers.cancel_all()
+    if kind == 1:
+        try:
+            result = self.actor.on_stop()
+        except Exception:
+            logger.exception("on_stop of %s failed", self.name)
+        else:
+            if isinstance(result, Awaitable):
+                self._run_lifecycle(_finish_stop(self, result))
+                return True
+    self._terminate(None)
+    return True
+
+
+async def _finish_stop(self: ActorCell, pending: Awaitable[Any]) -> None:
+    """A plain ``on_stop`` returned an awaitable: await it, then end."""
+    try:
+        await pending
+    except Exception:
+        logger.exception("on_stop of %s failed", self.name)
+    self._terminate(None)
 
 
 async def stop_within(
@@ -113,11 +208,14 @@ def _terminate(self: ActorCell, reason: BaseException | None) -> None:
         self._backoff.cancel()
         self._backoff = None
     self.actor._troupe_release()
-    for item in self.mailbox.drain():
-        if reason is not None and type(item) is Envelope:
-            _stopped_by(item, self.name, reason)
-        self._undeliverable(item, RECIPIENT_STOPPED)
-    self.mailbox.system = None
+    mailbox = self.mailbox
+    if mailbox.queue or mailbox.waiters:
+        for item in mailbox.drain():
+            if reason is not None and type(item) is Envelope:
+                _stopped_by(item, self.name, reason)
+            self._undeliverable(item, RECIPIENT_STOPPED)
+    mailbox.system = None
+    mailbox.release()
     self.system.unregister(self)
     if self.parent is not None and self.parent.children:
         self.parent.children.pop(self.name, None)
@@ -127,11 +225,14 @@ def _terminate(self: ActorCell, reason: BaseException | None) -> None:
         self._stopped.set_result(None)
 
 
-def cancel_tasks(self: ActorCell) -> None:
-    """Cancel the cell's running turn and lifecycle step (used past a shutdown deadline)."""
+def cancel_tasks(self: ActorCell) -> int:
+    """Cancel the cell's running turn and lifecycle step (used past a shutdown deadline);
+    returns how many tasks were cancelled."""
+    cancelled = 0
     for task in (self._task, self._lifecycle):
-        if task is not None and not task.done():
-            task.cancel()
+        if task is not None and not task.done() and task.cancel():
+            cancelled += 1
+    return cancelled
 
 
 def live_tasks(self: ActorCell) -> list[asyncio.Task[Any]]:
