@@ -10,7 +10,8 @@ same ``group``; they share the :class:`~troupe.brokers.tasks.control.ControlStor
 ``cron:GROUP:leader`` enqueues, renewing it every tick; when it dies, another
 takes over once the lease expires. Each fire time is also claimed once
 (``cron:GROUP:ENTRY:TIME``) before it is enqueued, so even two schedulers that
-both believe they lead (a pause past the lease) enqueue a tick once. Ticks
+both believe they lead (a pause past the lease) enqueue a tick once; the
+claim's name is the task id of what it enqueues. Ticks
 missed while no scheduler led are skipped, not made up. A six-field
 expression has seconds last (croniter's convention).
 """
@@ -68,7 +69,8 @@ class CronScheduler(Actor):
 
     Schedulers with the same ``group`` share one lease (spawn one per process or node).
     ``tick``: seconds between checks (fires are at most this late);
-    ``lease``: seconds a silent leader keeps the lease (default ``10 * tick``, at least 2 s).
+    ``lease``: seconds a silent leader keeps the lease (default ``10 * tick``, at least 2 s);
+    ``owner``: this scheduler's name in the lease (default: a random id).
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class CronScheduler(Actor):
         group: str = "cron",
         tick: float = 1.0,
         lease: float | None = None,
+        owner: str | None = None,
     ) -> None:
         check_seconds("cron.tick", tick)
         check_seconds("cron.lease", lease)
@@ -93,7 +96,7 @@ class CronScheduler(Actor):
         self.group = group
         self.tick = tick
         self.lease = lease
-        self.owner = str(uuid.uuid4())
+        self.owner = owner or str(uuid.uuid4())
         self.leading = False
         self.fired: list[tuple[str, float]] = []  # (entry, fire time) this scheduler enqueued
         self._next: dict[str, float] = {}
@@ -135,10 +138,9 @@ class CronScheduler(Actor):
         claim = f"cron:{self.group}:{entry.name}:{int(due)}"
         if not control.acquire(claim, self.owner, max(2 * period, 2 * self.lease)):
             return  # another scheduler enqueued this tick
+        options = {"task_id": claim, **dict(entry.options)}
         try:
-            self.client.enqueue(
-                entry.task, *entry.args, **dict(entry.options), **dict(entry.kwargs)
-            )
+            self.client.enqueue(entry.task, *entry.args, **options, **dict(entry.kwargs))
         except Exception:
             control.release(claim, self.owner)
             raise

@@ -1,21 +1,29 @@
 """Periodic tasks: cron entries fire on time, once per tick, with two schedulers racing
-(each with its own broker connection and control store, as on two nodes)."""
+(each with its own broker connection and control store, as on two nodes) and with three
+scheduler processes, the leader killed with SIGKILL."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import redis
+from dramatiq import Message
 
 from troupe import ActorRef, ActorSystem, Child, ConfigError
 from troupe.brokers.tasks import (
     ControlStore,
     CronEntry,
     CronScheduler,
+    Inspector,
     RedisControl,
     TaskClient,
     TaskRegistry,
@@ -160,3 +168,51 @@ def test_bad_cron_settings_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="unique"):
         CronScheduler(client, [CronEntry("* * * * *", "a"), CronEntry("* * * * *", "a")])
     forget_stub("cron-config")
+
+
+def test_three_scheduler_processes_one_killed_fire_each_tick_once(redis_url: str) -> None:
+    """Three OS processes race for the lease; the leader is killed with SIGKILL midway:
+    another takes over once the lease expires, and no tick is enqueued twice."""
+    script = str(Path(__file__).with_name("cron_node.py"))
+    nodes = {
+        node.pid: node
+        for node in (
+            subprocess.Popen(
+                [sys.executable, script, redis_url, "6"], stdout=subprocess.PIPE, text=True
+            )
+            for _ in range(3)
+        )
+    }
+    control = RedisControl(redis_url)
+    inspector = Inspector(open_broker(redis_url))
+    holder: str | None = None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        holder = control.holder("cron:cron:leader")
+        if holder is not None and inspector.queues(["default"])[0].pending >= 2:
+            break
+    assert holder is not None and holder.startswith("pid-")
+    leader = nodes.pop(int(holder.removeprefix("pid-")))
+    leader.kill()  # SIGKILL: it cannot release the lease
+    outputs = {"leader": leader.communicate(timeout=10)[0]}
+    for pid, node in nodes.items():
+        outputs[str(pid)] = node.communicate(timeout=30)[0]
+        assert node.returncode == 0
+    control.close()
+
+    def fires(output: str) -> list[str]:
+        return [line.rsplit(" ", 1)[1] for line in output.splitlines() if line.startswith("fired")]
+
+    everything = [due for out in outputs.values() for due in fires(out)]
+    ticks = Counter(everything)
+    assert all(n == 1 for n in ticks.values()), ticks
+    assert fires(outputs["leader"]) and any(fires(o) for k, o in outputs.items() if k != "leader")
+    assert len(ticks) >= 4, outputs
+    # what is in the queue: one message per tick (the leader may have enqueued one more
+    # than it printed before it was killed); a tick's task id names its fire time
+    client = redis.Redis.from_url(redis_url)
+    queued = [Message.decode(v).message_id for v in client.hvals("dramatiq:default.msgs")]
+    client.close()
+    assert len(queued) == len(set(queued)) >= len(everything)
+    assert {f"cron:cron:beat@* * * * * *:{int(float(due))}" for due in everything} <= set(queued)
