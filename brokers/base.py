@@ -56,6 +56,11 @@ class PublishError(BrokerError):
     """A publish failed after its retries; the cause is chained."""
 
 
+class PublishRefused(PublishError):
+    """The broker refused a message (e.g. unroutable, returned by RabbitMQ): retrying would
+    not help, so the producer bridge reports it at once."""
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """Where brokers really differ; the conformance suite reads it to pick what to test.
@@ -431,5 +436,6 @@ __all__ = [
     "PartitionStats",
     "ProducerStats",
     "PublishError",
+    "PublishRefused",
     "dead_message",
 ]

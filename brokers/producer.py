@@ -46,7 +46,7 @@ from troupe.actor import Actor
 from troupe.backoff import Backoff
 from troupe.errors import require_at_least
 
-from .base import Broker, BrokerError, ProducerStats, PublishError
+from .base import Broker, BrokerError, ProducerStats, PublishError, PublishRefused
 from .message import TRACEPARENT, Message, Serializer
 
 logger = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ class ProducerBridge(Actor):
                 now = clock.now()
                 self._note_failure(now, stream, exc)
                 attempt += 1
-                if now >= deadline:
+                if now >= deadline or isinstance(exc, PublishRefused):
                     error = PublishError(
                         f"publish to {stream!r} not confirmed within delivery_timeout "
                         f"{self.delivery_timeout:g} s ({attempt} attempts): {exc}"

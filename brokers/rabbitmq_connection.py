@@ -30,7 +30,7 @@ from pika.adapters.asyncio_connection import AsyncioConnection
 from pika.channel import Channel
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
 
-from .base import BrokerConnectionError, BrokerError
+from .base import BrokerConnectionError, BrokerError, PublishRefused
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class ChannelClosed(BrokerError):
         self.text = text
 
 
-class Unroutable(BrokerError):
+class Unroutable(PublishRefused):
     """A mandatory publish was returned by the broker: no queue is bound for it."""
 
 
@@ -285,7 +285,7 @@ class Confirms:
                 continue
             returned = self._returned.pop(message_id, None) if message_id is not None else None
             if nack:
-                future.set_exception(BrokerError("the broker refused the message (basic.nack)"))
+                future.set_exception(PublishRefused("the broker refused the message (basic.nack)"))
             elif returned is not None:
                 future.set_exception(Unroutable(f"returned by the broker: {returned}"))
             else:

@@ -51,7 +51,8 @@ async def test_delayed_publish_through_the_producer(broker: Broker) -> None:
         await producer.ask(Publish("later", delay=0.2))
         assert await broker.read_stream("out") == []
         await asyncio.sleep(0.25)
-        assert await broker.promote_due("out") == 1
+        moved = await broker.promote_due("out")  # RabbitMQ moves it itself (TTL + DLX): 0
+        assert moved == (0 if broker.capabilities.name == "rabbitmq" else 1)
     [message] = await broker.read_stream("out")
     assert broker.serializer.loads(message.body) == "later"
 
