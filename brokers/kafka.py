@@ -23,6 +23,8 @@
   topics are kept).
 - **Consuming**: :class:`~troupe.brokers.kafka_session.KafkaSession` (a consumer-group
   member; offsets committed only up to the highest contiguous handled offset).
+  ``partition_window=1`` keeps each partition's order strict even through retries (at
+  most one record of a partition out at a time; slower).
 - **Dead letters** go to ``<topic>.dlq``; **attempts** are counted in the compacted
   topic ``<topic>.attempts.<group>`` (see :mod:`troupe.brokers.kafka_attempts`).
 - **Not supported**: delayed delivery (Kafka has none: ``publish(delay=...)`` raises
@@ -130,6 +132,7 @@ class KafkaBroker(Broker):
         rebalance_drain: float = 5.0,
         join_timeout: float = 60.0,
         start: Literal["earliest", "latest"] = "earliest",
+        partition_window: int | None = None,
         maxlen: int | None = None,
         serializer: Serializer = JSON,
         reconnect: Backoff = DEFAULT_RECONNECT,
@@ -162,6 +165,9 @@ class KafkaBroker(Broker):
                 raise ConfigError(setting, f"must be a positive number of seconds, got {value!r}")
         if maxlen is not None:
             require_at_least("maxlen", maxlen, 1)
+        if partition_window is not None:
+            require_at_least("partition_window", partition_window, 1)
+        self.partition_window = partition_window
         self.partitions = partitions
         self.replication = replication
         self.linger = float(linger)

@@ -14,6 +14,10 @@
 - **Backpressure**: once ``window`` records are out unsettled, every assigned
   partition is paused (the fetcher stops asking the broker); they resume as records
   settle.
+- **Order through retries** (``partition_window``, e.g. 1): at most that many records of
+  one partition are out at once; records past it wait in the session (the partition is
+  paused meanwhile) and are handed out as the partition's records settle, so a retried
+  record holds its partition until it is handled or dead-lettered.
 - **Rebalance**: on revoke, the member stops handing out the revoked partitions, waits
   up to ``rebalance_drain`` seconds for their handed-out records to settle, commits
   what is contiguous and forgets the rest (abandoned, uncommitted: the next owner
@@ -55,12 +59,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FIRST_FETCH = 2.0  # seconds the first fetch after an assignment waits for a known backlog
+HELD_POLL = 0.005  # seconds between looks for held-back records that came free
 
 
 class _Partition:
     """What this member holds of one assigned partition."""
 
-    __slots__ = ("committed", "handed", "next", "open", "tp")
+    __slots__ = ("committed", "handed", "held", "next", "open", "tp", "waiting")
 
     def __init__(self, tp: TopicPartition, committed: int | None) -> None:
         self.tp = tp
@@ -68,6 +73,8 @@ class _Partition:
         self.next = committed  # the next offset to hand out (None: unknown yet)
         self.handed: deque[int] = deque()  # offsets handed out, in order, not yet committed
         self.open: set[int] = set()  # handed out and not settled
+        self.held = False  # paused: records wait for the partition_window
+        self.waiting: deque[ConsumerRecord[bytes, bytes]] = deque()  # fetched, held back
 
     def settle(self, offset: int) -> bool:
         """Mark ``offset`` handled; False when it is not out (abandoned or settled)."""
@@ -259,37 +266,81 @@ class KafkaSession(ConsumerSession):
             await self._commit()
         if self._paused and self._unsettled < self.window:
             self._resume()
-        wait = timeout
+        out = self._take_held(limit)
+        wait = 0.0 if out else timeout
         if self._fresh:
             self._fresh = False
-            if await self._backlog():
+            if not out and await self._backlog():
                 wait = max(wait, FIRST_FETCH)
-        consumer = self._consumer
-        meanwhile: set[str] = set()
-        self._fetching = meanwhile
-        try:
-            async with self._broker.errors("fetch"):
-                batch = await consumer.getmany(timeout_ms=int(wait * 1000), max_records=limit)
-        finally:
-            self._fetching = None
-        out: list[Delivery] = []
-        for tp, records in batch.items():
-            part = self._parts.get(tp.partition)
-            if part is None or tp.topic != self.topic:
-                continue  # revoked meanwhile: its next owner delivers it
-            for r in records:
-                delivery = self._delivery(r)
-                part.handed.append(r.offset)
-                part.next = r.offset + 1
-                if delivery.entry_id in meanwhile:
-                    continue  # handled under its previous delivery, settled meanwhile
-                out.append(delivery)
-                part.open.add(r.offset)
+        deadline = loop.time() + wait
+        while len(out) < limit:
+            left = max(0.0, deadline - loop.time())
+            # records held back for a partition_window come free as records settle
+            step = min(left, HELD_POLL) if self._holding() else left
+            await self._fetch_into(out, limit, step)
+            if out or loop.time() >= deadline:
+                break
+            out = self._take_held(limit)
+            if out:
+                break
         self._unsettled += len(out)
         if self._unsettled >= self.window and not self._paused:
             self._pause()
         if out:
             self._update_stats()
+        return out
+
+    async def _fetch_into(self, out: list[Delivery], limit: int, wait: float) -> None:
+        """One ``getmany``: records go to ``out`` or, past a partition's window, are held."""
+        consumer = self._consumer
+        meanwhile: set[str] = set()
+        self._fetching = meanwhile
+        try:
+            async with self._broker.errors("fetch"):
+                batch = await consumer.getmany(
+                    timeout_ms=int(wait * 1000), max_records=limit - len(out)
+                )
+        finally:
+            self._fetching = None
+        cap = self._broker.partition_window
+        for tp, records in batch.items():
+            part = self._parts.get(tp.partition)
+            if part is None or tp.topic != self.topic:
+                continue  # revoked meanwhile: its next owner delivers it
+            for r in records:
+                part.next = r.offset + 1
+                if cap is not None and (part.waiting or len(part.open) >= cap):
+                    part.waiting.append(r)  # handed out once the partition has room
+                    if not part.held:
+                        part.held = True
+                        consumer.pause(tp)
+                    continue
+                delivery = self._delivery(r)
+                part.handed.append(r.offset)
+                if delivery.entry_id in meanwhile:
+                    continue  # handled under its previous delivery, settled meanwhile
+                out.append(delivery)
+                part.open.add(r.offset)
+
+    def _holding(self) -> bool:
+        return any(part.waiting for part in self._parts.values())
+
+    def _take_held(self, limit: int) -> list[Delivery]:
+        """Held-back records of partitions that have room again, in offset order."""
+        cap = self._broker.partition_window
+        out: list[Delivery] = []
+        if cap is None:
+            return out
+        for part in self._parts.values():
+            while part.waiting and len(part.open) < cap and len(out) < limit:
+                r = part.waiting.popleft()
+                part.handed.append(r.offset)
+                part.open.add(r.offset)
+                out.append(self._delivery(r))
+            if part.held and not part.waiting:
+                part.held = False
+                if not self._paused:
+                    self._consumer.resume(part.tp)
         return out
 
     def _delivery(self, r: ConsumerRecord[bytes, bytes]) -> Delivery:
@@ -330,7 +381,7 @@ class KafkaSession(ConsumerSession):
         self._paused = True
 
     def _resume(self) -> None:
-        tps = [part.tp for part in self._parts.values()]
+        tps = [part.tp for part in self._parts.values() if not part.held]
         if tps:
             self._consumer.resume(*tps)
         self._paused = False
@@ -498,6 +549,8 @@ class KafkaSession(ConsumerSession):
                 fresh.next = offset
                 self._parts[tp.partition] = fresh
                 consumer.seek(tp, offset)
+                if part.held and not self._paused:
+                    consumer.resume(tp)
             if target:
                 await consumer.commit(dict(target))
             for tp, offset in target.items():

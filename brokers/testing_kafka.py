@@ -150,8 +150,7 @@ class KafkaServer:
                 f"-Dlog4j2.configurationFile={self.directory / 'log4j2.properties'}",
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id(),
+                f"--cluster-id={cluster_id()}",  # an id may start with "-"
                 "-c",
                 str(config),
             ],

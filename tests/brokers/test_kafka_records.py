@@ -258,3 +258,34 @@ def test_bad_settings_name_the_setting() -> None:
         with pytest.raises(ConfigError) as error:
             connect("kafka://127.0.0.1:9092", **options)
         assert error.value.setting == setting
+
+
+class FailTwice(Actor):
+    """Fails ``bad`` twice (counted across restarts), records the order of handling."""
+
+    def __init__(self, seen: list[Any], bad: int, failures: list[int]) -> None:
+        self.seen = seen
+        self.bad = bad
+        self.failures = failures
+
+    def receive(self, message: Any) -> None:
+        if message == self.bad and len(self.failures) < 2:
+            self.failures.append(message)
+            raise RuntimeError("not yet")
+        self.seen.append(message)
+
+
+async def test_partition_window_1_keeps_order_through_retries(
+    kafka_url: str, tmp_path: Path
+) -> None:
+    broker = kafka(kafka_url, tmp_path, partitions=2, partition_window=1)
+    await broker.publish_messages("o", [broker.message(i, key=f"k{i % 2}") for i in range(30)])
+    seen: list[Any] = []
+    async with ActorSystem(restart=TOLERANT) as system:
+        target = system.spawn(FailTwice, seen, 4, [])
+        system.spawn(ConsumerBridge, broker, "o", "g", target, retry=FAST, block=0.05)
+        await eventually(lambda: len(seen) == 30)
+        await eventually(lambda: pending_is(broker, "o", "g", 0))
+    for key in (0, 1):  # each key (partition) in publish order, the retried one included
+        assert [m for m in seen if m % 2 == key] == list(range(key, 30, 2))
+    await broker.close()
