@@ -134,6 +134,7 @@ class Journal:
             return
         if not self._free:
             self._grow()
+            m = self._map  # remapped
         slot = self._free.pop()
         self._index[key] = slot
         self._seq = seq = self._seq + 1
