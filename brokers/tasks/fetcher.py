@@ -28,7 +28,7 @@ from dramatiq.common import current_millis
 from troupe import ThreadActor
 
 from .intake import Intake, Job
-from .transport import canonical, delay_queue
+from .transport import Outage, canonical, connection_errors, delay_queue
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ def held_messages(broker: dramatiq.Broker, queue: str) -> list[MessageProxy]:
         fetcher = _held.get(broker, {}).get(queue)
     return fetcher.scheduled() if fetcher is not None else []
 
+
+CONNECTION_ERRORS = connection_errors()
 
 #: How long one turn of a fetcher runs before it lets its mailbox (stop, restart) in.
 TURN = 0.2
@@ -85,40 +87,61 @@ class QueueFetcher(ThreadActor):
         self.poll_ms = poll_ms
         self.room = max(1, prefetch - workers)
         self.consumer: Consumer | None = None
+        self.outage = Outage(f"task fetcher of {queue!r}")
 
     def on_start(self) -> None:
         self.broker.declare_queue(self.queue)
-        self.consumer = self.broker.consume(
-            self.queue, prefetch=self.prefetch, timeout=self.poll_ms
-        )
         self.ref.tell(_FETCH)
 
     def receive(self, message: Any) -> None:
-        consumer = self.consumer
-        assert consumer is not None
         intake = self.intake
         queue = self.queue
         end = time.monotonic() + TURN
-        while not intake.closed and not self.system.is_closing and time.monotonic() < end:
-            if queue in intake.paused:
-                time.sleep(self.poll_ms / 1000)
-                continue
-            if not intake.wait_for_room(queue, self.room, self.poll_ms / 1000):
-                continue
-            proxy = next(consumer)
-            if proxy is not None:
-                intake.put(Job(proxy, consumer, queue))
+        try:
+            consumer = self._consumer()
+            while not intake.closed and not self.system.is_closing and time.monotonic() < end:
+                if queue in intake.paused:
+                    time.sleep(self.poll_ms / 1000)
+                    continue
+                if not intake.wait_for_room(queue, self.room, self.poll_ms / 1000):
+                    continue
+                proxy = next(consumer)
+                self.outage.recovered()
+                if proxy is not None:
+                    intake.put(Job(proxy, consumer, queue))
+        except CONNECTION_ERRORS as exc:  # wait and reconnect here: no restart spent on it
+            self._drop_consumer()
+            time.sleep(self.outage.failed(exc))
         if not intake.closed and not self.system.is_closing:  # let a system shutdown drain
             self.ref.tell(_FETCH)
 
-    def on_stop(self) -> None:
+    def _consumer(self) -> Consumer:
+        if self.consumer is None:
+            self.consumer = self.broker.consume(
+                self.queue, prefetch=self.prefetch, timeout=self.poll_ms
+            )
+        return self.consumer
+
+    def _drop_consumer(self) -> None:
         consumer, self.consumer = self.consumer, None
-        if consumer is None:
-            return
+        if consumer is not None:
+            try:
+                consumer.close()
+            except Exception:  # the connection is gone already
+                logger.debug("closing the consumer of %s failed", self.queue, exc_info=True)
+
+    def on_stop(self) -> None:
         try:
-            give_back(self.broker, consumer, [job.proxy for job in self.intake.drain(self.queue)])
+            for job in self.intake.drain(self.queue):  # each through the consumer it came from
+                give_back(self.broker, job.consumer, [job.proxy])
+        except CONNECTION_ERRORS as exc:
+            logger.warning(
+                "%s: cannot give back unstarted tasks (%s); the broker redelivers them",
+                self.outage.what,
+                exc,
+            )
         finally:
-            consumer.close()
+            self._drop_consumer()
 
 
 class DelayFetcher(ThreadActor):
@@ -135,27 +158,39 @@ class DelayFetcher(ThreadActor):
         self.consumer: Consumer | None = None
         self.held: list[tuple[int, int, MessageProxy]] = []
         self._seq = itertools.count()
+        self.outage = Outage(f"task delay fetcher of {queue!r}")
 
     def on_start(self) -> None:
         self.broker.declare_queue(canonical(self.queue))
         with _held_lock:
             _held.setdefault(self.broker, {})[self.queue] = self
-        self.consumer = self.broker.consume(
-            self.queue, prefetch=self.prefetch, timeout=self.poll_ms
-        )
         self.ref.tell(_FETCH)
 
     def receive(self, message: Any) -> None:
-        consumer = self.consumer
-        assert consumer is not None
         end = time.monotonic() + TURN
-        while not self.intake.closed and not self.system.is_closing and time.monotonic() < end:
-            proxy = next(consumer)
-            if proxy is not None:
-                eta = proxy.options.get("eta")
-                eta = int(eta) if isinstance(eta, int | float) else current_millis()
-                heapq.heappush(self.held, (eta, next(self._seq), proxy))
-            self._release_due(consumer)
+        try:
+            if self.consumer is None:
+                self.consumer = self.broker.consume(
+                    self.queue, prefetch=self.prefetch, timeout=self.poll_ms
+                )
+            consumer = self.consumer
+            while not self.intake.closed and not self.system.is_closing and time.monotonic() < end:
+                proxy = next(consumer)
+                self.outage.recovered()
+                if proxy is not None:
+                    eta = proxy.options.get("eta")
+                    eta = int(eta) if isinstance(eta, int | float) else current_millis()
+                    heapq.heappush(self.held, (eta, next(self._seq), proxy))
+                self._release_due(consumer)
+        except CONNECTION_ERRORS as exc:  # held messages come back from the broker
+            self.held = []
+            consumer, self.consumer = self.consumer, None
+            if consumer is not None:
+                try:
+                    consumer.close()
+                except Exception:
+                    logger.debug("closing the consumer of %s failed", self.queue, exc_info=True)
+            time.sleep(self.outage.failed(exc))
         if not self.intake.closed and not self.system.is_closing:
             self.ref.tell(_FETCH)
 

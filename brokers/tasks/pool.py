@@ -39,12 +39,13 @@ from .fetcher import DelayFetcher, QueueFetcher
 from .intake import Intake
 from .metrics import TaskStats
 from .runner import DEFAULT_BACKOFF, Runner, TaskMiddleware
-from .transport import open_broker
+from .transport import Outage, connection_errors, open_broker
 from .worker import Gate, TaskWorker
 
 logger = logging.getLogger(__name__)
 
 _POLL = "poll"
+CONNECTION_ERRORS = connection_errors()
 
 
 class Watcher(Actor):
@@ -52,6 +53,7 @@ class Watcher(Actor):
 
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
+        self.outage = Outage("task pool watcher (cancellations, pauses)")
 
     async def on_start(self) -> None:
         self.pool.runner.loop = asyncio.get_running_loop()
@@ -64,9 +66,14 @@ class Watcher(Actor):
 
     async def _poll(self) -> None:
         control = self.pool.control
-        cancelled, paused = await asyncio.to_thread(
-            lambda: (frozenset(control.cancelled()), frozenset(control.paused()))
-        )
+        try:
+            cancelled, paused = await asyncio.to_thread(
+                lambda: (frozenset(control.cancelled()), frozenset(control.paused()))
+            )
+        except CONNECTION_ERRORS as exc:  # keep the last known state until it is back
+            self.outage.failed(exc)
+            return
+        self.outage.recovered()
         runner = self.pool.runner
         runner.cancelled = cancelled
         if cancelled:

@@ -32,8 +32,11 @@ from .control import ControlStore
 from .definitions import DEFAULT_MAX_RETRIES, DEFAULT_TIME_LIMIT, TaskDef, TaskRegistry
 from .intake import Job
 from .metrics import UNKNOWN, TaskStats
+from .transport import Outage, connection_errors
 
 logger = logging.getLogger(__name__)
+
+CONNECTION_ERRORS = connection_errors()
 
 #: dramatiq's retry backoff: 15 s doubling up to 7 days; messages' min/max_backoff override it.
 DEFAULT_BACKOFF = Backoff(initial=15.0, maximum=7 * 86400.0, jitter=Jitter.EQUAL)
@@ -255,8 +258,10 @@ class Runner:
         time_limit: float = DEFAULT_TIME_LIMIT,
         backoff: Backoff = DEFAULT_BACKOFF,
         middleware: Sequence[TaskMiddleware] | None = None,
+        settle_timeout: float = 30.0,
     ) -> None:
         self.broker = broker
+        self.settle_timeout = settle_timeout
         self.registry = registry
         self.control = control
         self.stats = stats
@@ -360,20 +365,46 @@ class Runner:
                 self._running.pop(ctx.id, None)
 
     def _settle(self, attempt: Attempt) -> None:
+        """Ack, retry or dead-letter; broker calls are retried through a connection loss
+        for up to ``settle_timeout`` seconds (then the broker redelivers the message)."""
+        deadline = time.monotonic() + self.settle_timeout
+        outage = Outage(f"task {attempt.context.task} {attempt.context.id}")
+        while True:
+            try:
+                self._settle_once(attempt)
+                outage.recovered()
+                return
+            except CONNECTION_ERRORS as exc:
+                delay = outage.failed(exc)
+                if time.monotonic() + delay > deadline:
+                    logger.error(
+                        "task %s %s: could not settle it within %s s (%s); the broker "
+                        "delivers it again",
+                        attempt.context.task,
+                        attempt.context.id,
+                        self.settle_timeout,
+                        exc,
+                    )
+                    return
+                time.sleep(delay)
+
+    def _settle_once(self, attempt: Attempt) -> None:
         job = attempt.job
         proxy = job.proxy
         exc = attempt.exception
         if attempt.dead:
-            logger.warning(
-                "task %s %s failed for good after %s retries: %r; moved to the dead-letter queue",
-                attempt.context.task,
-                attempt.context.id,
-                proxy.options.get("retries", 0) - 1,
-                exc,
-            )
-            if exc is not None:
-                proxy.stuff_exception(exc)
-            proxy.fail()
+            if not proxy.failed:
+                logger.warning(
+                    "task %s %s failed for good after %s retries: %r; moved to the "
+                    "dead-letter queue",
+                    attempt.context.task,
+                    attempt.context.id,
+                    proxy.options.get("retries", 0) - 1,
+                    exc,
+                )
+                if exc is not None:
+                    proxy.stuff_exception(exc)
+                proxy.fail()
             if _dead_letter_with_reason(self.broker, job.queue, proxy):
                 job.consumer.ack(proxy)  # the copy with its reason is in the XQ already
             else:
@@ -391,6 +422,7 @@ class Runner:
             retry = proxy.copy(options={"eta": None})
             retry.options.pop("eta", None)
             self.broker.enqueue(retry, delay=max(1, int(attempt.retry_delay * 1000)))
+            attempt.retry_delay = None  # enqueued: a retried settle only acks
         elif exc is not None:
             logger.error(
                 "task %s %s failed in middleware: %r", attempt.context.task, attempt.context.id, exc

@@ -23,6 +23,7 @@ from typing import Any
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name, q_name, xq_name
+from dramatiq.errors import BrokerConnectionError
 
 from troupe.errors import ConfigError
 
@@ -87,6 +88,45 @@ def dead_queue(queue: str) -> str:
 def canonical(queue: str) -> str:
     """``queue`` without a ``.DQ``/``.XQ`` suffix."""
     return q_name(queue)
+
+
+def connection_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "the broker is unreachable" (dramatiq's, and redis-py's,
+    which dramatiq's RedisBroker lets through on enqueue)."""
+    errors: list[type[BaseException]] = [BrokerConnectionError]
+    try:
+        import redis
+
+        errors += [redis.ConnectionError, redis.TimeoutError]
+    except ImportError:  # the redis extra is not installed
+        pass
+    return tuple(errors)
+
+
+class Outage:
+    """Backoff and one log line per outage of a broker connection (thread-safe enough:
+    each fetcher and worker thread keeps its own)."""
+
+    def __init__(self, what: str, initial: float = 0.05, maximum: float = 2.0) -> None:
+        self.what = what
+        self.initial = initial
+        self.maximum = maximum
+        self.delay = 0.0
+
+    def failed(self, exc: BaseException) -> float:
+        """Note a failure; the seconds to wait before trying again."""
+        if self.delay == 0.0:
+            logger.warning("%s: broker unreachable (%s); retrying with backoff", self.what, exc)
+            self.delay = self.initial
+        else:
+            self.delay = min(self.maximum, self.delay * 2)
+        return self.delay
+
+    def recovered(self) -> None:
+        """Note a success (logs the recovery once)."""
+        if self.delay:
+            logger.info("%s: broker reachable again", self.what)
+            self.delay = 0.0
 
 
 def broker_kind(broker: Any) -> str:
