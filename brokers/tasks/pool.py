@@ -92,7 +92,9 @@ class WorkerPool:
     workers). ``max_retries``, ``time_limit`` (seconds) and ``backoff`` apply to
     tasks and messages that do not set their own. ``poll_interval``: how often
     cancellations and pauses are read from the control store (the delay before
-    they take effect).
+    they take effect). ``settle_timeout``: how long a worker retries an ack (or a
+    retry, or a dead-letter) through a broker outage before leaving the message to
+    the broker's redelivery.
     """
 
     def __init__(
@@ -112,6 +114,7 @@ class WorkerPool:
         drain_timeout: float = 10.0,
         name: str = "tasks",
         middleware: Sequence[TaskMiddleware] | None = None,
+        settle_timeout: float = 30.0,
         system: ActorSystem | None = None,
     ) -> None:
         if not isinstance(registry, TaskRegistry):
@@ -121,6 +124,7 @@ class WorkerPool:
         check_seconds("time_limit", time_limit)
         check_seconds("poll_interval", poll_interval)
         check_seconds("drain_timeout", drain_timeout, allow_zero=True)
+        check_seconds("settle_timeout", settle_timeout, allow_zero=True)
         if not isinstance(backoff, Backoff):
             raise ConfigError("backoff", f"must be a troupe.Backoff, got {backoff!r}")
         if queues is None:
@@ -148,6 +152,7 @@ class WorkerPool:
             time_limit=time_limit,
             backoff=backoff,
             middleware=middleware,
+            settle_timeout=settle_timeout,
         )
         self.ref: ActorRef | None = None
 
