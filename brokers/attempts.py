@@ -30,7 +30,10 @@ a failure and clearing its slot, or a folder dies half-way. A delivery's
 attempts are therefore ``record + starts still journaled``, exactly.
 
 Journals are host-local: they live in a directory per (broker, stream, group),
-``<tempdir>/troupe-attempts/<hash>`` unless ``journal_dir`` says otherwise.
+``<tempdir>/troupe-attempts/<hash of URL as written, stream, group>`` under
+``journal_dir`` (default: the temp dir); consumers of a group on one host share
+it when they spell the broker URL alike (or set the same ``journal_dir`` base
+and URL).
 A consumer that dies on one host and never comes back leaves its last starts
 uncounted there; for that case the bridge also dead-letters an entry whose
 broker delivery count exceeds ``max_broker_deliveries`` (4 x

@@ -2,8 +2,9 @@
 
 ``python chaos_consumer.py URL STREAM GROUP CONSUMER JOURNAL_DIR MAX_DELIVERIES``
 
-Its target counts every handler start in the hash ``starts`` (message -> starts)
-(and, for poison ones, logs ``pid, troupe-attempt`` in the list ``log:<n>``), then: a payload with ``"poison"`` always raises; one with ``"exit"`` kills the
+Its target counts every handler start in the hash ``starts`` (message -> starts;
+for poison ones it also logs ``pid, troupe-attempt`` in the list ``log:<n>``),
+then: a payload with ``"poison"`` always raises; one with ``"exit"`` kills the
 process with ``os._exit`` (no cleanup at all); any other sleeps a few
 milliseconds and counts the handling in ``handled``. It sets ``ready:<pid>``
 once its bridge runs.
