@@ -86,6 +86,9 @@ class ThreadActor(Actor):
     def _on_thread(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        hold = getattr(loop, "hold_time", None)
+        if hold is not None:  # a simulated loop keeps virtual time still until it is done
+            hold(future)
         context = contextvars.copy_context()  # the message's trace, for logs and tells
         self._host().tell(_Call(context.run, (fn, *args), future, loop))
         return future

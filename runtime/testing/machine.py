@@ -53,7 +53,10 @@ class SimulationMachine(RuleBasedStateMachine):
 
     Override ``setup``/``cleanup`` (``async def``), write rules and invariants
     as usual, and run coroutines with ``self.run``. Set ``faults`` to a
-    strategy of :class:`FaultPlan` to inject faults (default: none).
+    strategy of :class:`FaultPlan` to inject faults (default: none). Build
+    the system in ``setup`` (``self.draw(strategy)`` draws its shape), not in
+    an ``@initialize`` rule of your own: hypothesis runs initialize rules in
+    any order, and the simulation must exist first.
     """
 
     faults: ClassVar[st.SearchStrategy[FaultPlan]] = st.just(FaultPlan())
@@ -61,13 +64,21 @@ class SimulationMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.sim: Simulation[Any] | None = None
+        self.data: st.DataObject | None = None
 
     @initialize(seed=seeds(), data=st.data())
     def start_simulation(self, seed: int, data: st.DataObject) -> None:
         """Draw the plan, open the simulation and run ``setup``."""
+        self.data = data
         plan = data.draw(type(self).faults, label="faults")
         self.sim = Simulation(seed, plan)
         self.run(self.setup())
+
+    def draw(self, strategy: st.SearchStrategy[Any], label: str | None = None) -> Any:
+        """Draw a value in ``setup`` (the shape of the system under test, say)."""
+        if self.data is None:
+            raise RuntimeError("draw() works from setup() on (start_simulation runs first)")
+        return self.data.draw(strategy, label=label)
 
     async def setup(self) -> None:
         """Start the system under test (runs on the simulated loop)."""

@@ -23,11 +23,15 @@ Two things make a run exactly repeatable:
 
 Work that leaves the loop (threads, sockets to real servers) still runs, but
 its timing is not controlled: a simulation is exact only for what runs on
-the loop. When nothing is ready, no timer is left and nothing arrives from
-outside for ``stall`` real seconds, the run fails with
-:class:`SimulationStalled` (a deadlock would otherwise hang); so does a
-run whose virtual time would pass ``max_time`` (a livelock). Set
-``fifo=True`` to keep asyncio's order and use only virtual time.
+the loop. While a thread works for the loop (a ThreadActor's call,
+``run_in_executor``; see :meth:`SimulatedLoop.hold_time`) virtual time
+stands still and an idle loop waits for it in real time. When nothing is
+ready, no timer is left and nothing arrives from outside for ``stall`` real
+seconds, the run fails with :class:`SimulationStalled` (a deadlock would
+otherwise hang); so does a run whose virtual time would pass ``max_time``
+(a livelock). Set ``fifo=True`` to keep asyncio's order and use only virtual
+time. An ActorSystem started on this loop bounds its turns by message count
+only (``throughput_deadline`` is wall-clock time, which would make runs differ).
 """
 
 from __future__ import annotations
@@ -36,12 +40,15 @@ import asyncio
 import heapq
 import logging
 import random
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from troupe.hooks import HandlerHook
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: The attributes of asyncio's BaseEventLoop (CPython 3.11-3.13) that ``_run_once``
 #: drives: asyncio's own internals, not another troupe package's.
@@ -62,6 +69,7 @@ class SimulatedLoop(asyncio.SelectorEventLoop):
     """
 
     troupe_handler_hook: HandlerHook | None = None
+    troupe_deterministic = True  # ActorSystem: bound turns by message count, not wall time
     simulation: Any = None  # the Simulation driving it (troupe.testing.current_simulation)
 
     def __init__(
@@ -83,10 +91,29 @@ class SimulatedLoop(asyncio.SelectorEventLoop):
         self.choices = 0
         self._virtual_now = float(start)
         self._clock_resolution = 0.0  # time is exact here
+        self.held = 0  # futures resolved from outside the loop (threads) still pending
 
     def time(self) -> float:
         """The virtual time in seconds (starts at ``start``, moves only between steps)."""
         return self._virtual_now
+
+    def hold_time(self, future: asyncio.Future[Any]) -> None:
+        """Keep virtual time still until ``future`` is done: it is resolved from outside
+        the loop (a thread actor's call; ``run_in_executor`` holds its own), so while it
+        is pending an idle loop waits for it in real time instead of jumping ahead."""
+        self.held += 1
+        future.add_done_callback(self._release)
+
+    def _release(self, _: object) -> None:
+        self.held -= 1
+
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Any, func: Callable[..., T], *args: Any
+    ) -> asyncio.Future[T]:
+        """As asyncio's, holding virtual time until the call returns."""
+        future = super().run_in_executor(executor, func, *args)
+        self.hold_time(future)
+        return future
 
     def advance_to(self, when: float) -> None:
         """Move virtual time forward to ``when`` (never backwards)."""
@@ -107,24 +134,35 @@ class SimulatedLoop(asyncio.SelectorEventLoop):
             self._timer_cancelled_count -= 1  # type: ignore[attr-defined]
             heapq.heappop(scheduled)._scheduled = False
         self._process_events(self._selector.select(0))  # type: ignore[attr-defined]
-        if not ready and scheduled and not self._stopping:  # type: ignore[attr-defined]
-            self.advance_to(scheduled[0]._when)
-        while scheduled and scheduled[0]._when <= self._virtual_now:
-            handle = heapq.heappop(scheduled)
-            handle._scheduled = False
-            ready.append(handle)
+        _make_due_ready(scheduled, ready, self._virtual_now)
+        if not ready and not self._stopping:  # type: ignore[attr-defined]
+            if self.held:
+                # a thread works for the loop: wait for it in real time, time stands still
+                self._process_events(self._wait_outside())  # type: ignore[attr-defined]
+                return
+            if scheduled:
+                self.advance_to(scheduled[0]._when)
+                _make_due_ready(scheduled, ready, self._virtual_now)
         if not ready:
             if self._stopping:  # type: ignore[attr-defined]
                 return
             # nothing on the loop can run: only another thread or a socket can wake it
-            events = self._selector.select(self.stall)  # type: ignore[attr-defined]
-            if not events:
-                raise SimulationStalled(
-                    f"simulation (seed {self.seed}) stalled at t={self._virtual_now:g}: "
-                    f"nothing ready, no timer, no I/O for {self.stall:g} s (a deadlock?)"
-                )
-            self._process_events(events)  # type: ignore[attr-defined]
+            self._process_events(self._wait_outside())  # type: ignore[attr-defined]
             return
+        self._run_one(ready)
+
+    def _wait_outside(self) -> list[Any]:
+        """Wait up to ``stall`` real seconds for a thread or a socket to wake the loop."""
+        events: list[Any] = self._selector.select(self.stall)  # type: ignore[attr-defined]
+        if not events:
+            raise SimulationStalled(
+                f"simulation (seed {self.seed}) stalled at t={self._virtual_now:g}: "
+                f"nothing ready and no I/O for {self.stall:g} s "
+                f"({self.held} outside calls pending; a deadlock?)"
+            )
+        return events
+
+    def _run_one(self, ready: Any) -> None:
         count = len(ready)
         if count == 1 or self.fifo:
             handle = ready.popleft()
@@ -137,6 +175,13 @@ class SimulatedLoop(asyncio.SelectorEventLoop):
             return
         self.steps += 1
         handle._run()
+
+
+def _make_due_ready(scheduled: list[Any], ready: Any, now: float) -> None:
+    while scheduled and scheduled[0]._when <= now:
+        handle = heapq.heappop(scheduled)
+        handle._scheduled = False
+        ready.append(handle)
 
 
 __all__ = ["SimulatedLoop", "SimulationStalled"]
