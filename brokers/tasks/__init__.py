@@ -15,25 +15,21 @@
 """
 
 from .client import DuplicateTask, TaskClient, TaskIdConflict, TaskInfo
+from .context import (
+    SkipTask,
+    TaskCancelled,
+    TaskContext,
+    TimeLimitExceeded,
+    current_task,
+)
 from .control import ControlStore, MemoryControl, RedisControl, control_for
 from .cron import CronEntry, CronScheduler
 from .definitions import Task, TaskDef, TaskRegistry
 from .inspector import Inspector, QueueStats, TaskRecord
 from .metrics import OUTCOMES, TaskStats
+from .middleware import Cancellation, Retries, TaskMiddleware, TimeLimits, Uniqueness
 from .picker import Picker
 from .pool import WorkerPool
-from .runner import (
-    Cancellation,
-    Retries,
-    SkipTask,
-    TaskCancelled,
-    TaskContext,
-    TaskMiddleware,
-    TimeLimitExceeded,
-    TimeLimits,
-    Uniqueness,
-    current_task,
-)
 from .transport import open_broker
 
 __all__ = [

@@ -184,10 +184,10 @@ class DelayFetcher(ThreadActor):
                 self._release_due(consumer)
         except CONNECTION_ERRORS as exc:  # held messages come back from the broker
             self.held = []
-            consumer, self.consumer = self.consumer, None
-            if consumer is not None:
+            lost, self.consumer = self.consumer, None
+            if lost is not None:
                 try:
-                    consumer.close()
+                    lost.close()
                 except Exception:
                     logger.debug("closing the consumer of %s failed", self.queue, exc_info=True)
             time.sleep(self.outage.failed(exc))

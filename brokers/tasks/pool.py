@@ -38,7 +38,8 @@ from .definitions import (
 from .fetcher import DelayFetcher, QueueFetcher
 from .intake import Intake
 from .metrics import TaskStats
-from .runner import DEFAULT_BACKOFF, Runner, TaskMiddleware
+from .middleware import TaskMiddleware
+from .runner import DEFAULT_BACKOFF, Runner
 from .transport import Outage, connection_errors, open_broker
 from .worker import Gate, TaskWorker
 

@@ -1,37 +1,28 @@
-"""One attempt of one task: cancel check, run under its time limit, then ack, retry or
-dead-letter — the steps are middleware, as in dramatiq.
-
-A :class:`TaskMiddleware` has ``before_process`` (may end the attempt with
-:class:`SkipTask`) and ``after_process`` (sees the outcome; may change it).
-The defaults, in order: :class:`Cancellation`, :class:`TimeLimits`,
-:class:`Retries`, :class:`Uniqueness`. Handlers read their own task through
-:func:`current_task`.
+"""One attempt of one task: the middleware, the handler under its time limit, then ack,
+retry or dead-letter (see :mod:`troupe.brokers.tasks.middleware`). Handlers read their
+own task through :func:`~troupe.brokers.tasks.context.current_task`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextvars
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Sequence
 from typing import Any
 
 import dramatiq
 from dramatiq.common import xq_name
-from dramatiq.errors import Retry
 
 from troupe.backoff import Backoff, Jitter
-from troupe.errors import TroupeError
 
-from .client import UNIQUE_KEY, UNIQUE_RELEASE
+from .context import Attempt, SkipTask, TaskContext, TimeLimitExceeded, _current
 from .control import ControlStore
 from .definitions import DEFAULT_MAX_RETRIES, DEFAULT_TIME_LIMIT, TaskDef, TaskRegistry
 from .intake import Job
 from .metrics import UNKNOWN, TaskStats
+from .middleware import TaskMiddleware, default_middleware
 from .transport import Outage, connection_errors
 
 logger = logging.getLogger(__name__)
@@ -40,208 +31,6 @@ CONNECTION_ERRORS = connection_errors()
 
 #: dramatiq's retry backoff: 15 s doubling up to 7 days; messages' min/max_backoff override it.
 DEFAULT_BACKOFF = Backoff(initial=15.0, maximum=7 * 86400.0, jitter=Jitter.EQUAL)
-
-
-class TaskCancelled(TroupeError):
-    """The task was cancelled by id (raise it from a sync handler that noticed)."""
-
-
-class TimeLimitExceeded(TroupeError):
-    """An async task ran past its time limit and was interrupted."""
-
-
-class SkipTask(Exception):
-    """Raised by ``before_process``: ack the message without running it."""
-
-    def __init__(self, outcome: str) -> None:
-        super().__init__(outcome)
-        self.outcome = outcome
-
-
-class TaskContext:
-    """The running task as its handler sees it (``current_task()``): ``id``, ``task``
-    (its type), ``queue``, ``retries`` so far, the message ``options``, ``time_limit``."""
-
-    __slots__ = ("cancelled", "future", "id", "options", "queue", "retries", "task", "time_limit")
-
-    def __init__(
-        self,
-        id: str,
-        task: str,
-        queue: str,
-        retries: int,
-        options: dict[str, Any],
-        time_limit: float,
-    ) -> None:
-        self.id = id
-        self.task = task
-        self.queue = queue
-        self.retries = retries
-        self.options = options
-        self.time_limit = time_limit
-        #: True once the task was cancelled; sync handlers check it to stop early.
-        self.cancelled = False
-        self.future: concurrent.futures.Future[Any] | None = None
-
-    def cancel(self) -> None:
-        """Interrupt an async handler; flag a sync one (it stops when it checks)."""
-        self.cancelled = True
-        if self.future is not None:
-            self.future.cancel()
-
-    def __repr__(self) -> str:
-        return f"<TaskContext {self.task} {self.id} queue={self.queue} retries={self.retries}>"
-
-
-_current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(
-    "troupe_task", default=None
-)
-
-
-def current_task() -> TaskContext | None:
-    """The task the calling handler runs for (None outside a task)."""
-    return _current.get()
-
-
-class Attempt:
-    """One attempt in progress: what the middleware sees and decides. ``outcome`` is
-    one of :data:`~troupe.brokers.tasks.metrics.OUTCOMES`; ``retry_delay`` (seconds)
-    means enqueue again after that long; ``dead`` means dead-letter."""
-
-    __slots__ = (
-        "context",
-        "dead",
-        "definition",
-        "elapsed",
-        "exception",
-        "job",
-        "outcome",
-        "retry_delay",
-    )
-
-    def __init__(self, job: Job, context: TaskContext, definition: TaskDef | None) -> None:
-        self.job = job
-        self.context = context
-        self.definition = definition
-        self.outcome = "done"
-        self.exception: BaseException | None = None
-        self.elapsed = 0.0
-        self.retry_delay: float | None = None
-        self.dead = False
-
-
-class TaskMiddleware:
-    """Hooks around every attempt; subclasses override what they need."""
-
-    def before_process(self, runner: Runner, attempt: Attempt) -> None:
-        """Before the handler runs; raise :class:`SkipTask` to ack without running."""
-
-    def after_process(self, runner: Runner, attempt: Attempt) -> None:
-        """After it ran (or failed, or was skipped)."""
-
-
-class Cancellation(TaskMiddleware):
-    """Skip a task whose id was cancelled; a cancelled running task is not retried."""
-
-    def before_process(self, runner: Runner, attempt: Attempt) -> None:
-        if attempt.context.id in runner.cancelled:
-            raise SkipTask("cancelled")
-
-    def after_process(self, runner: Runner, attempt: Attempt) -> None:
-        if isinstance(attempt.exception, TaskCancelled | concurrent.futures.CancelledError):
-            attempt.outcome = "cancelled"
-            attempt.exception = None
-
-
-class TimeLimits(TaskMiddleware):
-    """Report a sync handler that finished past its limit (async ones are interrupted)."""
-
-    def after_process(self, runner: Runner, attempt: Attempt) -> None:
-        ctx = attempt.context
-        if (
-            attempt.exception is None
-            and attempt.outcome == "done"
-            and attempt.elapsed > ctx.time_limit
-        ):
-            attempt.outcome = "overran"
-            logger.warning(
-                "task %s %s took %.3f s, past its time limit of %.3f s (a sync handler is "
-                "not interrupted; make it async def to have it cancelled)",
-                ctx.task,
-                ctx.id,
-                attempt.elapsed,
-                ctx.time_limit,
-            )
-
-
-class Retries(TaskMiddleware):
-    """dramatiq's retry rules: ``retries`` counted in the message, ``max_retries``,
-    ``min_backoff``/``max_backoff`` (ms) from the message, then the task, then the pool;
-    the delay from :class:`~troupe.Backoff`; past the limit, dead-letter."""
-
-    def after_process(self, runner: Runner, attempt: Attempt) -> None:
-        exc = attempt.exception
-        if exc is None or attempt.outcome != "done":
-            return
-        options = attempt.job.proxy.options
-        definition = attempt.definition
-        retries = int(options.get("retries", 0))
-        options["retries"] = retries + 1
-        options["traceback"] = "".join(traceback.format_exception(exc, limit=30))[-8000:]
-        options["requeue_timestamp"] = int(time.time() * 1000)
-        max_retries = options.get("max_retries")
-        if max_retries is None:
-            max_retries = (
-                definition.max_retries
-                if definition and definition.max_retries is not None
-                else runner.max_retries
-            )
-        if definition is None or retries >= int(max_retries):
-            attempt.outcome = "dead"
-            attempt.dead = True
-            return
-        attempt.outcome = "retried"
-        if isinstance(exc, Retry) and exc.delay is not None:
-            attempt.retry_delay = exc.delay / 1000
-            return
-        base = runner.backoff
-        low = options.get("min_backoff")
-        high = options.get("max_backoff")
-        initial = (
-            low / 1000
-            if low is not None
-            else (definition.min_backoff if definition.min_backoff is not None else base.initial)
-        )
-        maximum = (
-            high / 1000
-            if high is not None
-            else (definition.max_backoff if definition.max_backoff is not None else base.maximum)
-        )
-        backoff = Backoff(
-            initial=initial,
-            maximum=max(initial, maximum),
-            multiplier=base.multiplier,
-            jitter=base.jitter,
-        )
-        attempt.retry_delay = backoff.delay(retries)
-
-
-class Uniqueness(TaskMiddleware):
-    """A unique task's lock lasts its ``unique_for`` window; it is released early when the
-    task is cancelled, or dead-letters with ``release_unique_on_failure``."""
-
-    def after_process(self, runner: Runner, attempt: Attempt) -> None:
-        options = attempt.job.proxy.options
-        key = options.get(UNIQUE_KEY)
-        if key is None:
-            return
-        if attempt.outcome == "cancelled" or (attempt.dead and options.get(UNIQUE_RELEASE)):
-            runner.control.release(key, attempt.context.id)
-
-
-def default_middleware() -> list[TaskMiddleware]:
-    """Cancellation, TimeLimits, Retries, Uniqueness."""
-    return [Cancellation(), TimeLimits(), Retries(), Uniqueness()]
 
 
 class Runner:

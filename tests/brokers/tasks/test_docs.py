@@ -17,6 +17,7 @@ MODULES = [
     "troupe.brokers.tasks.cron",
     "troupe.brokers.tasks.inspector",
     "troupe.brokers.tasks.metrics",
+    "troupe.brokers.tasks.context",
     "troupe.brokers.tasks.pool",
     "troupe.examples.orders.tasks",
 ]
