@@ -188,6 +188,8 @@ class ProducerBridge(Actor):
             raise PublishError(
                 "no stream: send Publish(payload, stream=...) or give the bridge a stream"
             )
+        if (spec.delay or spec.at is not None) and not self.broker.capabilities.delayed:
+            raise PublishError(f"{self.broker.capabilities.name} has no delayed delivery")
         all_headers = dict(spec.headers)
         if TRACEPARENT in headers and TRACEPARENT not in all_headers:
             all_headers[TRACEPARENT] = headers[TRACEPARENT]
