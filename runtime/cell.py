@@ -44,6 +44,7 @@ class ActorCell:
         "_backoff",
         "_current",
         "_deadline",
+        "_each",
         "_instance_args",
         "_is_async",
         "_lifecycle",
@@ -94,6 +95,7 @@ class ActorCell:
         self.mailbox = Mailbox(mailbox, self._overflowed)
         self._throughput = throughput
         self._deadline = deadline  # seconds a turn may run (troupe.dispatch)
+        self._each = False  # time each message (troupe.dispatch)
         self._loop = system.loop
         self._thread_id = system.thread_id
         self._scheduled = False

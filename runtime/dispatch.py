@@ -83,17 +83,21 @@ def _drain_sync(self: ActorCell) -> None:
     # for ``throughput_deadline`` seconds. The clock is read at the end of segments
     # of 1, 8, 64, ... messages (sized to fit the time left), not per message: one
     # slow handler ends the turn after its own message, fast ones cost a few reads
-    # per turn. A segment that took ``slow_handler_warning`` seconds is reported
-    # (troupe.loop_lag). Metrics (troupe.metrics): a fast segment's calls all count
-    # in the first histogram bucket; a slow segment counts as one call that took it
-    # (exact for a segment of one), and a group whose turns overrun times each call.
+    # per turn. A slow segment of several messages makes the actor time each message
+    # (``_each``) until a turn has no slow call: then a handler that took
+    # ``slow_handler_warning`` seconds is reported with its message type
+    # (troupe.loop_lag), and not a segment that a busy machine (another thread
+    # holding the GIL, the process not scheduled) stretched. Metrics
+    # (troupe.metrics): a fast segment's calls all count in the first histogram
+    # bucket; a slow one counts as one call that took it (exact for one message).
     mailbox = self.mailbox
     queue = mailbox.queue
     receive = self._receive
     left = self._throughput
     stats = self.metrics
     system = self.system
-    each = stats is not None and stats.time_each
+    each = self._each
+    hit = False  # a segment reached ``bound``
     bound = system.segment_bound  # segments this slow are observed or reported
     slow = 0  # calls already counted by observe()
     start = began = perf_counter()
@@ -139,8 +143,8 @@ def _drain_sync(self: ActorCell) -> None:
                 result = receive(message)
             except Exception as exc:
                 now = perf_counter()
-                if now - began >= system.slow_handlers.threshold:
-                    system.slow_handlers.held(self.name, self.actor, now - began, 1, message)
+                if segment - n == 1 and now - began >= system.slow_handlers.threshold:
+                    system.slow_handlers.held(self.name, self.actor, now - began, message)
                 if stats is not None:
                     stats.observe(now - began)
                     stats.add(FAILED)
@@ -168,13 +172,14 @@ def _drain_sync(self: ActorCell) -> None:
         now = perf_counter()
         if now - began >= bound and done:
             spent = now - began
+            hit = True
             if stats is not None and spent >= FAST_BOUND:
                 stats.observe(spent)  # exact for one call; else one call took it all
                 slow += 1
-                if done > 1:
-                    each = stats.time_each = True  # time each call from now on
-            if spent >= system.slow_handlers.threshold:
-                system.slow_handlers.held(self.name, self.actor, spent, done, message)
+            if done > 1:
+                each = self._each = True  # time each call from now on
+            elif spent >= system.slow_handlers.threshold:
+                system.slow_handlers.held(self.name, self.actor, spent, message)
         began = now
         if ended or not left or now >= turn_end or not (queue or mailbox.system):
             break
@@ -186,8 +191,10 @@ def _drain_sync(self: ActorCell) -> None:
             fits = (turn_end - now) * (self._throughput - left) / (now - start + 1e-9)
             if fits < segment:
                 segment = max(1, int(fits))
+    if each and not hit:
+        self._each = False
     if stats is not None:
-        stats.end_turn(self._throughput - left, slow, began - start, True)
+        stats.end_turn(self._throughput - left, slow, began - start)
     self._finish_turn()
 
 
@@ -240,7 +247,7 @@ async def _drain_async(self: ActorCell) -> None:
             self._scheduled = False
             self._task = None
             if stats is not None:  # the cancelled message is not counted
-                stats.end_turn(self._throughput - budget - 1, slow, began - start, True)
+                stats.end_turn(self._throughput - budget - 1, slow, began - start)
             raise
         except Exception as exc:
             if stats is not None:
@@ -271,7 +278,7 @@ async def _drain_async(self: ActorCell) -> None:
         if now >= turn_end:
             break
     if stats is not None:
-        stats.end_turn(self._throughput - budget, slow, began - start, True)
+        stats.end_turn(self._throughput - budget, slow, began - start)
     self._task = None
     self._finish_turn()
 

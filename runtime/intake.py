@@ -8,7 +8,6 @@ messages the mailbox policy drops or that can no longer be delivered.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
 from asyncio import _get_running_loop
 from collections.abc import Callable
@@ -22,13 +21,13 @@ from .mailbox import ACCEPTED, Accepted
 from .metrics import DEAD_LETTERED
 from .ref import LOOP_STOPPED, NO_LOOP, outside_loop
 from .state import State
+from .thread_intake import ThreadWaiter, put_on_loop
 
 if TYPE_CHECKING:
     from .cell import ActorCell
 
 _RUNNING = State.RUNNING
 _STOPPING = State.STOPPING
-_THREAD_POLL = 0.5  # seconds between checks that a blocked thread tell's loop still runs
 
 
 def deliver(self: ActorCell, item: Any) -> Accepted | asyncio.Future[None]:
@@ -55,6 +54,8 @@ def deliver(self: ActorCell, item: Any) -> Accepted | asyncio.Future[None]:
 def _deliver_from_thread(self: ActorCell, item: Any) -> Accepted:
     """Hand a message over from a foreign thread; block while backpressure parks it.
 
+    The message goes through the system's thread intake (troupe.thread_intake):
+    one deque drained by one loop callback, the calling thread waiting on a lock.
     Raises ``MailboxFull`` in the calling thread when the policy refuses it,
     and RuntimeError when the system's loop is not running.
     """
@@ -64,32 +65,14 @@ def _deliver_from_thread(self: ActorCell, item: Any) -> Accepted:
         return ACCEPTED
     if not loop.is_running():
         raise outside_loop(self.name, "tell", LOOP_STOPPED)
-    done: concurrent.futures.Future[None] = concurrent.futures.Future()
-    taken = False
-
-    def put_on_loop() -> None:
-        nonlocal taken
-        taken = True
-        try:
-            pending = self.deliver(item)
-        except BaseException as exc:
-            done.set_exception(exc)
-            return
-        if type(pending) is Accepted:
-            done.set_result(None)
-        else:
-            assert isinstance(pending, asyncio.Future)
-            pending.add_done_callback(lambda _: done.set_result(None))
-
-    loop.call_soon_threadsafe(put_on_loop)
-    while True:
-        try:
-            done.result(timeout=_THREAD_POLL)
-            return ACCEPTED
-        except concurrent.futures.TimeoutError:
-            if not taken and loop.is_closed():  # closed before it ran put_on_loop
-                self._undeliverable(item, SYSTEM_CLOSED)
-                return ACCEPTED
+    waiter = ThreadWaiter()
+    try:
+        self.system.thread_intake.submit(put_on_loop, self.ref, item, waiter)
+    except RuntimeError:  # closed meanwhile
+        self._undeliverable(item, SYSTEM_CLOSED)
+        return ACCEPTED
+    waiter.wait(loop, lambda: self._undeliverable(item, SYSTEM_CLOSED))
+    return ACCEPTED
 
 
 def send_system(self: ActorCell, action: Callable[[], Any]) -> None:

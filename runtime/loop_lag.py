@@ -8,10 +8,11 @@ all the others. Two things report it, neither costing anything per message:
   measures how late it fired. With metrics on, the lateness is the histogram
   ``troupe_loop_lag_seconds{system}``.
 - :class:`SlowHandlers`: the dispatcher times its turns in a few segments
-  (see :mod:`troupe.dispatch`); a sync handler that held the loop for longer
-  than the system's ``slow_handler_warning`` (default 0.1 s) is logged as a
-  WARNING naming the actor and the message type, at most once per
-  ``every`` seconds per actor class. A lag that no handler explains (an
+  (see :mod:`troupe.dispatch`), and an actor whose segment overran times each
+  message; a sync handler that held the loop for longer than the system's
+  ``slow_handler_warning`` (default 0.1 s) is logged as a WARNING naming the
+  actor and the message type, at most once per ``every`` seconds per actor
+  class. A lag that no handler explains (an
   ``async def`` handler or a callback that blocks) is logged by the monitor.
 
 The cure is the same for both: run blocking code in a :class:`~troupe.ThreadActor`.
@@ -63,9 +64,8 @@ class SlowHandlers:
         self._last: dict[type, float] = {}
         self._suppressed: dict[type, int] = {}
 
-    def held(self, name: str, actor: object, seconds: float, messages: int, last: Any) -> None:
-        """Actor ``name`` handled ``messages`` messages (the last one ``last``) in
-        ``seconds`` without yielding the loop."""
+    def held(self, name: str, actor: object, seconds: float, message: Any) -> None:
+        """Actor ``name``'s sync handler took ``seconds`` on ``message`` without yielding."""
         now = time.monotonic()
         self.last_named = now
         kind = type(actor)
@@ -74,16 +74,12 @@ class SlowHandlers:
             return
         self._last[kind] = now
         suppressed = self._suppressed.pop(kind, 0)
-        what = (
-            f"a {type(last).__name__} message"
-            if messages == 1
-            else f"{messages} messages (the last a {type(last).__name__})"
-        )
         logger.warning(
-            "actor %s held the event loop for %.3f s handling %s: every other actor waited; %s%s",
+            "actor %s held the event loop for %.3f s handling a %s message: every other actor "
+            "waited; %s%s",
             name,
             seconds,
-            what,
+            type(message).__name__,
             _CURE,
             f" ({suppressed} more from {kind.__name__} actors not logged)" if suppressed else "",
         )

@@ -7,14 +7,18 @@ import atexit
 import logging
 import threading
 from collections.abc import Callable, Coroutine
+from threading import get_ident
 from types import TracebackType
 from typing import Any, TypeVar
 
 from .cell import ActorFactory
-from .errors import SystemClosed
+from .clock import RealClock
+from .errors import SystemClosed, check_timeout
 from .loop import new_event_loop
 from .ref import SYSTEM_TIMEOUT, ActorRef
 from .system import ActorSystem, ShutdownReport
+from .thread_intake import ThreadWaiter, ask_on_loop, trace_headers
+from .tracing import PROPAGATION
 
 T = TypeVar("T")
 
@@ -44,6 +48,7 @@ class SyncActorSystem:
         self._loop = new_event_loop()
         self._started = threading.Event()
         self._finished: asyncio.Future[None] | None = None
+        self._real_time = False
         self._thread = threading.Thread(target=self._run, name=f"troupe-{name}", daemon=True)
         self._thread.start()
         self._started.wait()
@@ -64,6 +69,7 @@ class SyncActorSystem:
 
     async def _main(self) -> None:
         self.system.start()
+        self._real_time = type(self.system.clock) is RealClock  # asks time out in their thread
         self._finished = self._loop.create_future()
         self._started.set()
         await self._finished
@@ -72,12 +78,11 @@ class SyncActorSystem:
         return self._await(_as_coroutine(fn))
 
     def _await(self, coro: Coroutine[Any, Any, T]) -> T:
-        if not self._thread.is_alive():
+        try:
+            self._check_caller()
+        except BaseException:
             coro.close()
-            raise SystemClosed(f"actor system {self.system.name!r} has been shut down")
-        if threading.current_thread() is self._thread:
-            coro.close()
-            raise RuntimeError("blocking SyncActorSystem calls cannot run on its own loop thread")
+            raise
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     @property
@@ -100,8 +105,42 @@ class SyncActorSystem:
         ref.tell(message)
 
     def ask(self, ref: ActorRef, message: Any, *, timeout: float | None = SYSTEM_TIMEOUT) -> Any:
-        """Send and wait for the reply (or the handler's exception, or AskTimeout)."""
-        return self._await(_ask(ref, message, timeout))
+        """Send and wait for the reply (or the handler's exception, or AskTimeout).
+
+        ``timeout`` is ``ref.ask``'s (default: the system's ``ask_timeout``). The ask
+        goes through the system's thread intake (:mod:`troupe.thread_intake`): no
+        coroutine per call, and asks from many threads reach the loop in batches.
+        """
+        if timeout is SYSTEM_TIMEOUT:
+            timeout = self.system.ask_timeout
+        elif timeout is not None:
+            timeout = check_timeout("timeout", timeout)
+        self._check_caller()
+        waiter = ThreadWaiter()
+        system = self.system
+        on_thread = timeout is not None and self._real_time
+        headers = trace_headers(ref) if PROPAGATION.on else None
+        try:
+            system.thread_intake.submit(
+                ask_on_loop, ref, message, None if on_thread else timeout, headers, waiter
+            )
+        except RuntimeError:  # the loop closed meanwhile
+            raise self._closed() from None
+        if on_thread:
+            return waiter.wait(self._loop, self._raise_closed, timeout, ref.name)
+        return waiter.wait(self._loop, self._raise_closed)
+
+    def _check_caller(self) -> None:
+        if self._loop.is_closed():  # the loop thread closes it as it ends
+            raise self._closed()
+        if get_ident() == self._thread.ident:
+            raise RuntimeError("blocking SyncActorSystem calls cannot run on its own loop thread")
+
+    def _closed(self) -> SystemClosed:
+        return SystemClosed(f"actor system {self.system.name!r} has been shut down")
+
+    def _raise_closed(self) -> None:
+        raise self._closed()
 
     def stop(self, ref: ActorRef) -> None:
         """Stop one actor and wait until it has stopped."""
@@ -133,7 +172,3 @@ class SyncActorSystem:
 
 async def _as_coroutine(fn: Callable[[], T]) -> T:
     return fn()
-
-
-async def _ask(ref: ActorRef, message: Any, timeout: float | None) -> Any:
-    return await ref.ask(message, timeout=timeout)  # on the system's loop

@@ -32,6 +32,7 @@ from .metrics import DROPPED, FAST_BOUND, RESTARTS, SystemMetrics
 from .props import Props
 from .ref import ActorRef
 from .restart import RestartPolicy, RestartTracker
+from .thread_intake import ThreadIntake
 
 if TYPE_CHECKING:
     from .metrics.export import MetricsEndpoint
@@ -129,6 +130,7 @@ class ActorSystem:
         self._lag_interval = check_seconds("loop_lag_interval", loop_lag_interval)
         self.segment_bound = self.slow_handlers.threshold  # see troupe.dispatch
         self.loop_lag: LoopLagMonitor | None = None  # made by start()
+        self._thread_intake: ThreadIntake | None = None
         checked_shutdown = check_timeout("shutdown_timeout", shutdown_timeout, zero=True)
         if checked_shutdown is None:
             raise ConfigError("shutdown_timeout", "must be zero or a positive number of seconds")
@@ -188,6 +190,7 @@ class ActorSystem:
             return
         self._loop = asyncio.get_running_loop()
         self.thread_id = threading.get_ident()
+        self._thread_intake = ThreadIntake(self._loop)
         if self.handler_hook is None:  # a simulated loop brings its own (troupe.testing)
             self.handler_hook = getattr(self._loop, "troupe_handler_hook", None)
         if getattr(self._loop, "troupe_deterministic", False):
@@ -252,6 +255,13 @@ class ActorSystem:
                 f"actor system {self.name!r} is not started; use 'async with ActorSystem()'"
             )
         return self._loop
+
+    @property
+    def thread_intake(self) -> ThreadIntake:
+        """Where other threads hand work to the loop (see :mod:`troupe.thread_intake`)."""
+        if self._thread_intake is None:
+            raise SystemClosed(f"actor system {self.name!r} is not started")
+        return self._thread_intake
 
     @property
     def clock(self) -> Clock:

@@ -104,39 +104,31 @@ def observe_lag(counts: memoryview, seconds: float) -> None:
 class ActorStats:
     """The counters of one metrics group; shared by every actor with its label.
 
-    Handler timing costs one ``perf_counter`` read per dispatch turn while the
-    group's turns finish within ``FAST_BOUND`` (then every call in the turn is
-    certainly in the first bucket). When a turn overruns, that turn counts as
-    its other calls being fast plus one call that took the whole turn, and the
-    group times each call (one read per call) until a whole turn is fast again.
-    Counts and the duration sum are exact; only the bucket of calls in such an
-    overrunning turn is estimated. Failed calls are always timed on their own.
+    The dispatcher reads the clock a few times per turn, at the end of
+    segments of messages (see :mod:`troupe.dispatch`), not per message. A
+    segment that finished within ``FAST_BOUND`` counts all its calls in the
+    first bucket; a slower one is observed as one call that took the whole
+    segment (exact for a segment of one message; an actor whose segment
+    overran times each message until its turns are fast again). Counts and
+    the duration sum are exact; only the bucket of calls in an overrunning
+    segment is estimated. Failed calls are always timed on their own.
     """
 
-    __slots__ = ("counts", "label", "time_each")
+    __slots__ = ("counts", "label")
 
     def __init__(self, label: str, counts: memoryview) -> None:
         self.label = label
         self.counts = counts
-        self.time_each = False
 
     def observe(self, seconds: float) -> None:
         """Count one handler call that took ``seconds``."""
         self.counts[BUCKET0 + bisect_left(BUCKETS, seconds)] += 1
 
-    def end_turn(self, handled: int, slow: int, seconds: float, each: bool) -> None:
-        """Account a dispatch turn: ``handled`` calls, ``slow`` of them already observed,
-        ``seconds`` of handler time, ``each`` when its calls were timed one by one."""
-        quick = handled - slow
-        if each:
-            if seconds < FAST_BOUND:
-                self.time_each = False  # a whole turn fits the first bucket again
-        elif seconds >= FAST_BOUND:
-            self.time_each = True
-            if not slow and quick:  # no failed call took the overrun: one call did
-                quick -= 1
-                self.observe(seconds)
+    def end_turn(self, handled: int, slow: int, seconds: float) -> None:
+        """Account a dispatch turn: ``handled`` calls, ``slow`` of them already observed
+        (the rest were fast), ``seconds`` of handler time."""
         counts = self.counts
+        quick = handled - slow
         if quick:
             counts[BUCKET0] += quick
         counts[SUM_NS] += int(seconds * 1e9)

@@ -280,13 +280,13 @@ class Sync(Actor):
 async def test_turn_timing_falls_back_to_per_call_timing_after_an_overrun() -> None:
     async with ActorSystem(metrics_port=0) as system:
         ref = system.spawn(Sync, name="sync")
-        stats = system.cell_of(ref).metrics
-        assert stats is not None and not stats.time_each  # turns are timed as a whole
+        cell = system.cell_of(ref)
+        assert cell.metrics is not None and not cell._each  # turns are timed in segments
         for _ in range(10):
             ref.tell(0.0)
         await ref.ask(0.03)  # the same turn: ten fast calls and one slow call
         # The turn is timed in segments (troupe.dispatch): the slow call was timed alone,
-        # or its segment overran and calls are now timed one by one (time_each).
+        # or its segment overran and calls are now timed one by one (cell._each).
         for _ in range(3):
             ref.tell(0.006)
         await ref.ask(0.0)
@@ -296,9 +296,9 @@ async def test_turn_timing_falls_back_to_per_call_timing_after_an_overrun() -> N
                 ref.tell(0.0)
             await ref.ask(0.0)
             fast += 6
-            if not stats.time_each:
+            if not cell._each:
                 break
-        assert not stats.time_each  # a whole turn fit the first bucket again
+        assert not cell._each  # a whole turn had no slow call again
         samples = await scrape(system)
     bucket = {
         le: value(samples, "troupe_handler_seconds_bucket", actor="sync", le=le)
