@@ -4,7 +4,9 @@ No task or thread exists per idle actor. A cell is scheduled on the event
 loop only when its mailbox turns non-empty, and then handles at most
 ``throughput`` messages, or fewer once the turn has run for
 ``throughput_deadline`` seconds (Akka's throughput-deadline-time), before
-yielding: sync handlers in a plain loop callback (``_drain_sync``), ``async
+yielding (a sync actor over its time budget sits out one loop round before
+its next turn, so a slow actor delays the others by one handler call, not
+by a turn of them): sync handlers in a plain loop callback (``_drain_sync``), ``async
 def`` handlers in one task per turn (``_drain_async``). The system lane runs
 first. A sync handler that held the loop for ``slow_handler_warning`` seconds
 is logged (:mod:`troupe.loop_lag`). An actor back to idle drops its empty
@@ -195,6 +197,13 @@ def _drain_sync(self: ActorCell) -> None:
         self._each = False
     if stats is not None:
         stats.end_turn(self._throughput - left, slow, began - start)
+    if began >= turn_end and self.state is _RUNNING and queue and not mailbox.system:
+        # Over its time budget with more to do: it sits out one loop round, so what
+        # became ready meanwhile (an asker woken by a reply) runs before its next turn.
+        self._current = None
+        self._taken = None
+        self._loop.call_soon(self._loop.call_soon, self._drain_sync)
+        return
     self._finish_turn()
 
 

@@ -95,6 +95,21 @@ async def test_a_turn_ends_once_it_has_run_its_time_budget() -> None:
     assert bounded == 1  # the blocker yielded after its first message (past 10 ms)
 
 
+async def test_each_ask_to_another_actor_waits_for_one_blocking_message_at_most() -> None:
+    log: list[str] = []
+    async with ActorSystem(loop_lag_interval=None, slow_handler_warning=None) as system:
+        blocker = system.spawn(Logged, log, 0.02, name="blocker")
+        other = system.spawn(Logged, log, name="other")
+        for i in range(8):
+            blocker.tell(i)
+        for _ in range(3):
+            await other.ask("ping")  # the blocker sits out a loop round after each message
+        assert await system.wait_idle(5)
+    replies = [i for i, name in enumerate(log) if name == "other"]
+    waited = [b - a - 1 for a, b in zip([-1, *replies], replies, strict=False)]
+    assert waited == [1, 1, 1]
+
+
 async def test_a_class_may_set_its_own_time_budget() -> None:
     class Patient(Logged):
         throughput_deadline: ClassVar[float | None] = 60.0
