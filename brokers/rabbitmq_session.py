@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .attempts import JournaledAttempts, Start
+from .base import BrokerError
 from .message import Message
 from .rabbitmq_connection import AmqpChannel, settle
 from .rabbitmq_publish import from_amqp
@@ -48,6 +49,7 @@ logger = logging.getLogger(__name__)
 RETENTION = 7 * 24 * 3600.0  # seconds an attempts row may go untouched
 MARKER_RETENTION = 3600.0
 FIRST_PUSH = 2.0  # the first fetch waits up to this long for what the queue held at consume
+RETURN_WAIT = 0.5  # a closing session waits up to this long for its deliveries to be ready again
 LINGER = 0.002  # a partial page waits this long for more pushed deliveries
 
 
@@ -150,7 +152,7 @@ class RabbitSession(ConsumerSession):
         self._last_fold = 0.0
         self.record = AttemptsRecord(directory / "attempts.sqlite")
         self.attempts = JournaledAttempts(directory, consumer, self.record.add, window)
-        channel.on_close.append(lambda _: self._arrived.set())
+        channel.on_close.append(self._channel_closed)
 
     async def start(self) -> None:
         """qos and consume; fold dead consumers' journals first."""
@@ -171,6 +173,13 @@ class RabbitSession(ConsumerSession):
             callback=lambda frame: settle(future, frame),
         )
         await future
+
+    def _channel_closed(self, _: BaseException) -> None:
+        """RabbitMQ gave back what this channel held: none of it is this session's now."""
+        self._buffer.clear()
+        self._held.clear()
+        self._ids.clear()
+        self._arrived.set()  # a waiting fetch raises the channel's error
 
     def _on_message(self, _: Any, method: Any, properties: Any, body: bytes) -> None:
         self._buffer.append((method, properties, body))
@@ -290,13 +299,25 @@ class RabbitSession(ConsumerSession):
 
     async def close(self) -> None:
         self._broker._session_closed(self)
+        held = self.held if self._channel.is_open else 0
+        ready = await self._ready() if held else None
         self._buffer.clear()
         self._held.clear()
         self._ids.clear()
         try:
             await self._channel.close()  # RabbitMQ requeues what was not acked
+            if ready is not None:  # so that a consumer opened next sees them at once
+                deadline = time.monotonic() + RETURN_WAIT
+                while time.monotonic() < deadline and (await self._ready() or 0) < ready + held:  # noqa: ASYNC110 - polling the broker
+                    await asyncio.sleep(0.01)
         finally:
             self.record.close()
+
+    async def _ready(self) -> int | None:
+        try:
+            return await self._broker.lag(self.stream, self.group)
+        except BrokerError:
+            return None
 
 
 __all__ = ["AttemptsRecord", "RabbitSession"]
