@@ -62,9 +62,10 @@ def redis_url(redis_server: RedisServer) -> str:
 
 @pytest.fixture(scope="session")
 def rabbitmq_server() -> Iterator[RabbitServer]:
-    """A rabbitmq-server node for the whole test session (see RabbitServer)."""
+    """A rabbitmq-server node for the whole test session (see RabbitServer), with an
+    ``amqps://`` listener too (``vhost_url(name, tls=True)``, CA in ``ca_file``)."""
     try:
-        server = RabbitServer()
+        server = RabbitServer(tls=True)
     except ServerMissing as exc:
         pytest.fail(str(exc), pytrace=False)
     server.start()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,10 @@ class RabbitBroker(Broker):
 
     ``topology`` declares exchanges, queues and bindings and routes streams
     (default: each stream is a quorum queue fed by the default exchange).
-    ``maxlen`` caps every work queue (``x-max-length``; the oldest are dropped, to the
-    DLQ). ``heartbeat`` (seconds) notices a dead broker on an idle connection.
+    ``ssl_context`` replaces the default TLS context of ``amqps://`` (a private CA,
+    client certificates). ``maxlen`` caps every work queue (``x-max-length``; the oldest
+    are dropped, to the DLQ). ``heartbeat`` (seconds) notices a dead broker on an idle
+    connection.
     """
 
     capabilities = Capabilities(
@@ -72,6 +75,7 @@ class RabbitBroker(Broker):
         topology: Topology | None = None,
         maxlen: int | None = None,
         heartbeat: int = 30,
+        ssl_context: ssl.SSLContext | None = None,
         serializer: Serializer = JSON,
         reconnect: Backoff = DEFAULT_RECONNECT,
         journal_dir: str | os.PathLike[str] | None = None,
@@ -82,6 +86,8 @@ class RabbitBroker(Broker):
         except Exception as exc:
             raise ConfigError("broker url", f"{self.url!r} is not an AMQP URL: {exc}") from exc
         self._parameters.heartbeat = heartbeat
+        if ssl_context is not None:  # amqps:// with a private CA or client certificates
+            self._parameters.ssl_options = pika.SSLOptions(ssl_context, self._parameters.host)
         self._parameters.connection_attempts = 1
         self._parameters.socket_timeout = 5.0
         self._parameters.blocked_connection_timeout = 60.0

@@ -50,6 +50,38 @@ def free_port() -> int:
         return port
 
 
+def make_certificates(directory: Path) -> None:
+    """A throwaway CA (``ca.crt``) and a server certificate for 127.0.0.1/localhost
+    (``server.crt``, ``server.key``) in ``directory``, made with the ``openssl`` command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise ServerMissing("openssl is not installed; 'apt-get install openssl' provides it")
+    d = directory
+
+    def run(*args: str) -> None:
+        subprocess.run(
+            [openssl, *args], check=True, capture_output=True, cwd=d, stdin=subprocess.DEVNULL
+        )
+
+    key = ("-newkey", "rsa:2048", "-nodes")
+    ca_name = ("-subj", "/CN=troupe-test-ca")
+    run("req", "-x509", *key, *ca_name, "-days", "2", "-keyout", "ca.key", "-out", "ca.crt")
+    run("req", *key, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    signed = ("-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        *signed,
+        "-out",
+        "server.crt",
+        "-extfile",
+        "san.ext",
+    )
+
+
 class RedisServer:
     """A redis-server child process on 127.0.0.1 (``url``) with a temporary data dir.
 
@@ -88,33 +120,7 @@ class RedisServer:
         return str(self.directory / "ca.crt")
 
     def _make_certificates(self) -> None:
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            raise ServerMissing("openssl is not installed; 'apt-get install openssl' provides it")
-        d = self.directory
-
-        def run(*args: str) -> None:
-            subprocess.run(
-                [openssl, *args], check=True, capture_output=True, cwd=d, stdin=subprocess.DEVNULL
-            )
-
-        key = ("-newkey", "rsa:2048", "-nodes")
-        ca_name = ("-subj", "/CN=troupe-test-ca")
-        run("req", "-x509", *key, *ca_name, "-days", "2", "-keyout", "ca.key", "-out", "ca.crt")
-        run("req", *key, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
-        (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-        signed = ("-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2")
-        run(
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            *signed,
-            "-out",
-            "server.crt",
-            "-extfile",
-            "san.ext",
-        )
+        make_certificates(self.directory)
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the server and wait until it answers PING."""

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
 
-from .testing import ServerMissing, free_port
+from .testing import ServerMissing, free_port, make_certificates
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +64,10 @@ def _epmd() -> str | None:
 class RabbitServer:
     """A rabbitmq-server node on 127.0.0.1 (``url``: the default vhost, guest/guest)."""
 
-    def __init__(self, directory: str | None = None) -> None:
+    def __init__(self, directory: str | None = None, *, tls: bool = False) -> None:
         self.binary = find_rabbitmq_server()
         self.port = free_port()
+        self.tls_port = free_port() if tls else None  # amqps:// too, with a throwaway CA
         self.dist_port = free_port()
         self.management_port = free_port()
         self.epmd_port = free_port()
@@ -81,9 +82,16 @@ class RabbitServer:
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
 
-    def vhost_url(self, vhost: str) -> str:
-        """The URL of ``vhost`` on this node."""
+    def vhost_url(self, vhost: str, *, tls: bool = False) -> str:
+        """The URL of ``vhost`` on this node (``amqps://`` on the TLS port with ``tls``)."""
+        if tls:
+            return f"amqps://guest:guest@127.0.0.1:{self.tls_port}/{quote(vhost, safe='')}"
         return f"amqp://guest:guest@127.0.0.1:{self.port}/{quote(vhost, safe='')}"
+
+    @property
+    def ca_file(self) -> str:
+        """The CA certificate that signed the node's (TLS nodes only)."""
+        return str(self.directory / "ca.crt")
 
     def _write_config(self) -> None:
         d = self.directory
@@ -98,6 +106,17 @@ class RabbitServer:
             "log.file.level = warning\n"
         )
         (d / "enabled_plugins").write_text("[rabbitmq_management].\n")
+        if self.tls_port is not None:
+            make_certificates(d)
+            with (d / "rabbitmq.conf").open("a") as conf:
+                conf.write(
+                    f"listeners.ssl.default = 127.0.0.1:{self.tls_port}\n"
+                    f"ssl_options.cacertfile = {d / 'ca.crt'}\n"
+                    f"ssl_options.certfile = {d / 'server.crt'}\n"
+                    f"ssl_options.keyfile = {d / 'server.key'}\n"
+                    "ssl_options.verify = verify_none\n"
+                    "ssl_options.fail_if_no_peer_cert = false\n"
+                )
 
     def _env(self) -> dict[str, str]:
         d = self.directory

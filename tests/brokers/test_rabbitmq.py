@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ssl
 import time
 from typing import Any
+from urllib.parse import unquote
 
 import pika
 import pytest
@@ -26,6 +28,7 @@ from troupe.brokers.rabbitmq import RabbitBroker
 from troupe.brokers.rabbitmq_publish import delay_tier
 from troupe.brokers.rabbitmq_topology import Binding, Exchange, Queue, Route, Topology
 from troupe.brokers.testing import free_port
+from troupe.brokers.testing_rabbitmq import RabbitServer
 from troupe.supervisors import Backoff
 
 from .test_conformance import Recorder
@@ -248,3 +251,17 @@ async def test_order_demo_runs_on_rabbitmq(rabbitmq_url: str) -> None:
     assert result.settled
     assert result.inventory_balanced and result.money_balanced and result.effects_once
     assert result.unique == 120
+
+
+async def test_amqps_with_a_private_ca(rabbitmq_server: RabbitServer, rabbitmq_url: str) -> None:
+    """TLS: amqps:// with the node's CA works; without it the certificate is refused."""
+    url = rabbitmq_server.vhost_url(unquote(rabbitmq_url.rsplit("/", 1)[1]), tls=True)
+    context = ssl.create_default_context(cafile=rabbitmq_server.ca_file)
+    broker = rabbit(url, ssl_context=context)
+    await broker.publish("secure", {"n": 1})
+    [message] = await broker.read_stream("secure")
+    assert broker.serializer.loads(message.body) == {"n": 1}
+    await broker.close()
+    untrusted = rabbit(url)  # the system's CAs do not know the node's
+    with pytest.raises(BrokerConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+        await untrusted.connect()
