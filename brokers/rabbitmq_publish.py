@@ -33,7 +33,7 @@ from typing import Any
 
 import pika
 
-from .message import CONTENT_TYPE, Message
+from .message import CONTENT_TYPE, ERROR_REASON, ORIGINAL_STREAM, Message
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +92,8 @@ def from_amqp(method: Any, properties: Any, body: bytes) -> tuple[Message, int]:
                 headers[name] = _text(value)
         elif name == "x-delivery-count":
             count = int(value) + 1 if isinstance(value, int) else count
-        elif name == "x-death":
-            continue  # RabbitMQ's dead-letter history (delay tiers): not the user's
+        elif name == "x-death":  # RabbitMQ's dead-letter history
+            _death(value, headers)
         else:
             headers[name] = _text(value)
     if count == 1 and method.redelivered:
@@ -112,6 +112,20 @@ def from_amqp(method: Any, properties: Any, body: bytes) -> tuple[Message, int]:
     if stamp is None:
         stamp = float(properties.timestamp) if properties.timestamp is not None else 0.0
     return Message(body, key, headers, message_id, stamp), count
+
+
+def _death(history: Any, headers: dict[str, str]) -> None:
+    """Say why RabbitMQ itself dead-lettered a message (the queue's delivery limit or
+    length cap); an expired delay tier is not a failure and says nothing."""
+    if not isinstance(history, list) or not history or not isinstance(history[0], dict):
+        return
+    last = history[0]
+    reason = _text(last.get("reason", ""))
+    if reason == "expired":
+        return
+    queue = _text(last.get("queue", ""))
+    headers.setdefault(ERROR_REASON, f"dead-lettered by RabbitMQ from {queue!r}: {reason}")
+    headers.setdefault(ORIGINAL_STREAM, queue)
 
 
 def _text(value: Any) -> str:

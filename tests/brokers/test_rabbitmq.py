@@ -265,3 +265,21 @@ async def test_amqps_with_a_private_ca(rabbitmq_server: RabbitServer, rabbitmq_u
     untrusted = rabbit(url)  # the system's CAs do not know the node's
     with pytest.raises(BrokerConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
         await untrusted.connect()
+
+
+async def test_quorum_delivery_limit_dead_letters_what_nobody_settles(rabbitmq_url: str) -> None:
+    """The backstop inside RabbitMQ: past x-delivery-limit the queue's DLX moves the message
+    to the DLQ, and the DLQ copy says so."""
+    broker = rabbit(rabbitmq_url, topology=Topology(delivery_limit=2))
+    await broker.publish("q", "stuck")
+    for n in range(3):  # three consumers take it and die without settling
+        session = await broker.consume("q", "g", f"c{n}", window=10)
+        assert len(await session.fetch(10, 1.0)) == 1
+        session.attempts.close()
+        await session.close()
+    await eventually(lambda: _dlq_size(broker, "q", 1))
+    [dead] = await broker.dead_letters("q")
+    assert broker.serializer.loads(dead.body) == "stuck"
+    assert "delivery_limit" in dead.headers[ERROR_REASON]
+    assert await broker.pending("q", "g") == 0
+    await broker.close()
