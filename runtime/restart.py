@@ -97,12 +97,16 @@ class RestartPolicy:
     failures within ``within`` seconds stop the actor (an ERROR log names it and
     the cause; ``ActorSystem.stopped_by_policy`` counts it). Set it per system,
     ``ActorSystem(restart=RestartPolicy(...))``, or per actor class with the
-    ``restart`` class attribute. An actor that fails in ``on_start`` is stopped
-    at once: a restart would only repeat it.
+    ``restart_policy`` class attribute. An actor that fails in ``on_start`` is
+    stopped at once: a restart would only repeat it.
+
+    The defaults suit actors that a broker bridge feeds: one poison message
+    failing its ``max_deliveries`` attempts in a few seconds does not stop its
+    target; a failure loop faster than the backoff lets through does.
     """
 
-    max_restarts: int = 3
-    within: float = 5.0
+    max_restarts: int = 10
+    within: float = 10.0
     backoff: Backoff = field(default_factory=_default_backoff)
 
     def __post_init__(self) -> None:
