@@ -6,11 +6,14 @@ import asyncio
 import io
 import ssl
 import time
+import uuid
 from typing import Any
 from urllib.parse import unquote
 
 import pika
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.brokers.helpers import TOLERANT
 from tests.helpers import eventually
@@ -22,7 +25,7 @@ from troupe.brokers import (
     PublishError,
     connect,
 )
-from troupe.brokers.message import ERROR_REASON
+from troupe.brokers.message import ATTEMPT, ERROR_REASON
 from troupe.brokers.producer import Publish
 from troupe.brokers.rabbitmq import RabbitBroker
 from troupe.brokers.rabbitmq_publish import delay_tier
@@ -283,3 +286,39 @@ async def test_quorum_delivery_limit_dead_letters_what_nobody_settles(rabbitmq_u
     assert "delivery_limit" in dead.headers[ERROR_REASON]
     assert await broker.pending("q", "g") == 0
     await broker.close()
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rounds=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=3))
+def test_crash_rounds_count_exactly_the_started_attempts(
+    rabbitmq_url: str, rounds: list[tuple[int, int]]
+) -> None:
+    """Consumers take ``take`` messages, start ``start`` of them and die, round after round;
+    a bridge then handles all: each message's attempt is one more than its starts, and a
+    message taken but never started lost nothing."""
+
+    async def scenario() -> None:
+        broker = rabbit(rabbitmq_url)
+        queue = f"p-{uuid.uuid4().hex[:8]}"
+        await broker.publish_messages(queue, [broker.message(i) for i in range(6)])
+        starts = dict.fromkeys(range(6), 0)
+        for n, (take, start) in enumerate(rounds):
+            session = await broker.consume(queue, "g", f"c{n}", window=max(1, take))
+            taken = await session.fetch(take, 1.0) if take else []
+            for delivery in taken[:start]:
+                session.attempts.started(delivery)
+                assert delivery.message is not None
+                starts[broker.serializer.loads(delivery.message.body)] += 1
+            session.attempts.close()  # dies: its starts stay journaled
+            await session.close()
+        seen: list[tuple[Any, dict[str, str]]] = []
+        async with ActorSystem(restart=TOLERANT) as system:
+            target = system.spawn(Recorder, seen, {})
+            system.spawn(ConsumerBridge, broker, queue, "g", target, block=0.05, max_deliveries=9)
+            await eventually(lambda: len(seen) == 6)
+        await broker.close()
+        assert {m: int(h[ATTEMPT]) for m, h in seen} == {i: s + 1 for i, s in starts.items()}
+
+    asyncio.run(scenario())
