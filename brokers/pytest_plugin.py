@@ -68,11 +68,11 @@ def rabbitmq_server() -> Iterator[RabbitServer]:
         server = RabbitServer(tls=True)
     except ServerMissing as exc:
         pytest.fail(str(exc), pytrace=False)
-    server.start()
     try:
+        server.start()
         yield server
     finally:
-        server.close()
+        server.close()  # also after a failed start: its epmd and data dir go
 
 
 @pytest.fixture

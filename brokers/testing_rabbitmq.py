@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
 
-from .testing import ServerMissing, free_port, make_certificates
+from .testing import ServerMissing, make_certificates
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,20 @@ def find_rabbitmq_server() -> str:
     raise ServerMissing(INSTALL_HINT)
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports on 127.0.0.1 that nothing listens on right now."""
+    socks = []
+    try:
+        for _ in range(n):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def _epmd() -> str | None:
     found = shutil.which("epmd")
     if found:
@@ -66,11 +80,9 @@ class RabbitServer:
 
     def __init__(self, directory: str | None = None, *, tls: bool = False) -> None:
         self.binary = find_rabbitmq_server()
-        self.port = free_port()
-        self.tls_port = free_port() if tls else None  # amqps:// too, with a throwaway CA
-        self.dist_port = free_port()
-        self.management_port = free_port()
-        self.epmd_port = free_port()
+        ports = free_ports(5)  # distinct: two free_port() calls may return the same port
+        self.port, self.dist_port, self.management_port, self.epmd_port, tls_port = ports
+        self.tls_port = tls_port if tls else None  # amqps:// too, with a throwaway CA
         self.node = f"troupe-{uuid.uuid4().hex[:8]}@localhost"
         self._own_dir = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="troupe-rabbitmq-"))
@@ -207,6 +219,9 @@ class RabbitServer:
 
     def _log_tail(self) -> str:
         tails = []
+        with contextlib.suppress(OSError):  # an Erlang VM that died says why here
+            dump = (self.directory / "erl_crash.dump").read_text(errors="replace")[:4000]
+            tails += [line for line in dump.splitlines() if line.startswith("Slogan:")]
         for path in sorted((self.directory / "log").glob("*.log")):
             with contextlib.suppress(OSError):
                 tails.append(path.read_text(errors="replace")[-1500:])
