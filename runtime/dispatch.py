@@ -27,7 +27,7 @@ from .delivery import Queued, TrackedReply
 from .envelope import Envelope, open_envelope
 from .errors import ActorStopped
 from .mailbox import SPARE_LIMIT, SPARE_QUEUES
-from .metrics import FAILED, FAST_BOUND
+from .metrics import BUCKET0, FAILED, FAST_BOUND, SUM_NS
 from .state import State
 from .tracing import current_traceparent
 from .tracing import enter as enter_trace
@@ -82,10 +82,11 @@ def _run_system_lane(self: ActorCell) -> None:
 
 def _drain_sync(self: ActorCell) -> None:
     # A turn handles at most ``throughput`` messages and ends early once it has run
-    # for ``throughput_deadline`` seconds. The clock is read at the end of segments
-    # of 1, 8, 64, ... messages (sized to fit the time left), not per message: one
-    # slow handler ends the turn after its own message, fast ones cost a few reads
-    # per turn. A slow segment of several messages makes the actor time each message
+    # for ``throughput_deadline`` seconds. The clock is read at the end of segments,
+    # not per message: after the first message, then after as many as fit the time
+    # left at the pace so far (all the rest for fast handlers): one slow handler ends
+    # the turn after its own message, fast ones cost two reads per turn. A segment
+    # that overran (a slow message after fast ones) makes the actor time each message
     # (``_each``) until a turn has no slow call: then a handler that took
     # ``slow_handler_warning`` seconds is reported with its message type
     # (troupe.loop_lag), and not a segment that a busy machine (another thread
@@ -188,15 +189,16 @@ def _drain_sync(self: ActorCell) -> None:
         if each:
             segment = 1
             continue
-        segment = left if left < 8 * segment else 8 * segment
-        if now + 3 * (now - start) > turn_end:  # time is running short: fit the segment
-            fits = (turn_end - now) * (self._throughput - left) / (now - start + 1e-9)
-            if fits < segment:
-                segment = max(1, int(fits))
+        segment = left  # the rest, or as many as fit the time left at this turn's pace
+        handled = self._throughput - left
+        if (now - start) * left > (turn_end - now) * handled:
+            segment = max(1, int((turn_end - now) * handled / (now - start)))
     if each and not hit:
         self._each = False
-    if stats is not None:
-        stats.end_turn(self._throughput - left, slow, began - start)
+    if stats is not None:  # ActorStats.end_turn, inlined
+        counts = stats.counts
+        counts[BUCKET0] += self._throughput - left - slow
+        counts[SUM_NS] += int((began - start) * 1e9)
     if began >= turn_end and self.state is _RUNNING and queue and not mailbox.system:
         # Over its time budget with more to do: it sits out one loop round, so what
         # became ready meanwhile (an asker woken by a reply) runs before its next turn.
