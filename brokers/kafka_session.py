@@ -456,7 +456,9 @@ class KafkaSession(ConsumerSession):
         pending = {
             part.tp: part for part in parts or list(self._parts.values()) if part.tp in offsets
         }
-        if not offsets or self._commit_lock.locked():
+        if not offsets:
+            return
+        if self._commit_lock.locked() and not force:  # one is on its way: next time
             self._requeue(offsets)
             return
         async with self._commit_lock:
