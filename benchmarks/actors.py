@@ -1,13 +1,22 @@
 """Core actor costs, troupe and its peers side by side in one run.
 
 Questions: one-way tell throughput (1 sender -> 1 actor), ask round trips,
-ping-pong between two actors, memory per idle actor, spawn rate.
+ping-pong between two actors, memory per idle actor and after a message,
+spawn rate; asks from 8 threads into a SyncActorSystem; other actors' ask
+latency while a plain actor blocks the loop; shutdown of many idle actors;
+a CPU-bound handler on 1 and 2 processes of a process tree.
 
 Peers: pykka ThreadingActor, thespian's simpleSystemBase, a raw asyncio.Queue
 actor (a task per actor), and a raw deque+future actor (the ceiling: no
 mailbox bound, no supervision, no replies beyond a future).
 
+Every side of a row runs once to warm up, then the sides take turns, round
+after round, and each keeps its best round: a shared machine's load changes
+within a run, and no side gets a cold start or a quiet moment the others miss.
+
     python benchmarks/actors.py --quick --json benchmarks/results/actors.json
+
+``--quick`` shuts down 100k idle actors; the full run a million (about 1 GiB).
 """
 
 from __future__ import annotations
@@ -15,12 +24,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import json
 import os
+import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Report, parse_args
 
 import troupe
-from troupe import Actor, ActorSystem
+from troupe import Actor, ActorSystem, MailboxConfig, SyncActorSystem, ThreadActor
 
 # ----------------------------------------------------------------------------- troupe
 
@@ -66,14 +79,15 @@ class Pinger(Actor):
             self.done.set_result(None)
 
 
-async def troupe_tell(n: int) -> float:
+async def troupe_tell(n: int, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds (of ``clock``) to tell ``n`` messages and get the last one handled."""
     async with ActorSystem("bench") as system:
         ref = system.spawn(Counter)
-        start = time.perf_counter()
+        start = clock()
         for i in range(n):
             await ref.tell(i)
         await ref.ask("flush")
-        return time.perf_counter() - start
+        return clock() - start
 
 
 async def troupe_tell_metrics(n: int, metrics: bool) -> float:
@@ -85,16 +99,6 @@ async def troupe_tell_metrics(n: int, metrics: bool) -> float:
             await ref.tell(i)
         await ref.ask("flush")
         return time.perf_counter() - start
-
-
-def metrics_on_off(repeat: int, n: int) -> tuple[float, float]:
-    """Best tell rates (on, off), runs alternating so both see the same machine load."""
-    on: list[float] = []
-    off: list[float] = []
-    for _ in range(repeat + 2):
-        off.append(troupe.run(troupe_tell_metrics(n, False)))
-        on.append(troupe.run(troupe_tell_metrics(n, True)))
-    return n / min(on), n / min(off)
 
 
 async def troupe_ask(n: int) -> float:
@@ -171,16 +175,18 @@ class DequeActor:
             await self.wake
 
 
-async def raw_tell(kind: type[Any], n: int) -> float:
+async def raw_tell(
+    kind: type[Any], n: int, clock: Callable[[], float] = time.perf_counter
+) -> float:
     actor = kind()
     put = actor.queue.put_nowait if kind is QueueActor else actor.put
-    start = time.perf_counter()
+    start = clock()
     for i in range(n):
         put((i, None))
     done = asyncio.get_running_loop().create_future()
     put(("flush", done))
     await done
-    elapsed = time.perf_counter() - start
+    elapsed = clock() - start
     actor.task.cancel()
     return elapsed
 
@@ -491,26 +497,296 @@ def memory_probe(kind: str, n: int) -> float:
     raise ValueError(kind)
 
 
-def measure_memory(kind: str, n: int) -> float:
-    out = subprocess.run(
-        [sys.executable, __file__, "--probe-memory", kind, str(n)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return float(out.strip().splitlines()[-1])
+# ----------------------------------------------------------------------------- after a message
+
+
+def memory_after_message(kind: str, n: int) -> tuple[float, float]:
+    """Bytes of RSS per actor of ``kind``: idle, then idle again after one message each
+    (sent to 1,000 actors at a time, as traffic reaches actors over time; run in a
+    fresh process)."""
+    gc.collect()
+    keep: list[Any] = []
+
+    async def main() -> tuple[float, float]:
+        before = rss_bytes()
+        if kind == "troupe":
+            async with ActorSystem("mem") as system:
+                keep.extend(system.spawn(Counter) for _ in range(n))
+                await asyncio.sleep(0.05)
+                gc.collect()
+                idle = rss_bytes()
+                for at in range(0, n, 1000):
+                    for ref in keep[at : at + 1000]:
+                        ref.tell(1)
+                    await system.wait_idle(10)
+                gc.collect()
+                return (idle - before) / n, (rss_bytes() - before) / n
+        cls = QueueActor if kind == "asyncio_queue" else DequeActor
+        keep.extend(cls() for _ in range(n))
+        await asyncio.sleep(0.05)
+        gc.collect()
+        idle = rss_bytes()
+        for at in range(0, n, 1000):
+            for actor in keep[at : at + 1000]:
+                (actor.queue.put_nowait if kind == "asyncio_queue" else actor.put)((1, None))
+            for _ in range(3):
+                await asyncio.sleep(0)
+        gc.collect()
+        return (idle - before) / n, (rss_bytes() - before) / n
+
+    return troupe.run(main())
+
+
+# ----------------------------------------------------------------------------- asks from threads
+
+
+def run_threads(threads: int, per_thread: int, ask: Callable[[int], Any]) -> float:
+    """Seconds for ``threads`` threads to make ``per_thread`` blocking asks each."""
+    barrier = threading.Barrier(threads + 1)
+
+    def work() -> None:
+        barrier.wait()
+        for i in range(per_thread):
+            ask(i)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    return time.perf_counter() - start
+
+
+def troupe_sync_asks(threads: int, per_thread: int) -> float:
+    with SyncActorSystem("bench") as system:
+        ref = system.spawn(Counter)
+        return run_threads(threads, per_thread, lambda m: system.ask(ref, m))
+
+
+def pykka_sync_asks(threads: int, per_thread: int) -> float:
+    counter_cls, _, _ = pykka_classes()
+    ref = counter_cls.start()
+    try:
+        return run_threads(threads, per_thread, ref.ask)
+    finally:
+        ref.stop()
+
+
+# ----------------------------------------------------------------------------- a blocked loop
+
+
+class Blocker(Actor):
+    """A plain actor whose sync handler blocks (what ThreadActor is for)."""
+
+    def receive(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class ThreadBlocker(ThreadActor):
+    def receive(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+async def blocked_ask_latency(kind: str, block: float = 0.2, queued: int = 10) -> list[float]:
+    """Seconds each ask to another actor took while ``queued`` messages that block for
+    ``block`` seconds each are handled (asks one after another until they are done)."""
+    if kind == "asyncio_queue":
+        return await _raw_blocked_latency(block, queued)
+    deadline: dict[str, Any] = {"throughput_deadline": None} if kind == "no_time_budget" else {}
+    async with ActorSystem("blocked", slow_handler_warning=None, **deadline) as system:
+        blocker = system.spawn(ThreadBlocker if kind == "thread_actor" else Blocker)
+        counter = system.spawn(Counter)
+        await counter.ask(0)
+        for _ in range(queued):
+            blocker.tell(block)
+        done = blocker.ask(0.0, timeout=None)
+        latencies = []
+        while not done.done():
+            start = time.perf_counter()
+            await counter.ask(1, timeout=None)
+            latencies.append(time.perf_counter() - start)
+        await done
+        return latencies
+
+
+async def _raw_blocked_latency(block: float, queued: int) -> list[float]:
+    """The textbook asyncio actor (a task per actor) with the same blocking handler."""
+    loop = asyncio.get_running_loop()
+    blocker: asyncio.Queue[Any] = asyncio.Queue()
+    counter: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def run(queue: asyncio.Queue[Any], handle: Callable[[Any], Any]) -> None:
+        while True:
+            message, reply = await queue.get()
+            result = handle(message)
+            if reply is not None:
+                reply.set_result(result)
+
+    tasks = [
+        asyncio.ensure_future(run(blocker, time.sleep)),
+        asyncio.ensure_future(run(counter, lambda m: m)),
+    ]
+    for _ in range(queued):
+        blocker.put_nowait((block, None))
+    done = loop.create_future()
+    blocker.put_nowait((0.0, done))
+    latencies = []
+    while not done.done():
+        start = time.perf_counter()
+        reply = loop.create_future()
+        counter.put_nowait((1, reply))
+        await reply
+        latencies.append(time.perf_counter() - start)
+    for task in tasks:
+        task.cancel()
+    return latencies
+
+
+# ----------------------------------------------------------------------------- shutdown
+
+
+class IdleWithStop(Actor):
+    """An idle actor with a plain on_stop (it counts the hooks that ran)."""
+
+    stopped = 0
+
+    def receive(self, message: Any) -> None:
+        pass
+
+    def on_stop(self) -> None:
+        IdleWithStop.stopped += 1
+
+
+def shutdown_probe(kind: str, n: int) -> dict[str, float]:
+    """Spawn ``n`` idle actors, shut down; seconds, on_stop count, RSS (fresh process)."""
+    gc.collect()
+    base = rss_bytes()
+
+    async def main() -> dict[str, float]:
+        if kind == "asyncio_queue":  # cancel n actor tasks and wait for them
+            actors = [QueueActor() for _ in range(n)]
+            await asyncio.sleep(0)
+            peak = rss_bytes()
+            start = time.perf_counter()
+            for actor in actors:
+                actor.task.cancel()
+            await asyncio.gather(*(a.task for a in actors), return_exceptions=True)
+            return {"seconds": time.perf_counter() - start, "peak_mib": (peak - base) / 2**20}
+        system = ActorSystem("shutdown")
+        async with system:
+            for _ in range(n):
+                system.spawn(IdleWithStop)
+            peak = rss_bytes()
+            start = time.perf_counter()
+            report = await system.shutdown()
+            seconds = time.perf_counter() - start
+        del system
+        gc.collect()
+        return {
+            "seconds": seconds,
+            "on_stop": IdleWithStop.stopped,
+            "stopped": report.stopped,
+            "killed": report.killed,
+            "peak_mib": (peak - base) / 2**20,
+            "after_mib": (rss_bytes() - base) / 2**20,
+        }
+
+    return troupe.run(main())
+
+
+# ----------------------------------------------------------------------------- process trees
+
+
+class CpuWorker(Actor):
+    """A process tree's root actor: handles TROUPE_BENCH_MESSAGES CPU-bound messages,
+    writes (start, end, count) to a file in TROUPE_BENCH_RESULTS, and stops."""
+
+    mailbox = MailboxConfig(capacity=50_000)
+
+    def on_start(self) -> None:
+        self.left = int(os.environ["TROUPE_BENCH_MESSAGES"])
+        self.count = self.left
+        self.started = time.time()
+        for _ in range(self.left):
+            self.ref.tell(3000)
+
+    def receive(self, size: int) -> None:
+        sum(i * i for i in range(size))  # the CPU-bound handler
+        self.left -= 1
+        if self.left == 0:
+            path = Path(os.environ["TROUPE_BENCH_RESULTS"]) / f"{os.getpid()}.json"
+            path.write_text(json.dumps([self.started, time.time(), self.count]))
+            self.ref.stop()
+
+
+def process_tree_rate(processes: int, messages: int) -> float:
+    """Messages/s of CpuWorker summed over a tree of ``processes`` processes, from the
+    first start to the last end of the handling (interpreter start-up not counted)."""
+    from troupe.supervisors import ProcessSpec, ProcessSupervisor
+
+    with tempfile.TemporaryDirectory() as results:
+        env = {
+            "PYTHONPATH": str(Path(__file__).resolve().parent),
+            "TROUPE_BENCH_MESSAGES": str(messages),
+            "TROUPE_BENCH_RESULTS": results,
+        }
+        spec = ProcessSpec("actors:CpuWorker", count=processes, restart="transient", env=env)
+        tree = ProcessSupervisor([spec], name="bench", log_level="WARNING")
+        code = troupe.run(tree.run())
+        if code != 0:
+            raise RuntimeError(f"the process tree ended with status {code}")
+        rows = [json.loads(p.read_text()) for p in Path(results).glob("*.json")]
+    assert len(rows) == processes
+    return sum(r[2] for r in rows) / (max(r[1] for r in rows) - min(r[0] for r in rows))
 
 
 # ----------------------------------------------------------------------------- main
 
 
-def best_of(repeat: int, fn: Any, *args: Any) -> float:
-    """Fastest of ``repeat`` runs (seconds)."""
-    times = []
-    for _ in range(repeat):
+def interleaved(repeat: int, **measures: Callable[[], float]) -> dict[str, float]:
+    """Best rate of each side: one warm-up round, then ``repeat`` rounds in which every
+    side runs in turn (peers that are not installed are skipped)."""
+    sides = {name: fn for name, fn in measures.items() if name not in MISSING}
+    best = dict.fromkeys(sides, 0.0)
+    for round_ in range(repeat + 1):
+        for name, measure in sides.items():
+            rate = measure()
+            if round_:  # round 0 warms every side up
+                best[name] = max(best[name], rate)
+    return best
+
+
+def rate_of(count: int, fn: Any, *args: Any) -> Callable[[], float]:
+    """A measure: ``count`` operations per second of one run of ``fn(*args)``."""
+
+    def measure() -> float:
         result = fn(*args)
-        times.append(troupe.run(result) if asyncio.iscoroutine(result) else result)
-    return min(times)
+        seconds = troupe.run(result) if asyncio.iscoroutine(result) else result
+        return count / seconds
+
+    return measure
+
+
+def run_probe(*args: str) -> Any:
+    """Run this script's probe ``args`` in a fresh process; its last output line as JSON."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--probe", *args], check=True, capture_output=True, text=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def probe(args: list[str]) -> Any:
+    """What ``--probe KIND ...`` prints (run in a fresh process by run_probe)."""
+    what, kind, n = args[0], args[1], int(args[2])
+    if what == "memory":
+        return memory_probe(kind, n)
+    if what == "memory_after_message":
+        return memory_after_message(kind, n)
+    if what == "shutdown":
+        return shutdown_probe(kind, n)
+    raise ValueError(what)
 
 
 def missing_peers() -> set[str]:
@@ -527,11 +803,6 @@ def missing_peers() -> set[str]:
 MISSING = missing_peers()
 
 
-def peers(**measures: Any) -> dict[str, float]:
-    """Run each peer's measurement, skipping the peers that are not installed."""
-    return {name: measure() for name, measure in measures.items() if name not in MISSING}
-
-
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     quick = args.quick
@@ -542,79 +813,156 @@ def main() -> None:
     n_spawn = 20_000 if quick else 100_000
     report = Report("actors")
     loop_name = "uvloop" if troupe.loop.uvloop_available() else "asyncio"
-    print(f"event loop: {loop_name}; repeat {repeat}, best run kept")
+    print(f"event loop: {loop_name}; a warm-up round, then {repeat} interleaved rounds, best kept")
     for name in sorted(MISSING):
         print(f"note: {name} is not installed (pip install -e '.[dev]'); its column is skipped")
 
-    def rate(count: int, fn: Any, *fn_args: Any) -> float:
-        return count / best_of(repeat, fn, *fn_args)
+    def add(name: str, unit: str, rates: dict[str, float], **extra: Any) -> None:
+        report.add(name, unit, rates.pop("troupe"), rates, **extra)
 
-    report.add(
+    add(
         "tell",
         "msg/s",
-        rate(n_tell, troupe_tell, n_tell),
-        peers(
-            pykka=lambda: rate(n_pykka, pykka_tell, n_pykka),
-            thespian=lambda: rate(n_pykka, thespian_tell, n_pykka),
-            asyncio_queue=lambda: rate(n_tell, raw_tell, QueueActor, n_tell),
-            deque_future=lambda: rate(n_tell, raw_tell, DequeActor, n_tell),
+        interleaved(
+            repeat,
+            troupe=rate_of(n_tell, troupe_tell, n_tell),
+            pykka=rate_of(n_pykka, pykka_tell, n_pykka),
+            thespian=rate_of(n_pykka, thespian_tell, n_pykka),
+            asyncio_queue=rate_of(n_tell, raw_tell, QueueActor, n_tell),
+            deque_future=rate_of(n_tell, raw_tell, DequeActor, n_tell),
         ),
     )
-    metrics_on, metrics_off = metrics_on_off(repeat, n_tell)
-    report.add("tell_metrics_on_vs_off", "msg/s", metrics_on, {"troupe_metrics_off": metrics_off})
+    cpu = time.thread_time  # the loop's thread: other processes' load does not count
+    add(
+        "tell_cpu",
+        "msg/cpu-s",
+        interleaved(
+            repeat,
+            troupe=rate_of(n_tell, troupe_tell, n_tell, cpu),
+            asyncio_queue=rate_of(n_tell, raw_tell, QueueActor, n_tell, cpu),
+            deque_future=rate_of(n_tell, raw_tell, DequeActor, n_tell, cpu),
+        ),
+        measure="messages per second of the loop thread's CPU time (same run, interleaved)",
+    )
+    on_off = interleaved(
+        repeat,
+        troupe=rate_of(n_tell, troupe_tell_metrics, n_tell, True),
+        troupe_metrics_off=rate_of(n_tell, troupe_tell_metrics, n_tell, False),
+    )
+    add("tell_metrics_on_vs_off", "msg/s", on_off)
     n_pykka_ask = n_pykka // 4
-    report.add(
+    add(
         "ask",
         "req/s",
-        rate(n_ask, troupe_ask, n_ask),
-        peers(
-            pykka=lambda: rate(n_pykka_ask, pykka_ask, n_pykka_ask),
-            thespian=lambda: rate(n_pykka_ask, thespian_ask, n_pykka_ask),
-            asyncio_queue=lambda: rate(n_ask, raw_ask, QueueActor, n_ask),
-            deque_future=lambda: rate(n_ask, raw_ask, DequeActor, n_ask),
+        interleaved(
+            repeat,
+            troupe=rate_of(n_ask, troupe_ask, n_ask),
+            pykka=rate_of(n_pykka_ask, pykka_ask, n_pykka_ask),
+            thespian=rate_of(n_pykka_ask, thespian_ask, n_pykka_ask),
+            asyncio_queue=rate_of(n_ask, raw_ask, QueueActor, n_ask),
+            deque_future=rate_of(n_ask, raw_ask, DequeActor, n_ask),
         ),
     )
-    report.add(
+    add(
         "ping_pong",
         "round trips/s",
-        rate(n_ask, troupe_pingpong, n_ask),
-        peers(
-            pykka=lambda: rate(n_pykka_ask, pykka_pingpong, n_pykka_ask),
-            thespian=lambda: rate(n_pykka_ask, thespian_pingpong, n_pykka_ask),
-            asyncio_queue=lambda: rate(n_ask, raw_pingpong, QueueActor, n_ask),
-            deque_future=lambda: rate(n_ask, raw_pingpong, DequeActor, n_ask),
+        interleaved(
+            repeat,
+            troupe=rate_of(n_ask, troupe_pingpong, n_ask),
+            pykka=rate_of(n_pykka_ask, pykka_pingpong, n_pykka_ask),
+            thespian=rate_of(n_pykka_ask, thespian_pingpong, n_pykka_ask),
+            asyncio_queue=rate_of(n_ask, raw_pingpong, QueueActor, n_ask),
+            deque_future=rate_of(n_ask, raw_pingpong, DequeActor, n_ask),
         ),
     )
     n_pykka_spawn = 500 if quick else 2000
-    report.add(
+    add(
         "spawn",
         "actors/s",
-        rate(n_spawn, troupe_spawn, n_spawn),
-        peers(
-            pykka=lambda: rate(n_pykka_spawn, pykka_spawn, n_pykka_spawn),
-            thespian=lambda: rate(n_spawn // 10, thespian_spawn, n_spawn // 10),
-            asyncio_queue=lambda: rate(n_spawn, raw_spawn, QueueActor, n_spawn),
-            deque_future=lambda: rate(n_spawn, raw_spawn, DequeActor, n_spawn),
+        interleaved(
+            repeat,
+            troupe=rate_of(n_spawn, troupe_spawn, n_spawn),
+            pykka=rate_of(n_pykka_spawn, pykka_spawn, n_pykka_spawn),
+            thespian=rate_of(n_spawn // 10, thespian_spawn, n_spawn // 10),
+            asyncio_queue=rate_of(n_spawn, raw_spawn, QueueActor, n_spawn),
+            deque_future=rate_of(n_spawn, raw_spawn, DequeActor, n_spawn),
         ),
+    )
+    per_thread = 1000 if quick else 2000
+    add(
+        "sync_ask_8_threads",
+        "req/s",
+        interleaved(
+            repeat,
+            troupe=rate_of(8 * per_thread, troupe_sync_asks, 8, per_thread),
+            pykka=rate_of(8 * per_thread, pykka_sync_asks, 8, per_thread),
+        ),
+        threads=8,
     )
     n_memory = 100_000
-    report.add(
-        "memory_per_idle_actor",
+    memory = {
+        "troupe": run_probe("memory", "troupe", str(n_memory)),
+        "pykka": run_probe("memory", "pykka", "1000"),
+        "asyncio_queue": run_probe("memory", "asyncio_queue", str(n_memory)),
+        "deque_future": run_probe("memory", "deque_future", str(n_memory)),
+    }
+    if "thespian" not in MISSING:
+        memory["thespian"] = run_probe("memory", "thespian", "10000")
+    add("memory_per_idle_actor", "bytes", memory, actors=n_memory)
+    after = {
+        kind: run_probe("memory_after_message", kind, str(n_memory))
+        for kind in ("troupe", "asyncio_queue", "deque_future")
+    }
+    add(
+        "memory_after_message",
         "bytes",
-        measure_memory("troupe", n_memory),
-        peers(
-            pykka=lambda: measure_memory("pykka", 1000),
-            thespian=lambda: measure_memory("thespian", 10_000),
-            asyncio_queue=lambda: measure_memory("asyncio_queue", n_memory),
-            deque_future=lambda: measure_memory("deque_future", n_memory),
-        ),
+        {kind: values[1] for kind, values in after.items()},
+        idle_before=after["troupe"][0],
         actors=n_memory,
     )
+    latencies = {
+        side: troupe.run(blocked_ask_latency(kind))
+        for side, kind in (
+            ("troupe", "troupe"),
+            ("troupe_no_time_budget", "no_time_budget"),
+            ("troupe_thread_actor", "thread_actor"),
+            ("asyncio_queue", "asyncio_queue"),
+        )
+    }
+    add(
+        "loop_blocked_latency",
+        "ms",
+        {side: 1000 * max(values) for side, values in latencies.items()},
+        measure="slowest ask to another actor while 10 messages block 0.2 s each",
+        median_ms=1000 * statistics.median(latencies["troupe"]),
+        asks=len(latencies["troupe"]),
+    )
+    n_stop = 100_000 if quick else 1_000_000
+    n_stop_peer = min(n_stop, 200_000)  # a task per actor: 1M of them take ~5 GiB
+    stopped = run_probe("shutdown", "troupe", str(n_stop))
+    peer = run_probe("shutdown", "asyncio_queue", str(n_stop_peer))
+    add(
+        f"shutdown_{'100k' if quick else '1m'}_idle",
+        "s",
+        {
+            "troupe": stopped.pop("seconds"),
+            f"asyncio_queue_{n_stop_peer // 1000}k": peer["seconds"],
+        },
+        actors=n_stop,
+        **stopped,
+    )
+    messages = 5000 if quick else 20_000
+    scaling = interleaved(
+        1 if quick else 2,
+        troupe=lambda: process_tree_rate(2, messages),
+        troupe_1_process=lambda: process_tree_rate(1, messages),
+    )
+    add("process_tree_2_vs_1", "msg/s", scaling, messages_per_process=messages)
     report.write(args.json)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--probe-memory":
-        print(memory_probe(sys.argv[2], int(sys.argv[3])))
+    if len(sys.argv) > 1 and sys.argv[1] == "--probe":
+        print(json.dumps(probe(sys.argv[2:])))
     else:
         main()
