@@ -590,6 +590,9 @@ class ConsumerBridge(Actor):
         delivery = tracker.delivery
         if error is None:
             self._acks.append(delivery)
+            log = self._log
+            if log is not None and self.ref.is_alive:  # it returned: a crash of the process
+                log.settled([delivery])  # before the ack costs it no attempt
         elif not tracker.started_once:  # never reached a handler: not an attempt
             self._waiting -= 1
             if self._closing:

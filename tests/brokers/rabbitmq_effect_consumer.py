@@ -1,5 +1,5 @@
-"""A consumer process for the RabbitMQ kill -9 test: ``python rabbitmq_effect_consumer.py
-URL QUEUE DB``.
+"""A consumer process for the RabbitMQ kill -9 tests: ``python rabbitmq_effect_consumer.py
+URL QUEUE DB [MAX_DELIVERIES]``. A message with a negative ``n`` kills the process.
 
 Its target records every handling (``handled`` rows) and applies each message's
 effect once: the effect row and its message id commit in one SQLite transaction
@@ -10,6 +10,7 @@ the effect). It writes ``<DB>.ready`` once the bridge runs.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -27,6 +28,8 @@ class Effect(Actor):
         self.db = sqlite3.connect(db, timeout=10.0, isolation_level=None)
 
     async def receive(self, message: Any) -> None:
+        if message["n"] < 0:  # poison: the handler kills its own process
+            os._exit(3)
         await asyncio.sleep(0.001)  # some work: the kill lands mid-stream
         message_id = self.headers[MESSAGE_ID]
         self.db.execute("BEGIN IMMEDIATE")
@@ -39,7 +42,7 @@ class Effect(Actor):
         self.db.execute("COMMIT")
 
 
-async def main(url: str, queue: str, db: str) -> None:
+async def main(url: str, queue: str, db: str, max_deliveries: str = "50") -> None:
     broker = connect(url)
     async with ActorSystem("consumer") as system:
         target = system.spawn(Effect, db, name="effect")
@@ -50,7 +53,7 @@ async def main(url: str, queue: str, db: str) -> None:
             "g",
             target,
             name="bridge",
-            max_deliveries=50,
+            max_deliveries=int(max_deliveries),
             retry=Backoff(initial=0.05, maximum=0.5),
             block=0.1,
         )
@@ -59,4 +62,4 @@ async def main(url: str, queue: str, db: str) -> None:
 
 
 if __name__ == "__main__":
-    troupe.run(main(*sys.argv[1:4]))
+    troupe.run(main(*sys.argv[1:5]))
