@@ -6,7 +6,9 @@ linger 5 ms), compared with a hand-written aiokafka loop in the same run on the 
 broker: the same producer settings sending batches of 100 (``send`` each, then wait
 for the batch), and a consumer in a group doing ``getmany(max_records=100)`` with a
 commit every 0.1 s (troupe's default ``commit_interval``). Target: troupe >= 0.7x raw.
-Also the ProducerBridge's publish rate against the raw producer alone.
+Also the consumer side alone (a backlog of n consumed through the bridge vs
+``getmany`` + commits, both timed from joining the group) and the ProducerBridge's
+publish rate against the raw producer alone.
 
 Runs alternate (raw, troupe) so both see the same machine load; the best rates, the
 per-pair ratios and their median, and this process's CPU time per message are
@@ -148,6 +150,68 @@ async def raw_run(url: str, n: int, topic: str) -> float:
     return elapsed
 
 
+async def _fill(url: str, n: int, topic: str) -> None:
+    """Put n messages on ``topic`` (not timed)."""
+    broker = connect(url, linger=LINGER_MS / 1000)
+    await broker.ensure_group(topic, "bench")
+    for first in range(0, n, 1000):
+        count = min(1000, n - first)
+        await broker.publish_messages(topic, [broker.message(PAYLOAD) for _ in range(count)])
+    await broker.close()
+
+
+async def troupe_backlog_run(url: str, n: int, topic: str) -> float:
+    """Seconds to consume a backlog of n through a bridge into an actor, commits on."""
+    await _fill(url, n, topic)
+    broker = connect(url, commit_interval=COMMIT_EVERY)
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[float] = loop.create_future()
+    async with ActorSystem("bench") as system:
+        start = time.perf_counter()
+        sink = system.spawn(Sink, n, done)
+        system.spawn(
+            ConsumerBridge, broker, topic, "bench", sink, consumer="c", serializer=BYTES, block=0.05
+        )
+        stats = broker.stats.consumer(topic, "bench", "c")
+        await done
+        while stats.acked < n:  # noqa: ASYNC110
+            await asyncio.sleep(0.0005)
+        elapsed = time.perf_counter() - start
+    await broker.close()
+    return elapsed
+
+
+async def raw_backlog_run(url: str, n: int, topic: str) -> float:
+    """The same backlog by hand: join, getmany(max_records=100), commit every 0.1 s."""
+    await _fill(url, n, topic)
+    bootstrap = url.split("://", 1)[1]
+    start = time.perf_counter()
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id="bench",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    handled = 0
+    loop = asyncio.get_running_loop()
+    next_commit = loop.time() + COMMIT_EVERY
+    while handled < n:
+        batch = await consumer.getmany(timeout_ms=50, max_records=BATCH)
+        for records in batch.values():
+            for record in records:
+                if record.value is not None:
+                    handled += 1
+        if loop.time() >= next_commit:
+            next_commit = loop.time() + COMMIT_EVERY
+            await consumer.commit()
+    await consumer.commit()
+    elapsed = time.perf_counter() - start
+    await consumer.stop()
+    return elapsed
+
+
 async def producer_run(url: str, n: int, topic: str) -> float:
     """Seconds for n told messages through a ProducerBridge until the broker confirmed all."""
     broker = connect(url, linger=LINGER_MS / 1000)
@@ -236,6 +300,22 @@ def main() -> None:
             paired_ratios=pairs,
             median_paired_ratio=statistics.median(pairs),
             cpu_us_per_msg={"troupe": cpu_us(troupe_run), "raw": cpu_us(raw_run)},
+        )
+        raw_backlog: list[float] = []
+        bridge_backlog: list[float] = []
+        for _ in range(repeat):
+            raw_backlog.append(once(n, raw_backlog_run, url))
+            bridge_backlog.append(once(n, troupe_backlog_run, url))
+        report.add(
+            "kafka_consume_backlog",
+            "msg/s",
+            max(bridge_backlog),
+            {"aiokafka_getmany_commit": max(raw_backlog)},
+            payload_bytes=len(PAYLOAD),
+            messages=n,
+            ratio=max(bridge_backlog) / max(raw_backlog),
+            median_paired_ratio=statistics.median(paired(bridge_backlog, raw_backlog)),
+            note="both include joining the group",
         )
         raw_publish: list[float] = []
         bridge_publish: list[float] = []
