@@ -13,6 +13,10 @@ mailbox bound, no supervision, no replies beyond a future).
 Every side of a row runs once to warm up, then the sides take turns, round
 after round, and each keeps its best round: a shared machine's load changes
 within a run, and no side gets a cold start or a quiet moment the others miss.
+The raw actors queue all ``n`` tells unbounded, so their rate depends on how
+much free memory the allocator holds (after pykka and thespian ran in the
+process, the deque ceiling is up to ~1.8x faster); ``tell_cpu`` counts the
+loop thread's CPU time instead of wall time.
 
     python benchmarks/actors.py --quick --json benchmarks/results/actors.json
 
