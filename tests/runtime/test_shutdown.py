@@ -274,3 +274,20 @@ async def test_an_async_on_stop_and_an_awaitable_from_a_plain_one_are_awaited() 
         report = await system.shutdown()
     assert log == ["async", "async"]
     assert report.stopped == 2 and report.killed == 0
+
+
+async def test_nothing_of_the_stopped_actors_is_kept_after_shutdown() -> None:
+    import gc
+    import weakref
+
+    log: list[str] = []
+    system = ActorSystem()
+    async with system:
+        refs = [system.spawn(Counted, log) for _ in range(500)]
+        assert all(ref.tell("hello").done() for ref in refs[:100])
+        instances = [weakref.ref(system.cell_of(ref).actor) for ref in refs]
+        del refs
+        await system.wait_idle(2)
+    gc.collect()
+    assert len(log) == 500
+    assert [alive for alive in instances if alive() is not None] == []
