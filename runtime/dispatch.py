@@ -87,7 +87,8 @@ def _drain_sync(self: ActorCell) -> None:
     # left at the pace so far (all the rest for fast handlers): one slow handler ends
     # the turn after its own message, fast ones cost two reads per turn. A segment
     # that overran (a slow message after fast ones) makes the actor time each message
-    # (``_each``) until a turn has no slow call: then a handler that took
+    # (``_each``) until a turn has no slow call (with metrics on: until a whole turn
+    # fits the histogram's first bucket, as the buckets stay exact): then a handler that took
     # ``slow_handler_warning`` seconds is reported with its message type
     # (troupe.loop_lag), and not a segment that a busy machine (another thread
     # holding the GIL, the process not scheduled) stretched. Metrics
@@ -193,8 +194,8 @@ def _drain_sync(self: ActorCell) -> None:
         handled = self._throughput - left
         if (now - start) * left > (turn_end - now) * handled:
             segment = max(1, int((turn_end - now) * handled / (now - start)))
-    if each and not hit:
-        self._each = False
+    if each and not hit and (stats is None or began - start < FAST_BOUND):
+        self._each = False  # (with metrics: once a whole turn fits the first bucket)
     if stats is not None:  # ActorStats.end_turn, inlined
         counts = stats.counts
         counts[BUCKET0] += self._throughput - left - slow
