@@ -53,13 +53,16 @@ class SimulationMachine(RuleBasedStateMachine):
 
     Override ``setup``/``cleanup`` (``async def``), write rules and invariants
     as usual, and run coroutines with ``self.run``. Set ``faults`` to a
-    strategy of :class:`FaultPlan` to inject faults (default: none). Build
+    strategy of :class:`FaultPlan` to inject faults (default: none); ``fifo =
+    True`` keeps asyncio's order (virtual time without seeded interleavings). Build
     the system in ``setup`` (``self.draw(strategy)`` draws its shape), not in
     an ``@initialize`` rule of your own: hypothesis runs initialize rules in
     any order, and the simulation must exist first.
     """
 
     faults: ClassVar[st.SearchStrategy[FaultPlan]] = st.just(FaultPlan())
+    #: True keeps asyncio's first-in first-out order (virtual time only, the seed unused)
+    fifo: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -71,7 +74,7 @@ class SimulationMachine(RuleBasedStateMachine):
         """Draw the plan, open the simulation and run ``setup``."""
         self.data = data
         plan = data.draw(type(self).faults, label="faults")
-        self.sim = Simulation(seed, plan)
+        self.sim = Simulation(seed, plan, fifo=type(self).fifo)
         self.run(self.setup())
 
     def draw(self, strategy: st.SearchStrategy[Any], label: str | None = None) -> Any:

@@ -25,7 +25,9 @@ Work that leaves the loop (threads, sockets to real servers) still runs, but
 its timing is not controlled: a simulation is exact only for what runs on
 the loop. While a thread works for the loop (a ThreadActor's call,
 ``run_in_executor``; see :meth:`SimulatedLoop.hold_time`) virtual time
-stands still and an idle loop waits for it in real time. When nothing is
+stands still and an idle loop waits for it in real time (up to ``hold_wait``
+seconds at a time: then timers fire again, so a call whose thread died does
+not freeze the run). When nothing is
 ready, no timer is left and nothing arrives from outside for ``stall`` real
 seconds, the run fails with :class:`SimulationStalled` (a deadlock would
 otherwise hang); so does a run whose virtual time would pass ``max_time``
@@ -80,12 +82,14 @@ class SimulatedLoop(asyncio.SelectorEventLoop):
         fifo: bool = False,
         stall: float = 30.0,
         max_time: float | None = None,
+        hold_wait: float = 0.5,
     ) -> None:
         super().__init__()
         self.seed = seed
         self.fifo = fifo
         self.stall = stall
         self.max_time = max_time
+        self.hold_wait = hold_wait
         self.rng = random.Random(seed)
         self.steps = 0
         self.choices = 0
@@ -138,8 +142,11 @@ class SimulatedLoop(asyncio.SelectorEventLoop):
         if not ready and not self._stopping:  # type: ignore[attr-defined]
             if self.held:
                 # a thread works for the loop: wait for it in real time, time stands still
-                self._process_events(self._wait_outside())  # type: ignore[attr-defined]
-                return
+                # (up to ``hold_wait``: a call whose thread died must not freeze the run)
+                events = self._selector.select(self.hold_wait)  # type: ignore[attr-defined]
+                if events:
+                    self._process_events(events)  # type: ignore[attr-defined]
+                    return
             if scheduled:
                 self.advance_to(scheduled[0]._when)
                 _make_due_ready(scheduled, ready, self._virtual_now)
