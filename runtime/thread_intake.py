@@ -116,6 +116,8 @@ class ThreadWaiter:
                 self.error = None  # no cycle through the traceback
                 raise error
             return self.result
+        # The first wait took min(POLL, timeout): with timeout <= POLL the deadline has
+        # passed (the loop below times out at once), else it is POLL seconds ago + timeout.
         deadline = None if timeout is None else time.monotonic() - POLL + timeout
         while True:
             wait = POLL if deadline is None else min(POLL, deadline - time.monotonic())
