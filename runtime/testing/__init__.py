@@ -12,8 +12,8 @@ its report prints.
 5
 """
 
-from .explore import explore
-from .faults import (
+from .exploring import explore
+from .fault_plan import (
     Crash,
     Delay,
     Disconnect,

@@ -21,7 +21,7 @@ import logging
 import random
 from typing import TYPE_CHECKING, Any
 
-from .faults import Crash, Delay, Drop, Fault, FaultPlan, InjectedFault
+from .fault_plan import Crash, Delay, Drop, Fault, FaultPlan, InjectedFault
 from .trace import Trace
 
 if TYPE_CHECKING:

@@ -41,7 +41,7 @@ from hypothesis import settings  # noqa: F401 - the docstring example uses it
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize
 
-from .faults import FaultPlan
+from .fault_plan import FaultPlan
 from .simulation import Simulation
 from .strategies import seeds
 

@@ -30,7 +30,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from .faults import FaultPlan
+from .fault_plan import FaultPlan
 from .injector import FaultInjector
 from .simloop import SimulatedLoop
 from .trace import Trace

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from hypothesis import strategies as st
 
-from .faults import Crash, Delay, Disconnect, Drop, Duplicate, Fault, FaultPlan, Redeliver
+from .fault_plan import Crash, Delay, Disconnect, Drop, Duplicate, Fault, FaultPlan, Redeliver
 
 logger = logging.getLogger(__name__)
 

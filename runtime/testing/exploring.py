@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .faults import FaultPlan
+from .fault_plan import FaultPlan
 from .simulation import Scenario, simulate
 from .strategies import seeds
 
