@@ -3,12 +3,18 @@
 Question: how many 100-byte messages per second go publish -> consumer bridge ->
 actor -> XACK on Redis Streams, compared with a hand-written redis-py loop
 (pipelined XADD, XREADGROUP COUNT 100, one XACK per batch) in the same run on
-the same server; the in-memory broker's rate through the same bridge; and the
-ProducerBridge's publish rate (batched, stored once per batch by a Lua script)
-against pipelined XADD batches. Target: Redis end to end >= 0.8x the raw loop
-(best rates; the per-pair ratios and their median are printed and written too,
-since on a shared machine the load moves between runs, and so is the client CPU
-time per message in this process, which other processes' load hardly moves).
+the same server; the same for consuming a published backlog alone; the
+in-memory broker's rate through the same bridge; and the ProducerBridge's
+publish rate (batched, stored once per batch by a Lua script) against pipelined
+XADD batches. Both sides use batches of 100 and streams of the same length;
+each side runs once to warm up, then (troupe, raw) pairs run back to back, the
+order within a pair alternating. Target: Redis end to end >= 0.8x the raw loop,
+judged on the median of the per-pair ratios (on a shared machine the load
+moves between runs); the ratio of the best rates is printed too, and so is the
+client CPU time per message in this process (least and median), which other
+processes' load hardly moves. troupe's ``publish_messages`` stores a batch with
+one Lua script (one command to pack, one reply to read), the raw loop with a
+pipeline of XADDs, as a hand-written client would.
 
 Both sides use the same redis-py in the same process, so the same reply parser:
 hiredis when it is installed (the ``redis`` extra pulls it). The parser in use
@@ -144,6 +150,64 @@ async def raw_run(url: str, n: int, stream: str) -> float:
     return elapsed
 
 
+async def troupe_consume_run(url: str, n: int, stream: str) -> float:
+    """Seconds for a backlog of n messages through a bridge into an actor, all acked."""
+    broker = connect(url)
+    await broker.connect()
+    await broker.ensure_group(stream, "bench")
+    await _publish(broker, stream, n)
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[float] = loop.create_future()
+    async with ActorSystem("bench") as system:
+        start = time.perf_counter()
+        sink = system.spawn(Sink, n, done)
+        system.spawn(
+            ConsumerBridge,
+            broker,
+            stream,
+            "bench",
+            sink,
+            consumer="c",
+            serializer=BYTES,
+            batch=BATCH,
+            block=0.05,
+        )
+        stats = broker.stats.consumer(stream, "bench", "c")
+        await done
+        while stats.acked < n:  # noqa: ASYNC110
+            await asyncio.sleep(0.0005)
+        elapsed = time.perf_counter() - start
+    await broker.close()
+    return elapsed
+
+
+async def raw_consume_run(url: str, n: int, stream: str) -> float:
+    """The same backlog by hand: XREADGROUP COUNT 100, one XACK per batch."""
+    client = raw_client(url)
+    await client.xgroup_create(stream, "bench", id="0", mkstream=True)
+    for first in range(0, n, BATCH):
+        pipe = client.pipeline(transaction=False)
+        for _ in range(min(BATCH, n - first)):
+            pipe.xadd(stream, {b"b": PAYLOAD})
+        await pipe.execute()
+    handled = 0
+    start = time.perf_counter()
+    while handled < n:
+        reply: Any = await client.xreadgroup("bench", "c", {stream: ">"}, count=BATCH, block=50)
+        for _name, entries in reply or ():
+            ids = []
+            for entry_id, fields in entries:
+                fields[b"b"]
+                handled += 1
+                ids.append(entry_id)
+            pipe = client.pipeline(transaction=False)
+            pipe.xack(stream, "bench", *ids)
+            await pipe.execute()
+    elapsed = time.perf_counter() - start
+    await client.aclose()
+    return elapsed
+
+
 async def producer_run(url: str, n: int, stream: str) -> float:
     """Seconds for n told messages through a ProducerBridge until the broker confirmed all."""
     broker = connect(url)
@@ -210,9 +274,31 @@ def best(runs: int, n: int, fn: Any, *args: Any) -> float:
     return max(rates)
 
 
+def pairs(repeat: int, n: int, troupe_fn: Any, raw_fn: Any, url: str) -> tuple[list[float], ...]:
+    """Rates of ``repeat`` back-to-back (troupe, raw) pairs after one warm-up run of each;
+    the order within a pair alternates, so a drift of the machine's load favours neither."""
+    troupe.run(troupe_fn(url, min(n, 2_000), f"warm-{troupe_fn.__name__}-{time.time_ns()}"))
+    troupe.run(raw_fn(url, min(n, 2_000), f"warm-{raw_fn.__name__}-{time.time_ns()}"))
+    troupe_rates: list[float] = []
+    raw_rates: list[float] = []
+    for i in range(repeat):
+        if i % 2:
+            troupe_rates.append(best(1, n, troupe_fn, url))
+            raw_rates.append(best(1, n, raw_fn, url))
+        else:
+            raw_rates.append(best(1, n, raw_fn, url))
+            troupe_rates.append(best(1, n, troupe_fn, url))
+    return troupe_rates, raw_rates
+
+
 def cpu_us(fn: Any) -> float:
     """The least CPU microseconds per message ``fn``'s runs took in this process."""
     return round(min(CPU[fn.__name__]) * 1e6, 2)
+
+
+def cpu_median_us(fn: Any) -> float:
+    """The median CPU microseconds per message of ``fn``'s runs in this process."""
+    return round(statistics.median(CPU[fn.__name__]) * 1e6, 2)
 
 
 def main() -> None:
@@ -226,11 +312,8 @@ def main() -> None:
         raw_parser, troupe_parser = troupe.run(reply_parsers(server.url))
         assert raw_parser == troupe_parser, (raw_parser, troupe_parser)
         print(f"redis reply parser: {troupe_parser} (hiredis {'on' if hiredis else 'off'})")
-        raw_rates: list[float] = []
-        troupe_rates: list[float] = []
-        for _ in range(repeat):  # interleaved, so both see the same machine load
-            raw_rates.append(best(1, n, raw_run, server.url))
-            troupe_rates.append(best(1, n, troupe_run, server.url))
+        troupe_rates, raw_rates = pairs(repeat, n, troupe_run, raw_run, server.url)
+        e2e = paired(troupe_rates, raw_rates)
         report.add(
             "redis_streams_end_to_end",
             "msg/s",
@@ -240,17 +323,34 @@ def main() -> None:
             messages=n,
             target_ratio=0.8,
             ratio=max(troupe_rates) / max(raw_rates),
-            paired_ratios=paired(troupe_rates, raw_rates),
-            median_paired_ratio=statistics.median(paired(troupe_rates, raw_rates)),
+            paired_ratios=e2e,
+            median_paired_ratio=statistics.median(e2e),
             cpu_us_per_msg={"troupe": cpu_us(troupe_run), "raw": cpu_us(raw_run)},
+            cpu_us_per_msg_median={
+                "troupe": cpu_median_us(troupe_run),
+                "raw": cpu_median_us(raw_run),
+            },
             reply_parser=troupe_parser,
             hiredis=hiredis,
         )
-        raw_publish: list[float] = []
-        bridge_publish: list[float] = []
-        for _ in range(repeat):
-            raw_publish.append(best(1, n, raw_publish_run, server.url))
-            bridge_publish.append(best(1, n, producer_run, server.url))
+        consume, raw_consume = pairs(repeat, n, troupe_consume_run, raw_consume_run, server.url)
+        report.add(
+            "redis_consume_backlog",
+            "msg/s",
+            max(consume),
+            {"redis_py_xreadgroup_xack": max(raw_consume)},
+            payload_bytes=len(PAYLOAD),
+            messages=n,
+            ratio=max(consume) / max(raw_consume),
+            median_paired_ratio=statistics.median(paired(consume, raw_consume)),
+            cpu_us_per_msg={
+                "troupe": cpu_us(troupe_consume_run),
+                "raw": cpu_us(raw_consume_run),
+            },
+            reply_parser=troupe_parser,
+            hiredis=hiredis,
+        )
+        bridge_publish, raw_publish = pairs(repeat, n, producer_run, raw_publish_run, server.url)
         report.add(
             "redis_producer_bridge",
             "msg/s",
@@ -265,11 +365,15 @@ def main() -> None:
             reply_parser=troupe_parser,
             hiredis=hiredis,
         )
-        e2e = paired(troupe_rates, raw_rates)
-        print(f"redis end to end, troupe/raw per back-to-back pair: {e2e}")
         print(
-            f"client CPU per message (us): end to end troupe {cpu_us(troupe_run)}, raw "
-            f"{cpu_us(raw_run)}; publish bridge {cpu_us(producer_run)}, raw "
+            f"redis end to end, troupe/raw per back-to-back pair: {e2e} "
+            f"(median {statistics.median(e2e):.2f})"
+        )
+        print(
+            f"client CPU per message (us, least / median): end to end troupe "
+            f"{cpu_us(troupe_run)} / {cpu_median_us(troupe_run)}, raw {cpu_us(raw_run)} / "
+            f"{cpu_median_us(raw_run)}; consume troupe {cpu_us(troupe_consume_run)}, raw "
+            f"{cpu_us(raw_consume_run)}; publish bridge {cpu_us(producer_run)}, raw "
             f"{cpu_us(raw_publish_run)}"
         )
     memory_rate = best(repeat, n, troupe_run, "memory://")

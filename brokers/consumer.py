@@ -113,7 +113,14 @@ class _Tracker:
 
     def started(self) -> None:
         self.started_once = True
-        self._bridge._started(self.delivery)
+        bridge = self._bridge  # the bridge's _started, inlined: once per message
+        log = bridge._log
+        if log is not None:
+            log.started(self.delivery)
+        bridge.stats.started += 1
+        waiting = bridge._waiting = bridge._waiting - 1
+        if waiting == bridge.batch // 2:
+            bridge._room.set()  # room for the next page
 
     def finished(self, error: BaseException | None) -> None:
         if not self.done:
@@ -540,7 +547,9 @@ class ConsumerBridge(Actor):
         self._deliver(delivery, payload, message.headers)
 
     def _deliver(self, delivery: Delivery, payload: Any, headers: dict[str, str]) -> None:
-        ref = self._resolve_target()
+        ref = self._target_ref
+        if ref is None or not ref.is_alive:
+            ref = self._resolve_target()
         if ref is None:  # not the message's fault: wait for the target, count nothing
             self._wait_for_target(delivery)
             return
@@ -571,15 +580,6 @@ class ConsumerBridge(Actor):
             TARGET_WAIT, self._redeliver_due, delivery
         )
 
-    def _started(self, delivery: Delivery) -> None:
-        log = self._log
-        if log is not None:
-            log.started(delivery)
-        self.stats.started += 1
-        self._waiting -= 1
-        if self._waiting == self.batch // 2:
-            self._room.set()  # room for the next page
-
     def _finished(self, tracker: _Tracker, error: BaseException | None) -> None:
         self._handling -= 1
         if self._closed:
@@ -592,7 +592,7 @@ class ConsumerBridge(Actor):
             self._acks.append(delivery)
             log = self._log
             if log is not None and self.ref.is_alive:  # it returned: a crash of the process
-                log.settled([delivery])  # before the ack costs it no attempt
+                log.settled((delivery,))  # before the ack costs it no attempt
         elif not tracker.started_once:  # never reached a handler: not an attempt
             self._waiting -= 1
             if self._closing:

@@ -168,7 +168,8 @@ def decode_body(serializer: Serializer, message: Message) -> Any:
 _PACKED, _BODY, _KEY, _HEADERS, _ID, _TIME = b"m", b"b", b"k", b"h", b"i", b"t"
 _DEAD = b"troupe-dead"
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]+")  # ids that need no JSON escaping
-_FAST_META = re.compile(rb'\["([A-Za-z0-9_.:-]+)",(-?[0-9][0-9.eE+-]*),null,null\]')
+# the common metadata with its newline: ["<plain id>",<timestamp>,null,null]\n
+_FAST_META = re.compile(rb'\["([A-Za-z0-9_.:-]+)",(-?[0-9][0-9.eE+-]*),null,null\]\n')
 
 
 def to_fields(message: Message) -> dict[bytes, bytes]:
@@ -191,12 +192,12 @@ def from_fields(fields: Mapping[bytes, bytes], fallback_id: str) -> Message:
     dead = fields.get(_DEAD)
     if dead is not None:
         raw = {k: v for k, v in fields.items() if k != _DEAD}
-        message = _unpack(dead + b"\n", fallback_id)
+        message = unpack(dead + b"\n", fallback_id)
         message.raw = raw
         return message
     packed = fields.get(_PACKED)
     if packed is not None:
-        return _unpack(packed, fallback_id)
+        return unpack(packed, fallback_id)
     body = fields.get(_BODY)
     if body is None:
         raise MalformedMessage(f"entry {fallback_id} has neither a 'm' nor a 'b' field")
@@ -214,15 +215,17 @@ def from_fields(fields: Mapping[bytes, bytes], fallback_id: str) -> Message:
     return Message(body, key, headers, message_id, timestamp)
 
 
-def _unpack(packed: bytes, fallback_id: str) -> Message:
-    cut = packed.find(b"\n")
+def unpack(packed: bytes, fallback_id: str) -> Message:
+    """Read a message from its packed ``m`` field (what :func:`from_fields` does for an
+    entry of that one field); raises MalformedMessage with the reason."""
     try:
+        fast = _FAST_META.match(packed)
+        if fast is not None:  # one regex call, no json.loads
+            plain_id, stamp = fast.groups()
+            return Message(packed[fast.end() :], None, {}, plain_id.decode(), float(stamp))
+        cut = packed.find(b"\n")
         if cut < 0:
             raise ValueError("no newline after the metadata")
-        fast = _FAST_META.fullmatch(packed, 0, cut)
-        if fast is not None:  # ["<plain id>",<timestamp>,null,null]
-            plain_id, stamp = fast.groups()
-            return Message(packed[cut + 1 :], None, {}, plain_id.decode(), float(stamp))
         meta = json.loads(packed[:cut])
         if not isinstance(meta, list) or len(meta) != 4:
             raise ValueError("metadata is not [id, timestamp, key, headers]")
@@ -272,4 +275,5 @@ __all__ = [
     "from_fields",
     "serializer_for",
     "to_fields",
+    "unpack",
 ]
