@@ -539,7 +539,13 @@ class ConsumerBridge(Actor):
             )
             return
         try:
-            payload = decode_body(self.serializer, message)
+            if message.headers:  # a content type there may pick another serializer
+                payload = decode_body(self.serializer, message)
+            else:
+                try:
+                    payload = self.serializer.loads(message.body)
+                except Exception:
+                    payload = decode_body(self.serializer, message)  # raises, naming the cause
         except MalformedMessage as exc:
             stats.malformed += 1
             self._dead_letter(delivery, str(exc))
