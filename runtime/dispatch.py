@@ -153,7 +153,6 @@ def _drain_sync(self: ActorCell) -> None:
                     stats.observe(now - began)
                     stats.add(FAILED)
                     slow += 1
-                began = now
                 if reply is not None and not reply.done():
                     reply.set_exception(exc)
                 if self._taken is not None:
@@ -162,6 +161,7 @@ def _drain_sync(self: ActorCell) -> None:
                 if traced:
                     leave_trace()
                 ended = True
+                began = perf_counter()  # the failure is observed: not its logging too
                 break
             if reply is not None:
                 if not reply.done():
@@ -198,7 +198,9 @@ def _drain_sync(self: ActorCell) -> None:
         self._each = False  # (with metrics: once a whole turn fits the first bucket)
     if stats is not None:  # ActorStats.end_turn, inlined
         counts = stats.counts
-        counts[BUCKET0] += self._throughput - left - slow
+        quick = self._throughput - left - slow
+        if quick > 0:  # calls skipped by their tracker count as neither
+            counts[BUCKET0] += quick
         counts[SUM_NS] += int((began - start) * 1e9)
     if began >= turn_end and self.state is _RUNNING and queue and not mailbox.system:
         # Over its time budget with more to do: it sits out one loop round, so what

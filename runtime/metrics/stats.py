@@ -129,7 +129,7 @@ class ActorStats:
         (the rest were fast), ``seconds`` of handler time."""
         counts = self.counts
         quick = handled - slow
-        if quick:
+        if quick > 0:
             counts[BUCKET0] += quick
         counts[SUM_NS] += int(seconds * 1e9)
 
