@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FIRST_FETCH = 2.0  # seconds the first fetch after an assignment waits for a known backlog
+CLOSE_COMMIT = 5.0  # seconds the last commit of a closing member may take
+ASK_TIMEOUT = 1.0  # seconds a lag or backlog question may take before it is skipped
 HELD_POLL = 0.005  # seconds between looks for held-back records that came free
 
 
@@ -176,7 +178,10 @@ class KafkaSession(ConsumerSession):
             return
         self._closed = True
         try:
-            await self._commit(force=True)
+            async with asyncio.timeout(CLOSE_COMMIT):  # a rebalance may hold a commit back
+                await self._commit(force=True)
+        except TimeoutError:
+            logger.warning("consumer %s closed without its last commit", self.consumer)
         finally:
             with contextlib.suppress(Exception):
                 await self._consumer.stop()  # leaves the group: a rebalance moves our partitions
@@ -368,10 +373,11 @@ class KafkaSession(ConsumerSession):
         if not tps:
             return False
         with contextlib.suppress(kerr.KafkaError, *_ERRORS):
-            ends = await consumer.end_offsets(tps)
-            for tp in tps:
-                if await consumer.position(tp) < ends[tp]:
-                    return True
+            async with asyncio.timeout(ASK_TIMEOUT):  # a rebalance may hold positions back
+                ends = await consumer.end_offsets(tps)
+                for tp in tps:
+                    if await consumer.position(tp) < ends[tp]:
+                        return True
         return False
 
     def _pause(self) -> None:
@@ -497,12 +503,13 @@ class KafkaSession(ConsumerSession):
         unknown = [p.tp for p in parts if p.next is None or self._consumer.highwater(p.tp) is None]
         if unknown:  # nothing fetched yet: ask the broker
             with contextlib.suppress(kerr.KafkaError, *_ERRORS):
-                ends = await self._consumer.end_offsets(unknown)
-                for part in parts:
-                    if part.tp in ends:
-                        position = await self._consumer.position(part.tp)
-                        part.next = position if part.next is None else part.next
-                        self._ends[part.tp] = ends[part.tp]
+                async with asyncio.timeout(ASK_TIMEOUT):  # a rebalance may hold positions
+                    ends = await self._consumer.end_offsets(unknown)
+                    for part in parts:
+                        if part.tp in ends:
+                            position = await self._consumer.position(part.tp)
+                            part.next = position if part.next is None else part.next
+                            self._ends[part.tp] = ends[part.tp]
         self._update_stats()
         total = 0
         known = False
