@@ -62,7 +62,7 @@ MAGIC = b"TRPJRNL2"
 HEADER = 64  # magic (8) + incarnation uuid (16) + reserved
 SLOT = 128  # count (1 byte) + key length (1 byte) + start number (4 bytes) + key (122 bytes)
 KEY_AT = 6
-_HEAD = struct.Struct("<BI")  # key length, start number (after the count byte)
+_HEADS: dict[int, struct.Struct] = {}  # key length -> "<BI{n}s": length, start number, key
 MAX_KEY = SLOT - KEY_AT
 SUFFIX = ".journal"
 
@@ -125,25 +125,26 @@ class Journal:
 
     def add(self, key: str) -> None:
         """Count one start of ``key`` (a few microseconds; survives kill -9)."""
-        data = key.encode()
-        if len(data) > MAX_KEY:
-            logger.warning("entry id %r is too long for the attempts journal; not counted", key)
-            return
         slot = self._index.get(key)
-        m = self._map
         if slot is not None:
+            m = self._map
             at = HEADER + slot * SLOT
             m[at] = min(255, m[at] + 1)
             return
+        data = key.encode()
+        size = len(data)
+        if size > MAX_KEY:
+            logger.warning("entry id %r is too long for the attempts journal; not counted", key)
+            return
         if not self._free:
             self._grow()
-            m = self._map  # remapped
+        m = self._map
         slot = self._free.pop()
         self._index[key] = slot
         self._seq = seq = self._seq + 1
         at = HEADER + slot * SLOT
-        m[at + KEY_AT : at + KEY_AT + len(data)] = data
-        _HEAD.pack_into(m, at + 1, len(data), seq)
+        head = _HEADS.get(size) or _HEADS.setdefault(size, struct.Struct(f"<BI{size}s"))
+        head.pack_into(m, at + 1, size, seq, data)  # key length, start number, key
         m[at] = 1  # written last: the slot counts only once complete
 
     def remove(self, key: str) -> None:

@@ -190,6 +190,7 @@ class ConsumerBridge(Actor):
         self._waiting = 0  # delivered to the target, not started (a crash strands these)
         self._settled_meanwhile: set[str] | None = None  # settled while a fetch ran
         self._acks: list[Delivery] = []
+        self._journaled: list[Delivery] = []  # handled, start still journaled until acked
         self._failures: list[tuple[Delivery, BaseException]] = []
         self._dead: list[tuple[Delivery, str]] = []
         self._retries: list[Delivery] = []
@@ -420,7 +421,9 @@ class ConsumerBridge(Actor):
             if self._acks:
                 acks, self._acks = self._acks, []
                 await session.ack(acks)
-                log.settled(acks)
+                if self._journaled:  # the others' starts were cleared when they returned
+                    journaled, self._journaled = self._journaled, []
+                    log.settled(journaled)
                 self.stats.acked += len(acks)
                 self._forget(acks)
             if self._failures:
@@ -599,6 +602,8 @@ class ConsumerBridge(Actor):
             log = self._log
             if log is not None and self.ref.is_alive:  # it returned: a crash of the process
                 log.settled((delivery,))  # before the ack costs it no attempt
+            else:
+                self._journaled.append(delivery)
         elif not tracker.started_once:  # never reached a handler: not an attempt
             self._waiting -= 1
             if self._closing:
