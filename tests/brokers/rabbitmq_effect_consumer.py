@@ -30,7 +30,7 @@ class Effect(Actor):
     async def receive(self, message: Any) -> None:
         if message["n"] < 0:  # poison: the handler kills its own process
             os._exit(3)
-        await asyncio.sleep(0.001)  # some work: the kill lands mid-stream
+        await asyncio.sleep(0.002)  # some work: the kill lands mid-stream
         message_id = self.headers[MESSAGE_ID]
         self.db.execute("BEGIN IMMEDIATE")
         self.db.execute(

@@ -72,7 +72,7 @@ async def test_kill_9_consumer_mid_stream_loses_nothing_and_effects_once(
     kills = 0
     while count(db, "SELECT COUNT(*) FROM effects") < TOTAL and kills < 5:
         process = start_consumer(rabbitmq_url, db, journals)
-        await asyncio.sleep(rng.uniform(0.3, 1.2))
+        await asyncio.sleep(rng.uniform(0.2, 0.8))
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
         kills += 1
