@@ -88,6 +88,7 @@ class RabbitServer:
         self.directory = Path(directory or tempfile.mkdtemp(prefix="troupe-rabbitmq-"))
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_seconds = 0.0  # how long the last start took
+        self._watchdog: subprocess.Popen[bytes] | None = None
         self._write_config()
 
     @property
@@ -163,6 +164,8 @@ class RabbitServer:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+        (self.directory / "node.pgid").write_text(str(self.process.pid))
+        self._watch()
         deadline = began + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -262,9 +265,34 @@ class RabbitServer:
             time.sleep(down_for)
         self.start()
 
+    def _watch(self) -> None:
+        """A watchdog shell that outlives this process: if it dies without ``close`` (a
+        killed test run), the node and its epmd go too, and the data folder with them."""
+        if self._watchdog is not None and self._watchdog.poll() is None:
+            return
+        epmd = _epmd() or "true"
+        d = self.directory
+        script = (
+            f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; "
+            f'kill -KILL -"$(cat {d}/node.pgid)" 2>/dev/null; '
+            f"sleep 1; ERL_EPMD_PORT={self.epmd_port} {epmd} -kill >/dev/null 2>&1; "
+            + (f"rm -rf {d}" if self._own_dir else "true")
+        )
+        self._watchdog = subprocess.Popen(
+            ["sh", "-c", script],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
     def close(self) -> None:
         """Stop the node and its epmd, and remove the data folder."""
         self.stop()
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None and watchdog.poll() is None:
+            watchdog.kill()
+            watchdog.wait()
         epmd = _epmd()
         if epmd is not None:
             env = {**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)}
