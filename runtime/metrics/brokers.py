@@ -7,6 +7,16 @@ scrape time, or every second in a process-tree child), summed per
 ``bridge`` label: ``<stream>/<group>`` for consumers, the producer's name for
 producers. Consumer lag is the largest any consumer of the group reported.
 
+Consumers of partitioned brokers (Kafka) also report per partition
+(``ConsumerStats.partitions``: objects with ``lag`` and ``in_flight``, read
+duck-typed, see :class:`PartitionReport`); they go to slots
+``("partition", bridge, broker, partition)``, exported as
+``troupe_broker_partition_lag`` and ``troupe_broker_partition_in_flight``. A
+partition's lag is the largest, its in-flight the sum, over the group's
+consumers in this process; a partition no consumer holds any more reads 0.
+At most :data:`MAX_PARTITIONS` partition series per bridge: partitions seen
+after that are left out (logged once).
+
 >>> from troupe.brokers import MemoryBroker
 >>> broker_kind(MemoryBroker())
 'memory'
@@ -16,7 +26,8 @@ from __future__ import annotations
 
 import logging
 import weakref
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .registry import SystemMetrics
 from .stats import (
@@ -26,6 +37,9 @@ from .stats import (
     CONSUMED,
     IN_FLIGHT,
     LAG,
+    PARTITION_IN_FLIGHT,
+    PARTITION_LAG,
+    PARTITION_LAG_KNOWN,
     PUBLISH_FAILED,
     PUBLISHED,
     REDELIVERED,
@@ -51,6 +65,23 @@ _COLUMNS = (
     IN_FLIGHT,
 )
 
+#: Partition series (``troupe_broker_partition_*``) kept per bridge at most.
+MAX_PARTITIONS = 256
+
+PartitionRow = list[int]  # indexed by PARTITION_LAG, PARTITION_IN_FLIGHT, PARTITION_LAG_KNOWN
+
+
+class PartitionReport(Protocol):
+    """What the copier reads of one partition of a consumer (``troupe.brokers.PartitionStats``)."""
+
+    @property
+    def lag(self) -> int | None:
+        """Records after the next one to hand out; None when not known yet."""
+
+    @property
+    def in_flight(self) -> int:
+        """Records handed out and not settled."""
+
 
 def broker_kind(broker: Any) -> str:
     """``"redis"`` for a RedisBroker, ``"memory"`` for a MemoryBroker, ..."""
@@ -61,8 +92,11 @@ def broker_kind(broker: Any) -> str:
 class BrokerCopier:
     """Copies the ``stats`` of watched brokers into bridge slots (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_partitions: int = MAX_PARTITIONS) -> None:
         self._brokers: list[tuple[Any, str]] = []
+        self.max_partitions = max_partitions
+        self._partitions: dict[tuple[str, str], set[int]] = {}  # written so far, per bridge
+        self._capped: set[tuple[str, str]] = set()
 
     def watch(self, broker: Any, kind: str) -> None:
         """Include ``broker`` (once)."""
@@ -89,6 +123,23 @@ class BrokerCopier:
                 row[PUBLISH_FAILED] += p.failed
         return rows
 
+    def partition_rows(self) -> dict[tuple[str, str], dict[int, PartitionRow]]:
+        """``{(bridge, broker kind): {partition: [lag, in_flight, lag_known]}}`` now."""
+        rows: dict[tuple[str, str], dict[int, PartitionRow]] = {}
+        for broker, kind in self._brokers:
+            for (stream, group, _consumer), c in list(broker.stats.consumers.items()):
+                parts: Mapping[int, PartitionReport] = getattr(c, "partitions", None) or {}
+                if not parts:
+                    continue
+                bridge = rows.setdefault((f"{stream}/{group}", kind), {})
+                for partition, p in list(parts.items()):
+                    row = bridge.setdefault(int(partition), [0, 0, 0])
+                    if p.lag is not None:
+                        row[PARTITION_LAG] = max(row[PARTITION_LAG], p.lag)
+                        row[PARTITION_LAG_KNOWN] = 1
+                    row[PARTITION_IN_FLIGHT] += p.in_flight
+        return rows
+
     def __call__(self, store: SlotStore) -> None:
         for (bridge, kind), row in self.rows().items():
             slot = store.slot(("bridge", bridge, kind))
@@ -96,6 +147,35 @@ class BrokerCopier:
                 continue
             for column, value in row.items():
                 slot.values[column] = value
+        self._copy_partitions(store)
+
+    def _copy_partitions(self, store: SlotStore) -> None:
+        now = self.partition_rows()
+        for name in now.keys() - self._partitions.keys():
+            self._partitions[name] = set()
+        for name, written in self._partitions.items():
+            bridge, kind = name
+            current = now.get(name, {})
+            for partition in sorted(written | current.keys()):
+                if partition not in written:
+                    if len(written) >= self.max_partitions:
+                        if name not in self._capped:
+                            self._capped.add(name)
+                            logger.warning(
+                                "bridge %s has more than %d partitions; the rest are not"
+                                " exported per partition",
+                                bridge,
+                                self.max_partitions,
+                            )
+                        continue
+                    written.add(partition)
+                slot = store.slot(("partition", bridge, kind, str(partition)))
+                if slot is None:
+                    continue
+                values = current.get(partition, [0, 0, 0])  # not held any more: 0
+                slot.values[PARTITION_LAG] = values[PARTITION_LAG]
+                slot.values[PARTITION_IN_FLIGHT] = values[PARTITION_IN_FLIGHT]
+                slot.values[PARTITION_LAG_KNOWN] = values[PARTITION_LAG_KNOWN]
 
 
 def watch_broker(system: ActorSystem, broker: Any) -> None:

@@ -18,6 +18,9 @@ Metric families (all prefixed ``troupe_``):
   ``broker_dead_lettered_total``, ``broker_published_total``,
   ``broker_publish_confirms_total``, ``broker_publish_failures_total``
   (``{bridge,broker}``); gauges ``broker_consumer_lag``, ``broker_in_flight``
+- ``broker_partition_lag{bridge,broker,partition}``, ``broker_partition_in_flight{...}``:
+  gauges per partition of partitioned brokers (Kafka; at most 256 partitions a bridge,
+  see :mod:`troupe.metrics.brokers`); lag only once known
 - ``loop_lag_seconds{system}``: histogram of how late the event loop ran a
   periodic timer (see :mod:`troupe.loop_lag`)
 - ``tasks_total{task,queue,outcome}``, ``task_seconds_total{task,queue,outcome}``
@@ -75,6 +78,12 @@ _BRIDGE_COUNTERS = (
     ("troupe_broker_publish_failures", "Publishes that failed for good.", m.PUBLISH_FAILED),
 )
 
+_GAUGES: dict[str, tuple[int, ...]] = {
+    "actor": m.ACTOR_GAUGES,
+    "bridge": m.BRIDGE_GAUGES,
+    "partition": m.PARTITION_GAUGES,
+}
+
 
 @dataclass
 class _Totals:
@@ -90,7 +99,7 @@ def aggregate(snapshots: Iterable[SlotSnapshot]) -> dict[tuple[str, ...], _Total
     totals: dict[tuple[str, ...], _Totals] = {}
     for snap in snapshots:
         kind = snap.key[0]
-        gauges = m.ACTOR_GAUGES if kind == "actor" else m.BRIDGE_GAUGES if kind == "bridge" else ()
+        gauges = _GAUGES.get(kind, ())
         values = list(snap.values)
         if not snap.live:
             for index in gauges:
@@ -246,6 +255,30 @@ def _bridge_families(totals: dict[tuple[str, ...], _Totals]) -> Iterator[Metric]
         if total.live:
             lag.add_metric([key[1], key[2]], total.values[m.LAG])
             in_flight.add_metric([key[1], key[2]], total.values[m.IN_FLIGHT])
+    yield lag
+    yield in_flight
+    yield from _partition_families(totals)
+
+
+def _partition_families(totals: dict[tuple[str, ...], _Totals]) -> Iterator[Metric]:
+    labels = ["bridge", "broker", "partition"]
+    lag = GaugeMetricFamily(
+        "troupe_broker_partition_lag",
+        "Records of a partition not yet handed out by its consumer (Kafka).",
+        labels=labels,
+    )
+    in_flight = GaugeMetricFamily(
+        "troupe_broker_partition_in_flight",
+        "Records of a partition handed out and not yet settled (Kafka).",
+        labels=labels,
+    )
+    for key, total in totals.items():
+        if key[0] != "partition" or len(key) != 4 or not total.live:
+            continue
+        v = total.values
+        if v[m.PARTITION_LAG_KNOWN]:
+            lag.add_metric(list(key[1:]), v[m.PARTITION_LAG])
+        in_flight.add_metric(list(key[1:]), v[m.PARTITION_IN_FLIGHT])
     yield lag
     yield in_flight
 

@@ -63,6 +63,12 @@ LAG = 7  # gauge
 IN_FLIGHT = 8  # gauge
 BRIDGE_GAUGES = (LAG, IN_FLIGHT)
 
+# Values of a partition's slot ("partition", bridge, broker, partition), all gauges.
+PARTITION_LAG = 0
+PARTITION_IN_FLIGHT = 1
+PARTITION_LAG_KNOWN = 2  # 1 when some consumer knew the partition's lag
+PARTITION_GAUGES = (PARTITION_LAG, PARTITION_IN_FLIGHT, PARTITION_LAG_KNOWN)
+
 # Values of an event loop's slot (see troupe.loop_lag): the lag histogram.
 #: Upper bounds (seconds) of the ``troupe_loop_lag_seconds`` histogram; a +Inf bucket follows.
 LAG_BUCKETS: tuple[float, ...] = (
