@@ -186,6 +186,7 @@ class KafkaSession(ConsumerSession):
             with contextlib.suppress(Exception):
                 await self._consumer.stop()  # leaves the group: a rebalance moves our partitions
             self._parts.clear()
+            self.stats.partitions = {}  # holds none now (metrics would show stale lag)
 
     # -- rebalance ------------------------------------------------------------------------
 
