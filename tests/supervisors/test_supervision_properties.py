@@ -7,6 +7,10 @@ backoff bounds with the quiet-period reset. After every step the live tree,
 the number of instances each child has had, refs kept across in-place
 restarts, and the pending mailbox handled by the new instance are compared
 with it; after the tree stops, no actor, task or pykka thread may be left.
+
+Each example runs on a seeded simulated loop (``troupe.testing.SimulationMachine``):
+the seed orders ready callbacks, so interleavings vary with it and a failure
+names the seed that replays it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sys
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +28,6 @@ from typing import Any
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
     invariant,
     precondition,
     rule,
@@ -31,11 +35,13 @@ from hypothesis.stateful import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from supervision_helpers import Journal, ThreadWorker, Worker, no_pykka_threads
+import pykka
+from supervision_helpers import Journal, ThreadWorker, Worker
 
 from troupe import ActorRef, ActorSystem, State, VirtualClock
 from troupe import Child as Handle
 from troupe.supervisors import Backoff, ChildSpec, SupervisorSpec, decider
+from troupe.testing import SimulationMachine
 
 STRATEGIES = ["one_for_one", "one_for_all", "rest_for_one"]
 RESTARTS = ["permanent", "transient", "temporary"]
@@ -112,10 +118,8 @@ def draw_sup(draw: Any, name: str, children: list[Child]) -> ModelSup:
     return sup
 
 
-class SupervisionMachine(RuleBasedStateMachine):
-    def __init__(self) -> None:
-        super().__init__()
-        self.loop = asyncio.new_event_loop()
+class SupervisionMachine(SimulationMachine):
+    async def setup(self) -> None:
         self.clock = VirtualClock()
         self.system = ActorSystem("props", clock=self.clock, shutdown_timeout=0.5)
         self.journal = Journal()
@@ -124,24 +128,20 @@ class SupervisionMachine(RuleBasedStateMachine):
         self.messages = itertools.count()
         self.sups: dict[str, ModelSup] = {}
         self.changed: set[str] = set()
-
-    # -- building ------------------------------------------------------------------------
-
-    @initialize(data=st.data())
-    def build(self, data: st.DataObject) -> None:
-        draw = data.draw
-        root_children = leaf_specs(draw, ["a", "b", "c"])
-        if draw(st.booleans()):
-            sub = draw_sup(draw, "sub", leaf_specs(draw, ["s1", "s2", "s3"]))
+        root_children = leaf_specs(self.draw, ["a", "b", "c"])
+        if self.draw(st.booleans()):
+            sub = draw_sup(self.draw, "sub", leaf_specs(self.draw, ["s1", "s2", "s3"]))
             self.sups["sub"] = sub
-            at = draw(st.integers(0, len(root_children)))
+            at = self.draw(st.integers(0, len(root_children)))
             root_children.insert(at, Child("sub", "permanent", "sup"))
-        self.sups["root"] = draw_sup(draw, "root", root_children)
+        self.sups["root"] = draw_sup(self.draw, "root", root_children)
         for sup in self.sups.values():
             for child in sup.specs:
                 if child.kind != "sup":
                     self.made[child.name] = 1
-        self.run(self._start())
+        self.system.start()
+        self.spec_of(self.sups["root"]).spawn(self.system)
+        await self.quiet()
 
     def spec_of(self, sup: ModelSup) -> SupervisorSpec:
         children: list[ChildSpec] = []
@@ -163,22 +163,11 @@ class SupervisionMachine(RuleBasedStateMachine):
             decider=decider({KeyError: sup.oops}),
         )
 
-    async def _start(self) -> None:
-        self.system.start()
-        self.spec_of(self.sups["root"]).spawn(self.system)
-        await self.quiet()
-
-    # -- driving -------------------------------------------------------------------------
-
-    def run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
-
     async def quiet(self) -> None:
         """Let everything that can happen without virtual time passing happen."""
         calm = 0
-        loop = asyncio.get_running_loop()
-        give_up_at = loop.time() + 10  # real seconds: thread actors run on real threads
-        while loop.time() < give_up_at:
+        give_up_at = time.monotonic() + 10  # real seconds: thread actors run on real threads
+        while time.monotonic() < give_up_at:
             await self.clock.advance(0)
             if self.is_quiet():
                 calm += 1
@@ -363,7 +352,7 @@ class SupervisionMachine(RuleBasedStateMachine):
 
     @invariant()
     def tree_matches_the_model(self) -> None:
-        if not self.sups:
+        if not getattr(self, "sups", None):
             return
         expected = set(self.live_sups()) | set(self.live_leaves())
         assert {r.name for r in self.system.actors()} == expected
@@ -372,19 +361,22 @@ class SupervisionMachine(RuleBasedStateMachine):
             assert self.journal.made[leaf] == self.made[leaf], (leaf, self.journal.made)
             assert Handle.of(self.system.lookup(leaf)).state is State.RUNNING
 
-    def teardown(self) -> None:
-        try:
-            if self.sups:
-                self.run(self._teardown())
-        finally:
-            self.loop.close()
-
-    async def _teardown(self) -> None:
+    async def cleanup(self) -> None:
         await asyncio.wait_for(self.system.shutdown(), 10)
         assert self.system.actors() == []
         current = asyncio.current_task()
-        assert [t for t in asyncio.all_tasks() if t is not current and not t.done()] == []
-        assert await no_pykka_threads()
+        for _ in range(50):  # a turn scheduled as the tree stopped ends at its first step
+            left = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+            if not left:
+                break
+            await asyncio.sleep(0)
+        assert left == []
+        give_up_at = time.monotonic() + 5  # real seconds: pykka threads end on their own
+        while pykka.ActorRegistry.get_all() or any(
+            t.name.startswith("_ThreadHost") for t in threading.enumerate()
+        ):
+            assert time.monotonic() < give_up_at, "pykka threads left"
+            await asyncio.sleep(0.01)
 
 
 SupervisionMachine.TestCase.settings = settings(settings.default, stateful_step_count=12)
