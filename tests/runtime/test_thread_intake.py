@@ -153,3 +153,51 @@ def test_a_thread_ask_pending_at_shutdown_gets_actor_stopped() -> None:
     assert not asker.is_alive()
     assert report.cancelled == 1
     assert len(outcome) == 1 and isinstance(outcome[0], ActorStopped)
+
+
+def _settled_batch(count: int) -> tuple[asyncio.AbstractEventLoop, list[Any]]:
+    """``count`` waiters settled by one batch of the intake (its drain run by hand)."""
+    from troupe.thread_intake import ThreadIntake, ThreadWaiter
+
+    loop = asyncio.new_event_loop()
+    intake = ThreadIntake(loop)
+    waiters = [ThreadWaiter() for _ in range(count)]
+    for waiter in waiters:
+        waiter._intake = intake
+
+    def settle(_: ThreadIntake) -> None:
+        for index, waiter in enumerate(waiters):
+            waiter.set_result(index)
+
+    intake.submit(settle)
+    intake._drain()
+    return loop, waiters
+
+
+def test_a_batch_wakes_its_waiters_in_turn_each_thread_waking_the_next() -> None:
+    loop, waiters = _settled_batch(3)
+    try:
+        assert [w._lock.locked() for w in waiters] == [False, True, True]
+        assert waiters[0].wait(loop, lambda: None, 1.0) == 0
+        assert [w._lock.locked() for w in waiters[1:]] == [False, True]
+        assert waiters[1].wait(loop, lambda: None, 1.0) == 1
+        assert waiters[2].wait(loop, lambda: None, 1.0) == 2
+    finally:
+        loop.close()
+
+
+def test_a_thread_that_never_waits_delays_the_next_waiter_by_one_poll_at_most(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from troupe import thread_intake
+
+    monkeypatch.setattr(thread_intake, "POLL", 0.05)
+    loop, waiters = _settled_batch(3)
+    try:
+        # waiters[0]'s thread went away (interrupted): nobody passes the baton on
+        start = time.monotonic()
+        assert waiters[1].wait(loop, lambda: None, 5.0) == 1
+        assert waiters[2].wait(loop, lambda: None) == 2  # woken by waiters[1]'s thread
+        assert time.monotonic() - start < 2.0
+    finally:
+        loop.close()
