@@ -35,9 +35,12 @@ BAD_MODULES = {
 
 def lint(tree: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{ROOT / 'scripts'}"}
-    lint_imports = Path(sys.executable).with_name("lint-imports")
+    lint_imports = "from importlinter.cli import lint_imports_command; lint_imports_command()"
     return subprocess.run(
-        [str(lint_imports), "--no-cache", "--no-logo", str(ROOT / "pyproject.toml")],
+        [
+            sys.executable, "-c", lint_imports, "--no-cache", "--no-logo",
+            str(ROOT / "pyproject.toml"),
+        ],
         cwd=tree,
         env=env,
         capture_output=True,
