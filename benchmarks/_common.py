@@ -8,18 +8,28 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 
-def parse_args(description: str) -> argparse.Namespace:
-    """The common flags: ``--quick`` (about 30 s) and ``--json PATH``."""
+def parse_args(description: str, rows: Sequence[str] = ()) -> argparse.Namespace:
+    """The common flags: ``--quick`` (about 30 s) and ``--json PATH``; with ``rows``,
+    ``--only ROW[,ROW...]`` too, and ``args.want(row)`` says whether to measure a row."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, about 30 s")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--repeat", type=int, default=None, help="runs per measurement (best kept)")
-    return parser.parse_args()
+    if rows:
+        parser.add_argument(
+            "--only", metavar="ROWS", help=f"comma-separated rows to measure: {', '.join(rows)}"
+        )
+    args = parser.parse_args()
+    only = set(args.only.split(",")) if rows and args.only else None
+    if only is not None and not only <= set(rows):
+        parser.error(f"--only: unknown rows {sorted(only - set(rows))}; rows: {', '.join(rows)}")
+    args.want = lambda row: only is None or row in only
+    return args
 
 
 def best_rate(run: Callable[[], float], count: int, repeat: int) -> float:

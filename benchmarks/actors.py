@@ -807,8 +807,26 @@ def missing_peers() -> set[str]:
 MISSING = missing_peers()
 
 
+#: Row names for ``--only`` (``shutdown_idle`` is shutdown_1m_idle, or _100k_ with --quick).
+ROWS = (
+    "tell",
+    "tell_cpu",
+    "tell_metrics_on_vs_off",
+    "ask",
+    "ping_pong",
+    "spawn",
+    "sync_ask_8_threads",
+    "memory_per_idle_actor",
+    "memory_after_message",
+    "loop_blocked_latency",
+    "shutdown_idle",
+    "process_tree_2_vs_1",
+)
+
+
 def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
+    args = parse_args(__doc__.splitlines()[0], ROWS)
+    want = args.want
     quick = args.quick
     repeat = args.repeat or (3 if quick else 5)
     n_tell = 100_000 if quick else 500_000
@@ -824,144 +842,156 @@ def main() -> None:
     def add(name: str, unit: str, rates: dict[str, float], **extra: Any) -> None:
         report.add(name, unit, rates.pop("troupe"), rates, **extra)
 
-    add(
-        "tell",
-        "msg/s",
-        interleaved(
-            repeat,
-            troupe=rate_of(n_tell, troupe_tell, n_tell),
-            pykka=rate_of(n_pykka, pykka_tell, n_pykka),
-            thespian=rate_of(n_pykka, thespian_tell, n_pykka),
-            asyncio_queue=rate_of(n_tell, raw_tell, QueueActor, n_tell),
-            deque_future=rate_of(n_tell, raw_tell, DequeActor, n_tell),
-        ),
-    )
-    cpu = time.thread_time  # the loop's thread: other processes' load does not count
-    add(
-        "tell_cpu",
-        "msg/cpu-s",
-        interleaved(
-            repeat,
-            troupe=rate_of(n_tell, troupe_tell, n_tell, cpu),
-            asyncio_queue=rate_of(n_tell, raw_tell, QueueActor, n_tell, cpu),
-            deque_future=rate_of(n_tell, raw_tell, DequeActor, n_tell, cpu),
-        ),
-        measure="messages per second of the loop thread's CPU time (same run, interleaved)",
-    )
-    on_off = interleaved(
-        repeat,
-        troupe=rate_of(n_tell, troupe_tell_metrics, n_tell, True),
-        troupe_metrics_off=rate_of(n_tell, troupe_tell_metrics, n_tell, False),
-    )
-    add("tell_metrics_on_vs_off", "msg/s", on_off)
-    n_pykka_ask = n_pykka // 4
-    add(
-        "ask",
-        "req/s",
-        interleaved(
-            repeat,
-            troupe=rate_of(n_ask, troupe_ask, n_ask),
-            pykka=rate_of(n_pykka_ask, pykka_ask, n_pykka_ask),
-            thespian=rate_of(n_pykka_ask, thespian_ask, n_pykka_ask),
-            asyncio_queue=rate_of(n_ask, raw_ask, QueueActor, n_ask),
-            deque_future=rate_of(n_ask, raw_ask, DequeActor, n_ask),
-        ),
-    )
-    add(
-        "ping_pong",
-        "round trips/s",
-        interleaved(
-            repeat,
-            troupe=rate_of(n_ask, troupe_pingpong, n_ask),
-            pykka=rate_of(n_pykka_ask, pykka_pingpong, n_pykka_ask),
-            thespian=rate_of(n_pykka_ask, thespian_pingpong, n_pykka_ask),
-            asyncio_queue=rate_of(n_ask, raw_pingpong, QueueActor, n_ask),
-            deque_future=rate_of(n_ask, raw_pingpong, DequeActor, n_ask),
-        ),
-    )
-    n_pykka_spawn = 500 if quick else 2000
-    add(
-        "spawn",
-        "actors/s",
-        interleaved(
-            repeat,
-            troupe=rate_of(n_spawn, troupe_spawn, n_spawn),
-            pykka=rate_of(n_pykka_spawn, pykka_spawn, n_pykka_spawn),
-            thespian=rate_of(n_spawn // 10, thespian_spawn, n_spawn // 10),
-            asyncio_queue=rate_of(n_spawn, raw_spawn, QueueActor, n_spawn),
-            deque_future=rate_of(n_spawn, raw_spawn, DequeActor, n_spawn),
-        ),
-    )
-    per_thread = 1000 if quick else 2000
-    add(
-        "sync_ask_8_threads",
-        "req/s",
-        interleaved(
-            repeat,
-            troupe=rate_of(8 * per_thread, troupe_sync_asks, 8, per_thread),
-            pykka=rate_of(8 * per_thread, pykka_sync_asks, 8, per_thread),
-        ),
-        threads=8,
-    )
-    n_memory = 100_000
-    memory = {
-        "troupe": run_probe("memory", "troupe", str(n_memory)),
-        "pykka": run_probe("memory", "pykka", "1000"),
-        "asyncio_queue": run_probe("memory", "asyncio_queue", str(n_memory)),
-        "deque_future": run_probe("memory", "deque_future", str(n_memory)),
-    }
-    if "thespian" not in MISSING:
-        memory["thespian"] = run_probe("memory", "thespian", "10000")
-    add("memory_per_idle_actor", "bytes", memory, actors=n_memory)
-    after = {
-        kind: run_probe("memory_after_message", kind, str(n_memory))
-        for kind in ("troupe", "asyncio_queue", "deque_future")
-    }
-    add(
-        "memory_after_message",
-        "bytes",
-        {kind: values[1] for kind, values in after.items()},
-        idle_before=after["troupe"][0],
-        actors=n_memory,
-    )
-    latencies = {
-        side: troupe.run(blocked_ask_latency(kind))
-        for side, kind in (
-            ("troupe", "troupe"),
-            ("troupe_no_time_budget", "no_time_budget"),
-            ("troupe_thread_actor", "thread_actor"),
-            ("asyncio_queue", "asyncio_queue"),
+    if want("tell"):
+        add(
+            "tell",
+            "msg/s",
+            interleaved(
+                repeat,
+                troupe=rate_of(n_tell, troupe_tell, n_tell),
+                pykka=rate_of(n_pykka, pykka_tell, n_pykka),
+                thespian=rate_of(n_pykka, thespian_tell, n_pykka),
+                asyncio_queue=rate_of(n_tell, raw_tell, QueueActor, n_tell),
+                deque_future=rate_of(n_tell, raw_tell, DequeActor, n_tell),
+            ),
         )
-    }
-    add(
-        "loop_blocked_latency",
-        "ms",
-        {side: 1000 * max(values) for side, values in latencies.items()},
-        measure="slowest ask to another actor while 10 messages block 0.2 s each",
-        median_ms=1000 * statistics.median(latencies["troupe"]),
-        asks=len(latencies["troupe"]),
-    )
-    n_stop = 100_000 if quick else 1_000_000
-    n_stop_peer = min(n_stop, 200_000)  # a task per actor: 1M of them take ~5 GiB
-    stopped = run_probe("shutdown", "troupe", str(n_stop))
-    peer = run_probe("shutdown", "asyncio_queue", str(n_stop_peer))
-    add(
-        f"shutdown_{'100k' if quick else '1m'}_idle",
-        "s",
-        {
-            "troupe": stopped.pop("seconds"),
-            f"asyncio_queue_{n_stop_peer // 1000}k": peer["seconds"],
-        },
-        actors=n_stop,
-        **stopped,
-    )
-    messages = 5000 if quick else 20_000
-    scaling = interleaved(
-        1 if quick else 2,
-        troupe=lambda: process_tree_rate(2, messages),
-        troupe_1_process=lambda: process_tree_rate(1, messages),
-    )
-    add("process_tree_2_vs_1", "msg/s", scaling, messages_per_process=messages)
+    if want("tell_cpu"):
+        cpu = time.thread_time  # the loop's thread: other processes' load does not count
+        add(
+            "tell_cpu",
+            "msg/cpu-s",
+            interleaved(
+                repeat,
+                troupe=rate_of(n_tell, troupe_tell, n_tell, cpu),
+                asyncio_queue=rate_of(n_tell, raw_tell, QueueActor, n_tell, cpu),
+                deque_future=rate_of(n_tell, raw_tell, DequeActor, n_tell, cpu),
+            ),
+            measure="messages per second of the loop thread's CPU time (same run, interleaved)",
+        )
+    if want("tell_metrics_on_vs_off"):
+        on_off = interleaved(
+            repeat,
+            troupe=rate_of(n_tell, troupe_tell_metrics, n_tell, True),
+            troupe_metrics_off=rate_of(n_tell, troupe_tell_metrics, n_tell, False),
+        )
+        add("tell_metrics_on_vs_off", "msg/s", on_off)
+    n_pykka_ask = n_pykka // 4
+    if want("ask"):
+        add(
+            "ask",
+            "req/s",
+            interleaved(
+                repeat,
+                troupe=rate_of(n_ask, troupe_ask, n_ask),
+                pykka=rate_of(n_pykka_ask, pykka_ask, n_pykka_ask),
+                thespian=rate_of(n_pykka_ask, thespian_ask, n_pykka_ask),
+                asyncio_queue=rate_of(n_ask, raw_ask, QueueActor, n_ask),
+                deque_future=rate_of(n_ask, raw_ask, DequeActor, n_ask),
+            ),
+        )
+    if want("ping_pong"):
+        add(
+            "ping_pong",
+            "round trips/s",
+            interleaved(
+                repeat,
+                troupe=rate_of(n_ask, troupe_pingpong, n_ask),
+                pykka=rate_of(n_pykka_ask, pykka_pingpong, n_pykka_ask),
+                thespian=rate_of(n_pykka_ask, thespian_pingpong, n_pykka_ask),
+                asyncio_queue=rate_of(n_ask, raw_pingpong, QueueActor, n_ask),
+                deque_future=rate_of(n_ask, raw_pingpong, DequeActor, n_ask),
+            ),
+        )
+    if want("spawn"):
+        n_pykka_spawn = 500 if quick else 2000
+        add(
+            "spawn",
+            "actors/s",
+            interleaved(
+                repeat,
+                troupe=rate_of(n_spawn, troupe_spawn, n_spawn),
+                pykka=rate_of(n_pykka_spawn, pykka_spawn, n_pykka_spawn),
+                thespian=rate_of(n_spawn // 10, thespian_spawn, n_spawn // 10),
+                asyncio_queue=rate_of(n_spawn, raw_spawn, QueueActor, n_spawn),
+                deque_future=rate_of(n_spawn, raw_spawn, DequeActor, n_spawn),
+            ),
+        )
+    if want("sync_ask_8_threads"):
+        per_thread = 1000 if quick else 2000
+        add(
+            "sync_ask_8_threads",
+            "req/s",
+            interleaved(
+                repeat,
+                troupe=rate_of(8 * per_thread, troupe_sync_asks, 8, per_thread),
+                pykka=rate_of(8 * per_thread, pykka_sync_asks, 8, per_thread),
+            ),
+            threads=8,
+        )
+    n_memory = 100_000
+    if want("memory_per_idle_actor"):
+        memory = {
+            "troupe": run_probe("memory", "troupe", str(n_memory)),
+            "pykka": run_probe("memory", "pykka", "1000"),
+            "asyncio_queue": run_probe("memory", "asyncio_queue", str(n_memory)),
+            "deque_future": run_probe("memory", "deque_future", str(n_memory)),
+        }
+        if "thespian" not in MISSING:
+            memory["thespian"] = run_probe("memory", "thespian", "10000")
+        add("memory_per_idle_actor", "bytes", memory, actors=n_memory)
+    if want("memory_after_message"):
+        after = {
+            kind: run_probe("memory_after_message", kind, str(n_memory))
+            for kind in ("troupe", "asyncio_queue", "deque_future")
+        }
+        add(
+            "memory_after_message",
+            "bytes",
+            {kind: values[1] for kind, values in after.items()},
+            idle_before=after["troupe"][0],
+            actors=n_memory,
+        )
+    if want("loop_blocked_latency"):
+        latencies = {
+            side: troupe.run(blocked_ask_latency(kind))
+            for side, kind in (
+                ("troupe", "troupe"),
+                ("troupe_no_time_budget", "no_time_budget"),
+                ("troupe_thread_actor", "thread_actor"),
+                ("asyncio_queue", "asyncio_queue"),
+            )
+        }
+        add(
+            "loop_blocked_latency",
+            "ms",
+            {side: 1000 * max(values) for side, values in latencies.items()},
+            measure="slowest ask to another actor while 10 messages block 0.2 s each",
+            median_ms=1000 * statistics.median(latencies["troupe"]),
+            asks=len(latencies["troupe"]),
+        )
+    if want("shutdown_idle"):
+        n_stop = 100_000 if quick else 1_000_000
+        n_stop_peer = min(n_stop, 200_000)  # a task per actor: 1M of them take ~5 GiB
+        stopped = run_probe("shutdown", "troupe", str(n_stop))
+        peer = run_probe("shutdown", "asyncio_queue", str(n_stop_peer))
+        add(
+            f"shutdown_{'100k' if quick else '1m'}_idle",
+            "s",
+            {
+                "troupe": stopped.pop("seconds"),
+                f"asyncio_queue_{n_stop_peer // 1000}k": peer["seconds"],
+            },
+            actors=n_stop,
+            **stopped,
+        )
+    if want("process_tree_2_vs_1"):
+        messages = 5000 if quick else 20_000
+        scaling = interleaved(
+            1 if quick else 2,
+            troupe=lambda: process_tree_rate(2, messages),
+            troupe_1_process=lambda: process_tree_rate(1, messages),
+        )
+        add("process_tree_2_vs_1", "msg/s", scaling, messages_per_process=messages)
     report.write(args.json)
 
 
