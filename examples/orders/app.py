@@ -35,7 +35,17 @@ from troupe.system import ActorSystem
 
 from .events import EVENT_TYPES, CreateOrder
 from .ledgers import Inventory, Mailer, Payments
-from .service import BRIDGE, COUNTER, FLOW, SAGA, SERVICE, EventCounter, OrderFlow, OrderService
+from .service import (
+    BRIDGE,
+    COUNTER,
+    FLOW,
+    SAGA,
+    SERVICE,
+    EventCounter,
+    OrderFlow,
+    OrderService,
+    RecentIds,
+)
 from .steps import (
     CONFIRMATION,
     INVENTORY,
@@ -204,7 +214,13 @@ async def start_orders(system: ActorSystem, settings: OrderSettings) -> OrderApp
         [
             steps,
             ChildSpec(EventCounter, (events, bus), name=COUNTER),
-            ChildSpec(OrderFlow, (bus, SAGA, outcomes), name=FLOW),
+            ChildSpec(
+                OrderFlow,
+                (bus, SAGA, outcomes),
+                # outcomes are re-sent until handled: published once per saga id
+                {"seen": RecentIds()},
+                name=FLOW,
+            ),
             ChildSpec(
                 SagaOrchestrator,
                 (order_saga(settings.step_timeout, settings.step_retry), saga_log),

@@ -5,14 +5,17 @@
   publishes ``OrderPlaced``.
 - :class:`OrderFlow` starts the order saga on ``OrderPlaced`` and turns the
   saga's outcome into ``PaymentCompleted``/``PaymentFailed`` and
-  ``OrderConfirmed``/``OrderCancelled`` events.
+  ``OrderConfirmed``/``OrderCancelled`` events, once per saga id: the saga log
+  delivers outcomes at least once (re-sent after a resume), so the flow drops an
+  outcome it has seen (a bounded :class:`RecentIds`) and, given an ``Idempotent``
+  guard, one another process already published.
 - :class:`EventCounter` counts every event on the bus (a ``#`` subscriber).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any
 
 from troupe.actor import Actor
@@ -74,15 +77,56 @@ def _invalid(command: CreateOrder) -> str | None:
     return None
 
 
+class RecentIds:
+    """The last ``size`` ids seen (oldest forgotten first): bounded memory for dedupe."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        if size < 1:
+            raise ValueError(f"RecentIds size must be at least 1, got {size!r}")
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, key: str) -> bool:
+        """Remember ``key``; False when it was already remembered."""
+        if key in self._ids:
+            self._ids.move_to_end(key)
+            return False
+        self._ids[key] = None
+        if len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+        return True
+
+    def forget(self, key: str) -> None:
+        """Drop ``key`` (its handling failed, so a redelivery may try again)."""
+        self._ids.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
 class OrderFlow(Actor):
-    """Starts a saga per placed order; publishes the outcome of each."""
+    """Starts a saga per placed order; publishes the outcome of each once per saga id.
+
+    ``seen`` (caller-owned, so it outlives a restart of the flow) drops outcomes
+    already published in this process; ``guard`` (an ``Idempotent`` on a shared
+    store, keyed by saga id: give it a namespace of its own) drops those published
+    before a crash or by another process. ``outcomes`` counts the outcomes published.
+    """
 
     def __init__(
-        self, bus: EventBus, saga_name: str = SAGA, outcomes: Counter[str] | None = None
+        self,
+        bus: EventBus,
+        saga_name: str = SAGA,
+        outcomes: Counter[str] | None = None,
+        *,
+        seen: RecentIds | None = None,
+        guard: Idempotent | None = None,
     ) -> None:
         self.bus = bus
         self.saga_name = saga_name
         self.outcomes: Counter[str] = outcomes if outcomes is not None else Counter()
+        self.seen = seen if seen is not None else RecentIds()
+        self.guard = guard
 
     def on_start(self) -> None:
         # subscribing here keeps the subscription when a supervisor starts a new instance
@@ -97,6 +141,19 @@ class OrderFlow(Actor):
             await self._outcome(message)
 
     async def _outcome(self, done: SagaFinished) -> None:
+        if not self.seen.add(done.saga_id):
+            logger.debug("outcome of saga %s already published", done.saga_id)
+            return
+        try:
+            if self.guard is not None:
+                await self.guard.run(done.saga_id, self._publish, done)
+            else:
+                await self._publish(done)
+        except BaseException:
+            self.seen.forget(done.saga_id)  # not published: a redelivery may try again
+            raise
+
+    async def _publish(self, done: SagaFinished) -> None:
         order_id = done.saga_id
         self.outcomes[f"{done.status.value}:{done.failed_step or '-'}"] += 1
         if done.status is SagaStatus.COMPLETED:
