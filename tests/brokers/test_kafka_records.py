@@ -109,8 +109,18 @@ async def test_a_failing_message_goes_to_the_dlq_topic_and_its_partition_moves_o
             ConsumerBridge, broker, "t", "g", target, max_deliveries=3, retry=FAST, block=0.05
         )
         await broker.publish_messages("t", [broker.message(p) for p in ("a", "poison", "b")])
-        await eventually(lambda: len(seen) == 2)
-        await eventually(lambda: pending_is(broker, "t", "g", 0))  # committed past the poison
+        # the product's own bounds: the first assignment comes within join_timeout, the first
+        # produce to the just-created attempts and DLQ topics within request_timeout each
+        patience = broker.join_timeout + 2 * broker.request_timeout
+
+        def a_and_b_handled() -> bool:
+            return len(seen) == 2
+
+        async def committed_past_the_poison() -> bool:
+            return await pending_is(broker, "t", "g", 0)
+
+        await eventually(a_and_b_handled, patience)
+        await eventually(committed_past_the_poison, patience)
     [dead] = await broker.dead_letters("t")
     assert broker.serializer.loads(dead.body) == "poison"
     assert "cannot take 'poison'" in dead.headers[ERROR_REASON]
