@@ -65,6 +65,8 @@ def give_back(broker: dramatiq.Broker, consumer: Consumer, proxies: list[Message
 class QueueFetcher(ThreadActor):
     """Feeds one queue's messages into the intake (see the module docstring).
 
+    Until its first poll finds the queue empty, the intake counts the queue as
+    pending, not idle (workers wait for its turn; see :mod:`.intake`).
     It asks the consumer for more only while fewer than ``prefetch - workers``
     messages wait in the intake, so the consumer is never at its prefetch when
     asked (dramatiq's Redis consumer sleeps, longer each time, when it is): the
@@ -109,7 +111,10 @@ class QueueFetcher(ThreadActor):
                 self.outage.recovered()
                 if proxy is not None:
                     intake.put(Job(proxy, consumer, queue))
+                else:  # a poll found nothing: once its buffer is taken, the queue is idle
+                    intake.mark_empty(queue)
         except CONNECTION_ERRORS as exc:  # wait and reconnect here: no restart spent on it
+            intake.mark_empty(queue)  # unreachable: workers do not wait for it
             self._drop_consumer()
             time.sleep(self.outage.failed(exc))
         if not intake.closed and not self.system.is_closing:  # let a system shutdown drain
@@ -131,6 +136,7 @@ class QueueFetcher(ThreadActor):
                 logger.debug("closing the consumer of %s failed", self.queue, exc_info=True)
 
     def on_stop(self) -> None:
+        self.intake.mark_empty(self.queue)
         try:
             for job in self.intake.drain(self.queue):  # each through the consumer it came from
                 give_back(self.broker, job.consumer, [job.proxy])
