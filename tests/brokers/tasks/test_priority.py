@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from tests.helpers import eventually
 from troupe import ActorSystem, ConfigError
 from troupe.brokers.tasks import Picker, TaskClient, TaskRegistry, WorkerPool
+from troupe.brokers.tasks.intake import Intake, Job
 
 pytestmark = pytest.mark.broker
 
@@ -109,3 +110,33 @@ def test_bad_weights_are_config_errors() -> None:
         Picker({"a": 0})
     with pytest.raises(ConfigError, match="queue name"):
         Picker({"a.DQ": 1})
+
+
+def test_a_pending_queue_keeps_its_turn_and_an_empty_one_gives_it_away() -> None:
+    def job(queue: str) -> Job:
+        return Job(None, None, queue)  # type: ignore[arg-type]
+
+    intake = Intake({"critical": 6, "low": 1}, grace=5.0)
+    intake.put(job("low"))
+    # critical's fetcher has not reported yet: its turn waits for its message
+    threading.Timer(0.1, intake.put, [job("critical")]).start()
+    started = time.monotonic()
+    taken = intake.take(2.0)
+    assert taken is not None and taken.queue == "critical"
+    assert 0.05 < time.monotonic() - started < 2.0
+    # once its fetcher finds it empty, critical is idle: low is taken at once
+    intake.mark_empty("critical")
+    started = time.monotonic()
+    taken = intake.take(2.0)
+    assert taken is not None and taken.queue == "low"
+    assert time.monotonic() - started < 0.05
+    # a fetcher that never reports costs one grace, then the queue counts as idle
+    quiet = Intake({"critical": 6, "low": 1}, grace=0.1)
+    quiet.put(job("low"))
+    quiet.put(job("low"))
+    first = quiet.take(2.0)
+    assert first is not None and first.queue == "low"
+    started = time.monotonic()
+    second = quiet.take(2.0)
+    assert second is not None and second.queue == "low"
+    assert time.monotonic() - started < 0.05
