@@ -600,11 +600,11 @@ async def test_an_abruptly_killed_bridge_leaves_its_work_unacked(broker: Broker)
     done: list[Any] = []
     async with ActorSystem(restart=TOLERANT) as system:
         target = system.spawn(Gate, gate, started, done)
+        for i in range(3):  # all there before the bridge's first fetch: the target gets all
+            await broker.publish("s", i)  # three (on Kafka a fetch may end after record 0)
         bridge = system.spawn(
             ConsumerBridge, broker, "s", "g", target, consumer="doomed", **bridge_options()
         )
-        for i in range(3):
-            await broker.publish("s", i)
         await eventually(lambda: len(started) == 1)
         system.cell_of(bridge).kill()  # no drain
         gate.set()
