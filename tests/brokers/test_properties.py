@@ -88,6 +88,7 @@ async def contract(
 
     broker.consume = consume  # type: ignore[method-assign]
     size = case["size"]
+    group = f"g-{stream}"  # a group per example: no member of an earlier example lingers in it
     options: dict[str, Any] = {
         "retry": FAST,
         "block": 0.02,
@@ -97,7 +98,7 @@ async def contract(
     }
     async with ActorSystem(restart=TOLERANT) as system:
         target = system.spawn(Flaky, dict(case["failures"]), handled, counts)
-        bridge = system.spawn(ConsumerBridge, broker, stream, "g", target, **options)
+        bridge = system.spawn(ConsumerBridge, broker, stream, group, target, **options)
         await broker.publish_messages(stream, [broker.message(i) for i in range(size)])
         for after, how in sorted(case["crashes"]):
             deadline = now() + PATIENCE
@@ -108,16 +109,16 @@ async def contract(
                 system.cell_of(bridge).restart()
             elif how == "replace":
                 await bridge.stop()
-                bridge = system.spawn(ConsumerBridge, broker, stream, "g", target, **options)
+                bridge = system.spawn(ConsumerBridge, broker, stream, group, target, **options)
             else:  # abrupt: no drain, nothing more acked by it
                 name = system.cell_of(bridge).actor.consumer  # type: ignore[attr-defined]
                 system.cell_of(bridge).kill()
                 same = {"consumer": name} if how == "kill-same" else {}
                 bridge = system.spawn(
-                    ConsumerBridge, broker, stream, "g", target, **options, **same
+                    ConsumerBridge, broker, stream, group, target, **options, **same
                 )
         deadline = now() + PATIENCE
-        while len(counts) < size or await broker.pending(stream, "g"):
+        while len(counts) < size or await broker.pending(stream, group):
             assert now() < deadline, f"{len(counts)}/{size} handled"
             await asyncio.sleep(0.005)
     await broker.close()
