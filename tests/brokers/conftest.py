@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from troupe.brokers import Broker, connect
+from troupe.brokers import Broker, Capabilities, MemoryBroker, connect
 from troupe.brokers.pytest_plugin import (
     kafka_server,
     kafka_url,
@@ -35,6 +35,43 @@ __all__ = [
 ]
 
 BROKERS = ["memory", "redis", "rabbitmq", "kafka"]
+
+
+def _capabilities(broker_id: str) -> Capabilities:
+    """What a broker kind offers, read from its class (no server needed)."""
+    if broker_id == "memory":
+        return MemoryBroker.capabilities
+    if broker_id == "redis":
+        from troupe.brokers.redis_streams import RedisBroker
+
+        return RedisBroker.capabilities
+    if broker_id == "rabbitmq":
+        from troupe.brokers.rabbitmq import RabbitBroker
+
+        return RabbitBroker.capabilities
+    from troupe.brokers.kafka import KafkaBroker
+
+    return KafkaBroker.capabilities
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked ``needs(capability=value, ...)`` is collected only for the brokers
+    that have it: a contract a broker does not promise is not run (nor reported skipped)."""
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        marker = item.get_closest_marker("needs")
+        callspec = getattr(item, "callspec", None)
+        broker_id = callspec.params.get("broker_url") if callspec is not None else None
+        if marker is None or broker_id is None:
+            kept.append(item)
+            continue
+        capabilities = _capabilities(broker_id)
+        wanted = all(getattr(capabilities, k) == v for k, v in marker.kwargs.items())
+        (kept if wanted else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(params=BROKERS)

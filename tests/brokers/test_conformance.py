@@ -385,11 +385,10 @@ async def test_fetched_but_never_started_loses_no_attempt(broker: Broker) -> Non
     assert await broker.dead_letters("s") == []
 
 
+@pytest.mark.needs(offsets=False)  # a broker with one offset per partition counts no deliveries
 async def test_broker_delivery_count_backstop(broker: Broker) -> None:
     """Starts journaled on a host that never came back are invisible; the broker's own
     delivery count past ``max_broker_deliveries`` still ends the loop."""
-    if broker.capabilities.offsets:
-        pytest.skip("this broker keeps no delivery count (one offset per partition)")
     await broker.ensure_group("s", "g")
     await broker.publish("s", "lost")
     for n in range(4):
@@ -409,9 +408,8 @@ async def test_broker_delivery_count_backstop(broker: Broker) -> None:
     assert "max_broker_deliveries=4" in dead.headers[ERROR_REASON]
 
 
+@pytest.mark.needs(ordering="stream")
 async def test_ordering_is_kept_for_one_consumer(broker: Broker) -> None:
-    if broker.capabilities.ordering != "stream":
-        pytest.skip("this broker promises no stream order")
     seen: list[tuple[Any, dict[str, str]]] = []
     async with ActorSystem(restart=TOLERANT) as system:
         target = system.spawn(Recorder, seen, {})
@@ -424,9 +422,8 @@ async def test_ordering_is_kept_for_one_consumer(broker: Broker) -> None:
     assert [m["n"] for m, _ in seen] == list(range(300))
 
 
+@pytest.mark.needs(delayed=True)
 async def test_delayed_delivery(broker: Broker) -> None:
-    if not broker.capabilities.delayed:
-        pytest.skip("this broker has no delayed delivery")
     seen: list[tuple[Any, dict[str, str]]] = []
     arrival: dict[Any, float] = {}
 
