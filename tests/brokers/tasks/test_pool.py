@@ -158,9 +158,9 @@ async def test_scheduled_tasks_do_not_run_before_their_time(task_broker: dramati
         assert {r.args[0] for r in inspector.scheduled("default")} == {1, 2}
         await eventually(lambda: len(log.of("add")) == 3, 10)
         when = {a[0]: t - start for (n, a, t) in log.calls if n == "add"}
-        assert when[3] < 0.3
-        assert when[2] >= 0.29 and when[1] >= 0.59, when
-        assert [a[0] for a in log.of("add")] == [3, 2, 1]
+        assert when[2] >= 0.29 and when[1] >= 0.59, when  # never before their time
+        order = [a[0] for a in log.of("add")]
+        assert order.index(2) < order.index(1), order  # due earlier, run earlier
         await pool.stop()
 
 
