@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,53 @@ def make_certificates(directory: Path) -> None:
     )
 
 
-class RedisServer:
+class ServerProcess:
+    """A server process the tests run: subclasses start and stop it; restart, close and
+    ``with`` are shared. ``directory`` holds its data (removed by ``close`` when the
+    server made it)."""
+
+    directory: Path
+    _own_dir: bool
+
+    def start(self) -> None:
+        """Start the server (and wait until it serves)."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the server gracefully."""
+        raise NotImplementedError
+
+    def restart(self, down_for: float = 0.0) -> None:
+        """Stop gracefully, stay down ``down_for`` seconds, start again on the same ports."""
+        self.stop()
+        if down_for:
+            time.sleep(down_for)
+        self.start()
+
+    def close(self) -> None:
+        """Stop the server and remove its data folder."""
+        self.stop()
+        self.remove_directory()
+
+    def remove_directory(self) -> None:
+        """Remove the data folder when the server made it."""
+        if self._own_dir:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class RedisServer(ServerProcess):
     """A redis-server child process on 127.0.0.1 (``url``) with a temporary data dir.
 
     ``tls=True`` serves TLS only (``rediss://``) with a throwaway CA made by the
@@ -205,27 +252,3 @@ class RedisServer:
         if process is not None and process.stderr:
             process.stderr.close()
 
-    def restart(self, down_for: float = 0.0) -> None:
-        """Stop gracefully, stay down ``down_for`` seconds, start again on the same port."""
-        self.stop()
-        if down_for:
-            time.sleep(down_for)
-        self.start()
-
-    def close(self) -> None:
-        """Stop the server and remove its data folder."""
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

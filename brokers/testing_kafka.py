@@ -25,9 +25,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
 
-from .testing import ServerMissing, free_port
+from .testing import ServerMissing, ServerProcess, free_port
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ def cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
-class KafkaServer:
+class KafkaServer(ServerProcess):
     """One Kafka KRaft node as a child process on 127.0.0.1 (``bootstrap``)."""
 
     def __init__(self, directory: str | None = None, *, heap: str = "512m") -> None:
@@ -239,30 +238,6 @@ class KafkaServer:
             process.kill()
             process.wait()
 
-    def restart(self, down_for: float = 0.0) -> None:
-        """Stop gracefully, stay down ``down_for`` seconds, start again on the same ports."""
-        self.stop()
-        if down_for:
-            time.sleep(down_for)
-        self.start()
-
-    def close(self) -> None:
-        """Stop the node and remove its folder."""
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> KafkaServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 __all__ = ["KafkaServer", "ServerMissing", "cluster_id", "find_java", "kafka_libs"]

@@ -26,10 +26,9 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import quote
 
-from .testing import ServerMissing, make_certificates
+from .testing import ServerMissing, ServerProcess, make_certificates
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ def _epmd() -> str | None:
     return None
 
 
-class RabbitServer:
+class RabbitServer(ServerProcess):
     """A rabbitmq-server node on 127.0.0.1 (``url``: the default vhost, guest/guest)."""
 
     def __init__(self, directory: str | None = None, *, tls: bool = False) -> None:
@@ -258,13 +257,6 @@ class RabbitServer:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
-    def restart(self, down_for: float = 0.0) -> None:
-        """Stop gracefully, stay down ``down_for`` seconds, start again on the same ports."""
-        self.stop()
-        if down_for:
-            time.sleep(down_for)
-        self.start()
-
     def _watch(self) -> None:
         """A watchdog shell that outlives this process: if it dies without ``close`` (a
         killed test run), the node and its epmd go too, and the data folder with them."""
@@ -300,17 +292,4 @@ class RabbitServer:
                 subprocess.run(
                     [epmd, "-kill"], env=env, capture_output=True, timeout=10, check=False
                 )
-        if self._own_dir:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> RabbitServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        self.remove_directory()
