@@ -39,30 +39,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import redis.asyncio as aioredis
 import redis.utils
+from _brokers_common import Sink, paired
 from _common import Report, parse_args
 
 import troupe
-from troupe import Actor, ActorSystem
+from troupe import ActorSystem
 from troupe.brokers import BYTES, Broker, ConsumerBridge, ProducerBridge, connect
 from troupe.brokers.redis_streams import RedisBroker
 from troupe.brokers.testing import RedisServer
 
 PAYLOAD = b"x" * 100
 BATCH = 100
-
-
-class Sink(Actor):
-    """Counts messages; resolves ``done`` at ``total``."""
-
-    def __init__(self, total: int, done: asyncio.Future[float]) -> None:
-        self.total = total
-        self.count = 0
-        self.done = done
-
-    def receive(self, message: Any) -> None:
-        self.count += 1
-        if self.count == self.total and not self.done.done():
-            self.done.set_result(time.perf_counter())
 
 
 def raw_client(url: str) -> aioredis.Redis:
@@ -257,11 +244,6 @@ async def reply_parsers(url: str) -> tuple[str, str]:
     await raw.aclose()
     await broker.close()
     return names[0], names[1]
-
-
-def paired(troupe_rates: list[float], raw_rates: list[float]) -> list[float]:
-    """Each run's troupe/raw ratio (the two ran back to back, under the same load)."""
-    return [round(t / r, 3) for t, r in zip(troupe_rates, raw_rates, strict=True)]
 
 
 CPU: dict[str, list[float]] = {}  # run function name -> this process's CPU seconds per message

@@ -32,11 +32,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _brokers_common import Sink, paired
 from _common import Report, parse_args
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 import troupe
-from troupe import Actor, ActorSystem
+from troupe import ActorSystem
 from troupe.brokers import BYTES, ConsumerBridge, ProducerBridge, connect
 from troupe.brokers.kafka import KafkaBroker
 from troupe.brokers.testing_kafka import KafkaServer
@@ -45,20 +46,6 @@ PAYLOAD = b"x" * 100
 BATCH = 100
 COMMIT_EVERY = 0.1
 LINGER_MS = 5
-
-
-class Sink(Actor):
-    """Counts messages; resolves ``done`` at ``total``."""
-
-    def __init__(self, total: int, done: asyncio.Future[float]) -> None:
-        self.total = total
-        self.count = 0
-        self.done = done
-
-    def receive(self, message: Any) -> None:
-        self.count += 1
-        if self.count == self.total and not self.done.done():
-            self.done.set_result(time.perf_counter())
 
 
 async def troupe_run(url: str, n: int, topic: str) -> float:
@@ -260,10 +247,6 @@ def once(n: int, fn: Any, url: str) -> float:
 
 def cpu_us(fn: Any) -> float:
     return round(min(CPU[fn.__name__]) * 1e6, 2)
-
-
-def paired(troupe_rates: list[float], raw_rates: list[float]) -> list[float]:
-    return [round(t / r, 3) for t, r in zip(troupe_rates, raw_rates, strict=True)]
 
 
 @contextlib.contextmanager

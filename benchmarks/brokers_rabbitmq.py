@@ -31,11 +31,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pika
+from _brokers_common import Sink
 from _common import Report, parse_args
 from pika.adapters.asyncio_connection import AsyncioConnection
 
 import troupe
-from troupe import Actor, ActorSystem
+from troupe import ActorSystem
 from troupe.brokers import BYTES, ConsumerBridge, connect
 from troupe.brokers.testing_rabbitmq import RabbitServer
 
@@ -43,20 +44,6 @@ PAYLOAD = b"x" * 100
 BATCH = 100
 PREFETCH = 1000  # the default mailbox capacity, which the bridge uses as prefetch
 QUEUE_ARGS = {"x-queue-type": "quorum"}
-
-
-class Sink(Actor):
-    """Counts messages; resolves ``done`` at ``total``."""
-
-    def __init__(self, total: int, done: asyncio.Future[float]) -> None:
-        self.total = total
-        self.count = 0
-        self.done = done
-
-    def receive(self, message: Any) -> None:
-        self.count += 1
-        if self.count == self.total and not self.done.done():
-            self.done.set_result(time.perf_counter())
 
 
 async def troupe_run(url: str, n: int, queue: str) -> float:
