@@ -6,7 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from troupe import Actor
+from troupe import Actor, ActorSystem
+from troupe.brokers import BYTES, Broker, ProducerBridge
 
 
 class Sink(Actor):
@@ -26,3 +27,18 @@ class Sink(Actor):
 def paired(troupe_rates: list[float], raw_rates: list[float]) -> list[float]:
     """Each run's troupe/raw ratio (the two ran back to back, under the same load)."""
     return [round(t / r, 3) for t, r in zip(troupe_rates, raw_rates, strict=True)]
+
+
+async def time_producer_bridge(
+    broker: Broker, stream: str, n: int, payload: bytes, batch: int
+) -> float:
+    """Seconds for ``n`` told payloads through a ProducerBridge until the broker confirmed all."""
+    async with ActorSystem("bench") as system:
+        producer = system.spawn(ProducerBridge, broker, stream, serializer=BYTES, batch=batch)
+        stats = broker.stats.producer(producer.name)
+        start = time.perf_counter()
+        for _ in range(n):
+            await producer.tell(payload)
+        while stats.published < n:  # noqa: ASYNC110
+            await asyncio.sleep(0.0005)
+        return time.perf_counter() - start

@@ -39,12 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import redis.asyncio as aioredis
 import redis.utils
-from _brokers_common import Sink, paired
+from _brokers_common import Sink, paired, time_producer_bridge
 from _common import Report, parse_args
 
 import troupe
 from troupe import ActorSystem
-from troupe.brokers import BYTES, Broker, ConsumerBridge, ProducerBridge, connect
+from troupe.brokers import BYTES, Broker, ConsumerBridge, connect
 from troupe.brokers.redis_streams import RedisBroker
 from troupe.brokers.testing import RedisServer
 
@@ -203,15 +203,7 @@ async def producer_run(url: str, n: int, stream: str) -> float:
     """Seconds for n told messages through a ProducerBridge until the broker confirmed all."""
     broker = connect(url)
     await broker.connect()
-    async with ActorSystem("bench") as system:
-        producer = system.spawn(ProducerBridge, broker, stream, serializer=BYTES, batch=BATCH)
-        stats = broker.stats.producer(producer.name)
-        start = time.perf_counter()
-        for _ in range(n):
-            await producer.tell(PAYLOAD)
-        while stats.published < n:  # noqa: ASYNC110
-            await asyncio.sleep(0.0005)
-        elapsed = time.perf_counter() - start
+    elapsed = await time_producer_bridge(broker, stream, n, PAYLOAD, BATCH)
     await broker.close()
     return elapsed
 

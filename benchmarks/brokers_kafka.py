@@ -32,13 +32,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _brokers_common import Sink, paired
+from _brokers_common import Sink, paired, time_producer_bridge
 from _common import Report, parse_args
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 import troupe
 from troupe import ActorSystem
-from troupe.brokers import BYTES, ConsumerBridge, ProducerBridge, connect
+from troupe.brokers import BYTES, ConsumerBridge, connect
 from troupe.brokers.kafka import KafkaBroker
 from troupe.brokers.testing_kafka import KafkaServer
 
@@ -204,15 +204,7 @@ async def producer_run(url: str, n: int, topic: str) -> float:
     broker = connect(url, linger=LINGER_MS / 1000)
     await broker.connect()
     await broker.ensure_group(topic, "bench")
-    async with ActorSystem("bench") as system:
-        producer = system.spawn(ProducerBridge, broker, topic, serializer=BYTES, batch=BATCH)
-        stats = broker.stats.producer(producer.name)
-        start = time.perf_counter()
-        for _ in range(n):
-            await producer.tell(PAYLOAD)
-        while stats.published < n:  # noqa: ASYNC110
-            await asyncio.sleep(0.0005)
-        elapsed = time.perf_counter() - start
+    elapsed = await time_producer_bridge(broker, topic, n, PAYLOAD, BATCH)
     await broker.close()
     return elapsed
 
