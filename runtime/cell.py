@@ -49,6 +49,7 @@ class ActorCell:
         "_is_async",
         "_lifecycle",
         "_loop",
+        "_ran_well",
         "_receive",
         "_scheduled",
         "_stopped",
@@ -60,6 +61,7 @@ class ActorCell:
         "actor",
         "children",
         "factory",
+        "failed_after_success",
         "failed_in_start",
         "failure",
         "mailbox",
@@ -113,6 +115,8 @@ class ActorCell:
         self.shutdown_timeout: float | None = None  # parent kills it past this stop deadline
         self.failure: BaseException | None = None
         self.failed_in_start = False
+        self._ran_well = False  # a message handled successfully since the last failure
+        self.failed_after_success = False  # the pending failure ended a good run
         self.state = State.STARTING
         self.actor = self._new_instance()
         self._bind(self.actor)

@@ -88,6 +88,13 @@ class Child:
         return self._cell.failed_in_start
 
     @property
+    def failed_after_success(self) -> bool:
+        """True when the pending failure came after a message it handled successfully
+        since its previous failure: it ran well, so the failure is the message's, not a
+        crash loop (see :meth:`~troupe.restart.RestartTracker.record_failure`)."""
+        return self._cell.failed_after_success
+
+    @property
     def mailbox_depth(self) -> int:
         """Queued plus parked user messages."""
         mailbox = self._cell.mailbox

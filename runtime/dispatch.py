@@ -108,6 +108,7 @@ def _drain_sync(self: ActorCell) -> None:
     turn_end = start + self._deadline
     segment = 1
     ended = traced = False
+    ok = False  # a message handled successfully this turn (see lifecycle._failed)
     if current_traceparent.get() is not None:
         leave_trace()  # inherited from whoever scheduled this turn
     while True:
@@ -157,12 +158,16 @@ def _drain_sync(self: ActorCell) -> None:
                     reply.set_exception(exc)
                 if self._taken is not None:
                     self._settle_taken(exc)
+                if ok:
+                    self._ran_well = True
+                    ok = False
                 self._failed(exc, message)
                 if traced:
                     leave_trace()
                 ended = True
                 began = perf_counter()  # the failure is observed: not its logging too
                 break
+            ok = True
             if reply is not None:
                 if not reply.done():
                     reply.set_result(result)
@@ -194,6 +199,8 @@ def _drain_sync(self: ActorCell) -> None:
         handled = self._throughput - left
         if (now - start) * left > (turn_end - now) * handled:
             segment = max(1, int((turn_end - now) * handled / (now - start)))
+    if ok:
+        self._ran_well = True
     if each and not hit and (stats is None or began - start < FAST_BOUND):
         self._each = False  # (with metrics: once a whole turn fits the first bucket)
     if stats is not None:  # ActorStats.end_turn, inlined
@@ -225,6 +232,7 @@ async def _drain_async(self: ActorCell) -> None:
     began = start = perf_counter()
     turn_end = start + self._deadline
     traced = False
+    ok = False
     if current_traceparent.get() is not None:
         leave_trace()
     while budget:
@@ -274,6 +282,9 @@ async def _drain_async(self: ActorCell) -> None:
                 reply.set_exception(exc)
             if self._taken is not None:
                 self._settle_taken(exc)
+            if ok:
+                self._ran_well = True
+                ok = False
             self._failed(exc, message)
             if traced:
                 leave_trace()
@@ -283,6 +294,7 @@ async def _drain_async(self: ActorCell) -> None:
             stats.observe(now - began)
             slow += 1
         began = now
+        ok = True
         if reply is not None and not reply.done():
             reply.set_result(result)
         self._current = None
@@ -291,6 +303,8 @@ async def _drain_async(self: ActorCell) -> None:
             traced = False
         if now >= turn_end:
             break
+    if ok:
+        self._ran_well = True
     if stats is not None:
         stats.end_turn(self._throughput - budget, slow, began - start)
     self._task = None

@@ -77,6 +77,8 @@ def _failed(
     self.state = State.SUSPENDED
     self.failure = exc
     self.failed_in_start = in_start is not None
+    self.failed_after_success = self._ran_well
+    self._ran_well = False
     self.system.note_failure(self, exc, message, hook=in_start)
     parent = self.parent
     if parent is not None and type(parent.actor).on_child_failure is not _DEFAULT_HOOK:

@@ -500,37 +500,52 @@ class ActorSystem:
         """What happens to a failed actor that no supervisor handles (a top-level actor,
         or the child of an actor that keeps the default ``on_child_failure``).
 
-        After a failed ``on_start``/``on_restart`` it is stopped (a restart would only
-        repeat it). Otherwise it is restarted after its :class:`RestartPolicy`'s
-        backoff delay — the actor's ``restart_policy``, else the system's ``restart`` —
-        unless that exceeds the policy's intensity: then it is stopped, with an
-        ERROR log, and counted in ``stopped_by_policy``.
+        After a failed ``on_start`` it is stopped (it never ran; a restart would only
+        repeat it). Otherwise its :class:`RestartPolicy` — the actor's
+        ``restart_policy``, else the system's ``restart`` — applies the rule of
+        :meth:`RestartTracker.record_failure`: at once after a good run or within the
+        first ``max_restarts`` failures in a row, after a backoff delay in a crash
+        loop, and past that it is stopped, with an ERROR log, counted in
+        ``stopped_by_policy``.
         """
         cell = child._cell
-        if cell.failed_in_start:
+        if cell.failed_in_start and cell.restarts == 0:  # on_start, not on_restart
             logger.error("actor %s failed to start (%r); stopping it", cell.name, exc)
             cell.request_stop(exc)
             return
         policy = type(cell.actor).restart_policy or self.restart_policy
-        window = self._restart_windows.get(cell)
-        if window is None:
-            window = self._restart_windows[cell] = policy.window()
-        delay = window.record(cell.name, self.clock.now())
+        tracker = self._restart_windows.get(cell)
+        if tracker is None:
+            tracker = self._restart_windows[cell] = policy.window()
+        delay = tracker.record_failure(
+            cell.name,
+            self.clock.now(),
+            ran_well=cell.failed_after_success,
+            lifecycle=cell.failed_in_start,
+        )
         if delay is None:
             self.stopped_by_policy += 1
             logger.error(
-                "actor %s failed more than %d times within %g s (%s: %s); stopping it",
+                "actor %s failed %d times in a row, the last %d after backoff (%s: %s); "
+                "stopping it",
                 cell.name,
+                tracker.failures_in_row(cell.name),
                 policy.max_restarts,
-                policy.within,
                 type(exc).__name__,
                 exc,
             )
             cell.request_stop(exc)
             return
-        logger.warning(
-            "actor %s restarts in %.3f s after %s: %s", cell.name, delay, type(exc).__name__, exc
-        )
+        if delay > 0:
+            logger.warning(
+                "actor %s is in a crash loop (%d failures in a row); restarts in %.3f s after "
+                "%s: %s",
+                cell.name,
+                tracker.failures_in_row(cell.name),
+                delay,
+                type(exc).__name__,
+                exc,
+            )
         cell.restart(delay)
 
     # -- shutdown -----------------------------------------------------------------------

@@ -6,7 +6,8 @@ from troupe.errors import TroupeError
 
 
 class RestartIntensityExceeded(TroupeError):
-    """A supervisor gave up: its children needed more restarts in the window than allowed.
+    """A supervisor gave up: a child kept failing (a crash loop past the limit), or its
+    children stopped and needed more restarts within the window than allowed.
 
     The supervisor stopped its children and failed with this error; its own
     supervisor decides next, and at the root of a tree it stops the system
@@ -20,16 +21,27 @@ class RestartIntensityExceeded(TroupeError):
         max_restarts: int,
         within: float,
         cause: BaseException | None,
+        in_row: int | None = None,
     ) -> None:
         self.supervisor = supervisor
         self.child = child
         self.max_restarts = max_restarts
         self.within = within
         self.cause = cause
+        self.in_row = in_row
         because = f": {type(cause).__name__}: {cause}" if cause is not None else ""
+        if in_row is not None:
+            how = (
+                f"child {child!r} failed {in_row} times in a row, the last {max_restarts} "
+                f"after backoff (a crash loop{because})"
+            )
+        else:
+            how = (
+                f"more than {max_restarts} restarts within {within:g} s "
+                f"(last failed child {child!r}{because})"
+            )
         super().__init__(
-            f"supervisor {supervisor!r} gave up: more than {max_restarts} restarts within "
-            f"{within:g} s (last failed child {child!r}{because}); raise max_restarts/within "
+            f"supervisor {supervisor!r} gave up: {how}; raise max_restarts/within "
             "or fix the failing child"
         )
 

@@ -117,8 +117,14 @@ class SupervisorSpec:
     SupervisorSpec is accepted and wrapped). ``strategy``: one_for_one,
     one_for_all, rest_for_one, or simple_one_for_one (then ``children`` is the
     single template of a dynamic pool, started with ``start_child``).
-    At most ``max_restarts`` restarts within ``within`` seconds; past that the
-    supervisor stops its children and fails. ``backoff`` delays each restart;
+    A failed child is restarted at once; one that fails again and again with no
+    message handled between (a crash loop) is restarted at once ``max_restarts``
+    times, then ``max_restarts`` times after ``backoff``'s delays, and one more
+    failure makes the supervisor stop its children and fail (a message handled
+    successfully, or ``within`` quiet seconds, ends the run: see
+    ``troupe.restart.RestartTracker.record_failure``, the rule top-level actors
+    follow too). Children that stop are restarted after ``backoff``'s delays, at
+    most ``max_restarts`` within ``within`` seconds (OTP).
     ``decider`` maps a child's exception to a :class:`~troupe.supervisors.Directive`.
 
     >>> class Worker(Actor):

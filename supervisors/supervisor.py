@@ -1,11 +1,12 @@
 """``Supervisor``: an actor that starts children from specs and keeps them running.
 
-OTP semantics, plus backoff: children start in order and stop in reverse
-order; a failed child is resumed, restarted, stopped or escalated as the
-spec's decider says; a restart takes the siblings its strategy names; more
-than ``max_restarts`` restarts within ``within`` seconds make the supervisor
-stop its children and fail, so its own supervisor decides (at the root, the
-system stops with :class:`RestartIntensityExceeded`).
+OTP semantics, with failure per message: children start in order and stop in
+reverse order; a failed child is resumed, restarted, stopped or escalated as the
+spec's decider says; a restart takes the siblings its strategy names and happens
+at once, unless the child is in a crash loop (failures in a row with nothing
+handled between: backoff, then past the limit the supervisor stops its children
+and fails, so its own supervisor decides; at the root, the system stops with
+:class:`RestartIntensityExceeded`).
 
 A restart is done in place: the child keeps its ref and its pending mailbox
 (``Child.restart``). Only a child that *stopped* (a permanent child that
@@ -243,7 +244,7 @@ class Supervisor(Actor):
         elif directive is Directive.ESCALATE:
             self._fail(exc)
         else:
-            self._child_ended(child.name, abnormal=True, cause=exc)
+            self._child_ended(child.name, abnormal=True, cause=exc, failed=child)
 
     def _child_terminated(self, child: Child, reason: BaseException | None) -> None:
         if not self._active():
@@ -255,16 +256,32 @@ class Supervisor(Actor):
         slot.child = None
         self._child_ended(child.name, abnormal=reason is not None, cause=reason)
 
-    def _child_ended(self, name: str, *, abnormal: bool, cause: BaseException | None) -> None:
+    def _child_ended(
+        self,
+        name: str,
+        *,
+        abnormal: bool,
+        cause: BaseException | None,
+        failed: Child | None = None,
+    ) -> None:
+        """Apply the strategy after ``name`` ended: ``failed`` is the child when it
+        failed (the actor rule of ``RestartTracker.record_failure``: at once unless in
+        a crash loop); a child that stopped counts in the OTP window (``record``)."""
         children = [(n, s.spec.restart) for n, s in self._slots.items()]
         plan = plan_restart(self.spec.strategy, children, name, abnormal)
         for gone in plan.remove:
             self._remove(gone, cause if gone == name else None)
         if not plan.restart:
             return
-        delay = self._tracker.record(name, self.system.clock.now())
+        now = self.system.clock.now()
+        if failed is not None:
+            delay = self._tracker.record_failure(
+                name, now, ran_well=failed.failed_after_success, lifecycle=failed.failed_in_start
+            )
+        else:
+            delay = self._tracker.record(name, now)
         if delay is None:
-            self._give_up(name, cause)
+            self._give_up(name, cause, in_row=failed is not None)
             return
         logger.info(
             "supervisor %s restarts %s in %.3f s", self.name, ", ".join(plan.restart), delay
@@ -328,9 +345,12 @@ class Supervisor(Actor):
 
     # -- giving up ----------------------------------------------------------------------
 
-    def _give_up(self, child: str, cause: BaseException | None) -> None:
+    def _give_up(self, child: str, cause: BaseException | None, *, in_row: bool = False) -> None:
         spec = self.spec
-        error = RestartIntensityExceeded(self.name, child, spec.max_restarts, spec.within, cause)
+        count = self._tracker.failures_in_row(child) if in_row else None
+        error = RestartIntensityExceeded(
+            self.name, child, spec.max_restarts, spec.within, cause, in_row=count
+        )
         logger.error("%s", error)
         self._failed = error
         for slot in self._slots.values():

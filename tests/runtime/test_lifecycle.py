@@ -66,7 +66,7 @@ class Crashy(Actor):
         return message
 
 
-async def test_top_level_restarts_wait_their_backoff_and_stop_past_the_intensity(
+async def test_a_failure_restarts_at_once_and_only_a_crash_loop_backs_off_then_stops(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="troupe")
@@ -74,29 +74,40 @@ async def test_top_level_restarts_wait_their_backoff_and_stop_past_the_intensity
     async with ActorSystem(clock=clock) as system:
         ref = system.spawn(Crashy, name="crashy")
         child = Child.of(ref)
+        for n in range(1, 4):  # failures after a good run restart at once, however many
+            ref.tell("crash")
+            assert await ref.ask(n) == n
+            assert (child.state, child.restarts) == (State.RUNNING, n)
+        ref.tell("crash")  # a run begins: max_restarts=2 failures in a row at once
         ref.tell("crash")
+        await settle(clock)
+        assert (child.state, child.restarts) == (State.RUNNING, 5)
+        ref.tell("crash")  # the third in a row: a crash loop, 1 s backoff
         await settle(clock, 0.5)
-        assert (child.state, child.restarts) == (State.SUSPENDED, 0)  # waiting out 1 s
+        assert (child.state, child.restarts) == (State.SUSPENDED, 5)
         await settle(clock, 0.5)
-        assert (child.state, child.restarts) == (State.RUNNING, 1)
+        assert (child.state, child.restarts) == (State.RUNNING, 6)
         ref.tell("crash")
         await settle(clock, 1.9)
-        assert child.restarts == 1  # the second delay is 2 s
+        assert child.restarts == 6  # the second delay is 2 s
         await settle(clock, 0.1)
-        assert child.restarts == 2
-        ref.tell("crash")  # a third failure within 10 s: past max_restarts=2
+        assert child.restarts == 7
+        ref.tell("crash")  # a fifth in a row: past 2 at once + 2 after backoff
         await settle(clock)
         assert not ref.is_alive
         assert system.stopped_by_policy == 1
         assert system.metrics is not None
         stats = system.metrics.group("crashy")
-        assert stats is not None and stats.counts[RESTARTS] == 2
+        assert stats is not None and stats.counts[RESTARTS] == 7
     messages = [(r.levelno, r.getMessage()) for r in caplog.records]
-    assert (logging.WARNING, "actor crashy restarts in 1.000 s after RuntimeError: crash") in (
-        messages
-    )
+    assert (
+        logging.WARNING,
+        "actor crashy is in a crash loop (3 failures in a row); restarts in 1.000 s after "
+        "RuntimeError: crash",
+    ) in messages
     assert any(
-        level == logging.ERROR and "actor crashy failed more than 2 times within 10 s" in m
+        level == logging.ERROR
+        and "actor crashy failed 5 times in a row, the last 2 after backoff" in m
         for level, m in messages
     ), messages
 
@@ -125,9 +136,15 @@ async def test_the_system_policy_applies_to_top_level_actors_and_children_of_pla
             ref.tell("crash")
             await settle(clock)
             assert Child.of(ref).restarts == 1 and await ref.ask("x") == "x"
-            ref.tell("crash")
+            ref.tell("crash")  # it ran well: at once again
             await settle(clock)
-            assert not ref.is_alive  # a second failure within 5 s stops it
+            assert Child.of(ref).restarts == 2
+            ref.tell("crash")  # the second in a row: the crash loop's one backoff restart
+            await settle(clock)
+            assert Child.of(ref).restarts == 3
+            ref.tell("crash")  # the third in a row stops it
+            await settle(clock)
+            assert not ref.is_alive
         assert system.stopped_by_policy == 2
 
 
@@ -270,9 +287,11 @@ def test_a_module_level_sync_system_drains_at_interpreter_exit() -> None:
 
 async def test_shutdown_does_not_wait_for_an_actor_backing_off() -> None:
     clock = VirtualClock()  # never advanced: the restart delay never ends
-    async with ActorSystem(clock=clock) as system:
+    crash_loop_at_once = RestartPolicy(max_restarts=1, within=10.0)
+    async with ActorSystem(clock=clock, restart=crash_loop_at_once) as system:
         ref = system.spawn(Plain)
-        ref.tell("crash")
+        ref.tell("crash")  # restarts at once
+        ref.tell("crash")  # the second in a row: waits out a backoff
         ref.tell("queued behind the failure")
         await settle(clock)
         assert Child.of(ref).state is State.SUSPENDED

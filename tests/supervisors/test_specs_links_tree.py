@@ -243,12 +243,14 @@ async def test_live_tree_shows_names_kinds_states_restarts_and_depth() -> None:
         ],
         name="root",
         strategy="rest_for_one",
+        max_restarts=1,
         backoff=Backoff(1, 1, jitter="none"),
     )
     async with ActorSystem(clock=clock) as system:
         await start_supervisor(system, spec)
         w = system.lookup("w")
-        w.tell("crash")
+        w.tell("crash")  # restarts at once (with tw and pool: rest_for_one)
+        w.tell("crash")  # the second in a row: a crash loop, restarts after 1 s
         w.tell("queued")
         await settle(clock)
         [root] = live_tree(system)
@@ -265,14 +267,13 @@ async def test_live_tree_shows_names_kinds_states_restarts_and_depth() -> None:
         await settle(clock, 1)
         assert await system.wait_idle(5)  # the thread actor restarts on its own thread
         [root] = live_tree(system)
-        assert [(n.name, n.restarts, n.mailbox_depth) for n in root.walk()] == [
-            ("root", 0, 0),
-            ("w", 1, 0),
-            ("tw", 1, 0),
-            ("pool", 1, 0),
-        ]
+        rows = [(n.name, n.restarts, n.mailbox_depth) for n in root.walk()]
+        # the thread actor's second restart may fold into its first, still pending on its thread
+        assert rows in (
+            [("root", 0, 0), ("w", 2, 0), ("tw", tw, 0), ("pool", 2, 0)] for tw in (1, 2)
+        ), rows
         text = format_tree(live_tree(system))
-        assert "  w [actor transient] RUNNING restarts=1 mailbox=0" in text
+        assert "  w [actor transient] RUNNING restarts=2 mailbox=0" in text
         assert root.to_dict()["children"][2]["strategy"] == "simple_one_for_one"
         assert Child.of(system.lookup("tw")).state is State.RUNNING
 

@@ -1,9 +1,12 @@
 """Random crash schedules over random supervision trees, checked against a model of OTP.
 
-The model below is written from the OTP rules, not from troupe's policy code:
-which siblings restart per strategy and restart type, when the restart window
-overflows (then the supervisor stops its subtree and fails to its parent),
-backoff bounds with the quiet-period reset. After every step the live tree,
+The model below is written from the rules, not from troupe's policy code:
+which siblings restart per strategy and restart type (OTP); a failed child is
+restarted at once unless it is in a crash loop (failures in a row with no
+message handled between, reset by ``within`` quiet seconds): the first
+``max_restarts`` at once, the next ``max_restarts`` after the backoff (with its
+quiet-period reset), one more and the supervisor stops its subtree and fails to
+its parent; children that exit count in OTP's restart window. After every step the live tree,
 the number of instances each child has had, refs kept across in-place
 restarts, and the pending mailbox handled by the new instance are compared
 with it; after the tree stops, no actor, task or pykka thread may be left.
@@ -68,12 +71,14 @@ class ModelSup:
     children: list[str] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     attempts: dict[str, list[Any]] = field(default_factory=dict)
+    runs: dict[str, list[Any]] = field(default_factory=dict)  # name -> [in a row, last, attempt]
 
     def fresh(self) -> None:
         """A new instance: every spec started, empty window, no backoff history."""
         self.children = [c.name for c in self.specs]
         self.times = []
         self.attempts = {}
+        self.runs = {}
 
     def spec(self, name: str) -> Child:
         return next(c for c in self.specs if c.name == name)
@@ -128,6 +133,7 @@ class SupervisionMachine(SimulationMachine):
         self.messages = itertools.count()
         self.sups: dict[str, ModelSup] = {}
         self.changed: set[str] = set()
+        self.ran_well: dict[str, bool] = {}  # handled a message since its last failure
         root_children = leaf_specs(self.draw, ["a", "b", "c"])
         if self.draw(st.booleans()):
             sub = draw_sup(self.draw, "sub", leaf_specs(self.draw, ["s1", "s2", "s3"]))
@@ -210,22 +216,28 @@ class SupervisionMachine(SimulationMachine):
     # -- the model -----------------------------------------------------------------------
 
     def ended(
-        self, sup: ModelSup, name: str, abnormal: bool, now: float
+        self, sup: ModelSup, name: str, abnormal: bool, now: float, *, failure: bool = False
     ) -> tuple[float, float] | None:
-        """Apply OTP to ``name`` ending under ``sup``; the bounds of the restart delay."""
+        """Apply the rules to ``name`` ending under ``sup`` (``failure``: it failed, else
+        it exited); the bounds of the restart delay."""
         restart = sup.spec(name).restart
         if restart == "temporary" or (restart == "transient" and not abnormal):
             self.drop(sup, name)
             return None
-        sup.times = [t for t in sup.times if t > now - sup.within] + [now]
-        if len(sup.times) > sup.max_restarts:
+        if failure:
+            bounds = self.crash_loop(sup, name, now)
+        else:
+            sup.times = [t for t in sup.times if t > now - sup.within] + [now]
+            if len(sup.times) > sup.max_restarts:
+                return self.give_up(sup, now)
+            attempt = sup.attempts.setdefault(name, [0, None])
+            if attempt[1] is not None and now - attempt[1] >= sup.backoff.reset_after:
+                attempt[0] = 0
+            bounds = sup.backoff.bounds(attempt[0])
+            attempt[0] += 1
+            attempt[1] = now
+        if bounds is None:
             return self.give_up(sup, now)
-        attempt = sup.attempts.setdefault(name, [0, None])
-        if attempt[1] is not None and now - attempt[1] >= sup.backoff.reset_after:
-            attempt[0] = 0
-        bounds = sup.backoff.bounds(attempt[0])
-        attempt[0] += 1
-        attempt[1] = now
         index = sup.children.index(name)
         if sup.strategy == "one_for_all":
             affected = list(sup.children)
@@ -238,6 +250,25 @@ class SupervisionMachine(SimulationMachine):
                 self.drop(sup, other)
             else:
                 self.restart(sup, other, new_ref=other == name and not abnormal)
+        return bounds
+
+    def crash_loop(self, sup: ModelSup, name: str, now: float) -> tuple[float, float] | None:
+        """The delay bounds of a failed child's restart, None past the limit."""
+        run = sup.runs.get(name)
+        if run is None or self.ran_well.get(name) or now - run[1] >= sup.within:
+            run = sup.runs[name] = [0, now, 0, None]
+        self.ran_well[name] = False
+        run[0] += 1
+        run[1] = now
+        if run[0] <= sup.max_restarts:
+            return (0.0, 0.0)
+        if run[0] > 2 * sup.max_restarts:
+            return None
+        if run[3] is not None and now - run[3] >= sup.backoff.reset_after:
+            run[2] = 0
+        bounds = sup.backoff.bounds(run[2])
+        run[2] += 1
+        run[3] = now
         return bounds
 
     def restart(self, sup: ModelSup, name: str, new_ref: bool) -> None:
@@ -274,9 +305,9 @@ class SupervisionMachine(SimulationMachine):
             # cannot be resumed, so resume means restart for it
             root = self.sups["root"]
             if root.oops in ("resume", "restart"):
-                return self.ended(root, sup.name, True, now)
+                return self.ended(root, sup.name, True, now, failure=True)
             return self.oops(root, sup.name, now)
-        return self.ended(sup, name, True, now)
+        return self.ended(sup, name, True, now, failure=True)
 
     def give_up(self, sup: ModelSup, now: float) -> tuple[float, float] | None:
         for name in sup.children:
@@ -285,7 +316,7 @@ class SupervisionMachine(SimulationMachine):
         if sup.name == "root":
             self.failed = True
             return None
-        return self.ended(self.sups["root"], sup.name, abnormal=True, now=now)
+        return self.ended(self.sups["root"], sup.name, abnormal=True, now=now, failure=True)
 
     # -- rules ---------------------------------------------------------------------------
 
@@ -298,8 +329,10 @@ class SupervisionMachine(SimulationMachine):
         now = self.clock.now()
         if message == "oops":
             bounds = self.oops(self.parent_of(name), name, now)
+            self.ran_well[name] = False  # a failure, whatever the directive
         else:
-            bounds = self.ended(self.parent_of(name), name, message == "crash", now)
+            crashed = message == "crash"
+            bounds = self.ended(self.parent_of(name), name, crashed, now, failure=crashed)
         target = before[name]
         target.tell(message)
         pending = [next(self.messages) for _ in range(extra)]
@@ -328,6 +361,10 @@ class SupervisionMachine(SimulationMachine):
         if message != "exit" and name in after and name not in self.changed and pending:
             seen = [m for n, i, m in self.journal.handled if n == name and i == self.made[name]]
             assert seen[-len(pending) :] == pending, "the pending mailbox was not handled"
+        for leaf in self.changed:
+            self.ran_well[leaf] = False  # a new actor under that name
+        if pending and name in after and name not in self.changed:
+            self.ran_well[name] = True  # it handled the pending messages
 
     @precondition(lambda self: bool(self.live_leaves()))
     @rule(data=st.data(), extra=st.integers(0, 2))

@@ -120,18 +120,20 @@ async def test_group_restart_drops_temporary_siblings(clock: VirtualClock) -> No
 
 async def test_restart_keeps_the_ref_and_the_pending_mailbox(clock: VirtualClock) -> None:
     journal = Journal()
-    spec = SupervisorSpec(workers(journal, "a"), name="root", backoff=Backoff(1, 1, jitter="none"))
+    spec = SupervisorSpec(workers(journal, "a"), name="root", max_restarts=1,
+                          backoff=Backoff(1, 1, jitter="none"))  # fmt: skip
     async with ActorSystem(clock=clock) as system:
         await start_supervisor(system, spec)
         ref = system.lookup("a")
-        ref.tell("crash")
+        ref.tell("crash")  # restarted at once
+        ref.tell("crash")  # the second in a row: a crash loop, restarted after 1 s
         for i in range(3):
             ref.tell(i)
         await settle(clock)
         assert Child.of(ref).state is State.SUSPENDED  # waiting out the backoff
         await settle(clock, 1)
         assert system.lookup("a") == ref and ref.is_alive
-        assert journal.handled == [("a", 2, 0), ("a", 2, 1), ("a", 2, 2)]
+        assert journal.handled == [("a", 3, 0), ("a", 3, 1), ("a", 3, 2)]
 
 
 # -- restart types ---------------------------------------------------------------------------
@@ -249,17 +251,25 @@ async def test_a_failed_supervisor_is_restarted_even_when_the_decider_says_resum
 # -- intensity -------------------------------------------------------------------------------
 
 
-async def test_supervisor_fails_when_restarts_exceed_the_limit(clock: VirtualClock) -> None:
+async def test_supervisor_fails_when_a_child_keeps_failing_past_the_limit(
+    clock: VirtualClock,
+) -> None:
     journal = Journal()
     spec = SupervisorSpec(workers(journal, "a", "b"), name="root", max_restarts=2, within=10)
     system = ActorSystem(clock=clock)
-    with pytest.raises(RestartIntensityExceeded, match="more than 2 restarts within 10 s"):
+    with pytest.raises(RestartIntensityExceeded, match="child 'a' failed 5 times in a row"):
         async with system:
             await start_supervisor(system, spec)
-            await crash(system, clock, "a", 1)
-            await crash(system, clock, "b", 1)
+            for _ in range(5):  # failures that each follow a handled message: never a loop
+                await crash(system, clock, "a")
+                await crash(system, clock, "b")
+                await system.lookup("a").ask("count")  # handled: the run of failures ends
+                await system.lookup("b").ask("count")
             assert system.failure is None
-            await crash(system, clock, "a", 1)  # the third restart in 10 s
+            for _ in range(4):  # 2 at once, 2 after the (zero) backoff
+                await crash(system, clock, "a")
+            assert system.failure is None
+            await crash(system, clock, "a", 1)  # the fifth in a row
             assert isinstance(system.failure, RestartIntensityExceeded)
             assert system.failure.child == "a" and isinstance(system.failure.cause, Crash)
             await asyncio.wait_for(system.shutdown(), 10)
@@ -311,14 +321,18 @@ async def test_a_child_that_keeps_failing_to_start_makes_the_supervisor_give_up(
 async def test_backoff_delays_are_exact_and_reset_after_a_quiet_period(clock: VirtualClock) -> None:
     journal = Journal()
     backoff = Backoff(initial=1, maximum=4, multiplier=2, jitter="none", reset_after=30)
-    spec = SupervisorSpec(workers(journal, "a"), name="root", max_restarts=100, within=1,
+    spec = SupervisorSpec(workers(journal, "a"), name="root", max_restarts=4, within=30,
                           backoff=backoff)  # fmt: skip
     async with ActorSystem(clock=clock) as system:
         await start_supervisor(system, spec)
         ref = system.lookup("a")
         cell = Child.of(ref)
+        for _ in range(4):  # the first max_restarts in a row: at once
+            ref.tell("crash")
+            await settle(clock)
+            assert clock.next_deadline() is None and cell.state is State.RUNNING
         delays = []
-        for _ in range(4):
+        for _ in range(4):  # then the crash loop backs off
             ref.tell("crash")
             await settle(clock)
             deadline = clock.next_deadline()
@@ -329,25 +343,26 @@ async def test_backoff_delays_are_exact_and_reset_after_a_quiet_period(clock: Vi
             await settle(clock, 0.001)
             assert cell.state is State.RUNNING
         assert delays == pytest.approx([1, 2, 4, 4], abs=1e-9)
-        await settle(clock, 30)  # quiet: back to the initial delay
+        await settle(clock, 30)  # quiet for `within`: a new run, at once again
         ref.tell("crash")
         await settle(clock)
-        assert clock.next_deadline() == pytest.approx(clock.now() + 1)
-        await settle(clock, 1)
-        assert cell.state is State.RUNNING and journal.starts("a") == 6
+        assert clock.next_deadline() is None
+        assert cell.state is State.RUNNING and journal.starts("a") == 10
 
 
 async def test_one_for_all_siblings_wait_out_the_backoff_too(clock: VirtualClock) -> None:
     journal = Journal()
     spec = SupervisorSpec(workers(journal, "a", "b"), name="root", strategy="one_for_all",
-                          backoff=Backoff(2, 2, jitter="none"))  # fmt: skip
+                          max_restarts=1, backoff=Backoff(2, 2, jitter="none"))  # fmt: skip
     async with ActorSystem(clock=clock) as system:
         await start_supervisor(system, spec)
-        await crash(system, clock, "a", 1)
-        assert Child.of(system.lookup("b")).state is State.SUSPENDED
-        assert journal.starts("b") == 1
-        await settle(clock, 1)
+        await crash(system, clock, "a")  # at once: both restart
         assert journal.starts("a") == journal.starts("b") == 2
+        await crash(system, clock, "a", 1)  # the second in a row: 2 s backoff, for both
+        assert Child.of(system.lookup("b")).state is State.SUSPENDED
+        assert journal.starts("b") == 2
+        await settle(clock, 1)
+        assert journal.starts("a") == journal.starts("b") == 3
 
 
 # -- pools -----------------------------------------------------------------------------------
@@ -482,29 +497,33 @@ def test_backoff_between_restarts_stays_in_bounds_and_resets_after_quiet(
     reset_after: float,
 ) -> None:
     backoff = Backoff(initial, initial * span, multiplier, jitter, reset_after)  # type: ignore[arg-type]
+    at_once = (len(gaps) + 1) // 2  # max_restarts: the run never goes past 2 x max_restarts
 
     async def scenario() -> None:
         clock = VirtualClock()
         journal = Journal()
-        spec = SupervisorSpec(workers(journal, "a"), name="root", max_restarts=1000, within=1,
-                              backoff=backoff)  # fmt: skip
+        spec = SupervisorSpec(workers(journal, "a"), name="root", max_restarts=at_once,
+                              within=reset_after, backoff=backoff)  # fmt: skip
         async with ActorSystem(clock=clock, shutdown_timeout=0.5) as system:
             await start_supervisor(system, spec)
             cell = Child.of(system.lookup("a"))
-            attempt, last = 0, None
+            in_row, last = 0, None
             for gap in gaps:
                 await settle(clock, gap)
                 now = clock.now()
                 if last is not None and now - last >= reset_after:
-                    attempt = 0
-                low, high = backoff.bounds(attempt)
-                attempt, last = attempt + 1, now
+                    in_row = 0  # quiet for `within`: a new run
+                in_row, last = in_row + 1, now
                 await crash(system, clock, "a")
                 deadline = clock.next_deadline()
                 delay = 0.0 if deadline is None else deadline - now
-                assert low - 1e-9 <= delay <= high + 1e-9
-                if jitter == "none":
-                    assert delay == pytest.approx(backoff.ceiling(attempt - 1))
+                if in_row <= at_once:
+                    assert delay == 0.0
+                else:
+                    low, high = backoff.bounds(in_row - at_once - 1)
+                    assert low - 1e-9 <= delay <= high + 1e-9
+                    if jitter == "none":
+                        assert delay == pytest.approx(backoff.ceiling(in_row - at_once - 1))
                 await settle(clock, delay)
                 assert cell.state is State.RUNNING
             assert journal.starts("a") == len(gaps) + 1
