@@ -5,6 +5,7 @@ the supervisor's ``on_stop``, and a nested supervisor's subtree before it."""
 from __future__ import annotations
 
 import asyncio
+
 import pytest
 
 from troupe import Actor, ActorNotFound, ActorRef, ActorSystem, Props
