@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import subprocess
 import sys
@@ -320,5 +321,15 @@ def test_a_paused_process_is_told_as_starved_not_as_blocking_code() -> None:
         child.send_signal(signal.SIGCONT)
         out, _ = child.communicate(timeout=30)
     assert child.returncode == 0, out
-    assert "got no CPU" in out and "not moving code off the loop" in out, out
-    assert "belongs in a ThreadActor" not in out, out
+    # the pause's lag (other lags a loaded machine causes are shorter, and not asserted on)
+    paused = [line for line in out.splitlines() if _seconds_in(line) >= 0.3]
+    assert paused, out
+    for line in paused:
+        assert "got no CPU" in line and "not moving code off the loop" in line, out
+        assert "ThreadActor" not in line
+
+
+def _seconds_in(line: str) -> float:
+    """The lag or handler time a warning line reports, 0 for other lines."""
+    found = re.search(r"(\d+\.\d+) s\b", line)  # the first figure of a warning
+    return float(found.group(1)) if found else 0.0
