@@ -266,11 +266,13 @@ _CELL_FILES = frozenset(
 )
 
 
-def current_actor(max_depth: int = 40) -> str | None:
+def current_actor(max_depth: int = 40, frame: FrameType | None = None) -> str | None:
     """The name of the actor whose handler or lifecycle hook is running on this thread's
     stack, or None. Walks the stack, so it costs nothing until called (e.g. by a log
-    filter that labels records with the actor)."""
-    frame: FrameType | None = sys._getframe(1)
+    filter that labels records with the actor). ``frame``: walk another thread's stack
+    from this frame instead (one of ``sys._current_frames()``, see troupe.loop_watch)."""
+    if frame is None:
+        frame = sys._getframe(1)
     for _ in range(max_depth):
         if frame is None:
             return None

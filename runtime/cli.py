@@ -260,12 +260,12 @@ def run_command(args: argparse.Namespace) -> int:
         sys.path.insert(0, os.getcwd())
     try:
         tree = tree_for(args)
-    except TargetError as exc:
+        configure_logging(args.log_level, "root")
+        if args.metrics_port is not None:
+            tree.hooks.extend(metrics_hooks(args.metrics_port, args.metrics_addr))
+        return run(tree.run())
+    except TargetError as exc:  # TARGET, or a ProcessSpec of its tree (checked at start)
         raise CliError(str(exc)) from None
-    configure_logging(args.log_level, "root")
-    if args.metrics_port is not None:
-        tree.hooks.extend(metrics_hooks(args.metrics_port, args.metrics_addr))
-    return run(tree.run())
 
 
 def tree_for(args: argparse.Namespace) -> ProcessSupervisor:

@@ -11,6 +11,7 @@ from threading import get_ident
 from types import TracebackType
 from typing import Any, TypeVar
 
+from . import sigterm
 from .cell import ActorFactory
 from .clock import RealClock
 from .errors import SystemClosed, check_timeout
@@ -41,6 +42,8 @@ class SyncActorSystem:
 
     Without ``with`` or ``shutdown()`` (a module-level system in a Flask app),
     it drains and stops its actors at interpreter exit, within ``shutdown_timeout``.
+    Made on the main thread, it drains on SIGTERM too (docker, systemd, Kubernetes),
+    as on Ctrl-C, unless the application handles SIGTERM itself (:mod:`troupe.sigterm`).
     """
 
     def __init__(self, name: str = "troupe", **settings: Any) -> None:
@@ -53,6 +56,7 @@ class SyncActorSystem:
         self._thread.start()
         self._started.wait()
         atexit.register(self._at_exit)
+        sigterm.hold(self)
 
     def _at_exit(self) -> None:
         """Drain at interpreter exit, as ``with`` does (the loop thread is a daemon)."""
@@ -149,6 +153,7 @@ class SyncActorSystem:
     def shutdown(self, timeout: float | None = None) -> ShutdownReport:
         """Drain and stop every actor, then end the background thread."""
         atexit.unregister(self._at_exit)
+        sigterm.release(self)
         if not self._thread.is_alive():
             return ShutdownReport(True, 0, 0, 0.0)
         report = self._await(self.system.shutdown(timeout))

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
+from troupe.errors import ConfigError
+
 if TYPE_CHECKING:
     from troupe.system import ActorSystem
 
@@ -58,7 +60,7 @@ class DemoOptions:
 
     def __post_init__(self) -> None:
         """Every setting checked at once, with a ConfigError naming it."""
-        from troupe.errors import ConfigError, check_timeout, require_int
+        from troupe.errors import check_timeout, require_int
 
         require_int("orders", self.orders, 1)
         require_int("concurrency", self.concurrency, 1)
@@ -160,6 +162,10 @@ async def run_demo(options: DemoOptions, err: IO[str] | None = None) -> DemoResu
         probe = connect(options.broker)
         try:
             await probe.connect()
+        except ValueError as exc:  # a URL the client refuses (redis-py checks the port here)
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError("--broker", f"{_redacted(options.broker)}: {exc}") from None
         finally:
             await probe.close()
     metrics_url: str | None = None
@@ -471,6 +477,9 @@ def demo_command(args: argparse.Namespace) -> int:
         return 2
     try:
         result = run(run_demo(options))
+    except ConfigError as exc:  # one line naming the setting, as the CLI prints one
+        sys.stderr.write(f"troupe demo: error: {exc}\n")
+        return 2
     except (ConnectionError, OSError, BrokerError) as exc:
         sys.stderr.write(f"troupe demo: error: cannot use {_redacted(options.broker)}: {exc}\n")
         return 1

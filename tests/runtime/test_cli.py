@@ -50,6 +50,24 @@ def test_a_module_that_does_not_exist(capsys: pytest.CaptureFixture[str]) -> Non
     assert "PYTHONPATH" in err
 
 
+def test_a_process_spec_naming_a_missing_module_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, err = run_cli(capsys, "run", "process_tree_targets:missing_module")
+    assert code == 2
+    [line] = err.splitlines()
+    assert line.startswith("troupe run: error: cannot import 'no_such_package.workers:build'")
+    assert "no module named 'no_such_package'" in line
+
+
+def test_a_broker_port_out_of_range_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_cli(capsys, "demo", "--broker", "redis://localhost:99999/0", "--orders", "1")
+    assert code == 2
+    [line] = err.splitlines()
+    assert line.startswith("troupe demo: error: invalid setting ")
+    assert "99999" in line
+
+
 def test_an_attribute_that_does_not_exist_lists_the_trees_there(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

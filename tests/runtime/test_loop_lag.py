@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import signal
+import subprocess
+import sys
 import time
 from typing import Any, ClassVar
 
@@ -12,6 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from troupe import Actor, ActorSystem, ConfigError
+from troupe.loop_watch import Cause, judge
 from troupe.metrics import TroupeCollector
 
 
@@ -204,3 +209,127 @@ async def test_an_idle_actor_drops_its_mailbox_queue() -> None:
         mailbox = system.cell_of(ref).mailbox
         assert mailbox.queue is None and mailbox.system is None and mailbox.waiters is None
         assert await ref.ask("again") == "again"  # and it takes messages as before
+
+
+# -- why the loop was late: blocking code, or a process kept from running (troupe.loop_watch)
+
+
+@pytest.mark.parametrize(
+    ("figures", "cause", "threads"),
+    [
+        ((0.2, 0.19, 0.0, 0.0), Cause.COMPUTING, False),  # the loop's thread ran
+        ((0.2, 0.09, 0.05, 0.0), Cause.COMPUTING, False),  # ran, on a loaded machine
+        ((0.2, 0.0, 0.0, 0.0), Cause.WAITING, False),  # neither ran nor was kept: time.sleep
+        ((0.2, 0.0, 0.02, 0.3), Cause.WAITING, True),  # asleep, or kept by threads' GIL
+        ((0.2, 0.0, 0.15, 0.2), Cause.WAITING, True),  # kept from running, threads computed
+        ((0.2, 0.0, 0.2, 0.0), Cause.NO_CPU, False),  # paused, or the machine saturated
+        ((0.2, 0.02, 0.1, 0.01), Cause.NO_CPU, False),
+    ],
+)
+def test_a_lag_is_judged_by_what_ran_meanwhile(
+    figures: tuple[float, float, float, float], cause: Cause, threads: bool
+) -> None:
+    verdict = judge(*figures)
+    assert verdict.cause is cause
+    assert verdict.blocking is (cause is not Cause.NO_CPU)
+    assert ("GIL" in verdict.explain()) is threads
+    assert ("got no CPU" in verdict.explain()) is (cause is Cause.NO_CPU)
+
+
+async def test_a_handler_that_sleeps_is_told_as_blocking(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="troupe.loop_lag")
+    async with ActorSystem(slow_handler_warning=0.05, loop_lag_interval=0.01) as system:
+        await system.spawn(Blocker, 0.15, name="sleeper").ask(Order())
+        await asyncio.sleep(0.03)
+    held = [r.getMessage() for r in caplog.records if "held the event loop" in r.getMessage()]
+    assert len(held) == 1
+    assert "actor sleeper" in held[0] and "blocking call" in held[0] and "ThreadActor" in held[0]
+
+
+class Spinner(Actor):
+    """Computes (without sleeping) for ``seconds`` of CPU time per message."""
+
+    def receive(self, seconds: float) -> None:
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+
+async def test_a_handler_that_computes_is_told_as_blocking(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="troupe.loop_lag")
+    async with ActorSystem(slow_handler_warning=0.05, loop_lag_interval=0.01) as system:
+        await system.spawn(Spinner, name="spinner").ask(0.2)
+        await asyncio.sleep(0.03)
+    held = [r.getMessage() for r in caplog.records if "held the event loop" in r.getMessage()]
+    assert len(held) == 1
+    assert "actor spinner" in held[0] and "it computed" in held[0] and "ThreadActor" in held[0]
+
+
+async def test_the_lag_of_an_async_handler_names_the_actor(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class AsyncBlocker(Actor):
+        async def receive(self, message: Any) -> None:
+            time.sleep(0.15)  # noqa: ASYNC251 - blocks the loop from an async def handler
+
+    caplog.set_level(logging.WARNING, logger="troupe.loop_lag")
+    async with ActorSystem(loop_lag_interval=0.01) as system:
+        await system.spawn(AsyncBlocker, name="stuck").ask("block")
+        await asyncio.sleep(0.03)
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("blocked" in line and "by actor stuck" in line for line in lines), lines
+
+
+STARVED = """
+import asyncio, logging, sys, time
+from troupe import Actor, ActorSystem
+
+logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stdout)
+
+class Echo(Actor):
+    def receive(self, message):
+        return message
+
+async def main():
+    async with ActorSystem(loop_lag_interval=0.01) as system:
+        ref = system.spawn(Echo, name="echo")
+        print("ready", flush=True)
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:  # busy, and never blocking
+            for i in range(20):
+                ref.tell(i)
+            await ref.ask("ping")
+        print("done", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_a_paused_process_is_told_as_starved_not_as_blocking_code() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", STARVED], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+        child.send_signal(signal.SIGSTOP)  # the process gets no CPU, as on a saturated machine
+        time.sleep(0.5)
+    finally:
+        child.send_signal(signal.SIGCONT)
+        out, _ = child.communicate(timeout=30)
+    assert child.returncode == 0, out
+    # the pause's lag (other lags a loaded machine causes are shorter, and not asserted on)
+    paused = [line for line in out.splitlines() if _seconds_in(line) >= 0.3]
+    assert paused, out
+    for line in paused:
+        assert "got no CPU" in line and "not moving code off the loop" in line, out
+        assert "ThreadActor" not in line
+
+
+def _seconds_in(line: str) -> float:
+    """The lag or handler time a warning line reports, 0 for other lines."""
+    found = re.search(r"(\d+\.\d+) s\b", line)  # the first figure of a warning
+    return float(found.group(1)) if found else 0.0

@@ -112,6 +112,9 @@ supervised = SupervisorSpec([ChildSpec(Worker, name="worker")], name="workers")
 pool = ProcessSupervisor([ProcessSpec("process_tree_targets:build", count=2)], name="pool")
 """A whole process tree as a ``troupe run`` target."""
 
+missing_module = ProcessSupervisor([ProcessSpec("no_such_package.workers:build")], name="lost")
+"""A process tree whose spec names a module that does not exist."""
+
 NOT_A_TREE = 42
 
 
