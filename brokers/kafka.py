@@ -63,8 +63,8 @@ from .base import (
 )
 from .kafka_wire import from_record, to_record
 from .log_limit import limit_client_logs
-from .options import check_client_options, check_hosts
 from .message import JSON, Message, Serializer
+from .options import check_client_options, check_hosts
 from .session import ConsumerSession
 
 logger = logging.getLogger(__name__)

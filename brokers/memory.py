@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from troupe.backoff import Backoff
 
 from .base import DEFAULT_RECONNECT, Broker, BrokerError, Capabilities
-from .options import check_maxlen
 from .message import JSON, MalformedMessage, Message, Serializer, from_fields, to_fields
+from .options import check_maxlen
 from .session import AttemptLog, ConsumerSession, Delivery
 
 logger = logging.getLogger(__name__)

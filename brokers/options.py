@@ -52,7 +52,10 @@ def check_hosts(hosts: Iterable[str], url: str) -> None:
 
 
 def check_client_options(
-    options: Mapping[str, Any], client: str, *accepting: Callable[..., Any], reserved: Iterable[str] = ()
+    options: Mapping[str, Any],
+    client: str,
+    *accepting: Callable[..., Any],
+    reserved: Iterable[str] = (),
 ) -> None:
     """Every key of ``options`` is a keyword all of ``accepting`` take (and not one troupe
     sets itself): else a ConfigError naming the option and the ones allowed."""

@@ -33,8 +33,8 @@ from troupe.errors import ConfigError
 
 from .attempts import journal_directory
 from .base import DEFAULT_RECONNECT, Broker, BrokerError, Capabilities
-from .message import JSON, Message, Serializer
 from .log_limit import limit_client_logs
+from .message import JSON, Message, Serializer
 from .options import check_maxlen, check_port
 from .rabbitmq_connection import AmqpChannel, AmqpConnection, ChannelClosed, Confirms
 from .rabbitmq_publish import (

@@ -21,9 +21,10 @@ simulation's injector, so its deliveries follow the seed and the plan.
 ['0', '0']
 
 :class:`Outage` takes a broker of this process (``memory://``) down and up again, as
-the server fixtures' ``stop``/``start`` do for a real one. Restarting a real broker and killing a consumer process are done with the
-server fixtures (``RedisServer.restart``/``kill`` in :mod:`troupe.brokers.testing`)
-and :func:`troupe.supervisors.testing_faults.kill_child`.
+the server fixtures' ``stop``/``start`` do for a real one. Restarting a real broker and
+killing a consumer process are done with the server fixtures
+(``RedisServer.restart``/``kill`` in :mod:`troupe.brokers.testing`) and
+:func:`troupe.supervisors.testing_faults.kill_child`.
 """
 
 from __future__ import annotations
