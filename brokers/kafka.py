@@ -18,7 +18,10 @@
   (partition, offset) per message, and :meth:`KafkaBroker.report` gives the report of a
   message id a producer bridge's ask returned. A retry after aiokafka gave up (or after
   a fatal producer error, which restarts the producer) can store a batch twice, with
-  the same message ids: consumers dedupe with the idempotency store. Topics are created
+  the same message ids: consumers dedupe with the idempotency store. A produce cancelled
+  by its caller (the bridge's ``delivery_timeout``) withdraws: the producer is dropped
+  and every batch it still holds fails, so a publish reported failed is not stored
+  later (a request already on the wire may be; Kafka cannot take it back). Topics are created
   on first use with ``partitions`` partitions and ``replication`` replicas (existing
   topics are kept).
 - **Consuming**: :class:`~troupe.brokers.kafka_session.KafkaSession` (a consumer-group
