@@ -8,6 +8,11 @@ The message being handled and up to ``batch - 1`` messages queued behind it
 - **Delivery timeout.** A batch is retried with the ``retry`` Backoff through
   lost connections and broker errors until ``delivery_timeout`` seconds (default
   120, as Kafka's ``delivery.timeout.ms``) have passed since the bridge took it.
+  No attempt outlives that deadline (a client that retries by itself is cancelled,
+  and the broker withdraws what it can), so the outcome comes within
+  ``delivery_timeout``; a permanent error (a message the broker refuses, a setting it
+  rejects: ``ConfigError``) fails at once. Asking with the system's default ask
+  timeout (5 s) can end in ``AskTimeout`` first: ask with ``timeout=None``.
   Messages sent meanwhile wait in the bridge's bounded mailbox and form the next
   batch. The bridge itself does not fail when the broker is unreachable: it keeps
   retrying, logs one warning when publishing starts failing and one line when it
