@@ -25,10 +25,12 @@ from troupe.errors import TroupeError
 
 from .message import (
     ATTEMPT,
+    BYTES,
     DELIVERIES,
     ENTRY_ID,
     ERROR_REASON,
     JSON,
+    KEY,
     MESSAGE_ID,
     ORIGINAL_ENTRY_ID,
     ORIGINAL_GROUP,
@@ -222,10 +224,12 @@ class Broker(ABC):
         headers: Mapping[str, str] | None = None,
         serializer: Serializer | None = None,
     ) -> Message:
-        """Build a Message: bytes payloads are used as the body, others are serialized."""
-        if isinstance(payload, bytes):
-            body = payload
-            content_type = None
+        """Build a Message: bytes payloads are the body as they are (marked
+        ``application/octet-stream``, so a consumer gets bytes back whatever its
+        serializer), others are serialized."""
+        if isinstance(payload, bytes | bytearray | memoryview):
+            body = bytes(payload)
+            content_type = BYTES.content_type
         else:
             ser = serializer or self.serializer
             body = ser.dumps(payload)
@@ -381,7 +385,7 @@ class Broker(ABC):
         return f"<{type(self).__name__} {self.url}>"
 
 
-_DELIVERY_HEADERS = frozenset({ATTEMPT, ENTRY_ID, MESSAGE_ID, STREAM})  # set per delivery
+_DELIVERY_HEADERS = frozenset({ATTEMPT, ENTRY_ID, KEY, MESSAGE_ID, STREAM})  # set per delivery
 
 
 def dead_message(delivery: Delivery, reason: str, attempts: int) -> Message:

@@ -27,11 +27,15 @@ a target actor (by ref or by name) with :meth:`troupe.ActorRef.deliver`:
   unacked;
 - a lost connection fails the bridge with one log line naming it, the broker
   (password redacted) and the cause; its supervisor restarts it and the
-  restarted bridge waits out the broker's reconnect backoff.
+  restarted bridge waits out the broker's reconnect backoff;
+- a setting the broker refuses when the session opens (a :class:`~troupe.ConfigError`,
+  e.g. a RabbitMQ queue declared with other arguments) stops the bridge with one
+  ERROR line naming the queue and the argument: restarting would not help.
 
 The payload reaches the target as the message; broker metadata is in
 ``self.headers`` (``troupe-attempt`` — the start number, 1 the first time —
-``troupe-message-id``, ``troupe-stream``, ``troupe-entry-id``, ``traceparent``
+``troupe-message-id``, ``troupe-stream``, ``troupe-entry-id``, ``troupe-key`` (the
+message's key, when it has one: a Kafka record's key), ``traceparent``
 and the publisher's headers).
 """
 
@@ -47,13 +51,14 @@ from typing import TYPE_CHECKING, Any
 
 from troupe.actor import Actor
 from troupe.backoff import Backoff
-from troupe.errors import require_at_least
+from troupe.errors import ConfigError, require_at_least
 from troupe.ref import ActorRef
 
 from .base import Broker, BrokerConnectionError, BrokerError, ConsumerStats, dead_message
 from .message import (
     ATTEMPT,
     ENTRY_ID,
+    KEY,
     MESSAGE_ID,
     STREAM,
     MalformedMessage,
@@ -346,6 +351,18 @@ class ConsumerBridge(Actor):
                     claim_idle=self.claim_idle,
                     delay_poll=self.delay_poll,
                 )
+            except ConfigError as exc:
+                # a setting the broker refuses (a queue declared with other arguments):
+                # restarting cannot help, so the bridge stops, with one line saying why
+                logger.error(
+                    "bridge %s stops: %s (broker %s); fix the setting and start it again",
+                    self.name,
+                    exc,
+                    self.broker.url,
+                )
+                self._closing = True
+                self.ref.stop()
+                return None
             except BrokerConnectionError as exc:
                 failures += 1
                 self.stats.connection_failures += 1
@@ -570,6 +587,8 @@ class ConsumerBridge(Actor):
         headers[MESSAGE_ID] = message.id
         headers[STREAM] = delivery.stream
         headers[ENTRY_ID] = delivery.entry_id
+        if message.key is not None:
+            headers[KEY] = message.key
         tracker = _Tracker(self, delivery)
         self._handling += 1
         self._waiting += 1

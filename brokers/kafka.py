@@ -18,7 +18,10 @@
   (partition, offset) per message, and :meth:`KafkaBroker.report` gives the report of a
   message id a producer bridge's ask returned. A retry after aiokafka gave up (or after
   a fatal producer error, which restarts the producer) can store a batch twice, with
-  the same message ids: consumers dedupe with the idempotency store. Topics are created
+  the same message ids: consumers dedupe with the idempotency store. A produce cancelled
+  by its caller (the bridge's ``delivery_timeout``) withdraws: the producer is dropped
+  and every batch it still holds fails, so a publish reported failed is not stored
+  later (a request already on the wire may be; Kafka cannot take it back). Topics are created
   on first use with ``partitions`` partitions and ``replication`` replicas (existing
   topics are kept).
 - **Consuming**: :class:`~troupe.brokers.kafka_session.KafkaSession` (a consumer-group
@@ -62,7 +65,9 @@ from .base import (
     Capabilities,
 )
 from .kafka_wire import from_record, to_record
+from .log_limit import limit_client_logs
 from .message import JSON, Message, Serializer
+from .options import check_client_options, check_hosts
 from .session import ConsumerSession
 
 logger = logging.getLogger(__name__)
@@ -141,6 +146,16 @@ class KafkaBroker(Broker):
     ) -> None:
         super().__init__(url, serializer=serializer, reconnect=reconnect, journal_dir=journal_dir)
         bootstrap, query, user, password = parse_url(url)
+        check_hosts(bootstrap.split(","), url)
+        limit_client_logs("aiokafka")  # its reconnect noise during an outage, thinned
+        check_client_options(
+            client_options,
+            "aiokafka (its producer, consumer and admin client all take them)",
+            AIOKafkaProducer.__init__,
+            AIOKafkaConsumer.__init__,
+            AIOKafkaAdminClient.__init__,
+            reserved=("bootstrap_servers", "request_timeout_ms"),
+        )
         self.bootstrap = bootstrap
         self.namespace = namespace if namespace is not None else query.get("namespace", "")
         require_at_least("partitions", partitions, 1)
@@ -194,6 +209,7 @@ class KafkaBroker(Broker):
         self._lock = asyncio.Lock()
         self._trimmed: dict[TopicPartition, int] = {}
         self._reports: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._closing: set[asyncio.Future[None]] = set()  # withdrawn producers closing
 
     # -- names and clients ----------------------------------------------------------------
 
@@ -259,6 +275,40 @@ class KafkaBroker(Broker):
             with contextlib.suppress(Exception):
                 await current.stop()
 
+    async def _withdraw(self, producer: AIOKafkaProducer) -> None:
+        """Stop ``producer`` without sending what it still holds: its batches fail.
+
+        aiokafka's idempotent producer retries a batch until it is stored and has no
+        way to take one back, so the producer is dropped: its sender task is cancelled
+        and every batch it holds fails (the next produce starts a new producer). A
+        request already on the wire when this runs may still be stored by the broker.
+        Other callers' unconfirmed sends on this producer fail too (they retry).
+        """
+        if self._producer is producer:
+            self._producer = None
+        withdrawn = BrokerConnectionError(f"kafka produce on {self.url} withdrawn (timed out)")
+        sender: Any = getattr(producer, "_sender", None)
+        accumulator: Any = getattr(producer, "_message_accumulator", None)
+        task = getattr(sender, "sender_task", None)
+        if task is not None and not task.done():
+            task.cancel()
+        if accumulator is not None:
+            accumulator.fail_all(withdrawn)  # nothing left for a sender to take
+        logger.info("kafka producer on %s withdrew its unconfirmed batches", self.url)
+        closing = asyncio.ensure_future(self._close_withdrawn(producer, task, accumulator))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+
+    async def _close_withdrawn(self, producer: Any, task: Any, accumulator: Any) -> None:
+        if task is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait({task}, timeout=self.request_timeout)
+        if accumulator is not None:  # batches re-enqueued by requests that ended meanwhile
+            accumulator.fail_all(BrokerConnectionError(f"kafka produce on {self.url} withdrawn"))
+        producer._closed = True
+        with contextlib.suppress(Exception):
+            await producer.client.close()
+
     async def admin(self) -> AIOKafkaAdminClient:
         """The broker's admin client (started on first use)."""
         if self._admin is None:
@@ -295,6 +345,8 @@ class KafkaBroker(Broker):
         if admin is not None:
             with contextlib.suppress(kerr.KafkaError, *CONNECTION_ERRORS):
                 await admin.close()
+        if self._closing:
+            await asyncio.wait(set(self._closing))
         self._topics.clear()
 
     async def ensure_topic(self, topic: str, *, compact: bool = False) -> bool:
@@ -340,6 +392,11 @@ class KafkaBroker(Broker):
                 for result in results:
                     if isinstance(result, BaseException):
                         raise result
+            except asyncio.CancelledError:
+                # the caller gave up (the producer bridge's delivery_timeout): batches still
+                # in the producer must not be stored later, when the caller reported failure
+                await self._withdraw(producer)
+                raise
             except kerr.KafkaError as exc:
                 if not isinstance(exc, CONNECTION_ERRORS):
                     # e.g. OutOfOrderSequenceNumber after a broker restart: the idempotent

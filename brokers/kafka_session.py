@@ -144,6 +144,8 @@ class KafkaSession(ConsumerSession):
         self._next_commit = 0.0
         self._commit_failing = False
         self._commit_lock = asyncio.Lock()
+        self._commit_timer: asyncio.TimerHandle | None = None  # commits acks of idle partitions
+        self._commits: set[asyncio.Task[None]] = set()
         self._closed = False
         self._ends: dict[TopicPartition, int] = {}  # end offsets asked for before a fetch
         self._fetching: set[str] | None = None  # acked while a fetch ran, not out yet
@@ -177,6 +179,11 @@ class KafkaSession(ConsumerSession):
         if self._closed:
             return
         self._closed = True
+        if self._commit_timer is not None:
+            self._commit_timer.cancel()
+            self._commit_timer = None
+        if self._commits:
+            await asyncio.wait(set(self._commits), timeout=CLOSE_COMMIT)
         try:
             async with asyncio.timeout(CLOSE_COMMIT):  # a rebalance may hold a commit back
                 await self._commit(force=True)
@@ -416,8 +423,26 @@ class KafkaSession(ConsumerSession):
         recorded = [d.entry_id for d in deliveries if d.recorded]
         if recorded:
             await self.record.clear(recorded)
-        if asyncio.get_running_loop().time() >= self._next_commit:
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._next_commit:
             await self._commit()
+        elif self._commit_timer is None and not self._closed:
+            # a partition gone idle gets its last acks committed within commit_interval,
+            # not only at the next fetch
+            self._commit_timer = loop.call_at(self._next_commit, self._commit_due)
+
+    def _commit_due(self) -> None:
+        self._commit_timer = None
+        if self._closed:
+            return
+        task = asyncio.get_running_loop().create_task(self._commit())
+        self._commits.add(task)
+        task.add_done_callback(self._commit_done)
+
+    def _commit_done(self, task: asyncio.Task[None]) -> None:
+        self._commits.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.warning("consumer %s: a timed commit failed: %r", self.consumer, exc)
 
     async def dead_letter(self, delivery: Delivery, message: Message) -> None:
         part = self._parts.get(delivery.partition) if delivery.partition is not None else None

@@ -37,6 +37,7 @@ from troupe.backoff import Backoff
 
 from .base import DEFAULT_RECONNECT, Broker, BrokerError, Capabilities
 from .message import JSON, MalformedMessage, Message, Serializer, from_fields, to_fields
+from .options import check_maxlen
 from .session import AttemptLog, ConsumerSession, Delivery
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class MemoryBroker(Broker):
         journal_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(url, serializer=serializer, reconnect=reconnect, journal_dir=journal_dir)
+        check_maxlen(maxlen)
         self.maxlen = maxlen
         self._clock = clock
         self._streams: dict[str, _Stream] = {}

@@ -32,6 +32,7 @@ CONTENT_TYPE = "content-type"  #: the serializer's content type
 MESSAGE_ID = "troupe-message-id"  #: the message id, set on delivery
 STREAM = "troupe-stream"  #: the stream a delivery came from, set on delivery
 ENTRY_ID = "troupe-entry-id"  #: the broker's position of the entry, set on delivery
+KEY = "troupe-key"  #: the message's key (Kafka record key, RabbitMQ routing key), on delivery
 ORIGINAL_STREAM = "troupe-original-stream"  #: where a dead-lettered message was consumed
 ORIGINAL_GROUP = "troupe-original-group"  #: the consumer group that dead-lettered it
 ORIGINAL_ENTRY_ID = "troupe-original-entry-id"  #: its entry id (or partition:offset) there
@@ -256,6 +257,7 @@ __all__ = [
     "ERROR_REASON",
     "IDEMPOTENCY_KEY",
     "JSON",
+    "KEY",
     "MESSAGE_ID",
     "ORIGINAL_ENTRY_ID",
     "ORIGINAL_GROUP",

@@ -8,6 +8,11 @@ The message being handled and up to ``batch - 1`` messages queued behind it
 - **Delivery timeout.** A batch is retried with the ``retry`` Backoff through
   lost connections and broker errors until ``delivery_timeout`` seconds (default
   120, as Kafka's ``delivery.timeout.ms``) have passed since the bridge took it.
+  No attempt outlives that deadline (a client that retries by itself is cancelled,
+  and the broker withdraws what it can), so the outcome comes within
+  ``delivery_timeout``; a permanent error (a message the broker refuses, a setting it
+  rejects: ``ConfigError``) fails at once. Asking with the system's default ask
+  timeout (5 s) can end in ``AskTimeout`` first: ask with ``timeout=None``.
   Messages sent meanwhile wait in the bridge's bounded mailbox and form the next
   batch. The bridge itself does not fail when the broker is unreachable: it keeps
   retrying, logs one warning when publishing starts failing and one line when it
@@ -37,7 +42,7 @@ import asyncio
 import itertools
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +60,10 @@ DEFAULT_PUBLISH_RETRY = Backoff(initial=0.05, maximum=2.0, multiplier=2.0, jitte
 DEFAULT_DELIVERY_TIMEOUT = 120.0
 #: How much longer than ``delivery_timeout`` a broker remembers a stored batch.
 DEDUPE_MARGIN = 30.0
+#: Seconds without an answer after which an attempt counts as failing for the log.
+SLOW_ATTEMPT = 2.0
+#: Seconds a cancelled attempt may take to withdraw what it sent.
+CANCEL_GRACE = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,22 +220,38 @@ class ProducerBridge(Actor):
         sequence = next(self._sequence)
         window = self.delivery_timeout + DEDUPE_MARGIN
         attempt = 0
+        last: BaseException | None = None  # the last error the broker gave
         while True:
             try:
-                await self.broker.publish_once(
+                await self._attempt(
                     stream,
-                    messages,
-                    producer=self.producer_id,
-                    sequence=sequence,
-                    window=window,
-                    delay=delay,
-                    at=at,
+                    self.broker.publish_once(
+                        stream,
+                        messages,
+                        producer=self.producer_id,
+                        sequence=sequence,
+                        window=window,
+                        delay=delay,
+                        at=at,
+                    ),
+                    deadline,
                 )
-            except BrokerError as exc:
+            except (BrokerError, ConfigError, TimeoutError) as exc:
                 now = clock.now()
-                self._note_failure(now, stream, exc)
                 attempt += 1
-                if now >= deadline or isinstance(exc, PublishRefused):
+                if isinstance(exc, PublishRefused | ConfigError):  # retrying cannot help
+                    error = PublishError(
+                        f"publish to {stream!r} on {self.broker.url} refused: {exc}"
+                    )
+                    error.__cause__ = exc
+                    return error
+                if isinstance(exc, TimeoutError):
+                    before = f"; before that: {last}" if last is not None else ""
+                    exc = BrokerError(f"no answer from {self.broker.url} in time{before}")
+                else:
+                    last = exc
+                self._note_failure(now, stream, exc)
+                if now >= deadline:
                     error = PublishError(
                         f"publish to {stream!r} not confirmed within delivery_timeout "
                         f"{self.delivery_timeout:g} s ({attempt} attempts): {exc}"
@@ -239,6 +264,34 @@ class ProducerBridge(Actor):
                 self.stats.batches += 1
                 self._note_success(clock.now(), stream)
                 return None
+
+    async def _attempt(self, stream: str, publish: Awaitable[Any], deadline: float) -> None:
+        """One publish attempt, never past ``deadline`` (TimeoutError then).
+
+        A client that keeps retrying by itself (aiokafka's idempotent producer never
+        expires a batch) is cancelled at the deadline, and the broker withdraws what it
+        can. An attempt unanswered after ``SLOW_ATTEMPT`` seconds counts as the start of
+        an outage for the log (one line), while it goes on waiting.
+        """
+        clock = self.system.clock
+        task = asyncio.ensure_future(publish)
+        try:
+            left = deadline - clock.now()
+            done, _ = await asyncio.wait({task}, timeout=max(0.0, min(SLOW_ATTEMPT, left)))
+            if not done and left > SLOW_ATTEMPT:
+                self._note_failure(
+                    clock.now(), stream, BrokerError(f"no answer within {SLOW_ATTEMPT:g} s")
+                )
+                await asyncio.wait({task}, timeout=max(0.0, deadline - clock.now()))
+            if not task.done():
+                raise TimeoutError
+            task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=CANCEL_GRACE)  # the broker withdraws first
+            elif not task.cancelled():
+                task.exception()  # retrieved: reported through the outcome
 
     def _note_failure(self, now: float, stream: str, exc: BaseException) -> None:
         if self._failing_since is None:

@@ -33,7 +33,9 @@ from troupe.errors import ConfigError
 
 from .attempts import journal_directory
 from .base import DEFAULT_RECONNECT, Broker, BrokerError, Capabilities
+from .log_limit import limit_client_logs
 from .message import JSON, Message, Serializer
+from .options import check_maxlen, check_port
 from .rabbitmq_connection import AmqpChannel, AmqpConnection, ChannelClosed, Confirms
 from .rabbitmq_publish import (
     delay_queue,
@@ -81,6 +83,9 @@ class RabbitBroker(Broker):
         journal_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(url, serializer=serializer, reconnect=reconnect, journal_dir=journal_dir)
+        check_port(url)
+        check_maxlen(maxlen)
+        limit_client_logs("pika")  # its reconnect noise during an outage, thinned
         try:
             self._parameters = pika.URLParameters(url)
         except Exception as exc:

@@ -285,7 +285,9 @@ class Confirms:
                 continue
             returned = self._returned.pop(message_id, None) if message_id is not None else None
             if nack:
-                future.set_exception(PublishRefused("the broker refused the message (basic.nack)"))
+                # RabbitMQ nacks what it could not store (a queue leader stopping, say):
+                # retried, unlike an unroutable message
+                future.set_exception(BrokerError("the broker could not store it (basic.nack)"))
             elif returned is not None:
                 future.set_exception(Unroutable(f"returned by the broker: {returned}"))
             else:

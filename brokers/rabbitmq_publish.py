@@ -33,11 +33,11 @@ from typing import Any
 
 import pika
 
-from .message import CONTENT_TYPE, ERROR_REASON, ORIGINAL_STREAM, Message
+from .message import CONTENT_TYPE, ERROR_REASON, KEY, ORIGINAL_STREAM, Message
 
 logger = logging.getLogger(__name__)
 
-KEY_HEADER = "troupe-key"
+KEY_HEADER = KEY  # "troupe-key"
 TIMESTAMP_HEADER = "troupe-ts"
 PROPERTY_PREFIX = "amqp-"
 #: properties carried as ``amqp-<name>`` headers and restored when published again

@@ -35,6 +35,7 @@ from .base import (
     to_str,
 )
 from .message import JSON, Message, Serializer, from_fields, to_fields
+from .options import check_client_options, check_maxlen, check_port
 from .redis_publish import publish_once
 from .session import ConsumerSession
 
@@ -80,6 +81,8 @@ end
 return ids
 """
 
+#: redis-py keywords the URL sets (host, port, db) or troupe manages
+CLIENT_RESERVED = ("host", "port", "db", "connection_pool", "event_dispatcher")
 _CONNECTION_ERRORS = (rex.ConnectionError, rex.TimeoutError, OSError)
 
 
@@ -103,6 +106,11 @@ class RedisBroker(Broker):
         **client_options: Any,
     ) -> None:
         super().__init__(url, serializer=serializer, reconnect=reconnect, journal_dir=journal_dir)
+        check_port(url)
+        check_maxlen(maxlen)
+        check_client_options(
+            client_options, "redis-py", aioredis.Redis.__init__, reserved=CLIENT_RESERVED
+        )
         self._raw_url = url
         self.maxlen = maxlen
         self._options = client_options

@@ -20,15 +20,18 @@ simulation's injector, so its deliveries follow the seed and the plan.
 >>> simulate(scenario, seed=1, faults=FaultPlan(Duplicate("s", at=1))).result
 ['0', '0']
 
-Restarting a real broker and killing a consumer process are done with the
-server fixtures (``RedisServer.restart``/``kill`` in :mod:`troupe.brokers.testing`)
-and :func:`troupe.supervisors.testing_faults.kill_child`.
+:class:`Outage` takes a broker of this process (``memory://``) down and up again, as
+the server fixtures' ``stop``/``start`` do for a real one. Restarting a real broker and
+killing a consumer process are done with the server fixtures
+(``RedisServer.restart``/``kill`` in :mod:`troupe.brokers.testing`) and
+:func:`troupe.supervisors.testing_faults.kill_child`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +39,7 @@ from troupe.testing import (
     Disconnect,
     Duplicate,
     FaultInjector,
+    FaultPlan,
     Redeliver,
     current_simulation,
 )
@@ -115,6 +119,107 @@ def inject_stream_faults(broker: Broker, injector: FaultInjector) -> Broker:
     return broker
 
 
+class Outage:
+    """A broker in this process (``memory://``, which has no server to stop) taken down and
+    up again, with the ``stop``/``start``/``restart`` of the server fixtures.
+
+    While down, publishes and new sessions of ``broker`` fail as a lost connection
+    (:class:`~troupe.brokers.BrokerConnectionError`) and so does every call of a session
+    opened before; nothing is stored. Up again, everything works as before (the
+    memory broker keeps its streams, as a real broker's disk does).
+
+    >>> import asyncio
+    >>> from troupe.brokers import MemoryBroker
+    >>> async def main():
+    ...     broker = MemoryBroker()
+    ...     outage = Outage(broker)
+    ...     outage.stop()
+    ...     try:
+    ...         await broker.publish("s", 1)
+    ...     except BrokerConnectionError as exc:
+    ...         print(exc)
+    ...     outage.start()
+    ...     return len(await broker.read_stream("s"))
+    >>> asyncio.run(main())
+    memory:// is down (an Outage of the test)
+    0
+    """
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.down = False
+        self.outages = 0
+        publish_once, opened = broker._publish_once, broker.consume
+        append, schedule = broker._append, broker._schedule
+
+        async def guarded_publish_once(*args: Any, **kwargs: Any) -> list[str]:
+            self.check()
+            return await publish_once(*args, **kwargs)
+
+        async def guarded_append(*args: Any, **kwargs: Any) -> list[str]:
+            self.check()
+            return await append(*args, **kwargs)
+
+        async def guarded_schedule(*args: Any, **kwargs: Any) -> None:
+            self.check()
+            await schedule(*args, **kwargs)
+
+        async def consume(*args: Any, **kwargs: Any) -> ConsumerSession:
+            self.check()
+            return _OutageSession(await opened(*args, **kwargs), self)
+
+        broker._publish_once = guarded_publish_once  # type: ignore[method-assign]
+        broker._append = guarded_append  # type: ignore[method-assign]
+        broker._schedule = guarded_schedule  # type: ignore[method-assign]
+        broker.consume = consume  # type: ignore[method-assign]
+
+    def check(self) -> None:
+        """Raise BrokerConnectionError while the broker is down."""
+        if self.down:
+            raise BrokerConnectionError(f"{self.broker.url} is down (an Outage of the test)")
+
+    def stop(self) -> None:
+        """Take the broker down."""
+        if not self.down:
+            self.down = True
+            self.outages += 1
+
+    def start(self) -> None:
+        """Bring the broker back."""
+        self.down = False
+
+    def restart(self, down_for: float = 0.0) -> None:
+        """Down and up again (``down_for`` seconds between, blocking like the servers')."""
+        self.stop()
+        if down_for:
+            time.sleep(down_for)
+        self.start()
+
+
+class _OutageSession(FaultySession):
+    """A session whose calls fail while its broker is down."""
+
+    def __init__(self, inner: ConsumerSession, outage: Outage) -> None:
+        super().__init__(inner, FaultInjector(FaultPlan()))
+        self.outage = outage
+
+    async def fetch(self, limit: int, timeout: float) -> list[Delivery]:
+        self.outage.check()
+        return await self.inner.fetch(limit, timeout)
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        self.outage.check()
+        await self.inner.ack(deliveries)
+
+    async def dead_letter(self, delivery: Delivery, message: Message) -> None:
+        self.outage.check()
+        await self.inner.dead_letter(delivery, message)
+
+    async def renew(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        self.outage.check()
+        return await self.inner.renew(deliveries)
+
+
 class SimulatedBroker(MemoryBroker):
     """The in-memory broker for simulations: virtual time, and the stream faults of the
     running simulation (or of ``injector``). Created outside a simulation without an
@@ -148,4 +253,4 @@ class SimulatedBroker(MemoryBroker):
         return FaultySession(session, self.injector)
 
 
-__all__ = ["FaultySession", "SimulatedBroker", "inject_stream_faults"]
+__all__ = ["FaultySession", "Outage", "SimulatedBroker", "inject_stream_faults"]

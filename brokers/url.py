@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -43,6 +44,21 @@ def connect(url: str = "memory://", **options: Any) -> Broker:
     >>> connect("memory://")
     <MemoryBroker memory://>
     """
+    try:
+        return _make(url, options)
+    except TypeError as exc:
+        unknown = _UNEXPECTED.search(str(exc))
+        if unknown is None:
+            raise
+        raise ConfigError(
+            unknown.group(1), f"unknown option for connect({redact(url)!r}): {exc}"
+        ) from None
+
+
+_UNEXPECTED = re.compile(r"unexpected keyword argument '([^']+)'")
+
+
+def _make(url: str, options: dict[str, Any]) -> Broker:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "memory":
         from .memory import MemoryBroker
