@@ -54,10 +54,12 @@ class Keeper(ThreadActor):
             self.outage.failed(exc)
             return
         self.outage.recovered()
-        if dead:
+        if moved:
             logger.warning(
                 "%d task worker(s) silent for %s s: %d unacked task(s) back on their queues",
                 dead,
                 self.timeout,
                 moved,
             )
+        elif dead:
+            logger.debug("%d stopped task worker(s) forgotten", dead)
