@@ -149,7 +149,7 @@ def _rabbit_consumer_class() -> type[Consumer]:
         pika.exceptions.AMQPChannelError,
     )
 
-    class RabbitConsumer(_RabbitmqConsumer):  # type: ignore[misc]
+    class RabbitConsumer(_RabbitmqConsumer):
         """dramatiq's RabbitMQ consumer, but a message that does not decode goes to
         ``NAME.XQ`` with its bytes, headers and the reason, and is acked."""
 
@@ -161,14 +161,17 @@ def _rabbit_consumer_class() -> type[Consumer]:
             except amqp_errors as exc:
                 if getattr(exc, "reply_code", None) == 404:
                     self.broker.queues_pending.add(q_name(self.queue_name))
-                raise ConnectionClosed(exc) from None
+                raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]
             try:
                 message = Message.decode(body)
             except DecodeError as exc:
                 self._bury(method.delivery_tag, properties, body, exc)
                 return None
             self.known_tags.add(method.delivery_tag)
-            return _RabbitmqMessage(method.redelivered, method.delivery_tag, message)  # type: ignore[no-any-return]
+            proxy: MessageProxy = _RabbitmqMessage(  # type: ignore[no-untyped-call]
+                method.redelivered, method.delivery_tag, message
+            )
+            return proxy
 
         def _bury(self, tag: int, properties: Any, body: bytes, exc: BaseException) -> None:
             reason = undecodable(exc)
@@ -193,7 +196,7 @@ def _rabbit_consumer_class() -> type[Consumer]:
                 )
                 self.channel.basic_ack(tag)
             except amqp_errors as err:  # unacked: it comes back, and is buried then
-                raise ConnectionClosed(err) from None
+                raise ConnectionClosed(err) from None  # type: ignore[no-untyped-call]
 
     return RabbitConsumer
 

@@ -232,7 +232,8 @@ class RedisQueues:
 
     def next_eta(self, queue: str) -> int | None:
         """The earliest eta (epoch ms) in the schedule of ``queue``, if any."""
-        first = self.client.zrange(f"{self.namespace}:__troupe_sched__.{queue}", 0, 0, withscores=True)
+        key = f"{self.namespace}:__troupe_sched__.{queue}"
+        first = self.client.zrange(key, 0, 0, withscores=True)
         return int(first[0][1]) if first else None
 
     def scheduled_count(self, queue: str) -> int:

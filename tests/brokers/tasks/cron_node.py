@@ -2,8 +2,8 @@
 ``python cron_node.py URL SECONDS [LEASE [CONTROL_URL]]``.
 
 Runs a CronScheduler (every second) on its own ActorSystem, broker (URL) and Redis
-control store (CONTROL_URL, default URL; LEASE default 0.6 s), and prints ``fired <entry> <due>`` for every tick it enqueued; its lease owner
-name is ``pid-<its pid>``.
+control store (CONTROL_URL, default URL; LEASE default 0.6 s), and prints
+``fired <entry> <due>`` for every tick it enqueued; its lease owner name is ``pid-<its pid>``.
 """
 
 from __future__ import annotations
