@@ -3,8 +3,10 @@
 :class:`QueueFetcher` consumes ``NAME`` and hands each message to the
 :class:`~troupe.brokers.tasks.intake.Intake`; the broker's ``prefetch``
 bounds what is fetched and not yet acked. :class:`DelayFetcher` consumes
-``NAME.DQ`` (scheduled tasks and retries) and, as a dramatiq worker does,
-moves each message to ``NAME`` once its ``eta`` has passed. Both are thread
+``NAME.DQ`` (scheduled tasks and retries) on the stub and RabbitMQ, holding all
+of it (the pool gives it an unbounded prefetch), and moves each message to
+``NAME`` once its ``eta`` has passed (on Redis,
+:class:`~troupe.brokers.tasks.schedule.ScheduleFetcher` does this job). Both are thread
 actors (the dramatiq consumers block); a broker error fails the actor and its
 supervisor restarts it with backoff. On stop, messages not yet started go
 back to the broker.
