@@ -10,8 +10,8 @@
 The tree (a :class:`~troupe.supervisors.SupervisorSpec`, one_for_one): a
 watcher (cancellations and pauses from the control store), on Redis a keeper
 (heartbeats, crash recovery), per queue a fetcher and a delay fetcher,
-``concurrency`` workers, and a gate that stops first on shutdown. Spawn it with ``pool.spec().spawn(system)``, nest it in
-your own tree, or ``await pool.start(system)``.
+``concurrency`` workers, and a gate that stops first on shutdown. Spawn it with
+``pool.spec().spawn(system)``, nest it in your own tree, or ``await pool.start(system)``.
 """
 
 from __future__ import annotations
