@@ -11,8 +11,14 @@ same ``group``; they share the :class:`~troupe.brokers.tasks.control.ControlStor
 takes over once the lease expires. Each fire time is also claimed once
 (``cron:GROUP:ENTRY:TIME``) before it is enqueued, so even two schedulers that
 both believe they lead (a pause past the lease) enqueue a tick once; the
-claim's name is the task id of what it enqueues. Ticks
-missed while no scheduler led are skipped, not made up. A six-field
+claim's name is the task id of what it enqueues.
+
+Failover catch-up: a standing-by scheduler notes the ticks that fall due while
+it does not lead; when it takes the lead (the leader died, its lease expired),
+it fires those of the last ``catch_up`` seconds (default twice the lease) that
+nobody fired, once each, late, oldest first — the per-tick claims, which
+outlive ``catch_up``, skip those the old leader did fire. Ticks older than
+``catch_up``, or from before any scheduler ran, are not made up. A six-field
 expression has seconds last (croniter's convention).
 """
 
@@ -22,6 +28,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,7 +77,9 @@ class CronScheduler(Actor):
     Schedulers with the same ``group`` share one lease (spawn one per process or node).
     ``tick``: seconds between checks (fires are at most this late);
     ``lease``: seconds a silent leader keeps the lease (default ``10 * tick``, at least 2 s);
-    ``owner``: this scheduler's name in the lease (default: a random id).
+    ``owner``: this scheduler's name in the lease (default: a random id);
+    ``catch_up``: how far back (seconds) a new leader fires the ticks nobody fired
+    (default ``2 * lease``, which covers a failover; at least the lease).
     """
 
     def __init__(
@@ -82,9 +91,11 @@ class CronScheduler(Actor):
         tick: float = 1.0,
         lease: float | None = None,
         owner: str | None = None,
+        catch_up: float | None = None,
     ) -> None:
         check_seconds("cron.tick", tick)
         check_seconds("cron.lease", lease)
+        check_seconds("cron.catch_up", catch_up)
         lease = lease if lease is not None else max(2.0, 10 * tick)
         if lease <= tick:
             raise ConfigError("cron.lease", f"must be longer than the tick ({tick} s), got {lease}")
@@ -96,10 +107,16 @@ class CronScheduler(Actor):
         self.group = group
         self.tick = tick
         self.lease = lease
+        self.catch_up = catch_up if catch_up is not None else 2 * lease
+        if self.catch_up < lease:
+            raise ConfigError(
+                "cron.catch_up", f"must be at least the lease ({lease} s), got {catch_up}"
+            )
         self.owner = owner or str(uuid.uuid4())
         self.leading = False
         self.fired: list[tuple[str, float]] = []  # (entry, fire time) this scheduler enqueued
         self._next: dict[str, float] = {}
+        self._missed: dict[str, deque[float]] = {}  # ticks due while standing by
 
     @property
     def _leader_key(self) -> str:
@@ -108,6 +125,7 @@ class CronScheduler(Actor):
     def on_start(self) -> None:
         now = time.time()
         self._next = {str(e.name): e.next_after(now) for e in self.entries}
+        self._missed = {str(e.name): deque() for e in self.entries}
         self.timers.every(self.tick, _TICK, key=_TICK)
 
     async def receive(self, message: Any) -> None:
@@ -118,6 +136,7 @@ class CronScheduler(Actor):
         now = time.time()
         control = self.client.control
         leading = control.renew(self._leader_key, self.owner, self.lease)
+        took_lead = leading and not self.leading
         if leading != self.leading:
             logger.info(
                 "cron scheduler %s %s the lead", self.group, "takes" if leading else "loses"
@@ -125,19 +144,45 @@ class CronScheduler(Actor):
             self.leading = leading
         for entry in self.entries:
             key = str(entry.name)
+            missed = self._missed[key]
             due = self._next[key]
             while due <= now:
-                if leading:
-                    self._fire(entry, due)
+                missed.append(due)
                 due = entry.next_after(due)
             self._next[key] = due
+            while missed and missed[0] < now - self.catch_up:
+                missed.popleft()  # past the catch-up window: not made up
+            if leading:
+                late = self._fire_due(entry, missed, now - self.tick)
+                if took_lead and late:
+                    logger.warning(
+                        "cron %s: %s took over the lead and fired %d missed tick(s) of %s",
+                        self.group,
+                        self.owner,
+                        late,
+                        entry.name,
+                    )
 
-    def _fire(self, entry: CronEntry, due: float) -> None:
+    def _fire_due(self, entry: CronEntry, missed: deque[float], late_before: float) -> int:
+        """Fire the noted ticks, oldest first, each unless another scheduler did (its
+        claim tells); how many of those fired here were due before ``late_before``."""
+        late = 0
+        while missed:
+            due = missed[0]
+            if self._fire(entry, due) and due < late_before:
+                late += 1
+            missed.popleft()
+        return late
+
+    def _fire(self, entry: CronEntry, due: float) -> bool:
+        """Enqueue the tick ``due`` unless another scheduler did; True if this one did."""
         control = self.client.control
         period = max(1.0, entry.next_after(due) - due)
         claim = f"cron:{self.group}:{entry.name}:{int(due)}"
-        if not control.acquire(claim, self.owner, max(2 * period, 2 * self.lease)):
-            return  # another scheduler enqueued this tick
+        # the claim outlives the catch-up window: a new leader never fires a tick twice
+        ttl = max(2 * period, 2 * self.lease, self.catch_up + 2 * self.lease)
+        if not control.acquire(claim, self.owner, ttl):
+            return False  # another scheduler enqueued this tick
         options = {"task_id": claim, **dict(entry.options)}
         try:
             self.client.enqueue(entry.task, *entry.args, **options, **dict(entry.kwargs))
@@ -146,6 +191,7 @@ class CronScheduler(Actor):
             raise
         self.fired.append((str(entry.name), due))
         logger.debug("cron %s fired %s for %s", self.group, entry.name, due)
+        return True
 
     async def on_stop(self) -> None:
         if self.leading:

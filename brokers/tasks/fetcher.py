@@ -3,8 +3,10 @@
 :class:`QueueFetcher` consumes ``NAME`` and hands each message to the
 :class:`~troupe.brokers.tasks.intake.Intake`; the broker's ``prefetch``
 bounds what is fetched and not yet acked. :class:`DelayFetcher` consumes
-``NAME.DQ`` (scheduled tasks and retries) and, as a dramatiq worker does,
-moves each message to ``NAME`` once its ``eta`` has passed. Both are thread
+``NAME.DQ`` (scheduled tasks and retries) on the stub and RabbitMQ, holding all
+of it (the pool gives it an unbounded prefetch), and moves each message to
+``NAME`` once its ``eta`` has passed (on Redis,
+:class:`~troupe.brokers.tasks.schedule.ScheduleFetcher` does this job). Both are thread
 actors (the dramatiq consumers block); a broker error fails the actor and its
 supervisor restarts it with backoff. On stop, messages not yet started go
 back to the broker.
@@ -27,7 +29,9 @@ from dramatiq.common import current_millis
 
 from troupe import ThreadActor
 
+from .consumers import RedisConsumer, open_consumer
 from .intake import Intake, Job
+from .redis_queues import RedisQueues
 from .transport import Outage, canonical, connection_errors, delay_queue
 
 logger = logging.getLogger(__name__)
@@ -81,8 +85,10 @@ class QueueFetcher(ThreadActor):
         prefetch: int,
         poll_ms: int,
         workers: int = 1,
+        redis: RedisQueues | None = None,
     ) -> None:
         self.broker = broker
+        self.redis = redis
         self.intake = intake
         self.queue = queue
         self.prefetch = prefetch
@@ -111,19 +117,23 @@ class QueueFetcher(ThreadActor):
                 self.outage.recovered()
                 if proxy is not None:
                     intake.put(Job(proxy, consumer, queue))
+                    if isinstance(consumer, RedisConsumer):  # the rest of its batch
+                        for extra in consumer.cached():
+                            intake.put(Job(extra, consumer, queue))
                 else:  # a poll found nothing: once its buffer is taken, the queue is idle
                     intake.mark_empty(queue)
         except CONNECTION_ERRORS as exc:  # wait and reconnect here: no restart spent on it
             intake.mark_empty(queue)  # unreachable: workers do not wait for it
-            self._drop_consumer()
+            if not isinstance(self.consumer, RedisConsumer):  # it keeps no connection
+                self._drop_consumer()
             time.sleep(self.outage.failed(exc))
         if not intake.closed and not self.system.is_closing:  # let a system shutdown drain
             self.ref.tell(_FETCH)
 
     def _consumer(self) -> Consumer:
         if self.consumer is None:
-            self.consumer = self.broker.consume(
-                self.queue, prefetch=self.prefetch, timeout=self.poll_ms
+            self.consumer = open_consumer(
+                self.broker, self.redis, self.queue, self.prefetch, self.poll_ms
             )
         return self.consumer
 
@@ -140,6 +150,8 @@ class QueueFetcher(ThreadActor):
         try:
             for job in self.intake.drain(self.queue):  # each through the consumer it came from
                 give_back(self.broker, job.consumer, [job.proxy])
+            if isinstance(self.consumer, RedisConsumer):  # fetched, never handed out
+                self.consumer.give_back_cached()
         except CONNECTION_ERRORS as exc:
             logger.warning(
                 "%s: cannot give back unstarted tasks (%s); the broker redelivers them",
@@ -176,8 +188,8 @@ class DelayFetcher(ThreadActor):
         end = time.monotonic() + TURN
         try:
             if self.consumer is None:
-                self.consumer = self.broker.consume(
-                    self.queue, prefetch=self.prefetch, timeout=self.poll_ms
+                self.consumer = open_consumer(
+                    self.broker, None, self.queue, self.prefetch, self.poll_ms
                 )
             consumer = self.consumer
             while not self.intake.closed and not self.system.is_closing and time.monotonic() < end:

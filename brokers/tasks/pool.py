@@ -8,10 +8,10 @@
 ['tasks-watcher', 'tasks-fetch-critical']
 
 The tree (a :class:`~troupe.supervisors.SupervisorSpec`, one_for_one): a
-watcher (cancellations and pauses from the control store), per queue a
-fetcher and a delay fetcher, ``concurrency`` workers, and a gate that stops
-first on shutdown. Spawn it with ``pool.spec().spawn(system)``, nest it in
-your own tree, or ``await pool.start(system)``.
+watcher (cancellations and pauses from the control store), on Redis a keeper
+(heartbeats, crash recovery), per queue a fetcher and a delay fetcher,
+``concurrency`` workers, and a gate that stops first on shutdown. Spawn it with
+``pool.spec().spawn(system)``, nest it in your own tree, or ``await pool.start(system)``.
 """
 
 from __future__ import annotations
@@ -37,10 +37,13 @@ from .definitions import (
 )
 from .fetcher import DelayFetcher, QueueFetcher
 from .intake import Intake
+from .keeper import Keeper
 from .metrics import TaskStats
 from .middleware import TaskMiddleware
+from .redis_queues import RedisQueues
 from .runner import DEFAULT_BACKOFF, Runner
-from .transport import Outage, connection_errors, open_broker
+from .schedule import ScheduleFetcher
+from .transport import Outage, broker_kind, connection_errors, delay_queue, open_broker
 from .worker import Gate, TaskWorker
 
 logger = logging.getLogger(__name__)
@@ -95,7 +98,9 @@ class WorkerPool:
     cancellations and pauses are read from the control store (the delay before
     they take effect). ``settle_timeout``: how long a worker retries an ack (or a
     retry, or a dead-letter) through a broker outage before leaving the message to
-    the broker's redelivery.
+    the broker's redelivery. ``heartbeat_timeout`` (Redis): a pool silent that long is
+    dead, and the tasks it held go back on their queues within ``1.2 *`` that (see
+    :mod:`~troupe.brokers.tasks.keeper`); RabbitMQ returns them when the connection drops.
     """
 
     def __init__(
@@ -117,6 +122,7 @@ class WorkerPool:
         middleware: Sequence[TaskMiddleware] | None = None,
         settle_timeout: float = 30.0,
         system: ActorSystem | None = None,
+        heartbeat_timeout: float = 5.0,
     ) -> None:
         if not isinstance(registry, TaskRegistry):
             raise ConfigError("registry", f"must be a TaskRegistry, got {registry!r}")
@@ -126,6 +132,7 @@ class WorkerPool:
         check_seconds("poll_interval", poll_interval)
         check_seconds("drain_timeout", drain_timeout, allow_zero=True)
         check_seconds("settle_timeout", settle_timeout, allow_zero=True)
+        check_seconds("heartbeat_timeout", heartbeat_timeout)
         if not isinstance(backoff, Backoff):
             raise ConfigError("backoff", f"must be a troupe.Backoff, got {backoff!r}")
         if queues is None:
@@ -133,6 +140,8 @@ class WorkerPool:
         if not isinstance(queues, Mapping):
             queues = dict.fromkeys(queues, 1)
         self.broker = open_broker(broker)
+        self.heartbeat_timeout = heartbeat_timeout
+        self.redis = RedisQueues(self.broker) if broker_kind(self.broker) == "redis" else None
         self.registry = registry
         self.intake = Intake(queues, strict=strict)
         self.queues = self.intake.queues
@@ -161,23 +170,39 @@ class WorkerPool:
         """The pool's supervision tree."""
         name = self.name
         poll_ms = max(10, int(self.poll_interval * 1000 / 2))
-        delay_prefetch = min(self.concurrency * 1000, 65535)
+        redis = self.redis
+        # unbounded: a delay fetcher holding a bounded share would keep near-due tasks
+        # behind far-future ones (RabbitMQ: prefetch 0; Redis keeps a schedule instead)
+        delay_prefetch = 0 if broker_kind(self.broker) == "rabbitmq" else 2**31 - 1
         children: list[ChildSpec] = [ChildSpec(Watcher, (self,), name=f"{name}-watcher")]
+        if redis is not None:
+            names = [n for q in self.queues for n in (q, delay_queue(q))]
+            children.append(
+                ChildSpec(Keeper, (redis, names, self.heartbeat_timeout), name=f"{name}-keeper")
+            )
         for queue in self.queues:
             children.append(
                 ChildSpec(
                     QueueFetcher,
                     (self.broker, self.intake, queue, self.prefetch, poll_ms, self.concurrency),
+                    {"redis": redis},
                     name=f"{name}-fetch-{queue}",
                 )
             )
-            children.append(
+            delay = (
                 ChildSpec(
+                    ScheduleFetcher,
+                    (self.broker, self.intake, queue, redis, poll_ms),
+                    name=f"{name}-delay-{queue}",
+                )
+                if redis is not None
+                else ChildSpec(
                     DelayFetcher,
                     (self.broker, self.intake, queue, delay_prefetch, poll_ms),
                     name=f"{name}-delay-{queue}",
                 )
             )
+            children.append(delay)
         for i in range(1, self.concurrency + 1):
             children.append(
                 ChildSpec(
