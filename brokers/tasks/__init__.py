@@ -40,7 +40,14 @@ from .inspector import (
     queue_stats,
 )
 from .metrics import OUTCOMES, TaskStats
-from .middleware import Cancellation, Retries, TaskMiddleware, TimeLimits, Uniqueness
+from .middleware import (
+    Cancellation,
+    Retries,
+    TaskMiddleware,
+    TimeLimits,
+    Uniqueness,
+    default_middleware,
+)
 from .picker import Picker
 from .pool import WorkerPool
 from .results import MISSING, ResultFailure, Results, read_result, result_backend
@@ -87,6 +94,7 @@ __all__ = [
     "broker_errors",
     "control_for",
     "current_task",
+    "default_middleware",
     "known_queues",
     "open_broker",
     "queue_stats",

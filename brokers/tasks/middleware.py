@@ -74,7 +74,8 @@ class TimeLimits(TaskMiddleware):
 class Retries(TaskMiddleware):
     """dramatiq's retry rules: ``retries`` counted in the message, ``max_retries``,
     ``min_backoff``/``max_backoff`` (ms) from the message, then the task, then the pool;
-    the delay from :class:`~troupe.Backoff`; past the limit, dead-letter."""
+    the delay from :class:`~troupe.Backoff`; past the limit, dead-letter (the record's
+    ``retries``: how many retries ran, as in dramatiq's dead-letter queue)."""
 
     def after_process(self, runner: Runner, attempt: Attempt) -> None:
         exc = attempt.exception
@@ -94,6 +95,9 @@ class Retries(TaskMiddleware):
                 else runner.max_retries
             )
         if definition is None or retries >= int(max_retries):
+            # dramatiq's dead-letter record carries the retries done (its brokers keep
+            # the body of the last enqueued attempt), not this attempt's increment
+            options["retries"] = retries
             attempt.outcome = "dead"
             attempt.dead = True
             return

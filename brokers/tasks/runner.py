@@ -193,7 +193,7 @@ class Runner:
                     "dead-letter queue",
                     attempt.context.task,
                     attempt.context.id,
-                    proxy.options.get("retries", 0) - 1,
+                    proxy.options.get("retries", 0),
                     exc,
                 )
                 if exc is not None:
