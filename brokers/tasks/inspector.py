@@ -394,7 +394,7 @@ class Inspector:
                         return item
         return None
 
-    def _dead(self, queue: str) -> list[tuple[Any, Message[Any] | TaskRecord]]:
+    def _dead(self, queue: str) -> list[tuple[Any, Any]]:
         broker = self.broker
         if isinstance(broker, StubBroker):
             return [(p, p) for p in list(broker.dead_letters_by_queue.get(queue, ()))]

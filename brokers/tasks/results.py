@@ -82,17 +82,20 @@ def result_backend(broker: dramatiq.Broker, redis_url: str | None = None) -> Res
     RabbitMQ keeps no results: give a Redis URL (ConfigError otherwise)."""
     from dramatiq.results.backends import RedisBackend
 
+    backend: ResultBackend
     if redis_url is not None:
-        return RedisBackend(url=redis_url)  # type: ignore[no-untyped-call]
+        backend = RedisBackend(url=redis_url)
+        return backend
     kind = broker_kind(broker)
     if kind == "redis":
-        return RedisBackend(client=broker.client)  # type: ignore[attr-defined,no-untyped-call]
+        backend = RedisBackend(client=getattr(broker, "client"))  # noqa: B009
+        return backend
     if kind == "stub":
         with _stub_lock:
-            backend = _stub_backends.get(broker)
-            if backend is None:
-                backend = _stub_backends[broker] = StubBackend()
-            return backend
+            stub = _stub_backends.get(broker)
+            if stub is None:
+                stub = _stub_backends[broker] = StubBackend()
+            return stub
     raise ConfigError(
         "results", f"a {type(broker).__name__} keeps no results; give a Redis URL to keep them in"
     )

@@ -73,7 +73,7 @@ def fails(capsys: pytest.CaptureFixture[str], options: list[str], *argv: str) ->
 async def test_tasks_cli_inspects_and_manages_queues(
     target: Target, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, info = run(capsys, target, "enqueue", "unknown_task", "--args", "[1, 2]")
+    _, info = run(capsys, target, "enqueue", "unknown_task", "--args", "[1, 2]")
     assert isinstance(info, dict) and info["queue"] == "default"
     task_id = info["id"]
     _, queues = run(capsys, target, "queues")
@@ -95,7 +95,10 @@ async def test_tasks_cli_inspects_and_manages_queues(
     broker = open_broker(target.url)
     async with ActorSystem() as system:
         pool = WorkerPool(
-            broker, TaskRegistry(), queues=["default"], concurrency=1,
+            broker,
+            TaskRegistry(),
+            queues=["default"],
+            concurrency=1,
             control=target.control_store(),
         )
         await pool.start(system)
