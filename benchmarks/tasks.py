@@ -8,10 +8,11 @@ threads and the same messages, in the same run? Measured on the StubBroker
 script starts). Each run pre-fills the queue with N messages (outside the
 timing), then times from starting the workers until the last task ran. Runs
 alternate troupe / dramatiq; best rates and the median of per-pair ratios are
-reported. Target: troupe >= 1.0x dramatiq. troupe's pool prefetches 8 messages
-per thread by default (dramatiq's Worker 2): dramatiq's Redis consumer sleeps
-whenever its prefetch is taken, which starves fast workers; a second Redis row
-runs troupe with dramatiq's prefetch.
+reported. Target: troupe >= 1.5x dramatiq on Redis at matched prefetch (the
+"prefetch 2xN" row: troupe with dramatiq's prefetch and threads). troupe's pool
+prefetches 8 messages per thread by default (dramatiq's Worker 2): dramatiq's
+Redis consumer sleeps whenever its prefetch is taken, which starves fast
+workers; the second Redis row runs troupe with dramatiq's prefetch.
 
     python benchmarks/tasks.py --quick --json benchmarks/results/tasks.json
 """

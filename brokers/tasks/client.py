@@ -27,6 +27,7 @@ from dramatiq import Message
 
 from troupe.errors import ConfigError, TroupeError
 
+from .catalog import register_queues
 from .control import CANCEL_TTL, ControlStore, control_for
 from .definitions import DEFAULT_QUEUE, TaskDef, TaskRegistry, check_retries, check_seconds
 from .transport import declare, open_broker
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 #: Message option keys troupe adds (stock dramatiq ignores them).
 UNIQUE_KEY = "troupe_unique"
 UNIQUE_RELEASE = "troupe_unique_release"
+UNIQUE_RELEASE_DONE = "troupe_unique_release_done"
 
 
 class DuplicateTask(TroupeError):
@@ -96,6 +98,7 @@ class TaskClient:
         process_at: datetime | float | None = None,
         unique_for: float | None = None,
         release_unique_on_failure: bool = False,
+        release_unique_on_success: bool = False,
         task_id: str | None = None,
         **kwargs: Any,
     ) -> TaskInfo:
@@ -104,7 +107,8 @@ class TaskClient:
         (a datetime or epoch seconds) schedule it; ``unique_for`` drops an identical
         task (same type, queue and payload) within that window with
         :class:`DuplicateTask` — the lock lasts the whole window, success or not,
-        unless the task is cancelled, or dead-letters with
+        unless the task is cancelled (released at once), succeeds with
+        ``release_unique_on_success`` (Asynq's rule), or dead-letters with
         ``release_unique_on_failure`` (then it may be enqueued again); ``task_id``
         replaces the generated id (:class:`TaskIdConflict` if it was used).
         """
@@ -160,6 +164,8 @@ class TaskClient:
             options[UNIQUE_KEY] = key
             if release_unique_on_failure:
                 options[UNIQUE_RELEASE] = True
+            if release_unique_on_success:
+                options[UNIQUE_RELEASE_DONE] = True
         eta = _eta(delay, process_at)
         message: Message[Any] = Message(
             queue_name=queue,
@@ -171,14 +177,19 @@ class TaskClient:
         )
         if queue not in self._declared:
             declare(self.broker, [queue])
+            register_queues(self.broker, [queue])
             self._declared.add(queue)
         wait_ms = None if eta is None else max(0, int((eta - time.time()) * 1000))
         sent = self.broker.enqueue(message, delay=wait_ms)
         return TaskInfo(message_id, name, queue, eta, sent)
 
-    def cancel(self, task_id: str) -> None:
-        """Cancel a queued or running task (see :mod:`troupe.brokers.tasks.control`)."""
-        self.control.cancel(task_id)
+    def cancel(self, task_id: str, *, force: bool = False) -> str:
+        """Cancel a queued, scheduled or running task and release its unique lock; see
+        :meth:`troupe.brokers.tasks.Inspector.cancel` (``UnknownTask`` for an id no
+        task has, unless ``force``)."""
+        from .inspector import Inspector
+
+        return Inspector(self.broker, self.control).cancel(task_id, force=force)
 
     def _definition(self, task: Any) -> TaskDef | None:
         if isinstance(task, TaskDef):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextvars
 import logging
+import time
 from typing import Any
 
 from troupe.errors import TroupeError
@@ -37,9 +38,20 @@ class SkipTask(Exception):
 
 class TaskContext:
     """The running task as its handler sees it (``current_task()``): ``id``, ``task``
-    (its type), ``queue``, ``retries`` so far, the message ``options``, ``time_limit``."""
+    (its type), ``queue``, ``retries`` so far, the message ``options``, ``time_limit``,
+    ``started`` (epoch seconds)."""
 
-    __slots__ = ("cancelled", "future", "id", "options", "queue", "retries", "task", "time_limit")
+    __slots__ = (
+        "cancelled",
+        "future",
+        "id",
+        "options",
+        "queue",
+        "retries",
+        "started",
+        "task",
+        "time_limit",
+    )
 
     def __init__(
         self,
@@ -56,6 +68,7 @@ class TaskContext:
         self.retries = retries
         self.options = options
         self.time_limit = time_limit
+        self.started = time.time()
         #: True once the task was cancelled; sync handlers check it to stop early.
         self.cancelled = False
         self.future: concurrent.futures.Future[Any] | None = None
@@ -82,7 +95,8 @@ def current_task() -> TaskContext | None:
 
 class Attempt:
     """One attempt in progress: what the middleware sees and decides. ``outcome`` is
-    one of :data:`~troupe.brokers.tasks.metrics.OUTCOMES`; ``retry_delay`` (seconds)
+    one of :data:`~troupe.brokers.tasks.metrics.OUTCOMES`; ``result`` is what the handler
+    returned; ``retry_delay`` (seconds)
     means enqueue again after that long; ``dead`` means dead-letter."""
 
     __slots__ = (
@@ -93,6 +107,7 @@ class Attempt:
         "exception",
         "job",
         "outcome",
+        "result",
         "retry_delay",
     )
 
@@ -102,6 +117,7 @@ class Attempt:
         self.definition = definition
         self.outcome = "done"
         self.exception: BaseException | None = None
+        self.result: Any = None
         self.elapsed = 0.0
         self.retry_delay: float | None = None
         self.dead = False

@@ -15,6 +15,7 @@ broker: the Redis broker's own server, a StubBroker's process-wide store.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -43,7 +44,10 @@ return redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 
 
 class ControlStore(ABC):
-    """Locks with an owner and a time to live, cancellations and pauses."""
+    """Locks with an owner and a time to live, cancellations, pauses, and what each
+    worker pool runs (its reports). ``shared``: other processes see this store."""
+
+    shared: bool = True
 
     @abstractmethod
     def acquire(self, key: str, owner: str, ttl: float) -> bool:
@@ -70,6 +74,18 @@ class ControlStore(ABC):
         """The task ids cancelled within the last :data:`CANCEL_TTL`."""
 
     @abstractmethod
+    def uncancel(self, task_id: str) -> None:
+        """Forget a cancellation (one that named no known task)."""
+
+    @abstractmethod
+    def report(self, worker: str, state: dict[str, Any], ttl: float) -> None:
+        """Publish ``worker``'s state (JSON-able) for ``ttl`` seconds."""
+
+    @abstractmethod
+    def reports(self) -> list[dict[str, Any]]:
+        """The live states published with :meth:`report`."""
+
+    @abstractmethod
     def set_paused(self, queue: str, paused: bool) -> None:
         """Pause or resume ``queue``."""
 
@@ -84,8 +100,11 @@ class ControlStore(ABC):
 class MemoryControl(ControlStore):
     """The control store of one process (thread-safe)."""
 
+    shared = False
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._reports: dict[str, tuple[dict[str, Any], float]] = {}
         self._holds: dict[str, tuple[str, float]] = {}
         self._cancelled: dict[str, float] = {}
         self._paused: set[str] = set()
@@ -137,6 +156,21 @@ class MemoryControl(ControlStore):
             for task_id in [t for t, until in self._cancelled.items() if until <= now]:
                 del self._cancelled[task_id]
             return set(self._cancelled)
+
+    def uncancel(self, task_id: str) -> None:
+        with self._lock:
+            self._cancelled.pop(task_id, None)
+
+    def report(self, worker: str, state: dict[str, Any], ttl: float) -> None:
+        with self._lock:
+            self._reports[worker] = (state, time.monotonic() + ttl)
+
+    def reports(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        with self._lock:
+            for worker in [w for w, (_, until) in self._reports.items() if until <= now]:
+                del self._reports[worker]
+            return [state for state, _ in self._reports.values()]
 
     def set_paused(self, queue: str, paused: bool) -> None:
         with self._lock:
@@ -192,6 +226,18 @@ class RedisControl(ControlStore):
         pipe.zrange(key, 0, -1)
         members = pipe.execute()[1]
         return {m.decode() for m in members}
+
+    def uncancel(self, task_id: str) -> None:
+        self.client.zrem(self.prefix + "cancelled", task_id)
+
+    def report(self, worker: str, state: dict[str, Any], ttl: float) -> None:
+        payload = json.dumps(state, default=str)
+        self.client.set(f"{self.prefix}worker:{worker}", payload, px=max(1, int(ttl * 1000)))
+
+    def reports(self) -> list[dict[str, Any]]:
+        keys = list(self.client.scan_iter(match=f"{self.prefix}worker:*", count=1000))
+        values = self.client.mget(keys) if keys else []
+        return [json.loads(v) for v in values if v is not None]
 
     def set_paused(self, queue: str, paused: bool) -> None:
         if paused:

@@ -18,7 +18,7 @@ from dramatiq.errors import Retry
 
 from troupe.backoff import Backoff
 
-from .client import UNIQUE_KEY, UNIQUE_RELEASE
+from .client import UNIQUE_KEY, UNIQUE_RELEASE, UNIQUE_RELEASE_DONE
 from .context import Attempt, SkipTask, TaskCancelled
 
 if TYPE_CHECKING:
@@ -74,7 +74,8 @@ class TimeLimits(TaskMiddleware):
 class Retries(TaskMiddleware):
     """dramatiq's retry rules: ``retries`` counted in the message, ``max_retries``,
     ``min_backoff``/``max_backoff`` (ms) from the message, then the task, then the pool;
-    the delay from :class:`~troupe.Backoff`; past the limit, dead-letter."""
+    the delay from :class:`~troupe.Backoff`; past the limit, dead-letter (the record's
+    ``retries``: how many retries ran, as in dramatiq's dead-letter queue)."""
 
     def after_process(self, runner: Runner, attempt: Attempt) -> None:
         exc = attempt.exception
@@ -94,6 +95,9 @@ class Retries(TaskMiddleware):
                 else runner.max_retries
             )
         if definition is None or retries >= int(max_retries):
+            # dramatiq's dead-letter record carries the retries done (its brokers keep
+            # the body of the last enqueued attempt), not this attempt's increment
+            options["retries"] = retries
             attempt.outcome = "dead"
             attempt.dead = True
             return
@@ -125,14 +129,20 @@ class Retries(TaskMiddleware):
 
 class Uniqueness(TaskMiddleware):
     """A unique task's lock lasts its ``unique_for`` window; it is released early when the
-    task is cancelled, or dead-letters with ``release_unique_on_failure``."""
+    task is cancelled, succeeds with ``release_unique_on_success``, or dead-letters with
+    ``release_unique_on_failure``."""
 
     def after_process(self, runner: Runner, attempt: Attempt) -> None:
         options = attempt.job.proxy.options
         key = options.get(UNIQUE_KEY)
         if key is None:
             return
-        if attempt.outcome == "cancelled" or (attempt.dead and options.get(UNIQUE_RELEASE)):
+        outcome = attempt.outcome
+        if (
+            outcome == "cancelled"
+            or (attempt.dead and options.get(UNIQUE_RELEASE))
+            or (outcome in ("done", "overran") and options.get(UNIQUE_RELEASE_DONE))
+        ):
             runner.control.release(key, attempt.context.id)
 
 

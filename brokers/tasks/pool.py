@@ -27,6 +27,8 @@ from troupe import Actor, ActorRef, ActorSystem, Backoff, Child
 from troupe.errors import ConfigError, require_at_least
 from troupe.supervisors import ChildSpec, SupervisorSpec
 
+from .activity import report_pool, worker_id
+from .catalog import register_queues
 from .control import ControlStore, control_for
 from .definitions import (
     DEFAULT_MAX_RETRIES,
@@ -71,9 +73,7 @@ class Watcher(Actor):
     async def _poll(self) -> None:
         control = self.pool.control
         try:
-            cancelled, paused = await asyncio.to_thread(
-                lambda: (frozenset(control.cancelled()), frozenset(control.paused()))
-            )
+            cancelled, paused = await asyncio.to_thread(self._exchange, control)
         except CONNECTION_ERRORS as exc:  # keep the last known state until it is back
             self.outage.failed(exc)
             return
@@ -83,6 +83,14 @@ class Watcher(Actor):
         if cancelled:
             runner.cancel_running(cancelled)
         self.pool.intake.set_paused(paused & set(self.pool.queues))
+
+    def _exchange(self, control: ControlStore) -> tuple[frozenset[str], frozenset[str]]:
+        try:
+            register_queues(self.pool.broker, self.pool.queues)  # once (then a no-op)
+        except Exception as exc:  # inspectors miss the names until it works
+            logger.debug("cannot record the pool's queues yet: %s", exc)
+        report_pool(self.pool)
+        return frozenset(control.cancelled()), frozenset(control.paused())
 
 
 class WorkerPool:
@@ -152,6 +160,7 @@ class WorkerPool:
         self.poll_interval = poll_interval
         self.drain_timeout = drain_timeout
         self.name = name
+        self.worker_id = worker_id(name)
         self.stats = TaskStats(system)
         self.runner = Runner(
             self.broker,

@@ -70,6 +70,11 @@ class Runner:
         with self._lock:
             return list(self._running)
 
+    def running(self) -> list[TaskContext]:
+        """The tasks running now."""
+        with self._lock:
+            return list(self._running.values())
+
     def cancel_running(self, ids: set[str] | frozenset[str]) -> int:
         """Cancel the running tasks among ``ids``; how many there were."""
         with self._lock:
@@ -113,7 +118,7 @@ class Runner:
                     f"no task named {proxy.actor_name!r} in this pool's registry; "
                     "dead-lettered (as a dramatiq worker does for an unknown actor)"
                 )
-            self._run(ctx, definition, proxy.args, proxy.kwargs)
+            attempt.result = self._run(ctx, definition, proxy.args, proxy.kwargs)
         except SkipTask as skip:
             attempt.outcome = skip.outcome
         except BaseException as exc:  # the task's failure: retry or dead-letter
@@ -188,7 +193,7 @@ class Runner:
                     "dead-letter queue",
                     attempt.context.task,
                     attempt.context.id,
-                    proxy.options.get("retries", 0) - 1,
+                    proxy.options.get("retries", 0),
                     exc,
                 )
                 if exc is not None:
