@@ -11,8 +11,10 @@ The message being handled and up to ``batch - 1`` messages queued behind it
   No attempt outlives that deadline (a client that retries by itself is cancelled,
   and the broker withdraws what it can), so the outcome comes within
   ``delivery_timeout``; a permanent error (a message the broker refuses, a setting it
-  rejects: ``ConfigError``) fails at once. Asking with the system's default ask
-  timeout (5 s) can end in ``AskTimeout`` first: ask with ``timeout=None``.
+  rejects: ``ConfigError``) fails at once. An ask without a ``timeout`` waits for
+  that outcome (the bridge's ``ask_timeout`` is None, not the system's 5 s), so it
+  ends in the message id or a ``PublishError``, never an ``AskTimeout`` while the
+  publish may still succeed.
   Messages sent meanwhile wait in the bridge's bounded mailbox and form the next
   batch. The bridge itself does not fail when the broker is unreachable: it keeps
   retrying, logs one warning when publishing starts failing and one line when it
@@ -122,6 +124,7 @@ class ProducerBridge(Actor):
         self.serializer = serializer
         self.batch = batch
         self.delivery_timeout = float(delivery_timeout)
+        self.ask_timeout = None  # an ask waits for its outcome: each batch ends in time
         self.retry = retry
         self.stats: ProducerStats = broker.stats.producer(self.name)
         self.producer_id = os.urandom(8).hex()  # names this instance's batches to the broker

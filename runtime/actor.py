@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .mailbox import MailboxConfig
 
+#: ``Actor.ask_timeout`` unset: asks use the system's ``ask_timeout``.
+SYSTEM_ASK_TIMEOUT: Any = object()
+
 if TYPE_CHECKING:
     from .cell import ActorCell
     from .child import Child
@@ -38,7 +41,11 @@ class Actor:
     ``throughput_deadline`` (seconds a turn may run before it yields; default:
     the system's), ``metrics_label`` (the ``actor`` label of its metrics; see :mod:`troupe.metrics`)
     and ``restart_policy`` (a :class:`RestartPolicy`: how it restarts when no
-    supervisor handles its failures; default: the system's).
+    supervisor handles its failures; default: the system's). ``ask_timeout``
+    (seconds, ``None`` for no limit; a class or instance attribute) is the default
+    ``timeout`` of asks to this actor, for one whose replies take as long as a
+    setting of its own (a producer bridge: its ``delivery_timeout``); unset, asks
+    use the system's ``ask_timeout``.
     """
 
     mailbox: ClassVar[MailboxConfig | None] = None
@@ -46,6 +53,7 @@ class Actor:
     throughput_deadline: ClassVar[float | None] = None
     metrics_label: ClassVar[str | None] = None
     restart_policy: ClassVar[RestartPolicy | None] = None
+    ask_timeout: float | None = SYSTEM_ASK_TIMEOUT
 
     _troupe_cell: ActorCell
 

@@ -17,9 +17,9 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from . import dispatch, intake, lifecycle, stopping, watch
-from .actor import Actor, is_async_callable
+from .actor import SYSTEM_ASK_TIMEOUT, Actor, is_async_callable
 from .envelope import Envelope
-from .errors import ConfigError, MailboxFull
+from .errors import ConfigError, MailboxFull, check_timeout
 from .mailbox import Mailbox, MailboxConfig
 from .ref import ActorRef
 from .restart import RestartPolicy
@@ -127,6 +127,9 @@ class ActorCell:
                 f"{type(self.actor).__name__}.restart_policy must be a RestartPolicy, "
                 f"got {policy!r}",
             )
+        own_timeout = self.actor.ask_timeout
+        if own_timeout is not SYSTEM_ASK_TIMEOUT and own_timeout is not None:
+            check_timeout("ask_timeout", own_timeout)
 
     def _new_instance(self) -> Actor:
         args, kwargs = self._instance_args

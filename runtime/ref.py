@@ -7,6 +7,7 @@ from asyncio import _get_running_loop
 from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
+from .actor import SYSTEM_ASK_TIMEOUT
 from .delivery import TrackedReply
 from .envelope import Envelope
 from .errors import check_timeout
@@ -96,6 +97,16 @@ class ActorRef:
                     return ACCEPTED
         return cell.deliver(message)
 
+    @property
+    def default_ask_timeout(self) -> float | None:
+        """What ``ask`` waits when given no ``timeout``: the actor's ``ask_timeout`` if it
+        sets one, else the system's."""
+        cell = self._cell
+        own: float | None = cell.actor.ask_timeout
+        if own is SYSTEM_ASK_TIMEOUT:
+            return cell.system.ask_timeout
+        return own
+
     def ask(
         self,
         message: Any,
@@ -106,15 +117,17 @@ class ActorRef:
         """Send ``message``; awaiting the result gives the handler's result (or raises its
         exception).
 
-        ``timeout`` (seconds) defaults to the system's ``ask_timeout``; ``None``
-        waits forever. It covers the whole ask, the wait for room in a full
-        ``backpressure`` mailbox included: :class:`~troupe.AskTimeout` names the
-        actor, and a message still parked at the deadline is never handled.
+        ``timeout`` (seconds) defaults to the actor's ``ask_timeout`` when it sets
+        one, else the system's ``ask_timeout``; ``None`` waits forever. It covers
+        the whole ask, the wait for room in a full ``backpressure`` mailbox
+        included: :class:`~troupe.AskTimeout` names the actor, and a message still
+        parked at the deadline is never handled.
         Call it on the system's event loop; sync code uses ``SyncActorSystem.ask``.
         """
         cell = self._cell
         if timeout is SYSTEM_TIMEOUT:
-            timeout = cell.system.ask_timeout
+            own: float | None = cell.actor.ask_timeout
+            timeout = cell.system.ask_timeout if own is SYSTEM_ASK_TIMEOUT else own
         elif timeout is not None:
             timeout = check_timeout("timeout", timeout)
         loop = _get_running_loop()

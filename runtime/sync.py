@@ -111,12 +111,12 @@ class SyncActorSystem:
     def ask(self, ref: ActorRef, message: Any, *, timeout: float | None = SYSTEM_TIMEOUT) -> Any:
         """Send and wait for the reply (or the handler's exception, or AskTimeout).
 
-        ``timeout`` is ``ref.ask``'s (default: the system's ``ask_timeout``). The ask
+        ``timeout`` is ``ref.ask``'s (default: ``ref.default_ask_timeout``). The ask
         goes through the system's thread intake (:mod:`troupe.thread_intake`): no
         coroutine per call, and asks from many threads reach the loop in batches.
         """
         if timeout is SYSTEM_TIMEOUT:
-            timeout = self.system.ask_timeout
+            timeout = ref.default_ask_timeout
         elif timeout is not None:
             timeout = check_timeout("timeout", timeout)
         self._check_caller()

@@ -93,6 +93,18 @@ async def test_an_unreachable_broker_fails_an_ask_with_publish_error_in_delivery
     assert 1.4 <= took < 4
 
 
+async def test_an_ask_without_a_timeout_waits_for_the_outcome_not_the_system_ask_timeout() -> None:
+    broker = connect(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        async with ActorSystem(ask_timeout=0.5) as system:  # shorter than delivery_timeout
+            producer = system.spawn(ProducerBridge, broker, "s", delivery_timeout=1.5, retry=FAST)
+            assert producer.default_ask_timeout is None
+            with pytest.raises(PublishError, match=r"delivery_timeout 1\.5 s"):
+                await producer.ask({"n": 1})  # no AskTimeout after 0.5 s
+    finally:
+        await broker.close()
+
+
 async def test_a_permanent_error_fails_at_once_and_says_so(rabbitmq_url: str) -> None:
     topology = Topology(exchanges=(Exchange("ex"),), routes={"s": Route("ex", "nowhere")})
     broker = connect(rabbitmq_url, topology=topology)

@@ -298,3 +298,25 @@ async def test_stop_jumps_ahead_of_queued_user_messages() -> None:
         await ref.stop()
         assert len(seen) <= 2  # the message in hand finishes; the queue waits no longer
         assert system.dead_letters.by_reason["recipient stopped"] == 100 - len(seen)
+
+
+async def test_an_actor_sets_the_default_timeout_of_the_asks_it_gets() -> None:
+    class Slow(Actor):
+        ask_timeout = 0.05
+
+        async def receive(self, message: Any) -> Any:
+            await asyncio.sleep(message)
+            return message
+
+    class Patient(Slow):
+        def __init__(self) -> None:
+            self.ask_timeout = None  # an instance may set it too
+
+    async with ActorSystem(ask_timeout=5.0) as system:
+        slow, patient = system.spawn(Slow), system.spawn(Patient)
+        assert (slow.default_ask_timeout, patient.default_ask_timeout) == (0.05, None)
+        with pytest.raises(AskTimeout):
+            await slow.ask(0.2)
+        assert await slow.ask(0.2, timeout=1.0) == 0.2  # an explicit timeout wins
+        assert await patient.ask(0.1) == 0.1
+        assert system.spawn(Echo).default_ask_timeout == 5.0
