@@ -116,6 +116,11 @@ class _Tracker:
         self.started_once = False
         self.done = False
 
+    @property
+    def retry(self) -> bool:
+        """A handler started this message before: its failure is the message's."""
+        return self.delivery.attempts > 0
+
     def started(self) -> None:
         self.started_once = True
         bridge = self._bridge  # the bridge's _started, inlined: once per message

@@ -95,6 +95,12 @@ class Child:
         return self._cell.failed_after_success
 
     @property
+    def failed_on_retry(self) -> bool:
+        """True when the pending failure was of a message that had failed before (a
+        bridge's redelivery): it does not count toward a crash loop."""
+        return self._cell.failed_on_retry
+
+    @property
     def mailbox_depth(self) -> int:
         """Queued plus parked user messages."""
         mailbox = self._cell.mailbox

@@ -31,8 +31,17 @@ logger = logging.getLogger(__name__)
 class DeliveryTracker(Protocol):
     """Told what became of one message sent with ``ActorRef.deliver``.
 
-    Both methods run on the system's loop thread and must not block.
+    Both methods run on the system's loop thread and must not block. ``retry`` is
+    True when the message's handler has failed before (a bridge redelivers it): a
+    retry that fails again is that message's failure, not a sign that the target
+    is in a crash loop, so it does not count toward one (see
+    :meth:`troupe.restart.RestartTracker.record_failure`).
     """
+
+    @property
+    def retry(self) -> bool:
+        """True when a handler failed on this message before."""
+        ...
 
     def started(self) -> None:
         """Called immediately before the handler is invoked for the message."""
@@ -70,6 +79,11 @@ class TrackedReply:
         if not self._done:
             self._done = True
             self.tracker.finished(exc)
+
+    @property
+    def retry(self) -> bool:
+        """The tracker's ``retry``: the message failed in a handler before."""
+        return self.tracker.retry
 
     def start(self, actor: str) -> bool:
         """Call ``tracker.started()``; on an exception, finish with it and return False."""

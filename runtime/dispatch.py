@@ -161,7 +161,7 @@ def _drain_sync(self: ActorCell) -> None:
                 if ok:
                     self._ran_well = True
                     ok = False
-                self._failed(exc, message)
+                self._failed(exc, message, retry=type(reply) is TrackedReply and reply.retry)
                 if traced:
                     leave_trace()
                 ended = True
@@ -285,7 +285,7 @@ async def _drain_async(self: ActorCell) -> None:
             if ok:
                 self._ran_well = True
                 ok = False
-            self._failed(exc, message)
+            self._failed(exc, message, retry=type(reply) is TrackedReply and reply.retry)
             if traced:
                 leave_trace()
             break

@@ -70,15 +70,23 @@ def _enter_running(self: ActorCell) -> None:
 
 
 def _failed(
-    self: ActorCell, exc: BaseException, message: Any, *, in_start: str | None = None
+    self: ActorCell,
+    exc: BaseException,
+    message: Any,
+    *,
+    in_start: str | None = None,
+    retry: bool = False,
 ) -> None:
     """Suspend after ``exc`` (from a handler, or the lifecycle hook ``in_start``) and
-    let the parent's ``on_child_failure`` (or the system's restart policy) decide."""
+    let the parent's ``on_child_failure`` (or the system's restart policy) decide.
+    ``retry``: the message had failed before (a bridge's redelivery)."""
     self.state = State.SUSPENDED
     self.failure = exc
     self.failed_in_start = in_start is not None
+    self.failed_on_retry = retry
     self.failed_after_success = self._ran_well
-    self._ran_well = False
+    if not retry:  # a retry's failure is neutral: the run of failures neither grows nor ends
+        self._ran_well = False
     self.system.note_failure(self, exc, message, hook=in_start)
     parent = self.parent
     if parent is not None and type(parent.actor).on_child_failure is not _DEFAULT_HOOK:

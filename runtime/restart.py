@@ -102,14 +102,26 @@ class RestartTracker:
         return found
 
     def record_failure(
-        self, child: str, now: float, *, ran_well: bool, lifecycle: bool = False
+        self,
+        child: str,
+        now: float,
+        *,
+        ran_well: bool,
+        lifecycle: bool = False,
+        retry: bool = False,
     ) -> float | None:
         """Count a failure of the actor ``child`` at ``now``: the delay before its restart
         (0.0: at once), or None when its crash loop is past the limit (give up).
 
         ``ran_well``: it handled a message successfully since its previous failure (the
         run of failures starts again). ``lifecycle``: ``on_start``/``on_restart`` failed,
-        which a restart at once would only repeat: it backs off from the first."""
+        which a restart at once would only repeat: it backs off from the first.
+        ``retry``: the failed message had failed before (a bridge redelivered it): its
+        failure is the message's, so it restarts at once and counts nothing — a burst
+        of poison messages coming back for their retries is not a crash loop, while
+        fresh messages failing one after the other are."""
+        if retry and not lifecycle:
+            return 0.0
         limit = self.intensity.max_restarts
         run = self._runs.get(child)
         if run is None or ran_well or now - run.last >= self.intensity.within:

@@ -276,7 +276,11 @@ class Supervisor(Actor):
         now = self.system.clock.now()
         if failed is not None:
             delay = self._tracker.record_failure(
-                name, now, ran_well=failed.failed_after_success, lifecycle=failed.failed_in_start
+                name,
+                now,
+                ran_well=failed.failed_after_success,
+                lifecycle=failed.failed_in_start,
+                retry=failed.failed_on_retry,
             )
         else:
             delay = self._tracker.record(name, now)

@@ -301,3 +301,36 @@ async def test_shutdown_does_not_wait_for_an_actor_backing_off() -> None:
     assert not ref.is_alive
     current = asyncio.current_task()
     assert all(t is current or t.done() for t in asyncio.all_tasks())
+
+
+class Retried:
+    """A delivery tracker of a message that failed before (a bridge's redelivery)."""
+
+    retry = True
+
+    def __init__(self, outcomes: list[BaseException | None]) -> None:
+        self.outcomes = outcomes
+
+    def started(self) -> None:
+        pass
+
+    def finished(self, error: BaseException | None) -> None:
+        self.outcomes.append(error)
+
+
+async def test_failures_of_retried_messages_never_make_a_crash_loop() -> None:
+    clock = VirtualClock()
+    tight = RestartPolicy(max_restarts=2, within=60.0)
+    async with ActorSystem(clock=clock, restart=tight) as system:
+        ref = system.spawn(Plain, name="plain")
+        outcomes: list[BaseException | None] = []
+        for _ in range(30):  # poison coming back for its retries, nothing handled between
+            ref.deliver("crash", Retried(outcomes))
+        await settle(clock)
+        assert len(outcomes) == 30 and all(isinstance(e, RuntimeError) for e in outcomes)
+        assert ref.is_alive and Child.of(ref).restarts == 30
+        assert clock.next_deadline() is None  # every restart at once
+        for _ in range(3):  # fresh messages failing in a row: the third is a crash loop
+            ref.tell("crash")
+        await settle(clock)
+        assert Child.of(ref).state is State.SUSPENDED and clock.next_deadline() is not None

@@ -27,6 +27,7 @@ class Tracker:
         self.log = log
         self.tag = tag
         self.errors: list[BaseException | None] = []
+        self.retry = False
 
     def started(self) -> None:
         self.log.append(f"started {self.tag}")
