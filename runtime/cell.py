@@ -63,8 +63,8 @@ class ActorCell:
         "factory",
         "failed_after_success",
         "failed_in_start",
-        "failed_on_retry",
         "failure",
+        "failure_answered",
         "mailbox",
         "metrics",
         "name",
@@ -118,7 +118,7 @@ class ActorCell:
         self.failed_in_start = False
         self._ran_well = False  # a message handled successfully since the last failure
         self.failed_after_success = False  # the pending failure ended a good run
-        self.failed_on_retry = False  # the pending failure was a redelivered message's
+        self.failure_answered = False  # the pending failure was an ask's or a retry's
         self.state = State.STARTING
         self.actor = self._new_instance()
         self._bind(self.actor)

@@ -95,10 +95,11 @@ class Child:
         return self._cell.failed_after_success
 
     @property
-    def failed_on_retry(self) -> bool:
-        """True when the pending failure was of a message that had failed before (a
-        bridge's redelivery): it does not count toward a crash loop."""
-        return self._cell.failed_on_retry
+    def failure_answered(self) -> bool:
+        """True when the pending failure was answered: an ask's (the asker got the
+        exception) or a redelivered message's (a bridge retries it). Such a failure is
+        the message's and counts toward no crash loop."""
+        return self._cell.failure_answered
 
     @property
     def mailbox_depth(self) -> int:

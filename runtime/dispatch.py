@@ -41,6 +41,15 @@ logger = logging.getLogger(__name__)
 _RUNNING = State.RUNNING
 
 
+def answered(reply: object) -> bool:
+    """Whether a failed message's failure is answered, so it counts toward no crash loop:
+    an ask (the asker gets the exception) or a bridge's redelivery of a message that
+    failed before (``DeliveryTracker.retry``). A tell and a fresh delivery count."""
+    if reply is None:
+        return False
+    return type(reply) is not TrackedReply or reply.retry
+
+
 def _schedule(self: ActorCell) -> None:
     self._scheduled = True
     if self._is_async:
@@ -161,7 +170,7 @@ def _drain_sync(self: ActorCell) -> None:
                 if ok:
                     self._ran_well = True
                     ok = False
-                self._failed(exc, message, retry=type(reply) is TrackedReply and reply.retry)
+                self._failed(exc, message, answered=answered(reply))
                 if traced:
                     leave_trace()
                 ended = True
@@ -285,7 +294,7 @@ async def _drain_async(self: ActorCell) -> None:
             if ok:
                 self._ran_well = True
                 ok = False
-            self._failed(exc, message, retry=type(reply) is TrackedReply and reply.retry)
+            self._failed(exc, message, answered=answered(reply))
             if traced:
                 leave_trace()
             break

@@ -75,17 +75,17 @@ def _failed(
     message: Any,
     *,
     in_start: str | None = None,
-    retry: bool = False,
+    answered: bool = False,
 ) -> None:
     """Suspend after ``exc`` (from a handler, or the lifecycle hook ``in_start``) and
     let the parent's ``on_child_failure`` (or the system's restart policy) decide.
-    ``retry``: the message had failed before (a bridge's redelivery)."""
+    ``answered``: an ask's or a redelivered message's failure (see dispatch.answered)."""
     self.state = State.SUSPENDED
     self.failure = exc
     self.failed_in_start = in_start is not None
-    self.failed_on_retry = retry
+    self.failure_answered = answered
     self.failed_after_success = self._ran_well
-    if not retry:  # a retry's failure is neutral: the run of failures neither grows nor ends
+    if not answered:  # an answered failure is neutral: the run neither grows nor ends
         self._ran_well = False
     self.system.note_failure(self, exc, message, hook=in_start)
     parent = self.parent

@@ -108,7 +108,7 @@ class RestartTracker:
         *,
         ran_well: bool,
         lifecycle: bool = False,
-        retry: bool = False,
+        answered: bool = False,
     ) -> float | None:
         """Count a failure of the actor ``child`` at ``now``: the delay before its restart
         (0.0: at once), or None when its crash loop is past the limit (give up).
@@ -116,11 +116,12 @@ class RestartTracker:
         ``ran_well``: it handled a message successfully since its previous failure (the
         run of failures starts again). ``lifecycle``: ``on_start``/``on_restart`` failed,
         which a restart at once would only repeat: it backs off from the first.
-        ``retry``: the failed message had failed before (a bridge redelivered it): its
-        failure is the message's, so it restarts at once and counts nothing — a burst
-        of poison messages coming back for their retries is not a crash loop, while
-        fresh messages failing one after the other are."""
-        if retry and not lifecycle:
+        ``answered``: the failure went back to whoever sent the message — an ask's
+        caller, or a bridge that retries a message that failed before — so it is the
+        message's: it restarts at once and counts nothing. A burst of poison messages
+        coming back for their retries, or asks refused one after another, is not a
+        crash loop; fresh told messages failing one after the other are."""
+        if answered and not lifecycle:
             return 0.0
         limit = self.intensity.max_restarts
         run = self._runs.get(child)

@@ -522,7 +522,7 @@ class ActorSystem:
             self.clock.now(),
             ran_well=cell.failed_after_success,
             lifecycle=cell.failed_in_start,
-            retry=cell.failed_on_retry,
+            answered=cell.failure_answered,
         )
         if delay is None:
             self.stopped_by_policy += 1

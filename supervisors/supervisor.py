@@ -280,7 +280,7 @@ class Supervisor(Actor):
                 now,
                 ran_well=failed.failed_after_success,
                 lifecycle=failed.failed_in_start,
-                retry=failed.failed_on_retry,
+                answered=failed.failure_answered,
             )
         else:
             delay = self._tracker.record(name, now)

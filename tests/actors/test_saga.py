@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from troupe import ActorSystem
+from troupe import ActorSystem, Child
 from troupe.actors.retry import Retry
 from troupe.actors.saga import (
     GetSaga,
@@ -275,3 +275,41 @@ async def test_an_orchestrator_that_crashes_and_restarts_resumes_its_sagas() -> 
         assert journal == ["do a", "do b", "do c"]
         stats = await orchestrator.ask(GetSagaStats())
         assert system.restarts >= 1 and stats.resumed >= 1
+
+
+class Flaky(Journal):
+    """Fails the first attempt of every saga (a dependency that hiccups), rejects some."""
+
+    async def action(self, saga_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        if self.step_name == "b" and saga_id not in self.plan:
+            self.plan[saga_id] = True
+            raise ConnectionError(f"b hiccup on {saga_id}")
+        if self.step_name == "c" and saga_id.endswith("7"):
+            raise StepRejected("c says no")
+        return await super().action(saga_id, data)
+
+
+async def test_steps_that_keep_raising_are_outcomes_and_park_no_healthy_saga() -> None:
+    """A shared step actor raising for 60 sagas in a row (asks: answered failures) never
+    backs off, so no compensation waits behind it and no saga needs a person."""
+    async with ActorSystem() as system:
+        journal: list[str] = []
+        finished: list[Any] = []
+        plan: dict[str, Any] = {}
+        for name in "abc":
+            system.spawn(Flaky, name, journal, plan, name=f"step-{name}")
+        orchestrator = system.spawn(
+            SagaOrchestrator,
+            definition(timeout=1.0),
+            MemorySagaLog(),
+            listener=system.spawn(Recorder, finished),
+            name="trips",
+        )
+        for i in range(60):
+            await orchestrator.ask(StartSaga(f"t{i}", {}))
+        await eventually(lambda: len(finished) == 60, timeout=30)
+        statuses = [f.status for f in finished]
+        assert statuses.count(SagaStatus.COMPENSATED) == 6  # t7, t17, ..., t57: rejected by c
+        assert statuses.count(SagaStatus.COMPLETED) == 54
+        assert SagaStatus.NEEDS_ATTENTION not in statuses
+        assert Child.of(system.lookup("step-b")).restarts == 60  # each at once

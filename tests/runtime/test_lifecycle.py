@@ -334,3 +334,17 @@ async def test_failures_of_retried_messages_never_make_a_crash_loop() -> None:
             ref.tell("crash")
         await settle(clock)
         assert Child.of(ref).state is State.SUSPENDED and clock.next_deadline() is not None
+
+
+async def test_asks_refused_one_after_another_are_answers_not_a_crash_loop() -> None:
+    clock = VirtualClock()
+    tight = RestartPolicy(max_restarts=2, within=60.0)
+    async with ActorSystem(clock=clock, restart=tight) as system:
+        ref = system.spawn(Plain, name="plain")
+        for _ in range(30):  # e.g. a payment step declining one order after another
+            with pytest.raises(RuntimeError):
+                await ref.ask("crash")
+        await settle(clock)
+        assert ref.is_alive and Child.of(ref).restarts == 30  # every one at once
+        assert Child.of(ref).state is State.RUNNING
+        assert await ref.ask("fine") == "fine"
