@@ -45,8 +45,8 @@ from _common import Report, parse_args
 import troupe
 from troupe import ActorSystem
 from troupe.brokers import BYTES, Broker, ConsumerBridge, connect
-from troupe.brokers.redis_streams import RedisBroker
-from troupe.brokers.testing import RedisServer
+from troupe.brokers.redis.broker import RedisBroker
+from troupe.brokers.servers import RedisServer
 
 PAYLOAD = b"x" * 100
 BATCH = 100

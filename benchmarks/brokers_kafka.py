@@ -40,7 +40,7 @@ import troupe
 from troupe import ActorSystem
 from troupe.brokers import BYTES, ConsumerBridge, connect
 from troupe.brokers.kafka import KafkaBroker
-from troupe.brokers.testing_kafka import KafkaServer
+from troupe.brokers.servers.kafka import KafkaServer
 
 PAYLOAD = b"x" * 100
 BATCH = 100

@@ -38,7 +38,7 @@ from pika.adapters.asyncio_connection import AsyncioConnection
 import troupe
 from troupe import ActorSystem
 from troupe.brokers import BYTES, ConsumerBridge, connect
-from troupe.brokers.testing_rabbitmq import RabbitServer
+from troupe.brokers.servers.rabbitmq import RabbitServer
 
 PAYLOAD = b"x" * 100
 BATCH = 100

@@ -38,8 +38,8 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
 from troupe import ActorSystem
+from troupe.brokers.servers import RedisServer
 from troupe.brokers.tasks import TaskRegistry, WorkerPool
-from troupe.brokers.testing import RedisServer
 
 THREADS = 8
 QUEUE = "bench"

@@ -1,7 +1,17 @@
-"""troupe.brokers: one delivery contract over the in-memory broker and Redis Streams.
+"""troupe.brokers: one delivery contract over the in-memory broker, Redis Streams,
+RabbitMQ and Apache Kafka.
 
 >>> from troupe.brokers import connect
->>> broker = connect("memory://")          # or "redis://127.0.0.1:6379/0", "rediss://..."
+>>> broker = connect("memory://")   # or "redis://127.0.0.1:6379/0", "amqp://...", "kafka://..."
+
+The contract lives once, in broker-neutral modules: ``base`` (:class:`Broker`),
+``session`` (the consumer transport), ``consumer`` and ``producer`` (the
+bridges), ``message``, ``attempts`` (handler starts, durably), ``idempotency``.
+Each broker is a subpackage that supplies only its transport —
+:mod:`troupe.brokers.redis`, :mod:`troupe.brokers.rabbitmq`,
+:mod:`troupe.brokers.kafka` — plus ``memory`` (embedded) and
+:mod:`troupe.brokers.servers` (real servers for tests). Layer contracts keep the
+brokers apart and the contract free of any broker client.
 
 - :func:`connect` picks a :class:`Broker` by URL (passwords never shown).
 - :class:`ConsumerBridge` (an actor) delivers a stream to a target actor at least once,
@@ -35,7 +45,8 @@ from .message import (
 )
 from .producer import ProducerBridge, Publish
 from .session import AttemptLog, ConsumerSession, Delivery
-from .url import connect, redact
+from .redaction import redact
+from .url import connect
 
 __all__ = [
     "BYTES",

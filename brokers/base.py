@@ -170,7 +170,7 @@ class Broker(ABC):
         reconnect: Backoff = DEFAULT_RECONNECT,
         journal_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        from .url import redact
+        from .redaction import redact
 
         self.url = redact(url)
         self.journal_dir = journal_dir

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from troupe.errors import ConfigError, require_at_least
 
-from .url import redact
+from .redaction import redact
 
 
 def check_maxlen(maxlen: int | None) -> None:

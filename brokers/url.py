@@ -1,37 +1,19 @@
-"""Choosing a broker by URL, and keeping passwords out of logs and reprs.
-
->>> redact("redis://app:s3cret@127.0.0.1:6379/0")
-'redis://app:***@127.0.0.1:6379/0'
-"""
+"""Choosing a broker by URL (``connect``); passwords stay out of its errors (``redact``)."""
 
 from __future__ import annotations
 
 import logging
 import re
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from troupe.errors import ConfigError
 
 from .base import Broker
+from .redaction import redact
 
 logger = logging.getLogger(__name__)
 
 SCHEMES = ("memory", "redis", "rediss", "amqp", "amqps", "kafka")
-
-
-def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    hosts = parts.netloc.rsplit("@", 1)[1]  # as written (Kafka lists several host:port)
-    netloc = f"{user}:***@{hosts}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def connect(url: str = "memory://", **options: Any) -> Broker:
@@ -65,15 +47,15 @@ def _make(url: str, options: dict[str, Any]) -> Broker:
 
         return MemoryBroker(url, **options)
     if scheme in ("redis", "rediss"):
-        from .redis_streams import RedisBroker
+        from .redis.broker import RedisBroker
 
         return RedisBroker(url, **options)
     if scheme in ("amqp", "amqps"):
-        from .rabbitmq import RabbitBroker
+        from .rabbitmq.broker import RabbitBroker
 
         return RabbitBroker(url, **options)
     if scheme == "kafka":
-        from .kafka import KafkaBroker
+        from .kafka.broker import KafkaBroker
 
         return KafkaBroker(url, **options)
     raise ConfigError(

@@ -266,7 +266,7 @@ def _redis_state(
     from redis.asyncio import Redis
 
     from troupe.actors.saga_log_redis import RedisSagaLog
-    from troupe.brokers.redis_idempotency import RedisIdempotencyStore
+    from troupe.brokers.redis.idempotency import RedisIdempotencyStore
 
     client = Redis.from_url(settings.broker_url)
     log = (

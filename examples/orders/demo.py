@@ -387,7 +387,7 @@ def render(result: DemoResult, options: DemoOptions) -> str:
 
 
 def _redacted(url: str) -> str:
-    from troupe.brokers.url import redact
+    from troupe.brokers.redaction import redact
 
     return redact(url)
 

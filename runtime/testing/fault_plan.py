@@ -19,7 +19,7 @@ raises :class:`InjectedFault` instead of running), :class:`Drop` (a tell is
 lost: the handler does not run; asks and broker deliveries are never
 dropped), :class:`Delay` (a tell is taken out and told again ``seconds``
 later: later messages overtake it). Broker faults, applied to consumer
-sessions by ``troupe.brokers.testing_faults``: :class:`Duplicate` (a
+sessions by ``troupe.brokers.faults``: :class:`Duplicate` (a
 fetched delivery is handed out again with the next fetch; ``at`` counts
 fetched deliveries), :class:`Redeliver` (an ack is lost: the entry stays
 pending and is delivered again; ``at`` counts acked deliveries),

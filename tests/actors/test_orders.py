@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from troupe import ActorSystem
 from troupe.actors.saga_log import MemorySagaLog, SagaRecord, SagaStatus
 from troupe.brokers import connect
+from troupe.brokers.faults import SimulatedBroker
 from troupe.brokers.idempotency import MemoryIdempotencyStore
-from troupe.brokers.testing_faults import SimulatedBroker
 from troupe.examples.orders import CreateOrder, Inventory, Mailer, Payments
 from troupe.examples.orders.app import OrderApp, OrderSettings, start_orders
 from troupe.examples.orders.steps import Faults

@@ -22,7 +22,7 @@ from troupe import Actor, ActorSystem, RestartPolicy
 from troupe.backoff import Backoff
 from troupe.brokers import ConsumerBridge, connect
 from troupe.brokers.message import ATTEMPT
-from troupe.brokers.redis_streams import RedisBroker
+from troupe.brokers.redis.broker import RedisBroker
 
 HANDLING = 0.003  # seconds per healthy message
 

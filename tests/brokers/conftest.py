@@ -1,7 +1,7 @@
 """Broker test fixtures: a session-wide redis-server and a broker of every kind.
 
 Other test folders reuse the Redis fixtures with
-``from troupe.brokers.pytest_plugin import redis_server, redis_url  # noqa: F401``.
+``from troupe.brokers.servers.pytest_plugin import redis_server, redis_url  # noqa: F401``.
 RabbitMQ and Kafka join the conformance suite by adding their id to ``BROKERS``
 and a branch in ``broker_url``.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from troupe.brokers import Broker, Capabilities, MemoryBroker, connect
-from troupe.brokers.pytest_plugin import (
+from troupe.brokers.servers.pytest_plugin import (
     kafka_server,
     kafka_url,
     rabbitmq_server,
@@ -42,7 +42,7 @@ def _capabilities(broker_id: str) -> Capabilities:
     if broker_id == "memory":
         return MemoryBroker.capabilities
     if broker_id == "redis":
-        from troupe.brokers.redis_streams import RedisBroker
+        from troupe.brokers.redis.broker import RedisBroker
 
         return RedisBroker.capabilities
     if broker_id == "rabbitmq":

@@ -17,8 +17,8 @@ from troupe import Actor, ActorSystem
 from troupe.brokers import ConsumerBridge, connect
 from troupe.brokers.idempotency import ClaimState
 from troupe.brokers.message import MESSAGE_ID
-from troupe.brokers.redis_idempotency import RedisIdempotencyStore
-from troupe.brokers.redis_streams import RedisBroker
+from troupe.brokers.redis.broker import RedisBroker
+from troupe.brokers.redis.idempotency import RedisIdempotencyStore
 from troupe.supervisors import Backoff
 
 

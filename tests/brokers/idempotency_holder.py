@@ -18,7 +18,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from troupe.actors.idempotency import Atomic, Idempotent
-from troupe.brokers.redis_idempotency import RedisIdempotencyStore
+from troupe.brokers.redis.idempotency import RedisIdempotencyStore
 
 
 async def main(url: str, mode: str, keys: int) -> None:

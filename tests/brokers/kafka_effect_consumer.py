@@ -24,7 +24,7 @@ from troupe import Actor, ActorSystem
 from troupe.brokers import ConsumerBridge, connect
 from troupe.brokers.idempotency import ClaimState
 from troupe.brokers.message import MESSAGE_ID
-from troupe.brokers.redis_idempotency import RedisIdempotencyStore
+from troupe.brokers.redis.idempotency import RedisIdempotencyStore
 from troupe.supervisors import Backoff
 
 HANDLING = 0.004  # seconds per message

@@ -27,7 +27,7 @@ from troupe.brokers.message import (
     TRACEPARENT,
 )
 from troupe.brokers.rabbitmq import RabbitBroker
-from troupe.brokers.redis_streams import RedisBroker
+from troupe.brokers.redis.broker import RedisBroker
 from troupe.brokers.session import Delivery
 from troupe.supervisors import Backoff
 

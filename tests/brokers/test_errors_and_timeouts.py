@@ -28,9 +28,9 @@ from troupe.brokers import (
 from troupe.brokers.kafka import KafkaBroker
 from troupe.brokers.log_limit import RateLimit, limit_client_logs
 from troupe.brokers.message import KEY
-from troupe.brokers.rabbitmq_topology import Exchange, Route, Topology
-from troupe.brokers.testing import free_port
-from troupe.brokers.testing_kafka import KafkaServer
+from troupe.brokers.rabbitmq.topology import Exchange, Route, Topology
+from troupe.brokers.servers import free_port
+from troupe.brokers.servers.kafka import KafkaServer
 
 FAST = Backoff(initial=0.05, maximum=0.3, jitter="equal")
 

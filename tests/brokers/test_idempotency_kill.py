@@ -21,7 +21,7 @@ import pytest
 from redis.asyncio import Redis
 
 from troupe.actors.idempotency import Atomic, Idempotent
-from troupe.brokers.redis_idempotency import RedisIdempotencyStore
+from troupe.brokers.redis.idempotency import RedisIdempotencyStore
 
 pytestmark = pytest.mark.broker
 

@@ -22,7 +22,7 @@ from troupe import Actor, ActorSystem
 from troupe.brokers import ConsumerBridge, ProducerBridge, Publish, connect
 from troupe.brokers.kafka import KafkaBroker
 from troupe.brokers.message import DELIVERIES, ENTRY_ID, ERROR_REASON
-from troupe.brokers.testing_kafka import KafkaServer
+from troupe.brokers.servers.kafka import KafkaServer
 from troupe.supervisors import Backoff
 
 FAST = Backoff(initial=0.01, maximum=0.05, jitter="none")

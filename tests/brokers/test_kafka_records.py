@@ -15,7 +15,7 @@ from tests.helpers import eventually
 from troupe import Actor, ActorSystem, MailboxConfig
 from troupe.brokers import BYTES, ConsumerBridge, ProducerBridge, Publish, connect
 from troupe.brokers.kafka import KafkaBroker
-from troupe.brokers.kafka_bridge import KafkaConsumerBridge, Seek
+from troupe.brokers.kafka.bridge import KafkaConsumerBridge, Seek
 from troupe.brokers.message import (
     ENTRY_ID,
     ERROR_REASON,

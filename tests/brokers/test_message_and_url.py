@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from troupe import ConfigError
 from troupe.brokers import JSON, MalformedMessage, MemoryBroker, Message, connect, redact
 from troupe.brokers.message import BYTES, decode_body, from_fields, to_fields
-from troupe.brokers.redis_streams import RedisBroker
+from troupe.brokers.redis.broker import RedisBroker
 
 headers = st.dictionaries(st.text(min_size=1, max_size=10), st.text(max_size=20), max_size=4)
 
@@ -80,7 +80,7 @@ def test_passwords_never_show(caplog: pytest.LogCaptureFixture) -> None:
 
 async def test_connection_errors_do_not_leak_the_password() -> None:
     from troupe.brokers import BrokerConnectionError
-    from troupe.brokers.testing import free_port
+    from troupe.brokers.servers import free_port
 
     broker = connect(f"redis://app:s3cret@127.0.0.1:{free_port()}/0")
     with pytest.raises(BrokerConnectionError) as info:
@@ -93,7 +93,7 @@ async def test_rediss_url_uses_tls_and_keeps_the_password_out_of_sight(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from troupe.brokers import BrokerConnectionError
-    from troupe.brokers.testing import RedisServer
+    from troupe.brokers.servers import RedisServer
 
     with RedisServer(tls=True, password="s3cret") as server:
         assert server.url.startswith("rediss://")

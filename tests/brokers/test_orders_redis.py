@@ -12,7 +12,7 @@ from troupe import ActorSystem
 from troupe.actors.idempotency import Idempotent
 from troupe.actors.saga_log import SagaFenced, SagaRecord, SagaStatus
 from troupe.actors.saga_log_redis import RedisSagaLog
-from troupe.brokers.redis_idempotency import RedisIdempotencyStore
+from troupe.brokers.redis.idempotency import RedisIdempotencyStore
 from troupe.examples.orders import CreateOrder
 from troupe.examples.orders.app import OrderSettings, start_orders
 from troupe.examples.orders.demo import DemoOptions, render, run_demo

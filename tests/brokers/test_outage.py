@@ -2,7 +2,7 @@
 
 Producer asks and tells go on while the broker is stopped and started again (a real
 server's stop/start; ``memory://``, which has no server, is taken down with
-``troupe.brokers.testing_faults.Outage``). Asserted on each broker: nothing confirmed is
+``troupe.brokers.faults.Outage``). Asserted on each broker: nothing confirmed is
 lost (every ask that returned an id is consumed), failures are reported (PublishError
 within the delivery timeout, never AskTimeout), a publish reported failed is not stored
 later, and the producer logs one line for the outage and one for the recovery, naming
@@ -23,8 +23,8 @@ from tests.brokers.helpers import TOLERANT
 from tests.helpers import eventually
 from troupe import Actor, ActorSystem, Backoff
 from troupe.brokers import ConsumerBridge, ProducerBridge, PublishError, connect
+from troupe.brokers.faults import Outage
 from troupe.brokers.message import MESSAGE_ID
-from troupe.brokers.testing_faults import Outage
 
 DELIVERY_TIMEOUT = 3.0
 FAST = Backoff(initial=0.05, maximum=0.5, jitter="equal")

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from troupe import ActorSystem, Backoff
 from troupe.brokers import BrokerError, ProducerBridge, Publish, PublishError, connect
-from troupe.brokers.redis_publish import record_key
-from troupe.brokers.testing import RedisServer
+from troupe.brokers.redis.publish import record_key
+from troupe.brokers.servers import RedisServer
 
 FAST = Backoff(initial=0.01, maximum=0.2, jitter="equal")
 

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from tests.brokers.helpers import TOLERANT
 from troupe import Actor, ActorSystem
 from troupe.brokers import Broker, ConsumerBridge, ConsumerSession, connect
+from troupe.brokers.faults import SimulatedBroker
 from troupe.brokers.message import ENTRY_ID
-from troupe.brokers.testing_faults import SimulatedBroker
 from troupe.supervisors import Backoff
 from troupe.testing import Disconnect, Duplicate, FaultPlan, Redeliver, fault_plans, seeds, simulate
 

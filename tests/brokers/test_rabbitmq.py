@@ -28,10 +28,10 @@ from troupe.brokers import (
 from troupe.brokers.message import ATTEMPT, ERROR_REASON
 from troupe.brokers.producer import Publish
 from troupe.brokers.rabbitmq import RabbitBroker
-from troupe.brokers.rabbitmq_publish import delay_tier
-from troupe.brokers.rabbitmq_topology import Binding, Exchange, Queue, Route, Topology
-from troupe.brokers.testing import free_port
-from troupe.brokers.testing_rabbitmq import RabbitServer
+from troupe.brokers.rabbitmq.publish import delay_tier
+from troupe.brokers.rabbitmq.topology import Binding, Exchange, Queue, Route, Topology
+from troupe.brokers.servers import free_port
+from troupe.brokers.servers.rabbitmq import RabbitServer
 from troupe.supervisors import Backoff
 
 from .test_conformance import Recorder

@@ -11,7 +11,7 @@ from troupe import Actor, ActorSystem
 from troupe.brokers import ConsumerBridge, ProducerBridge, connect
 from troupe.brokers.message import MESSAGE_ID
 from troupe.brokers.rabbitmq import RabbitBroker
-from troupe.brokers.testing_rabbitmq import RabbitServer
+from troupe.brokers.servers.rabbitmq import RabbitServer
 from troupe.supervisors import Backoff
 
 FAST = Backoff(initial=0.05, maximum=0.5, jitter="none")

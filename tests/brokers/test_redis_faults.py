@@ -21,7 +21,7 @@ from troupe.brokers import (
     ConsumerBridge,
     connect,
 )
-from troupe.brokers.testing import RedisServer
+from troupe.brokers.servers import RedisServer
 from troupe.supervisors import Backoff
 
 CONSUMER = Path(__file__).with_name("effect_consumer.py")
@@ -137,7 +137,7 @@ async def test_an_unreachable_broker_is_retried_with_backoff_and_logged_once(
     WARNING line for the outage, and stays alive (an outage does not spend the restart
     intensity of its supervisor)."""
     from troupe import VirtualClock
-    from troupe.brokers.testing import free_port
+    from troupe.brokers.servers import free_port
 
     broker = connect(
         f"redis://app:s3cret@127.0.0.1:{free_port()}/0",

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from troupe.brokers import ClaimState, IdempotencyStore, MemoryIdempotencyStore
-from troupe.brokers.redis_idempotency import RedisIdempotencyStore
+from troupe.brokers.redis.idempotency import RedisIdempotencyStore
 
 
 @pytest.fixture(params=["memory", "redis"])

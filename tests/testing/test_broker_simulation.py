@@ -10,7 +10,7 @@ from hypothesis import given, settings
 
 from troupe import Actor, ActorSystem, Backoff, RestartPolicy
 from troupe.brokers import ConsumerBridge
-from troupe.brokers.testing_faults import SimulatedBroker
+from troupe.brokers.faults import SimulatedBroker
 from troupe.testing import (
     Crash,
     Disconnect,

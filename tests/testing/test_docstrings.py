@@ -19,7 +19,7 @@ MODULES = [
     "troupe.testing.exploring",
     "troupe.testing.invariants",
     "troupe.testing.machine",
-    "troupe.brokers.testing_faults",
+    "troupe.brokers.faults",
     "troupe.supervisors.testing_faults",
     "troupe.actors.testing",
 ]

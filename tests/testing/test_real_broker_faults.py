@@ -11,9 +11,9 @@ from typing import Any
 from tests.helpers import eventually
 from troupe import Actor, ActorSystem, Backoff, RestartPolicy
 from troupe.brokers import ConsumerBridge, connect
-from troupe.brokers.pytest_plugin import redis_server, redis_url  # noqa: F401
-from troupe.brokers.testing import RedisServer
-from troupe.brokers.testing_faults import inject_stream_faults
+from troupe.brokers.faults import inject_stream_faults
+from troupe.brokers.servers import RedisServer
+from troupe.brokers.servers.pytest_plugin import redis_server, redis_url  # noqa: F401
 from troupe.testing import (
     Crash,
     Disconnect,

@@ -1,7 +1,7 @@
 """Fixtures of the task tests: a dramatiq broker of each kind (stub, Redis, RabbitMQ), empty.
 
 The RabbitMQ fixtures (a rabbitmq-server node, a vhost per test) come from
-``troupe.brokers.pytest_plugin``.
+``troupe.brokers.servers.pytest_plugin``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import dramatiq
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
-from troupe.brokers.pytest_plugin import rabbitmq_server, rabbitmq_url
+from troupe.brokers.servers.pytest_plugin import rabbitmq_server, rabbitmq_url
 from troupe.brokers.tasks import open_broker
 
 __all__ = ["rabbitmq_server", "rabbitmq_url", "task_broker", "task_broker_url"]

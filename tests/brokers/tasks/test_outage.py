@@ -10,8 +10,8 @@ import pytest
 
 from tests.helpers import eventually
 from troupe import ActorSystem, Child
+from troupe.brokers.servers import RedisServer
 from troupe.brokers.tasks import TaskClient, TaskRegistry, WorkerPool, open_broker
-from troupe.brokers.testing import RedisServer
 
 pytestmark = pytest.mark.broker
 

@@ -8,7 +8,7 @@ keeps its log on ``stop``/``start``/``restart`` (topics, messages and committed
 offsets survive); ``kill`` is SIGKILL. Internal topics have replication factor 1,
 ``group.initial.rebalance.delay.ms`` is 0 and the minimum session timeout is 500 ms so
 that tests are fast. The pytest fixtures built on it live in
-:mod:`troupe.brokers.pytest_plugin`.
+:mod:`troupe.brokers.servers.pytest_plugin`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .testing import ServerMissing, ServerProcess, free_port
+from .process import ServerMissing, ServerProcess, free_port
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from pika.adapters.asyncio_connection import AsyncioConnection
 from pika.channel import Channel
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
 
-from .base import BrokerConnectionError, BrokerError, PublishRefused
+from ..base import BrokerConnectionError, BrokerError, PublishRefused
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """pytest fixtures for tests on a real Redis: import them into a conftest.py.
 
 >>> # tests/<pkg>/conftest.py
->>> # from troupe.brokers.pytest_plugin import redis_server, redis_url  # noqa: F401
+>>> # from troupe.brokers.servers.pytest_plugin import redis_server, redis_url  # noqa: F401
 
 ``redis_server`` (session scope) starts one redis-server on a free 127.0.0.1
 port with a temporary data folder and stops it at the end; fault tests call
@@ -11,11 +11,11 @@ previous test left it stopped. A missing redis-server binary is a test error
 that says how to install it.
 
 ``rabbitmq_server`` (session scope) starts one rabbitmq-server node the same way
-(:class:`~troupe.brokers.testing_rabbitmq.RabbitServer`); ``rabbitmq_url`` gives
+(:class:`~troupe.brokers.servers.RabbitServer`); ``rabbitmq_url`` gives
 each test a new vhost on it.
 
 ``kafka_server`` (session scope) starts one Apache Kafka KRaft node
-(:class:`~troupe.brokers.testing_kafka.KafkaServer`), or none when
+(:class:`~troupe.brokers.servers.KafkaServer`), or none when
 ``TROUPE_KAFKA_BOOTSTRAP`` names an existing broker (``host:port``); ``kafka_url``
 gives each test its own namespace (a topic and group name prefix) on it.
 """
@@ -29,9 +29,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from .testing import RedisServer, ServerMissing
-from .testing_kafka import KafkaServer
-from .testing_rabbitmq import RabbitServer
+from .kafka import KafkaServer
+from .process import ServerMissing
+from .rabbitmq import RabbitServer
+from .redis import RedisServer
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote
 
-from .testing import ServerMissing, ServerProcess, make_certificates
+from .process import ServerMissing, ServerProcess, make_certificates
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
 - groups: ``XGROUP CREATE ... MKSTREAM``, an existing group (BUSYGROUP) is fine;
 - delay: a sorted set ``<stream>:delayed`` (score = due time in ms) and one hash per
   message; a Lua script moves due messages into the stream atomically;
-- consuming: :class:`~troupe.brokers.redis_session.RedisSession` (own pending with
+- consuming: :class:`~troupe.brokers.redis.session.RedisSession` (own pending with
   ``XPENDING``/``XCLAIM``, idle pending of dead consumers with ``XAUTOCLAIM``, new
   entries with ``XREADGROUP COUNT``; handler starts counted in the hash
   ``<stream>:attempts:<group>``).
@@ -26,7 +26,7 @@ from redis import exceptions as rex
 
 from troupe.backoff import Backoff
 
-from .base import (
+from ..base import (
     DEFAULT_RECONNECT,
     Broker,
     BrokerConnectionError,
@@ -34,10 +34,10 @@ from .base import (
     Capabilities,
     to_str,
 )
-from .message import JSON, Message, Serializer, from_fields, to_fields
-from .options import check_client_options, check_maxlen, check_port
-from .redis_publish import publish_once
-from .session import ConsumerSession
+from ..message import JSON, Message, Serializer, from_fields, to_fields
+from ..options import check_client_options, check_maxlen, check_port
+from ..session import ConsumerSession
+from .publish import publish_once
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ class RedisBroker(Broker):
         claim_idle: float = 30.0,
         delay_poll: float = 0.05,
     ) -> ConsumerSession:
-        from .redis_session import RedisSession
+        from .session import RedisSession
 
         await self.connect()
         await self.ensure_group(stream, group)

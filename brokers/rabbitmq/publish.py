@@ -33,7 +33,7 @@ from typing import Any
 
 import pika
 
-from .message import CONTENT_TYPE, ERROR_REASON, KEY, ORIGINAL_STREAM, Message
+from ..message import CONTENT_TYPE, ERROR_REASON, KEY, ORIGINAL_STREAM, Message
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@
   partition came back to this member and the record is out again (then it counts).
 - **release** commits nothing beyond what was handled (the session is ending).
 - **Attempts**: the journal of :mod:`troupe.brokers.attempts` over the record in
-  :mod:`troupe.brokers.kafka_attempts`, reloaded and folded at every assignment.
+  :mod:`troupe.brokers.kafka.attempts`, reloaded and folded at every assignment.
 - **Stats**: lag (high watermark - next offset to hand out) and in-flight records per
   partition in ``broker.stats.consumer(...).partitions``.
 """
@@ -44,17 +44,17 @@ from aiokafka import errors as kerr
 
 from troupe.errors import ConfigError
 
-from .attempts import JournaledAttempts, Start, journal_directory
-from .base import BrokerConnectionError, BrokerError, PartitionStats
-from .kafka_attempts import KafkaAttemptsRecord
-from .kafka_wire import from_record, to_record
-from .message import Message
-from .session import ConsumerSession, Delivery
+from ..attempts import JournaledAttempts, Start, journal_directory
+from ..base import BrokerConnectionError, BrokerError, PartitionStats
+from ..message import Message
+from ..session import ConsumerSession, Delivery
+from .attempts import KafkaAttemptsRecord
+from .wire import from_record, to_record
 
 if TYPE_CHECKING:
     from aiokafka.structs import ConsumerRecord
 
-    from .kafka import KafkaBroker
+    from .broker import KafkaBroker
 
 logger = logging.getLogger(__name__)
 
@@ -569,7 +569,7 @@ class KafkaSession(ConsumerSession):
         position is committed at once, and fetching goes on from there. Returns the
         offsets per partition moved (only partitions assigned to this member).
         """
-        from .kafka import resolve_seek
+        from .broker import resolve_seek
 
         consumer = self._consumer
         tps = [part.tp for part in self._parts.values()]

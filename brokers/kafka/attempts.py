@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING
 
 from aiokafka import TopicPartition
 
-from .attempts import Start
+from ..attempts import Start
 
 if TYPE_CHECKING:
-    from .kafka import KafkaBroker
+    from .broker import KafkaBroker
 
 logger = logging.getLogger(__name__)
 

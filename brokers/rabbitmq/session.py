@@ -34,15 +34,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .attempts import JournaledAttempts, Start
-from .base import BrokerError
-from .message import Message
-from .rabbitmq_connection import AmqpChannel, settle
-from .rabbitmq_publish import from_amqp
-from .session import ConsumerSession, Delivery
+from ..attempts import JournaledAttempts, Start
+from ..base import BrokerError
+from ..message import Message
+from ..session import ConsumerSession, Delivery
+from .connection import AmqpChannel, settle
+from .publish import from_amqp
 
 if TYPE_CHECKING:
-    from .rabbitmq import RabbitBroker
+    from .broker import RabbitBroker
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ committed at once and delivery goes on from there. Each member seeks its own
 partitions: ask every bridge of the group, or move an idle group's offsets with
 :meth:`KafkaBroker.seek_group <troupe.brokers.kafka.KafkaBroker.seek_group>`.
 
->>> from troupe.brokers.kafka_bridge import Seek
+>>> from troupe.brokers.kafka.bridge import Seek
 >>> Seek(offsets={0: 120})
 Seek(offsets={0: 120}, timestamp=None)
 """
@@ -19,9 +19,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .base import BrokerError
-from .consumer import ConsumerBridge
-from .kafka_session import KafkaSession
+from ..base import BrokerError
+from ..consumer import ConsumerBridge
+from .session import KafkaSession
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from .base import BrokerError, to_str
-from .message import Message, to_fields
+from ..base import BrokerError, to_str
+from ..message import Message, to_fields
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .message import Message
+from ..message import Message
 
 logger = logging.getLogger(__name__)
 

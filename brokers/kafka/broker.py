@@ -24,12 +24,12 @@
   later (a request already on the wire may be; Kafka cannot take it back). Topics are created
   on first use with ``partitions`` partitions and ``replication`` replicas (existing
   topics are kept).
-- **Consuming**: :class:`~troupe.brokers.kafka_session.KafkaSession` (a consumer-group
+- **Consuming**: :class:`~troupe.brokers.kafka.session.KafkaSession` (a consumer-group
   member; offsets committed only up to the highest contiguous handled offset).
   ``partition_window=1`` keeps each partition's order strict even through retries (at
   most one record of a partition out at a time; slower).
 - **Dead letters** go to ``<topic>.dlq``; **attempts** are counted in the compacted
-  topic ``<topic>.attempts.<group>`` (see :mod:`troupe.brokers.kafka_attempts`).
+  topic ``<topic>.attempts.<group>`` (see :mod:`troupe.brokers.kafka.attempts`).
 - **Not supported**: delayed delivery (Kafka has none: ``publish(delay=...)`` raises
   BrokerError); ``maxlen`` trims a partition with DeleteRecords once it holds twice
   ``maxlen`` records (retention settings are the usual way).
@@ -57,18 +57,18 @@ from aiokafka.structs import OffsetAndMetadata
 from troupe.backoff import Backoff
 from troupe.errors import ConfigError, require_at_least
 
-from .base import (
+from ..base import (
     DEFAULT_RECONNECT,
     Broker,
     BrokerConnectionError,
     BrokerError,
     Capabilities,
 )
-from .kafka_wire import from_record, to_record
-from .log_limit import limit_client_logs
-from .message import JSON, Message, Serializer
-from .options import check_client_options, check_hosts
-from .session import ConsumerSession
+from ..log_limit import limit_client_logs
+from ..message import JSON, Message, Serializer
+from ..options import check_client_options, check_hosts
+from ..session import ConsumerSession
+from .wire import from_record, to_record
 
 logger = logging.getLogger(__name__)
 
@@ -493,7 +493,7 @@ class KafkaBroker(Broker):
         delay_poll: float = 0.05,
     ) -> ConsumerSession:
         """Join ``group`` on ``stream``'s topic; returns once the group assigned partitions."""
-        from .kafka_session import KafkaSession
+        from .session import KafkaSession
 
         await self.ensure_group(stream, group)
         session = KafkaSession(self, stream, group, consumer, window)

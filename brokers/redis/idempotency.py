@@ -24,7 +24,7 @@ from redis import exceptions as rex
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from .idempotency import Claim, ClaimState
+from ..idempotency import Claim, ClaimState
 
 logger = logging.getLogger(__name__)
 

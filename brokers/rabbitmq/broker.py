@@ -3,12 +3,12 @@
 - publish: persistent messages, publisher confirms pipelined (a batch is sent
   at once and its confirms awaited together), ``mandatory`` so an unroutable
   message comes back and fails its publish;
-- topology: :class:`~troupe.brokers.rabbitmq_topology.Topology` declared on
+- topology: :class:`~troupe.brokers.rabbitmq.Topology` declared on
   connect; a stream's queue (and its DLQ ``<stream>:dlq``) is declared on first
   use; a conflicting redeclaration is a ConfigError naming the argument;
 - delay: per-stream delay tier queues with a per-message TTL that dead-letter
-  into the stream's route (:mod:`troupe.brokers.rabbitmq_publish`);
-- consuming: :class:`~troupe.brokers.rabbitmq_session.RabbitSession`, a channel
+  into the stream's route (:mod:`troupe.brokers.rabbitmq.publish`);
+- consuming: :class:`~troupe.brokers.rabbitmq.session.RabbitSession`, a channel
   per consumer with prefetch = the bridge's window.
 
 One connection per broker object; a lost connection or channel fails every
@@ -31,21 +31,21 @@ import pika
 from troupe.backoff import Backoff
 from troupe.errors import ConfigError
 
-from .attempts import journal_directory
-from .base import DEFAULT_RECONNECT, Broker, BrokerError, Capabilities
-from .log_limit import limit_client_logs
-from .message import JSON, Message, Serializer
-from .options import check_maxlen, check_port
-from .rabbitmq_connection import AmqpChannel, AmqpConnection, ChannelClosed, Confirms
-from .rabbitmq_publish import (
+from ..attempts import journal_directory
+from ..base import DEFAULT_RECONNECT, Broker, BrokerError, Capabilities
+from ..log_limit import limit_client_logs
+from ..message import JSON, Message, Serializer
+from ..options import check_maxlen, check_port
+from ..session import ConsumerSession
+from .connection import AmqpChannel, AmqpConnection, ChannelClosed, Confirms
+from .publish import (
     delay_queue,
     delay_tier,
     delayed_properties,
     from_amqp,
     to_properties,
 )
-from .rabbitmq_topology import Topology, declaration_error
-from .session import ConsumerSession
+from .topology import Topology, declaration_error
 
 logger = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ class RabbitBroker(Broker):
         claim_idle: float = 30.0,
         delay_poll: float = 0.05,
     ) -> ConsumerSession:
-        from .rabbitmq_session import RabbitSession
+        from .session import RabbitSession
 
         await self.connect()
         await self._declare_queue(stream)

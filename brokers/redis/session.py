@@ -26,13 +26,13 @@ from redis import exceptions as rex
 
 from troupe.errors import ConfigError
 
-from .attempts import JournaledAttempts, Start, journal_directory
-from .base import to_str
-from .message import MalformedMessage, Message, from_fields, to_fields, unpack
-from .session import ConsumerSession, Delivery
+from ..attempts import JournaledAttempts, Start, journal_directory
+from ..base import to_str
+from ..message import MalformedMessage, Message, from_fields, to_fields, unpack
+from ..session import ConsumerSession, Delivery
 
 if TYPE_CHECKING:
-    from .redis_streams import RedisBroker
+    from .broker import RedisBroker
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ keeps time on the simulated loop's virtual clock and takes the running
 simulation's injector, so its deliveries follow the seed and the plan.
 
 >>> from troupe.testing import Duplicate, FaultPlan, simulate
->>> from troupe.brokers.testing_faults import SimulatedBroker
+>>> from troupe.brokers.faults import SimulatedBroker
 >>> async def scenario(sim):
 ...     broker = SimulatedBroker()
 ...     session = await broker.consume("s", "g", "c1", window=10)
@@ -23,7 +23,7 @@ simulation's injector, so its deliveries follow the seed and the plan.
 :class:`Outage` takes a broker of this process (``memory://``) down and up again, as
 the server fixtures' ``stop``/``start`` do for a real one. Restarting a real broker and
 killing a consumer process are done with the server fixtures
-(``RedisServer.restart``/``kill`` in :mod:`troupe.brokers.testing`) and
+(``RedisServer.restart``/``kill`` in :mod:`troupe.brokers.servers`) and
 :func:`troupe.supervisors.testing_faults.kill_child`.
 """
 

@@ -1,0 +1,13 @@
+"""Apache Kafka (aiokafka): consumer groups, offsets per partition, rebalances.
+
+``connect("kafka://host:9092")`` returns a :class:`KafkaBroker`;
+:class:`KafkaConsumerBridge` adds seeking (:class:`Seek`). The modules:
+``broker``, ``session`` (a group member: fetch, pause/resume, commits),
+``attempts`` (the attempts record on a topic), ``wire`` (records and headers),
+``bridge``.
+"""
+
+from .bridge import KafkaConsumerBridge, Seek
+from .broker import KafkaBroker
+
+__all__ = ["KafkaBroker", "KafkaConsumerBridge", "Seek"]

@@ -1,0 +1,13 @@
+"""Redis Streams: consumer groups, the pending list and claims, behind the delivery contract.
+
+``connect("redis://host:6379/0")`` (or ``rediss://`` for TLS) returns a
+:class:`RedisBroker`; :class:`RedisIdempotencyStore` is the inbox on Redis
+(``SET NX`` with a lease). The modules: ``broker`` (connection and streams),
+``session`` (a consumer group member: fetch, claim, ack, attempts), ``publish``
+(stored-once publishing, one Lua script), ``idempotency``.
+"""
+
+from .broker import RedisBroker
+from .idempotency import RedisIdempotencyStore
+
+__all__ = ["RedisBroker", "RedisIdempotencyStore"]
