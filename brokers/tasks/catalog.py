@@ -74,15 +74,19 @@ class RabbitSession:
     def bodies(self, queue: str) -> list[tuple[int, bytes]]:
         """(delivery tag, body) of every ready message of ``queue``, left unacked on one
         channel (see :meth:`ack`); [] when the queue does not exist."""
+        return [(tag, body) for tag, body, _ in self.messages(queue)]
+
+    def messages(self, queue: str) -> list[tuple[int, bytes, dict[str, Any]]]:
+        """As :meth:`bodies`, with each message's AMQP headers."""
         if self.count(queue) is None:
             return []
         channel = self.channel
-        got: list[tuple[int, bytes]] = []
+        got: list[tuple[int, bytes, dict[str, Any]]] = []
         while True:
-            method, _props, body = channel.basic_get(queue, auto_ack=False)
+            method, props, body = channel.basic_get(queue, auto_ack=False)
             if method is None:
                 return got
-            got.append((method.delivery_tag, body))
+            got.append((method.delivery_tag, body, dict(props.headers or {})))
 
     def ack(self, tag: int) -> None:
         """Remove a message :meth:`bodies` got (on the same channel)."""

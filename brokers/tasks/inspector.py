@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import dramatiq
@@ -37,8 +37,10 @@ from troupe.errors import ConfigError, TroupeError
 from .activity import worker_states
 from .catalog import RabbitSession, known_queues
 from .client import UNIQUE_KEY
+from .consumers import REASON_HEADER
 from .control import ControlStore, control_for
 from .fetcher import held_messages
+from .redis_queues import RedisQueues
 from .transport import broker_kind, canonical, dead_queue, delay_queue
 
 logger = logging.getLogger(__name__)
@@ -243,8 +245,11 @@ class Inspector:
         return [r for r in self.scheduled(queue) if r.retries > 0]
 
     def dead(self, queue: str) -> list[TaskRecord]:
-        """Tasks in ``queue``'s dead-letter queue."""
-        return [_record(m) for _, m in self._dead(queue)]
+        """Tasks in ``queue``'s dead-letter queue; a message dead-lettered without running
+        (it did not decode) shows the reason it was given."""
+        reasons = self._dead_reasons(queue)
+        records = [_record(m) for _, m in self._dead(queue)]
+        return [replace(r, error=reasons[r.id]) if r.id in reasons else r for r in records]
 
     # -- acting --------------------------------------------------------------------------
 
@@ -410,6 +415,22 @@ class Inspector:
         with RabbitSession(broker) as session:
             items = [decode(tag, queue, body) for tag, body in session.bodies(dead_queue(queue))]
         return [(_record(m).id, m) for m in items]
+
+    def _dead_reasons(self, queue: str) -> dict[str, str]:
+        """Why messages of ``queue`` were dead-lettered without running, by record id:
+        Redis keeps them in a hash, RabbitMQ in each message's ``x-troupe-reason`` header."""
+        broker = self.broker
+        if isinstance(broker, StubBroker):
+            return {}
+        if self.kind == "redis":
+            return RedisQueues(broker).reasons(queue)
+        found: dict[str, str] = {}
+        with RabbitSession(broker) as session:
+            for tag, body, headers in session.messages(dead_queue(queue)):
+                reason = headers.get(REASON_HEADER)
+                if reason is not None:
+                    found[_record(decode(tag, queue, body)).id] = str(reason)
+        return found
 
     def _remove_dead(self, queue: str, handle: Any) -> None:
         broker = self.broker

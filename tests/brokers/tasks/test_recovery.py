@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import eventually, wait_sync
 from troupe import ActorSystem
-from troupe.brokers.tasks import TaskClient, TaskRegistry, WorkerPool, open_broker
+from troupe.brokers.tasks import Inspector, TaskClient, TaskRegistry, WorkerPool, open_broker
 from troupe.brokers.tasks.consumers import REASON_HEADER
 from troupe.brokers.tasks.redis_queues import RedisQueues
 
@@ -260,6 +260,9 @@ async def test_garbage_on_redis_is_dead_lettered_and_its_neighbours_run(redis_ur
     reasons = RedisQueues(broker).reasons("default")
     assert set(reasons) == {"garbage-1", "garbage-2"}
     assert all(r.startswith("undecodable message: DecodeError") for r in reasons.values())
+    shown = {r.id: r for r in Inspector(broker).dead("default")}  # what an operator sees
+    assert set(shown) == {"garbage-1", "garbage-2"} and all(r.malformed for r in shown.values())
+    assert shown["garbage-1"].error == reasons["garbage-1"]
     assert unacked_on_redis(redis_url) == 0
     assert raw.hlen("dramatiq:default.msgs") == 0 and raw.hlen("dramatiq:default.DQ.msgs") == 0
     raw.close()
@@ -288,6 +291,9 @@ async def test_garbage_on_rabbitmq_is_dead_lettered_and_its_neighbours_run(
         await eventually(lambda: sorted(ran) == list(range(20)), 20)
         await eventually(lambda: waiting(rabbitmq_url, "default.XQ") == 2, 10, in_thread=True)
         await pool.stop()
+    shown = Inspector(broker).dead("default")  # what an operator sees; the messages stay
+    assert len(shown) == 2 and all(r.malformed for r in shown)
+    assert all((r.error or "").startswith("undecodable message: DecodeError") for r in shown)
     dead = []
     for _ in range(2):
         method, props, body = channel.basic_get("default.XQ", auto_ack=True)
