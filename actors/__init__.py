@@ -37,6 +37,8 @@ from .saga import (
 from .saga_log import MemorySagaLog, SagaFenced, SagaLog, SagaRecord, SagaStatus
 from .topics import TopicPattern, topic_of
 
+from . import saga_observe as _saga_observe  # noqa: E402, F401  (registers the sagas section)
+
 __all__ = [
     "Atomic",
     "BusBridge",

@@ -37,6 +37,8 @@ from .producer import ProducerBridge, Publish
 from .session import AttemptLog, ConsumerSession, Delivery
 from .url import connect, redact
 
+from . import observe as _observe  # noqa: E402, F401  (registers the observer's bridges section)
+
 __all__ = [
     "BYTES",
     "JSON",

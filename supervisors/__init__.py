@@ -33,6 +33,8 @@ from .supervisor import (
 )
 from .tree import TreeNode, format_tree, live_tree
 
+from . import observe_tree  # noqa: E402, F401, I001  (registers the observer's tree section)
+
 __all__ = [
     "Backoff",
     "BackoffState",

@@ -54,6 +54,8 @@ from .results import MISSING, ResultFailure, Results, read_result, result_backen
 from .serve import WorkerSettings, worker_tree
 from .transport import open_broker
 
+from . import observe as _observe  # noqa: E402, F401  (registers the tasks section)
+
 __all__ = [
     "MISSING",
     "OUTCOMES",
