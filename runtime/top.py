@@ -249,7 +249,7 @@ def top_app(url: str, *, interval: float = 1.0) -> Any:
             self.render_view()
 
         def on_input_submitted(self, event: Input.Submitted) -> None:
-            self.match = event.value.strip()
+            self.match = event.value.strip().lstrip("/")  # the key that opened the box
             event.input.remove_class("shown")
             self.query_one("#actors", DataTable).focus()
             self.render_view()
