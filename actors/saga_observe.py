@@ -67,7 +67,9 @@ async def sagas_section(system: ActorSystem) -> list[dict[str, Any]]:
                 "saga": saga,
                 "running": counts.get("running"),
                 "compensating": counts.get("compensating"),
-                "needs_attention": counts.get("needs_attention", orchestrator.stats.needs_attention),
+                "needs_attention": counts.get(
+                    "needs_attention", orchestrator.stats.needs_attention
+                ),
                 "stats": asdict(orchestrator.stats),
                 "parked": parked,
                 "problem": problem,

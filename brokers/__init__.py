@@ -11,6 +11,7 @@
 - :class:`Message`, the header names and serializers are in :mod:`troupe.brokers.message`.
 """
 
+from . import observe as _observe  # noqa: F401  (registers the observer's bridges section)
 from .base import (
     Broker,
     BrokerConnectionError,
@@ -36,8 +37,6 @@ from .message import (
 from .producer import ProducerBridge, Publish
 from .session import AttemptLog, ConsumerSession, Delivery
 from .url import connect, redact
-
-from . import observe as _observe  # noqa: E402, F401  (registers the observer's bridges section)
 
 __all__ = [
     "BYTES",

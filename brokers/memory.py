@@ -189,7 +189,7 @@ class MemoryBroker(Broker):
         s = self._streams.get(stream)
         if s is None:
             return []
-        out = []
+        out: list[Message] = []
         for i, fields in enumerate(s.entries):
             if len(out) >= count:
                 break

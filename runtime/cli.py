@@ -307,9 +307,10 @@ def run_command(args: argparse.Namespace) -> int:
         if args.allow_actions and args.metrics_port is None:
             raise CliError("--allow-actions needs --metrics-port (the observer is served there)")
         if args.metrics_port is not None:
-            tree.hooks.extend(
-                metrics_hooks(args.metrics_port, args.metrics_addr, allow_actions=args.allow_actions)
+            hooks = metrics_hooks(
+                args.metrics_port, args.metrics_addr, allow_actions=args.allow_actions
             )
+            tree.hooks.extend(hooks)
         return run(tree.run())
     except TargetError as exc:  # TARGET, or a ProcessSpec of its tree (checked at start)
         raise CliError(str(exc)) from None

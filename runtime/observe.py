@@ -198,9 +198,7 @@ add_action("restart", _restart)
 add_action("stop", _stop)
 
 
-def run_on_loop(
-    system: ActorSystem, work: Callable[[], Awaitable[Any]], timeout: float
-) -> Any:
+def run_on_loop(system: ActorSystem, work: Callable[[], Awaitable[Any]], timeout: float) -> Any:
     """Run ``work()`` on the system's loop from another thread; its result within
     ``timeout`` seconds (``TimeoutError`` otherwise: the loop is blocked)."""
     future = asyncio.run_coroutine_threadsafe(_await(work), system.loop)

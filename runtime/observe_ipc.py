@@ -67,10 +67,10 @@ async def serve_socket(system: ActorSystem, path: str | os.PathLike[str]) -> asy
         finally:
             writer.close()
 
-    target = Path(path)
+    target = str(path)
     with contextlib.suppress(FileNotFoundError):
-        target.unlink()
-    server = await asyncio.start_unix_server(handle, str(target), limit=MAX_REQUEST)
+        os.unlink(target)  # a dead process's socket with a reused pid
+    server = await asyncio.start_unix_server(handle, target, limit=MAX_REQUEST)
     os.chmod(target, 0o600)
     return server
 
@@ -89,7 +89,9 @@ async def _answer(system: ActorSystem, line: bytes) -> dict[str, Any]:
         elif op == "ready":
             result = await observe.readiness(system)
         elif op == "act":
-            result = await observe.act(system, str(request.get("action")), request.get("params") or {})
+            result = await observe.act(
+                system, str(request.get("action")), request.get("params") or {}
+            )
         else:
             return {"ok": False, "error": f"unknown op {op!r}"}
     except observe.ActionError as exc:
@@ -125,7 +127,7 @@ def ask_socket(path: str | os.PathLike[str], request: dict[str, Any], timeout: f
                 if not chunk:
                     break
                 chunks.append(chunk)
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise TimeoutError(f"no answer within {timeout} s") from exc
     raw = b"".join(chunks)
     if not raw:

@@ -34,6 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -101,7 +102,7 @@ class SystemSource:
             view = ProcessView(system.name, os.getpid(), "running")
             try:
                 view.snapshot = observe.run_on_loop(
-                    system, lambda s=system: observe.snapshot(s), timeout  # type: ignore[misc]
+                    system, partial(observe.snapshot, system), timeout
                 )
             except TimeoutError:
                 view.error = f"event loop did not answer within {timeout} s"
@@ -123,9 +124,7 @@ class SystemSource:
                 continue
             try:
                 problems.extend(
-                    observe.run_on_loop(
-                        system, lambda s=system: observe.readiness(s), timeout  # type: ignore[misc]
-                    )
+                    observe.run_on_loop(system, partial(observe.readiness, system), timeout)
                 )
             except TimeoutError:
                 problems.append(f"{system.name}: event loop did not answer within {timeout} s")
@@ -135,7 +134,7 @@ class SystemSource:
         for system in self._live():
             if system.name == process:
                 return observe.run_on_loop(
-                    system, lambda: observe.act(system, action, params), timeout
+                    system, partial(observe.act, system, action, params), timeout
                 )
         raise observe.ActionError(f"no running system named {process!r}")
 
@@ -188,8 +187,16 @@ class _Rates:
                 self._last[key] = (now, g["handled"], g["buckets"])
                 out = merged.setdefault(
                     label,
-                    {"group": label, "rate": 0.0, "handled": 0, "failed": 0, "depth": 0,
-                     "live": 0, "restarts": 0, "delta": [0] * len(g["buckets"])},
+                    {
+                        "group": label,
+                        "rate": 0.0,
+                        "handled": 0,
+                        "failed": 0,
+                        "depth": 0,
+                        "live": 0,
+                        "restarts": 0,
+                        "delta": [0] * len(g["buckets"]),
+                    },
                 )
                 for field in ("handled", "failed", "depth", "live", "restarts"):
                     out[field] += g[field]
@@ -280,9 +287,11 @@ class Observer:
                     "counts": snap.get("counts"),
                 }
             )
-            nodes = [dict(n) for n in snap.get("tree") or []] if isinstance(
-                snap.get("tree"), list
-            ) else []
+            nodes = (
+                [dict(n) for n in snap.get("tree") or []]
+                if isinstance(snap.get("tree"), list)
+                else []
+            )
             _annotate(nodes, groups)
             tree.append(
                 {
@@ -435,10 +444,19 @@ def _finite(value: Any) -> Any:
     return value
 
 
-_REASONS = {200: "OK", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-            405: "Method Not Allowed", 409: "Conflict", 415: "Unsupported Media Type",
-            400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable",
-            504: "Gateway Timeout"}
+_REASONS = {
+    200: "OK",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    415: "Unsupported Media Type",
+    400: "Bad Request",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
 
 
 def _send(start_response: Callable[..., Any], status: int, kind: str, body: bytes) -> list[bytes]:

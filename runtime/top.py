@@ -204,8 +204,9 @@ def top_app(url: str, *, interval: float = 1.0) -> Any:
             if bridges:
                 yield "[b]bridges[/b]"
             for b in bridges:
-                parts = ", ".join(f"p{p['partition']} lag {_num(p.get('lag'))}"
-                                  for p in b.get("partitions") or [])
+                parts = ", ".join(
+                    f"p{p['partition']} lag {_num(p.get('lag'))}" for p in b.get("partitions") or []
+                )
                 yield (
                     f"  {b['name']} ({b.get('kind')}, {b.get('broker')}) stream {b.get('stream')}"
                     f"  lag {_num(b.get('lag'))}  in flight {_num(b.get('in_flight'))}"
@@ -228,7 +229,8 @@ def top_app(url: str, *, interval: float = 1.0) -> Any:
             for s in sagas:
                 yield (
                     f"  {s['name']}  running {_num(s.get('running'))}  compensating "
-                    f"{_num(s.get('compensating'))}  needs attention {_num(s.get('needs_attention'))}"
+                    f"{_num(s.get('compensating'))}  "
+                    f"needs attention {_num(s.get('needs_attention'))}"
                 )
 
         def action_sort(self) -> None:

@@ -2,6 +2,7 @@
 
 from troupe.backoff import Backoff, BackoffState, Jitter
 
+from . import observe_tree  # noqa: F401  (registers the observer's tree section)
 from .errors import LinkFailed, RestartIntensityExceeded, SupervisorRequestError
 from .links import link, linked, unlink
 from .policy import (
@@ -32,8 +33,6 @@ from .supervisor import (
     which_children,
 )
 from .tree import TreeNode, format_tree, live_tree
-
-from . import observe_tree  # noqa: E402, F401, I001  (registers the observer's tree section)
 
 __all__ = [
     "Backoff",

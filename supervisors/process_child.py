@@ -144,7 +144,7 @@ async def _serve(config: ChildConfig, control: socket.socket | None, stop: _Stop
 async def _serve_observer(system: Any) -> asyncio.Server | None:
     """Answer the root's observer on a socket in the tree's metrics directory, if any."""
     directory = os.environ.get(ENV_DIR)
-    if not directory or not os.path.isdir(directory):
+    if not directory:
         return None
     try:
         return await serve_socket(system, socket_path(directory))

@@ -162,7 +162,9 @@ class TreeObserverHooks(ProcessHooks):
             try:
                 self._ask(child, {"op": "ping"}, timeout)
             except TimeoutError:
-                return f"{child.name} (pid {child.pid}): event loop blocked for more than {timeout} s"
+                return (
+                    f"{child.name} (pid {child.pid}): event loop blocked for more than {timeout} s"
+                )
             except (ChildGone, ActionError, OSError, ValueError):
                 return None  # gone meanwhile: its supervisor restarts it
             return None

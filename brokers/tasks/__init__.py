@@ -17,6 +17,7 @@
 - :func:`worker_tree`: worker processes under a process supervisor (``troupe tasks worker``).
 """
 
+from . import observe as _observe  # noqa: F401  (registers the tasks section)
 from .catalog import broker_errors, known_queues, register_queues
 from .client import DuplicateTask, TaskClient, TaskIdConflict, TaskInfo
 from .context import (
@@ -53,8 +54,6 @@ from .pool import WorkerPool
 from .results import MISSING, ResultFailure, Results, read_result, result_backend
 from .serve import WorkerSettings, worker_tree
 from .transport import open_broker
-
-from . import observe as _observe  # noqa: E402, F401  (registers the tasks section)
 
 __all__ = [
     "MISSING",

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from troupe import Child, observe
 
-from .catalog import broker_kind
 from .inspector import Inspector
 from .pool import Watcher
+from .transport import broker_kind
 
 if TYPE_CHECKING:
     import dramatiq

@@ -87,8 +87,17 @@ def running_tree(*options: str, processes: int = 2) -> Iterator[Tree]:
     """Start the tree with ``--metrics-port 0`` and wait until every child answers."""
     env = {**os.environ, "TROUPE_OBSERVER_TOKEN": TOKEN, "PYTHONPATH": str(HERE)}
     root = subprocess.Popen(
-        [sys.executable, "-m", "troupe", "run", "observer_targets:build",
-         f"--processes={processes}", "--metrics-port=0", "--log-level=WARNING", *options],
+        [
+            sys.executable,
+            "-m",
+            "troupe",
+            "run",
+            "observer_targets:build",
+            f"--processes={processes}",
+            "--metrics-port=0",
+            "--log-level=WARNING",
+            *options,
+        ],
         cwd=HERE,
         env=env,
     )
@@ -96,9 +105,7 @@ def running_tree(*options: str, processes: int = 2) -> Iterator[Tree]:
     try:
         url = wait_for(lambda: found.exists() and json.loads(found.read_text())["url"])
         tree = Tree(root, url.rsplit("/", 1)[0])
-        wait_for(
-            lambda: sum(1 for p in tree.view()["tree"] if p["children"]) == processes
-        )
+        wait_for(lambda: sum(1 for p in tree.view()["tree"] if p["children"]) == processes)
         yield tree
     finally:
         root.send_signal(signal.SIGTERM)

@@ -21,7 +21,6 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from observer_helpers import TOKEN, post, running_tree  # noqa: E402
-
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

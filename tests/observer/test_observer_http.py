@@ -43,7 +43,8 @@ async def test_healthz_is_503_while_the_loop_is_blocked_and_200_again_after() ->
     async with ActorSystem(metrics_port=0, slow_handler_warning=None) as system:
         base = base_of(system)
         assert (await asyncio.to_thread(get, base + "/healthz")) == (
-            200, {"status": "ok", "problems": []}
+            200,
+            {"status": "ok", "problems": []},
         )
         seen: dict[str, Any] = {}
 
@@ -131,8 +132,11 @@ def test_a_process_tree_shows_every_child_and_a_killed_child_comes_back() -> Non
         os.kill(first["pid"], signal.SIGKILL)
         again = wait_for(
             lambda: next(
-                (p for p in tree.view()["tree"]
-                 if p["name"] == first["name"] and p["pid"] != first["pid"] and p["children"]),
+                (
+                    p
+                    for p in tree.view()["tree"]
+                    if p["name"] == first["name"] and p["pid"] != first["pid"] and p["children"]
+                ),
                 None,
             )
         )
@@ -142,6 +146,10 @@ def test_a_process_tree_shows_every_child_and_a_killed_child_comes_back() -> Non
         status, reply = post(tree.base + "/observer/actions", body, TOKEN)
         assert status == 200, reply
         wait_for(
-            lambda: "orders"
-            not in actor_names({"tree": [p for p in tree.view()["tree"] if p["name"] == again["name"]]})
+            lambda: (
+                "orders"
+                not in actor_names(
+                    {"tree": [p for p in tree.view()["tree"] if p["name"] == again["name"]]}
+                )
+            )
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -15,7 +14,6 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from observer_helpers import running_tree  # noqa: E402
-
 from textual.widgets import DataTable  # noqa: E402
 
 from troupe.top import observer_url, top_app  # noqa: E402
@@ -59,7 +57,9 @@ async def test_top_shows_the_tree_of_a_running_tree_and_updates_after_a_kill() -
             await pilot.press("slash")
             await pilot.press(*"worker", "minus", "b")
             await pilot.press("enter")
-            await until(pilot, lambda: app.match == "worker-b", message=lambda: (app.match, app.focused))
+            await until(
+                pilot, lambda: app.match == "worker-b", message=lambda: (app.match, app.focused)
+            )
             actors = [row[0].strip() for row in cells(app) if "pid" not in row[0]]
             assert actors and all(a == "worker-b" for a in actors)
             await pilot.press("s")
