@@ -287,11 +287,9 @@ class Observer:
                     "counts": snap.get("counts"),
                 }
             )
-            nodes = (
-                [dict(n) for n in snap.get("tree") or []]
-                if isinstance(snap.get("tree"), list)
-                else []
-            )
+            section = snap.get("tree")
+            found = section.get("nodes") if isinstance(section, dict) else None
+            nodes = [dict(n) for n in found] if isinstance(found, list) else []
             _annotate(nodes, groups)
             tree.append(
                 {
@@ -302,6 +300,7 @@ class Observer:
                     "restarts": view.restarts,
                     "mailbox_depth": sum(n.get("mailbox_depth", 0) for n in nodes),
                     "children": nodes,
+                    "hidden": section.get("hidden", 0) if isinstance(section, dict) else 0,
                 }
             )
             for key, value in snap.items():

@@ -89,6 +89,8 @@ function treeRows(node, depth, process, out) {
       button("stop", process, "stop", {actor: node.name}) + "</td></tr>");
   }
   for (const kid of node.children || []) treeRows(kid, depth + 1, process, out);
+  if (node.hidden) out.push('<tr class="more"><td colspan="9">' + "&nbsp;".repeat(depth * 3 + 3) +
+    "... " + esc(node.hidden) + " more</td></tr>");
 }
 function fill(id, html) { document.querySelector("#" + id + " tbody").innerHTML = html; }
 function render(view) {

@@ -78,6 +78,8 @@ def actor_rows(view: dict[str, Any], sort: str = "tree", match: str = "") -> lis
     rows: list[dict[str, Any]] = []
     for process in view.get("tree") or []:
         actors = list(_walk(process.get("children") or [], 1))
+        if process.get("hidden"):
+            actors.append({"name": f"... {process['hidden']} more", "depth": 1})
         if match:
             actors = [a for a in actors if match.lower() in str(a["name"]).lower()]
         key = _SORT_KEYS.get(sort)
@@ -92,6 +94,8 @@ def _walk(nodes: list[dict[str, Any]], depth: int) -> Iterator[dict[str, Any]]:
     for node in nodes:
         yield {**node, "depth": depth}
         yield from _walk(node.get("children") or [], depth + 1)
+        if node.get("hidden"):
+            yield {"name": f"... {node['hidden']} more", "depth": depth + 1}
 
 
 def _num(value: Any, unit: str = "", digits: int = 1) -> str:

@@ -18,10 +18,18 @@ from .tree import TreeNode, live_tree
 if TYPE_CHECKING:
     from troupe import ActorSystem
 
+#: Children listed per actor (and top-level actors per system); the rest are counted.
+MAX_CHILDREN = 20
 
-def tree_section(system: ActorSystem) -> list[dict[str, Any]]:
-    """The live tree as dicts; every node also names its metrics ``group``."""
-    labels = {cell.name: group_label(cell) for cell in system.cells()}
+
+def tree_section(system: ActorSystem) -> dict[str, Any]:
+    """The live tree as dicts (``nodes``), every node also naming its metrics ``group``;
+    at most :data:`MAX_CHILDREN` children of an actor are listed, the others counted
+    in its ``hidden`` (top-level ones in ``hidden`` beside ``nodes``)."""
+
+    def label(name: str) -> str | None:
+        ref = system.find(name)
+        return group_label(ref) if ref is not None else None
 
     def node(tree_node: TreeNode) -> dict[str, Any]:
         return {
@@ -32,11 +40,13 @@ def tree_section(system: ActorSystem) -> list[dict[str, Any]]:
             "mailbox_depth": tree_node.mailbox_depth,
             "restart": tree_node.restart,
             "strategy": tree_node.strategy,
-            "group": labels.get(tree_node.name),
+            "group": label(tree_node.name),
             "children": [node(c) for c in tree_node.children],
+            "hidden": tree_node.hidden,
         }
 
-    return [node(n) for n in live_tree(system)]
+    nodes = [node(n) for n in live_tree(system, max_children=MAX_CHILDREN)]
+    return {"nodes": nodes, "hidden": max(0, len(system.top_level()) - len(nodes))}
 
 
 def supervisors_ready(system: ActorSystem) -> list[str]:
