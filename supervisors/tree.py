@@ -99,9 +99,11 @@ def _node(
     else:
         kind = "actor"
     kids = child.children()
-    children = tuple(
-        _node(kid, *infos.get(kid.name, (None, None)), limit) for kid in kids[:limit]
-    )
+    shown = []
+    for kid in kids[:limit]:
+        kid_restart, kid_restarts = infos.get(kid.name, (None, None))
+        shown.append(_node(kid, kid_restart, kid_restarts, limit))
+    children = tuple(shown)
     return TreeNode(
         name=child.name,
         kind=kind,
