@@ -13,6 +13,7 @@ Redis and Prometheus pieces live in :mod:`troupe.actors.saga_log_redis` and
 :mod:`troupe.actors.saga_metrics` (they need the ``redis``/``metrics`` extras).
 """
 
+from . import saga_observe as _saga_observe  # noqa: F401  (registers the sagas section)
 from .bus import EventBus, event_topic
 from .bus_bridge import BusBridge, DataclassCodec, EventCodec
 from .idempotency import Atomic, Deduplicate, Idempotent, LeaseLost, StillInProgress

@@ -21,6 +21,7 @@ brokers apart and the contract free of any broker client.
 - :class:`Message`, the header names and serializers are in :mod:`troupe.brokers.message`.
 """
 
+from . import observe as _observe  # noqa: F401  (registers the observer's bridges section)
 from .base import (
     Broker,
     BrokerConnectionError,

@@ -369,6 +369,14 @@ class Broker(ABC):
         """The dead-lettered messages of ``stream``, oldest first."""
         return await self.read_stream(self.dlq(stream), count)
 
+    async def remove_dead(self, stream: str, message_id: str) -> bool:
+        """Remove the dead-lettered message ``message_id`` from ``stream``'s DLQ (after a
+        requeue, or to drop it); False when it is not there. Brokers whose DLQ cannot
+        lose one message (an AMQP queue, a Kafka topic) raise BrokerError."""
+        raise BrokerError(
+            f"{self.capabilities.name}: a dead-lettered message cannot be removed one by one"
+        )
+
     @abstractmethod
     async def pending(self, stream: str, group: str) -> int:
         """Entries delivered to the group and not acknowledged."""

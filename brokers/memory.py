@@ -64,6 +64,7 @@ class _Stream:
     entries: list[Fields] = field(default_factory=list)
     first_seq: int = 0  # sequence number of entries[0] (trimming moves it)
     groups: dict[str, _Group] = field(default_factory=dict)
+    removed: set[int] = field(default_factory=set)  # entries deleted (remove_dead)
     delayed: list[tuple[float, int, Fields]] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
@@ -73,7 +74,7 @@ class _Stream:
 
     def get(self, seq: int) -> Fields | None:
         index = seq - self.first_seq
-        if 0 <= index < len(self.entries):
+        if 0 <= index < len(self.entries) and seq not in self.removed:
             return self.entries[index]
         return None
 
@@ -188,9 +189,24 @@ class MemoryBroker(Broker):
         s = self._streams.get(stream)
         if s is None:
             return []
-        return [
-            from_fields(fields, str(s.first_seq + i)) for i, fields in enumerate(s.entries[:count])
-        ]
+        out: list[Message] = []
+        for i, fields in enumerate(s.entries):
+            if len(out) >= count:
+                break
+            if s.first_seq + i not in s.removed:
+                out.append(from_fields(fields, str(s.first_seq + i)))
+        return out
+
+    async def remove_dead(self, stream: str, message_id: str) -> bool:
+        s = self._streams.get(self.dlq(stream))
+        if s is None:
+            return False
+        for i, fields in enumerate(s.entries):
+            seq = s.first_seq + i
+            if seq not in s.removed and from_fields(fields, str(seq)).id == message_id:
+                s.removed.add(seq)
+                return True
+        return False
 
     async def pending(self, stream: str, group: str) -> int:
         """Entries delivered to the group and not acknowledged."""

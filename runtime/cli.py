@@ -135,6 +135,13 @@ def add_run_command(subcommands: Subcommands) -> None:
         help="address the /metrics endpoint binds to (127.0.0.1 is this machine only)",
     )
     run.add_argument(
+        "--allow-actions",
+        action="store_true",
+        help="let the observer (beside /metrics) restart and stop actors, requeue or delete "
+        "dead letters and dead tasks, retry parked sagas; needs the token from "
+        "$TROUPE_OBSERVER_TOKEN (else a new one, written where `troupe top --pid` finds it)",
+    )
+    run.add_argument(
         "--log-level",
         type=str.upper,
         choices=LEVELS,
@@ -203,6 +210,41 @@ def add_demo_command(subcommands: Subcommands) -> None:
     demo.set_defaults(handler=demo_command)
 
 
+def add_top_command(subcommands: Subcommands) -> None:
+    """``troupe top``: a running tree's observer in the terminal (see :mod:`troupe.top`)."""
+    top = subcommands.add_parser(
+        "top",
+        formatter_class=HelpFormatter,
+        help="watch a running tree in the terminal",
+        description=(
+            "Show a running tree (started with `troupe run --metrics-port`): actors with state, "
+            "restarts, mailbox depth, messages/s and handler p99, bridges, task queues and "
+            "sagas, refreshed every second. Keys: s sorts, / filters, q quits."
+        ),
+    )
+    top.add_argument(
+        "target",
+        metavar="URL|PID",
+        help="the tree's /metrics or /observer URL, or the pid of its `troupe run`",
+    )
+    top.add_argument(
+        "--interval", type=ranged(float, low=0.2), default=1.0, metavar="SECONDS",
+        help="seconds between refreshes",
+    )
+    top.set_defaults(handler=top_command)
+
+
+def top_command(args: argparse.Namespace) -> int:
+    """``troupe top``: run the terminal observer until q."""
+    from troupe.top import TopError, observer_url, run_top
+
+    try:
+        url = observer_url(args.target)
+    except TopError as exc:
+        raise CliError(str(exc)) from None
+    return run_top(url, interval=args.interval)
+
+
 def add_tasks_command(subcommands: Subcommands) -> None:
     """``troupe tasks ...``: task queues (see :mod:`troupe.tasks_cli`)."""
     from troupe.tasks_cli import add_tasks_command as add
@@ -214,6 +256,7 @@ COMMANDS: list[Callable[[Subcommands], None]] = [
     add_run_command,
     add_demo_command,
     add_tasks_command,
+    add_top_command,
 ]
 """Functions that add one subcommand each (see the module docstring)."""
 
@@ -261,8 +304,13 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         tree = tree_for(args)
         configure_logging(args.log_level, "root")
+        if args.allow_actions and args.metrics_port is None:
+            raise CliError("--allow-actions needs --metrics-port (the observer is served there)")
         if args.metrics_port is not None:
-            tree.hooks.extend(metrics_hooks(args.metrics_port, args.metrics_addr))
+            hooks = metrics_hooks(
+                args.metrics_port, args.metrics_addr, allow_actions=args.allow_actions
+            )
+            tree.hooks.extend(hooks)
         return run(tree.run())
     except TargetError as exc:  # TARGET, or a ProcessSpec of its tree (checked at start)
         raise CliError(str(exc)) from None
@@ -306,8 +354,11 @@ def tree_for(args: argparse.Namespace) -> ProcessSupervisor:
         raise CliError(str(exc)) from None
 
 
-def metrics_hooks(port: int, addr: str = "127.0.0.1") -> list[ProcessHooks]:
-    """Process hooks that serve the whole tree's ``/metrics`` on ``addr``:``port``.
+def metrics_hooks(
+    port: int, addr: str = "127.0.0.1", *, allow_actions: bool = False
+) -> list[ProcessHooks]:
+    """Process hooks that serve the whole tree's ``/metrics`` on ``addr``:``port``, and the
+    observer, ``/healthz`` and ``/readyz`` beside it.
 
     They come from :func:`troupe.supervisors.process_metrics.process_tree_hooks` and
     close the endpoint when the tree has stopped.
@@ -315,7 +366,7 @@ def metrics_hooks(port: int, addr: str = "127.0.0.1") -> list[ProcessHooks]:
     from troupe.supervisors.process_metrics import process_tree_hooks
 
     try:
-        return process_tree_hooks(port, addr)
+        return process_tree_hooks(port, addr, allow_actions=allow_actions)
     except OSError as exc:
         raise CliError(
             f"--metrics-port {port}: cannot listen on {addr}:{port}: {exc.strerror or exc}"

@@ -246,6 +246,10 @@ class ActorSystem:
                 "metrics_port", f"cannot serve /metrics on {addr}:{port}: {why}"
             ) from None
         self.metrics_endpoint.add_system(self.metrics)
+        from .observer import Observer, SystemSource
+
+        # read-only: /observer, /observer.json, /healthz, /readyz beside /metrics
+        Observer(SystemSource([self])).mount(self.metrics_endpoint.server)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

@@ -2,6 +2,7 @@
 
 from troupe.backoff import Backoff, BackoffState, Jitter
 
+from . import observe_tree  # noqa: F401  (registers the observer's tree section)
 from .errors import LinkFailed, RestartIntensityExceeded, SupervisorRequestError
 from .links import link, linked, unlink
 from .policy import (

@@ -32,6 +32,9 @@ from dataclasses import asdict, dataclass
 from types import FrameType
 from typing import Any
 
+from troupe.metrics.store import ENV_DIR
+from troupe.observe_ipc import serve_socket, socket_path
+
 logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
@@ -119,8 +122,7 @@ def _watch_parent(control: socket.socket, stop: _StopRequest, deadline: float) -
 
 
 async def _serve(config: ChildConfig, control: socket.socket | None, stop: _StopRequest) -> int:
-    from troupe import ActorSystem, Terminated
-    from troupe.supervisors.process_target import resolve
+    from troupe import ActorSystem
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -129,6 +131,38 @@ async def _serve(config: ChildConfig, control: socket.socket | None, stop: _Stop
     stop.bind(loop, stopping)
     system = ActorSystem(config.name, shutdown_timeout=config.shutdown)
     system.start()
+    observed = await _serve_observer(system)
+    try:
+        return await _run_tree(config, control, stop, stopping, system)
+    finally:
+        if observed is not None:
+            observed.close()
+            with contextlib.suppress(OSError):
+                os.unlink(socket_path(os.environ[ENV_DIR]))
+
+
+async def _serve_observer(system: Any) -> asyncio.Server | None:
+    """Answer the root's observer on a socket in the tree's metrics directory, if any."""
+    directory = os.environ.get(ENV_DIR)
+    if not directory:
+        return None
+    try:
+        return await serve_socket(system, socket_path(directory))
+    except OSError as exc:
+        logger.warning("observer socket in %s not served: %s", directory, exc)
+        return None
+
+
+async def _run_tree(
+    config: ChildConfig,
+    control: socket.socket | None,
+    stop: _StopRequest,
+    stopping: asyncio.Event,
+    system: Any,
+) -> int:
+    from troupe import Terminated
+    from troupe.supervisors.process_target import resolve
+
     root_failure: list[BaseException | None] = []
     try:
         tree = resolve(config.target)

@@ -66,8 +66,19 @@ class TreeMetricsHooks(ProcessHooks):
         ]
 
 
-def process_tree_hooks(port: int, addr: str = "127.0.0.1") -> list[ProcessHooks]:
-    """Serve a tree's ``/metrics`` on ``addr:port`` (what ``troupe run --metrics-port`` uses)."""
+def process_tree_hooks(
+    port: int, addr: str = "127.0.0.1", *, allow_actions: bool = False, token: str | None = None
+) -> list[ProcessHooks]:
+    """Serve a tree's ``/metrics`` on ``addr:port`` (what ``troupe run --metrics-port`` uses),
+    with the observer, ``/healthz`` and ``/readyz`` beside it
+    (:mod:`troupe.supervisors.process_observer`)."""
+    from .process_observer import TreeObserverHooks
+
     endpoint = MetricsEndpoint(port, addr)
     logger.info("process tree metrics at %s", endpoint.url)
-    return [TreeMetricsHooks(endpoint, owns_endpoint=True)]
+    try:
+        observer = TreeObserverHooks(endpoint, allow_actions=allow_actions, token=token)
+    except BaseException:
+        endpoint.close()
+        raise
+    return [observer, TreeMetricsHooks(endpoint, owns_endpoint=True)]

@@ -27,6 +27,7 @@ class TreeNode:
     restart: str | None
     strategy: str | None
     children: tuple[TreeNode, ...]
+    hidden: int = 0  # live children left out (``live_tree(max_children=...)``)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-ready)."""
@@ -39,6 +40,7 @@ class TreeNode:
             "restart": self.restart,
             "strategy": self.strategy,
             "children": [c.to_dict() for c in self.children],
+            "hidden": self.hidden,
         }
 
     def walk(self) -> list[TreeNode]:
@@ -49,10 +51,14 @@ class TreeNode:
         return nodes
 
 
-def live_tree(system: ActorSystem) -> list[TreeNode]:
+def live_tree(system: ActorSystem, *, max_children: int | None = None) -> list[TreeNode]:
     """The system's live actors as trees, top-level actors in spawn order; call it on
-    the system's loop. ``format_tree`` renders it, ``TreeNode.to_dict`` serialises it."""
-    return [_node(child, None, None) for child in system.top_level()]
+    the system's loop. ``format_tree`` renders it, ``TreeNode.to_dict`` serialises it.
+
+    ``max_children`` keeps the first that many children of each actor (and top-level
+    actors); the others are counted in ``hidden``, so a huge tree costs little to show.
+    """
+    return [_node(child, None, None, max_children) for child in system.top_level()[:max_children]]
 
 
 def format_tree(nodes: list[TreeNode]) -> str:
@@ -68,13 +74,17 @@ def format_tree(nodes: list[TreeNode]) -> str:
         )
         for child in node.children:
             add(child, depth + 1)
+        if node.hidden:
+            lines.append(f"{'  ' * (depth + 1)}... {node.hidden} more")
 
     for node in nodes:
         add(node, 0)
     return "\n".join(lines)
 
 
-def _node(child: Child, restart: str | None, restarts: int | None) -> TreeNode:
+def _node(
+    child: Child, restart: str | None, restarts: int | None, limit: int | None = None
+) -> TreeNode:
     """``restart``/``restarts``: as the supervisor that owns ``child`` sees it (restarts
     then include earlier incarnations of a child it started again)."""
     actor = child.actor
@@ -88,7 +98,12 @@ def _node(child: Child, restart: str | None, restarts: int | None) -> TreeNode:
         kind = "thread"
     else:
         kind = "actor"
-    children = tuple(_node(kid, *infos.get(kid.name, (None, None))) for kid in child.children())
+    kids = child.children()
+    shown = []
+    for kid in kids[:limit]:
+        kid_restart, kid_restarts = infos.get(kid.name, (None, None))
+        shown.append(_node(kid, kid_restart, kid_restarts, limit))
+    children = tuple(shown)
     return TreeNode(
         name=child.name,
         kind=kind,
@@ -98,4 +113,5 @@ def _node(child: Child, restart: str | None, restarts: int | None) -> TreeNode:
         restart=restart,
         strategy=strategy,
         children=children,
+        hidden=len(kids) - len(children),
     )

@@ -258,6 +258,16 @@ class RedisBroker(Broker):
             entries: Any = await self.client.xrange(stream, count=count)
         return [from_fields(fields, to_str(entry_id)) for entry_id, fields in entries]
 
+    async def remove_dead(self, stream: str, message_id: str) -> bool:
+        dlq = self.dlq(stream)
+        async with self._errors("XRANGE"):
+            entries: Any = await self.client.xrange(dlq)
+        for entry_id, fields in entries:
+            if from_fields(fields, to_str(entry_id)).id == message_id:
+                async with self._errors("XDEL"):
+                    return bool(await self.client.xdel(dlq, entry_id))
+        return False
+
     async def pending(self, stream: str, group: str) -> int:
         async with self._errors("XPENDING"):
             summary = await self.client.xpending(stream, group)

@@ -17,6 +17,7 @@
 - :func:`worker_tree`: worker processes under a process supervisor (``troupe tasks worker``).
 """
 
+from . import observe as _observe  # noqa: F401  (registers the tasks section)
 from .catalog import broker_errors, known_queues, register_queues
 from .client import DuplicateTask, TaskClient, TaskIdConflict, TaskInfo
 from .context import (

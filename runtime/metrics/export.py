@@ -331,12 +331,37 @@ def _process_families(totals: dict[tuple[str, ...], _Totals]) -> Iterator[Metric
     yield from (up, starts, restarts)
 
 
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class _Routes:
+    """The endpoint's WSGI app: ``/metrics``, plus apps mounted beside it (the observer)."""
+
+    def __init__(self, metrics: WSGIApp) -> None:
+        self.metrics = metrics
+        self.mounted: dict[str, WSGIApp] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = str(environ.get("PATH_INFO") or "/")
+        for prefix, app in list(self.mounted.items()):
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                return app(environ, start_response)
+        return self.metrics(environ, start_response)
+
+
 class MetricsServer:
     """A running ``/metrics`` HTTP endpoint; :meth:`close` stops it."""
 
-    def __init__(self, server: WSGIServer, thread: threading.Thread, registry: CollectorRegistry):
+    def __init__(
+        self,
+        server: WSGIServer,
+        thread: threading.Thread,
+        registry: CollectorRegistry,
+        routes: _Routes | None = None,
+    ):
         self._server = server
         self._thread = thread
+        self._routes = routes
         self.registry = registry
         self.host: str = str(server.server_address[0])
         self.port: int = int(server.server_address[1])
@@ -346,6 +371,13 @@ class MetricsServer:
         """The endpoint's URL, e.g. ``http://127.0.0.1:9464/metrics``."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/metrics"
+
+    def mount(self, path: str, app: WSGIApp) -> None:
+        """Serve ``app`` for ``path`` and everything under it, beside ``/metrics``
+        (e.g. the observer's ``/observer``, ``/healthz``, ``/readyz``)."""
+        if self._routes is None:
+            raise RuntimeError("this server was not made by serve(); cannot mount apps")
+        self._routes.mounted[path] = app
 
     def close(self) -> None:
         """Stop serving and free the port."""
@@ -374,7 +406,8 @@ def serve(collector: Collector, port: int = 0, addr: str = "127.0.0.1") -> Metri
     class Server(ThreadingWSGIServer):
         address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
 
-    httpd = make_server(addr, port, make_wsgi_app(registry), Server, handler_class=_QuietHandler)
+    routes = _Routes(make_wsgi_app(registry))
+    httpd = make_server(addr, port, routes, Server, handler_class=_QuietHandler)
     thread = threading.Thread(
         target=httpd.serve_forever,
         kwargs={"poll_interval": 0.05},  # close() returns within this
@@ -382,7 +415,7 @@ def serve(collector: Collector, port: int = 0, addr: str = "127.0.0.1") -> Metri
         daemon=True,
     )
     thread.start()
-    served = MetricsServer(httpd, thread, registry)
+    served = MetricsServer(httpd, thread, registry, routes)
     logger.info("metrics at %s", served.url)
     return served
 
