@@ -20,7 +20,7 @@ from observer_helpers import TOKEN, actor_names, get, post, running_tree, wait_f
 import troupe.supervisors  # noqa: E402, F401  (the tree section)
 from troupe import Actor, ActorSystem  # noqa: E402
 from troupe.brokers import ConsumerBridge, connect  # noqa: E402
-from troupe.brokers.testing import RedisServer  # noqa: E402
+from troupe.brokers.servers import RedisServer  # noqa: E402
 from troupe.observer import Observer, SystemSource  # noqa: E402
 
 
