@@ -11,13 +11,20 @@ channel; ``release`` is ``basic.nack(requeue=True)``; ``close`` closes the
 channel, and RabbitMQ gives every unacked delivery back to the queue.
 
 Attempts: RabbitMQ's own count (quorum ``x-delivery-count``) grows with every
-delivery, not with every handler start, so handler starts are journaled as on
-Redis (:mod:`troupe.brokers.attempts`) and folded into an :class:`AttemptsRecord`
-— a small SQLite file next to the journals, keyed by message id — because a
+delivery, not with every handler start — and a closing channel raises it for
+every message the channel held, so a crash loop raises it for a whole prefetch
+window at every crash. Handler starts are therefore journaled as on Redis
+(:mod:`troupe.brokers.attempts`) and folded into an :class:`AttemptsRecord` — a
+small SQLite file next to the journals, keyed by message id — because a
 RabbitMQ user has no Redis, and a record inside RabbitMQ (a queue) cannot be
-updated in place. Like the journals it is host-local; the broker count is the
-backstop across hosts. Only redelivered messages are looked up, so the hot
-path costs nothing; a row goes with the ack or the DLQ move, and rows not
+updated in place. The journal also notes every delivery the channel pushed
+(its delivery number), so when a consumer dies its unstarted deliveries are
+folded as *returned*: the record knows which earlier deliveries of a message
+ended on this host without a lost start (``Delivery.accounted``), and the
+bridge's broker-count backstop counts only the others — deliveries to hosts
+whose journals it cannot see. Like the journals the record is host-local. Only
+redelivered messages are looked up, so the hot path costs a journal write per
+delivery and no query; a row goes with the ack or the DLQ move, and rows not
 touched for ``RETENTION`` seconds (a message settled on another host) are
 dropped when a session opens.
 """
@@ -34,7 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .attempts import JournaledAttempts, Start
+from .attempts import Held, JournaledAttempts, Start
 from .base import BrokerError
 from .message import Message
 from .rabbitmq_connection import AmqpChannel, settle
@@ -66,12 +73,17 @@ class AttemptsRecord:
             "CREATE TABLE IF NOT EXISTS attempts (entry TEXT PRIMARY KEY, n INTEGER, at REAL)"
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS markers (marker TEXT PRIMARY KEY, at REAL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS returned "
+            "(entry TEXT, delivery INTEGER, at REAL, PRIMARY KEY (entry, delivery))"
+        )
 
     def prune(self) -> None:
         """Drop rows untouched for RETENTION seconds and old markers."""
         now = time.time()
         with self._tx():
             self._db.execute("DELETE FROM attempts WHERE at < ?", (now - RETENTION,))
+            self._db.execute("DELETE FROM returned WHERE at < ?", (now - RETENTION,))
             self._db.execute("DELETE FROM markers WHERE at < ?", (now - MARKER_RETENTION,))
 
     @contextlib.contextmanager
@@ -106,6 +118,15 @@ class AttemptsRecord:
                 added += 1
         return added
 
+    async def returned(self, held: Sequence[Held]) -> None:
+        """Note deliveries given back to the broker from this host (each one once)."""
+        now = time.time()
+        with self._tx():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO returned (entry, delivery, at) VALUES (?, ?, ?)",
+                [(key, delivery, now) for key, delivery in held],
+            )
+
     def get(self, keys: Sequence[str]) -> dict[str, int]:
         """The recorded starts of ``keys`` (absent: none)."""
         if not keys:
@@ -117,10 +138,25 @@ class AttemptsRecord:
         ).fetchall()
         return {str(k): int(n) for k, n in rows}
 
+    def accounted(self, deliveries: Sequence[tuple[str, int]]) -> dict[str, int]:
+        """How many of the deliveries before (entry, delivery number) went back from this
+        host: given back unstarted, or with their starts in the record."""
+        if not deliveries:
+            return {}
+        out: dict[str, int] = {}
+        for key, number in deliveries:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM returned WHERE entry = ? AND delivery < ?", (key, number)
+            ).fetchone()
+            out[key] = int(row[0])
+        return out
+
     def forget(self, keys: Sequence[str]) -> None:
         """Drop the rows of settled messages."""
         if keys:
-            self._db.executemany("DELETE FROM attempts WHERE entry = ?", [(k,) for k in keys])
+            rows = [(k,) for k in keys]
+            self._db.executemany("DELETE FROM attempts WHERE entry = ?", rows)
+            self._db.executemany("DELETE FROM returned WHERE entry = ?", rows)
 
     def close(self) -> None:
         self._db.close()
@@ -142,7 +178,7 @@ class RabbitSession(ConsumerSession):
         super().__init__(stream, group, consumer, window)
         self._broker = broker
         self._channel = channel
-        self._buffer: deque[tuple[Any, Any, bytes]] = deque()
+        self._buffer: deque[tuple[Any, Message, int]] = deque()
         self._arrived = asyncio.Event()
         self._held: dict[int, Delivery] = {}  # delivery tag -> unsettled delivery
         self._ids: dict[str, int] = {}  # message id -> tag of the held delivery
@@ -151,7 +187,9 @@ class RabbitSession(ConsumerSession):
         self._expect = 0  # deliveries the first push brings (ready at consume, up to window)
         self._last_fold = 0.0
         self.record = AttemptsRecord(directory / "attempts.sqlite")
-        self.attempts = JournaledAttempts(directory, consumer, self.record.add, window)
+        self.attempts = self._journal = JournaledAttempts(
+            directory, consumer, self.record.add, window, returned=self.record.returned
+        )
         channel.on_close.append(self._channel_closed)
 
     async def start(self) -> None:
@@ -182,7 +220,10 @@ class RabbitSession(ConsumerSession):
         self._arrived.set()  # a waiting fetch raises the channel's error
 
     def _on_message(self, _: Any, method: Any, properties: Any, body: bytes) -> None:
-        self._buffer.append((method, properties, body))
+        message, count = from_amqp(method, properties, body)
+        if message.id not in self._ids:  # held from now: noted should this process die
+            self._journal.journal.hold(message.id, count)
+        self._buffer.append((method, message, count))
         self._arrived.set()
 
     @property
@@ -212,8 +253,7 @@ class RabbitSession(ConsumerSession):
         recorded: list[Delivery] = []
         stream, group, held, ids = self.stream, self.group, self._held, self._ids
         while buffer and len(out) < limit:
-            method, properties, body = buffer.popleft()
-            message, count = from_amqp(method, properties, body)
+            method, message, count = buffer.popleft()
             tag = method.delivery_tag
             if message.id in ids:  # a duplicate publish (a retry after a lost confirm)
                 logger.debug("%s: duplicate of held message %s acked", stream, message.id)
@@ -246,8 +286,10 @@ class RabbitSession(ConsumerSession):
             self._last_fold = now
             await self.attempts.fold_dead()
         found = self.record.get([d.entry_id for d in deliveries])
+        known = self.record.accounted([(d.entry_id, d.deliveries) for d in deliveries])
         for delivery in deliveries:
             delivery.attempts = found.get(delivery.entry_id, 0)
+            delivery.accounted = known.get(delivery.entry_id, 0)
 
     # -- settle ---------------------------------------------------------------------------
 

@@ -61,7 +61,10 @@ class Delivery:
     ``partition:offset``; ``partition`` and ``offset`` are set where they
     exist). ``deliveries`` is the broker's own count (1 the first time; a
     backstop only). ``attempts`` is the number of handler starts recorded
-    before this delivery. ``message`` is None when the entry could not be read:
+    before this delivery. ``accounted`` is how many of the earlier deliveries
+    are known on this host to have ended without a start that the record
+    lacks (given back unstarted, or their starts recorded): the backstop counts
+    only the others. ``message`` is None when the entry could not be read:
     ``error`` says why and ``raw`` holds the entry's original fields, byte for
     byte. ``token`` belongs to the transport (a delivery tag, a claim cursor).
     """
@@ -77,6 +80,7 @@ class Delivery:
     partition: int | None = None
     offset: int | None = None
     token: Any = None
+    accounted: int = 0
 
     @property
     def recorded(self) -> bool:
