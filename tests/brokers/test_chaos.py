@@ -24,10 +24,10 @@ from typing import Any, Protocol
 
 import pytest
 
-from tests.brokers.chaos_member import ChaosTarget, bridge_options, connect_member
+from tests.brokers.chaos_member import ChaosTarget, bridge_options, connect_member, working
 from tests.helpers import eventually
-from troupe import ActorRef, ActorSystem
-from troupe.brokers import Broker, ConsumerBridge
+from troupe import ActorRef, ActorSystem, Child
+from troupe.brokers import ConsumerBridge
 from troupe.brokers.message import DELIVERIES, ERROR_REASON, Message
 
 MEMBER = Path(__file__).with_name("chaos_member.py")
@@ -60,18 +60,21 @@ class ProcessMember:
 
 
 class LocalMember:
-    def __init__(self, system: ActorSystem, target: ActorRef, bridge: ActorRef, side: Path):
+    def __init__(self, system: ActorSystem, working: asyncio.Task[None]) -> None:
         self.system = system
-        self.target = target
-        self.bridge = bridge
-        self.flag = side / f"ready-{id(self)}"
+        self.working = working
+        self.target: ActorRef | None = None
+        self.bridge: ActorRef | None = None
 
     async def ready(self) -> None:
-        await eventually(self.flag.exists, timeout=60)
+        async with asyncio.timeout(60):
+            await self.working
 
     def kill(self) -> None:
-        self.system.cell_of(self.bridge).kill()  # type: ignore[union-attr]
-        self.system.cell_of(self.target).kill()  # type: ignore[union-attr]
+        self.working.cancel()
+        for ref in (self.bridge, self.target):  # the bridge first: it acks nothing more
+            if ref is not None:
+                Child.of(ref).kill()
 
 
 class Cluster:
@@ -93,20 +96,16 @@ class Cluster:
             member = self._local(consumer)
         else:
             args = [self.url, self.stream, self.group, consumer, str(self.journals)]
-            args += [str(MAX_DELIVERIES), str(self.side)]
-            with open(self.side / "member.log", "ab") as log:
-                process = subprocess.Popen(
-                    [sys.executable, str(MEMBER), *args], cwd=ROOT, stdout=log, stderr=log
-                )
-            member = ProcessMember(process, self.side)
+            member = ProcessMember(_spawn([*args, str(MAX_DELIVERIES), str(self.side)]), self.side)
         self.members.append(member)
         return member
 
     def _local(self, consumer: str) -> LocalMember:
         system = self.system
         assert system is not None
-        member = LocalMember(system, None, None, self.side)  # type: ignore[arg-type]
-        member.target = system.spawn(ChaosTarget, self.side, member.flag)
+        stats = self.broker.stats.consumer(self.stream, self.group, consumer)
+        member = LocalMember(system, asyncio.ensure_future(working(stats)))
+        member.target = system.spawn(ChaosTarget, self.side)
         member.bridge = system.spawn(
             ConsumerBridge,
             self.broker,
@@ -146,6 +145,14 @@ class Cluster:
 
     def number(self, message: Message) -> int:
         return int(self.broker.serializer.loads(message.body)["n"])
+
+
+def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    """A member process (its output in ``member.log`` of the side folder, the last arg)."""
+    with open(Path(args[-1]) / "member.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, str(MEMBER), *args], cwd=ROOT, stdout=log, stderr=log
+        )
 
 
 def _lines(path: Path) -> list[str]:
