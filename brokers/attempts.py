@@ -29,6 +29,13 @@ a TTL), so a start is counted once even when the consumer dies between adding
 a failure and clearing its slot, or a folder dies half-way. A delivery's
 attempts are therefore ``record + starts still journaled``, exactly.
 
+Folding happens under the directory's *fold lock* (:func:`fold_lock`, a flock
+that kill -9 releases): a session that folds while another one is folding waits
+for it, so it reads the record only after the other's starts are in it. Kafka
+reads its record and folds under that lock at every assignment, so the owner of
+a partition never keeps a count read before a dead member's starts were folded
+by another member of the host.
+
 Journals are host-local: they live in a directory per (broker, stream, group),
 ``<tempdir>/troupe-attempts/<hash of URL as written, stream, group>`` under
 ``journal_dir`` (default: the temp dir); consumers of a group on one host share
@@ -37,7 +44,12 @@ and URL).
 A consumer that dies on one host and never comes back leaves its last starts
 uncounted there; for that case the bridge also dead-letters an entry whose
 broker delivery count exceeds ``max_broker_deliveries`` (4 x
-``max_deliveries`` by default).
+``max_deliveries`` by default) — counting only the earlier deliveries this host
+cannot account for (``Delivery.accounted``), where the broker says. Folding
+reports every dead journal it folds (``ended``, once per journal incarnation):
+a broker whose count rises for every message a closing consumer held
+(RabbitMQ) counts those ends, and one end accounts for at most one delivery of
+each message published before it (see :mod:`troupe.brokers.rabbitmq_session`).
 """
 
 from __future__ import annotations
@@ -60,30 +72,23 @@ from .session import AttemptLog, Delivery
 
 logger = logging.getLogger(__name__)
 
-MAGIC = b"TRPJRNL3"
+MAGIC = b"TRPJRNL2"
 HEADER = 64  # magic (8) + incarnation uuid (16) + reserved
-# a slot: used (1 byte, written last) + starts (1) + key length (1) + reserved (1)
-# + start number (4) + broker delivery number held (4, 0: not tracked) + key (116 bytes)
-SLOT = 128
-KEY_AT = 12
-_SLOT_HEAD = struct.Struct("<BBBxII")
-_HEADS: dict[int, struct.Struct] = {}  # key length -> "<BxII{n}s": length, start no., held, key
+SLOT = 128  # count (1 byte) + key length (1 byte) + start number (4 bytes) + key (122 bytes)
+KEY_AT = 6
+_HEADS: dict[int, struct.Struct] = {}  # key length -> "<BI{n}s": length, start number, key
 MAX_KEY = SLOT - KEY_AT
 SUFFIX = ".journal"
-FOLD_LOCK = "fold.lock"
-FOLD_WAIT = 10.0  # seconds a folder waits for another one to finish before folding anyway
 
 #: One start (or a few of one entry) to count: (entry key, count, marker).
 Start = tuple[str, int, str]
-#: A delivery a consumer held and gave back (it died or released it): (entry key, the
-#: broker's delivery number of it). Only sessions that track holds write them.
-Held = tuple[str, int]
 #: ``record(starts, done)``: add each start to the durable record at most once per marker;
 #: ``done`` are markers of earlier starts whose journal slot is gone (they may be deleted).
 RecordAdd = Callable[[Sequence[Start], Sequence[str]], Awaitable[object]]
-#: ``returned(held)``: note deliveries that went back to the broker from this host, each
-#: at most once (a folder that dies half-way folds them again).
-RecordHeld = Callable[[Sequence[Held]], Awaitable[object]]
+#: ``ended(incarnation)``: a consumer's journal was folded (it died or closed unsettled).
+RecordEnded = Callable[[str], Awaitable[object]]
+FOLD_LOCK = "fold.lock"
+FOLD_WAIT = 10.0  # seconds a folder waits for another one to finish before folding anyway
 
 
 def journal_directory(base: str | os.PathLike[str] | None, *parts: str) -> Path:
@@ -94,7 +99,7 @@ def journal_directory(base: str | os.PathLike[str] | None, *parts: str) -> Path:
 
 
 class Journal:
-    """One consumer's journal file: the entries it started (or holds) and has not settled.
+    """One consumer's journal file: the entries it started and has not settled.
 
     >>> import tempfile
     >>> j = Journal.create(Path(tempfile.mkdtemp()), "c1")
@@ -142,23 +147,8 @@ class Journal:
         if slot is not None:
             m = self._map
             at = HEADER + slot * SLOT
-            count = m[at + 1]
-            if count == 0:  # a held entry's first start (again): a start number of its own
-                self._seq = seq = self._seq + 1
-                struct.pack_into("<I", m, at + 4, seq)
-            m[at + 1] = min(255, count + 1)
+            m[at] = min(255, m[at] + 1)
             return
-        self._new(key, 1, 0)
-
-    def hold(self, key: str, delivery: int) -> None:
-        """Note that this consumer holds delivery number ``delivery`` of ``key`` (not started)."""
-        slot = self._index.get(key)
-        if slot is not None:
-            struct.pack_into("<I", self._map, HEADER + slot * SLOT + 8, delivery)
-            return
-        self._new(key, 0, delivery)
-
-    def _new(self, key: str, count: int, delivery: int) -> None:
         data = key.encode()
         size = len(data)
         if size > MAX_KEY:
@@ -171,21 +161,9 @@ class Journal:
         self._index[key] = slot
         self._seq = seq = self._seq + 1
         at = HEADER + slot * SLOT
-        head = _HEADS.get(size) or _HEADS.setdefault(size, struct.Struct(f"<BxII{size}s"))
-        head.pack_into(m, at + 2, size, seq, delivery, data)  # length, start no., held, key
-        m[at + 1] = count
+        head = _HEADS.get(size) or _HEADS.setdefault(size, struct.Struct(f"<BI{size}s"))
+        head.pack_into(m, at + 1, size, seq, data)  # key length, start number, key
         m[at] = 1  # written last: the slot counts only once complete
-
-    def clear(self, key: str) -> None:
-        """The starts of ``key`` are in the durable record: forget them, keep a hold."""
-        slot = self._index.get(key)
-        if slot is None:
-            return
-        at = HEADER + slot * SLOT
-        if struct.unpack_from("<I", self._map, at + 8)[0]:
-            self._map[at + 1] = 0  # still held: the delivery goes back if we die
-        else:
-            self.remove(key)
 
     def remove(self, key: str) -> None:
         """Forget ``key`` (settled, or moved into the durable record)."""
@@ -197,14 +175,14 @@ class Journal:
         self._free.append(slot)
 
     def entries(self) -> dict[str, int]:
-        """The keys started (or held) and not settled, with their start counts."""
+        """The keys started and not settled, with their start counts."""
         m = self._map
-        return {k: m[HEADER + s * SLOT + 1] for k, s in self._index.items()}
+        return {k: m[HEADER + s * SLOT] for k, s in self._index.items()}
 
     def marker(self, key: str) -> str:
         """The marker of ``key``'s journaled start: ``<incarnation>:<start number>``."""
         at = HEADER + self._index[key] * SLOT
-        return f"{self.incarnation}:{struct.unpack_from('<I', self._map, at + 4)[0]}"
+        return f"{self.incarnation}:{int.from_bytes(self._map[at + 2 : at + KEY_AT], 'little')}"
 
     def __contains__(self, key: str) -> bool:
         return key in self._index
@@ -235,25 +213,27 @@ class Journal:
 
 
 def read_journal(path: Path) -> list[Start]:
-    """The starts in a journal file: (entry key, count, marker) per started slot."""
-    return _parse(path.read_bytes())[0]
+    """The starts in a journal file: (entry key, count, marker) per slot."""
+    return _parse(path.read_bytes())
 
 
-def _parse(data: bytes) -> tuple[list[Start], list[Held]]:
+def _incarnation(data: bytes) -> str | None:
     if len(data) < HEADER or data[:8] != MAGIC:
-        return [], []
-    incarnation = uuid.UUID(bytes=data[8:24]).hex
-    starts: list[Start] = []
-    held: list[Held] = []
+        return None
+    return uuid.UUID(bytes=data[8:24]).hex
+
+
+def _parse(data: bytes) -> list[Start]:
+    incarnation = _incarnation(data)
+    if incarnation is None:
+        return []
+    out: list[Start] = []
     for at in range(HEADER, len(data) - SLOT + 1, SLOT):
-        used, count, length, seq, delivery = _SLOT_HEAD.unpack_from(data, at)
-        if used and 0 < length <= MAX_KEY:
+        count, length, seq = struct.unpack_from("<BBI", data, at)
+        if count and 0 < length <= MAX_KEY:
             key = data[at + KEY_AT : at + KEY_AT + length].decode(errors="replace")
-            if count:
-                starts.append((key, count, f"{incarnation}:{seq}"))
-            if delivery:
-                held.append((key, delivery))
-    return starts, held
+            out.append((key, count, f"{incarnation}:{seq}"))
+    return out
 
 
 @contextlib.asynccontextmanager
@@ -290,18 +270,18 @@ async def fold_dead_journals(
     record: RecordAdd,
     *,
     own: Path | None,
-    returned: RecordHeld | None = None,
+    ended: RecordEnded | None = None,
     lock: bool = True,
 ) -> int:
     """Fold every unlocked journal in ``directory`` (its consumer died) into the record.
 
     Folding takes the directory's :func:`fold_lock` (unless ``lock`` is False:
     the caller holds it), so that a session that folds (or reads the record)
-    after another one sees that one's starts recorded. A
-    journal is read under its lock, added to the record (each start under its
-    marker, so a folder that dies half-way, or a failure already added before
-    its consumer died, is not counted twice; its holds through ``returned``)
-    and deleted. Returns how many starts were folded.
+    after another one sees that one's starts recorded. A journal is read under
+    its lock, added to the record (each start under its marker, so a folder
+    that dies half-way, or a failure already added before its consumer died, is
+    not counted twice), reported to ``ended`` (by incarnation) and deleted.
+    Returns how many starts were folded.
     """
     try:
         names = sorted(directory / n for n in os.listdir(directory) if n.endswith(SUFFIX))
@@ -312,11 +292,11 @@ async def fold_dead_journals(
         for path in names:
             if own is not None and path == own:
                 continue
-            folded += await _fold_one(path, record, returned)
+            folded += await _fold_one(path, record, ended)
     return folded
 
 
-async def _fold_one(path: Path, record: RecordAdd, returned: RecordHeld | None) -> int:
+async def _fold_one(path: Path, record: RecordAdd, ended: RecordEnded | None) -> int:
     try:
         fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
@@ -328,15 +308,16 @@ async def _fold_one(path: Path, record: RecordAdd, returned: RecordHeld | None) 
             return 0  # its consumer is alive
         if os.fstat(fd).st_nlink == 0:
             return 0  # deleted by another folder after we opened it
-        size = os.fstat(fd).st_size
-        starts, held = _parse(os.pread(fd, size, 0))
+        data = os.pread(fd, os.fstat(fd).st_size, 0)
+        starts = _parse(data)
         count = 0
         if starts:
             await record(starts, ())
             count = sum(n for _, n, _ in starts)
             logger.info("folded %d handler starts of dead consumer %s", count, path.name)
-        if held and returned is not None:
-            await returned(held)
+        incarnation = _incarnation(data)
+        if ended is not None and incarnation is not None:
+            await ended(incarnation)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         return count
@@ -349,10 +330,8 @@ class JournaledAttempts(AttemptLog):
 
     ``record(counts, once)`` adds start counts to the broker's record (at most
     once per ``once``); ``directory`` is the journal directory of the
-    consumer's (broker, stream, group). With ``returned``, the log also notes
-    every delivery the session holds (:meth:`held`), so that a delivery that
-    went back to the broker unstarted is known on this host (see
-    :class:`~troupe.brokers.session.Delivery`'s ``accounted``).
+    consumer's (broker, stream, group); ``ended`` hears of every dead journal
+    folded (:func:`fold_dead_journals`).
     """
 
     def __init__(
@@ -362,21 +341,13 @@ class JournaledAttempts(AttemptLog):
         record: RecordAdd,
         window: int,
         *,
-        returned: RecordHeld | None = None,
+        ended: RecordEnded | None = None,
     ) -> None:
         self.directory = directory
         self._record = record
-        self._returned = returned
+        self._ended = ended
         self.journal = Journal.create(directory, consumer, max(8, window))
         self._done: list[str] = []  # markers of failures whose slot is cleared
-
-    def held(self, deliveries: Sequence[Delivery]) -> None:
-        """The session holds ``deliveries`` now (a no-op unless it tracks holds)."""
-        if self._returned is None:
-            return
-        hold = self.journal.hold
-        for delivery in deliveries:
-            hold(delivery.entry_id, delivery.deliveries)
 
     def started(self, delivery: Delivery) -> None:
         self.journal.add(delivery.entry_id)
@@ -389,7 +360,7 @@ class JournaledAttempts(AttemptLog):
         marker = self.journal.marker(key)
         done, self._done = self._done, []
         await self._record([(key, 1, marker)], done)
-        self.journal.clear(key)
+        self.journal.remove(key)
         self._done.append(marker)
 
     def settled(self, deliveries: Sequence[Delivery]) -> None:
@@ -403,11 +374,7 @@ class JournaledAttempts(AttemptLog):
 
     async def fold_dead(self, *, lock: bool = True) -> int:
         return await fold_dead_journals(
-            self.directory,
-            self._record,
-            own=self.journal.path,
-            returned=self._returned,
-            lock=lock,
+            self.directory, self._record, own=self.journal.path, ended=self._ended, lock=lock
         )
 
     def close(self) -> None:
@@ -415,7 +382,6 @@ class JournaledAttempts(AttemptLog):
 
 
 __all__ = [
-    "Held",
     "Journal",
     "JournaledAttempts",
     "fold_dead_journals",

@@ -17,9 +17,9 @@ a target actor (by ref or by name) with :meth:`troupe.ActorRef.deliver`:
   times (4 x ``max_deliveries`` by default) goes to the DLQ too: the backstop
   for starts whose journal is on a host that never came back. It counts only
   the earlier deliveries this host cannot account for (``Delivery.accounted``:
-  on RabbitMQ, deliveries held by consumers on this host and given back
-  unstarted are noted in the journal), so a crash loop on one host does not
-  dead-letter messages that never ran;
+  on RabbitMQ, one per end of a consumer session on this host since the
+  message was published), so a crash loop on one host does not dead-letter
+  messages that never ran;
 - a payload that does not decode, or an entry that is not a troupe message,
   goes to the DLQ at once (the entry's original fields are kept byte for byte);
 - intake is bounded by the room in the target's mailbox (and ``prefetch``), so

@@ -11,22 +11,28 @@ channel; ``release`` is ``basic.nack(requeue=True)``; ``close`` closes the
 channel, and RabbitMQ gives every unacked delivery back to the queue.
 
 Attempts: RabbitMQ's own count (quorum ``x-delivery-count``) grows with every
-delivery, not with every handler start — and a closing channel raises it for
-every message the channel held, so a crash loop raises it for a whole prefetch
-window at every crash. Handler starts are therefore journaled as on Redis
-(:mod:`troupe.brokers.attempts`) and folded into an :class:`AttemptsRecord` — a
-small SQLite file next to the journals, keyed by message id — because a
+delivery, not with every handler start, so handler starts are journaled as on
+Redis (:mod:`troupe.brokers.attempts`) and folded into an :class:`AttemptsRecord`
+— a small SQLite file next to the journals, keyed by message id — because a
 RabbitMQ user has no Redis, and a record inside RabbitMQ (a queue) cannot be
-updated in place. The journal also notes every delivery the channel pushed
-(its delivery number), so when a consumer dies its unstarted deliveries are
-folded as *returned*: the record knows which earlier deliveries of a message
-ended on this host without a lost start (``Delivery.accounted``), and the
-bridge's broker-count backstop counts only the others — deliveries to hosts
-whose journals it cannot see. Like the journals the record is host-local. Only
-redelivered messages are looked up, so the hot path costs a journal write per
-delivery and no query; a row goes with the ack or the DLQ move, and rows not
+updated in place. Like the journals it is host-local; the broker count is the
+backstop across hosts. Only redelivered messages are looked up, so the hot
+path costs nothing; a row goes with the ack or the DLQ move, and rows not
 touched for ``RETENTION`` seconds (a message settled on another host) are
 dropped when a session opens.
+
+The backstop must not fire in a crash loop: a closing channel (a consumer
+killed, or closed with deliveries unsettled) raises the count of *every*
+message it held — the whole prefetch window, most of it never started, some of
+it still unread in the socket. So the record also keeps the *ends* of this
+host's sessions: every dead journal folded, and every session closed while
+holding deliveries (once per journal incarnation, with the time). One end
+raises a message's count at most once, and only if the message was published
+before it; so of a delivery's earlier deliveries, ``min(count - 1, ends since
+its publish time)`` are accounted for on this host (``Delivery.accounted``),
+and the backstop counts only the rest: deliveries to other hosts. (A host that
+crash-loops while another one lost a message's starts weakens the backstop for
+that message; it never dead-letters a message for this host's crashes.)
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .attempts import Held, JournaledAttempts, Start
+from .attempts import JournaledAttempts, Start
 from .base import BrokerError
 from .message import Message
 from .rabbitmq_connection import AmqpChannel, settle
@@ -53,7 +59,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RETENTION = 7 * 24 * 3600.0  # seconds an attempts row may go untouched
+RETENTION = 7 * 24 * 3600.0  # seconds an attempts row (or a session's end) is kept
+SKEW = 60.0  # seconds a publisher's clock may be ahead: ends that early still count
 MARKER_RETENTION = 3600.0
 FIRST_PUSH = 2.0  # the first fetch waits up to this long for what the queue held at consume
 RETURN_WAIT = 0.5  # a closing session waits up to this long for its deliveries to be ready again
@@ -73,17 +80,14 @@ class AttemptsRecord:
             "CREATE TABLE IF NOT EXISTS attempts (entry TEXT PRIMARY KEY, n INTEGER, at REAL)"
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS markers (marker TEXT PRIMARY KEY, at REAL)")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS returned "
-            "(entry TEXT, delivery INTEGER, at REAL, PRIMARY KEY (entry, delivery))"
-        )
+        self._db.execute("CREATE TABLE IF NOT EXISTS ends (incarnation TEXT PRIMARY KEY, at REAL)")
 
     def prune(self) -> None:
         """Drop rows untouched for RETENTION seconds and old markers."""
         now = time.time()
         with self._tx():
             self._db.execute("DELETE FROM attempts WHERE at < ?", (now - RETENTION,))
-            self._db.execute("DELETE FROM returned WHERE at < ?", (now - RETENTION,))
+            self._db.execute("DELETE FROM ends WHERE at < ?", (now - RETENTION,))
             self._db.execute("DELETE FROM markers WHERE at < ?", (now - MARKER_RETENTION,))
 
     @contextlib.contextmanager
@@ -118,15 +122,6 @@ class AttemptsRecord:
                 added += 1
         return added
 
-    async def returned(self, held: Sequence[Held]) -> None:
-        """Note deliveries given back to the broker from this host (each one once)."""
-        now = time.time()
-        with self._tx():
-            self._db.executemany(
-                "INSERT OR IGNORE INTO returned (entry, delivery, at) VALUES (?, ?, ?)",
-                [(key, delivery, now) for key, delivery in held],
-            )
-
     def get(self, keys: Sequence[str]) -> dict[str, int]:
         """The recorded starts of ``keys`` (absent: none)."""
         if not keys:
@@ -138,25 +133,32 @@ class AttemptsRecord:
         ).fetchall()
         return {str(k): int(n) for k, n in rows}
 
-    def accounted(self, deliveries: Sequence[tuple[str, int]]) -> dict[str, int]:
-        """How many of the deliveries before (entry, delivery number) went back from this
-        host: given back unstarted, or with their starts in the record."""
-        if not deliveries:
-            return {}
+    def end(self, incarnation: str) -> None:
+        """A session of this host ended holding deliveries (its journal's incarnation)."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO ends (incarnation, at) VALUES (?, ?)",
+            (incarnation, time.time()),
+        )
+
+    async def ended(self, incarnation: str) -> None:
+        """:meth:`end`, for the folder of a dead journal."""
+        self.end(incarnation)
+
+    def accounted(self, deliveries: Sequence[Delivery]) -> dict[str, int]:
+        """Of each delivery's earlier deliveries, how many this host's ends explain."""
         out: dict[str, int] = {}
-        for key, number in deliveries:
-            row = self._db.execute(
-                "SELECT COUNT(*) FROM returned WHERE entry = ? AND delivery < ?", (key, number)
+        for d in deliveries:
+            published = d.message.timestamp if d.message is not None else 0.0
+            (ends,) = self._db.execute(
+                "SELECT COUNT(*) FROM ends WHERE at >= ?", (published - SKEW,)
             ).fetchone()
-            out[key] = int(row[0])
+            out[d.entry_id] = min(d.deliveries - 1, int(ends))
         return out
 
     def forget(self, keys: Sequence[str]) -> None:
         """Drop the rows of settled messages."""
         if keys:
-            rows = [(k,) for k in keys]
-            self._db.executemany("DELETE FROM attempts WHERE entry = ?", rows)
-            self._db.executemany("DELETE FROM returned WHERE entry = ?", rows)
+            self._db.executemany("DELETE FROM attempts WHERE entry = ?", [(k,) for k in keys])
 
     def close(self) -> None:
         self._db.close()
@@ -178,7 +180,7 @@ class RabbitSession(ConsumerSession):
         super().__init__(stream, group, consumer, window)
         self._broker = broker
         self._channel = channel
-        self._buffer: deque[tuple[Any, Message, int]] = deque()
+        self._buffer: deque[tuple[Any, Any, bytes]] = deque()
         self._arrived = asyncio.Event()
         self._held: dict[int, Delivery] = {}  # delivery tag -> unsettled delivery
         self._ids: dict[str, int] = {}  # message id -> tag of the held delivery
@@ -188,7 +190,7 @@ class RabbitSession(ConsumerSession):
         self._last_fold = 0.0
         self.record = AttemptsRecord(directory / "attempts.sqlite")
         self.attempts = self._journal = JournaledAttempts(
-            directory, consumer, self.record.add, window, returned=self.record.returned
+            directory, consumer, self.record.add, window, ended=self.record.ended
         )
         channel.on_close.append(self._channel_closed)
 
@@ -214,16 +216,16 @@ class RabbitSession(ConsumerSession):
 
     def _channel_closed(self, _: BaseException) -> None:
         """RabbitMQ gave back what this channel held: none of it is this session's now."""
+        if self._held or self._buffer:  # their counts went up: this end accounts for it
+            with contextlib.suppress(sqlite3.Error):
+                self.record.end(self._journal.journal.incarnation)
         self._buffer.clear()
         self._held.clear()
         self._ids.clear()
         self._arrived.set()  # a waiting fetch raises the channel's error
 
     def _on_message(self, _: Any, method: Any, properties: Any, body: bytes) -> None:
-        message, count = from_amqp(method, properties, body)
-        if message.id not in self._ids:  # held from now: noted should this process die
-            self._journal.journal.hold(message.id, count)
-        self._buffer.append((method, message, count))
+        self._buffer.append((method, properties, body))
         self._arrived.set()
 
     @property
@@ -253,7 +255,8 @@ class RabbitSession(ConsumerSession):
         recorded: list[Delivery] = []
         stream, group, held, ids = self.stream, self.group, self._held, self._ids
         while buffer and len(out) < limit:
-            method, message, count = buffer.popleft()
+            method, properties, body = buffer.popleft()
+            message, count = from_amqp(method, properties, body)
             tag = method.delivery_tag
             if message.id in ids:  # a duplicate publish (a retry after a lost confirm)
                 logger.debug("%s: duplicate of held message %s acked", stream, message.id)
@@ -286,10 +289,10 @@ class RabbitSession(ConsumerSession):
             self._last_fold = now
             await self.attempts.fold_dead()
         found = self.record.get([d.entry_id for d in deliveries])
-        known = self.record.accounted([(d.entry_id, d.deliveries) for d in deliveries])
+        known = self.record.accounted(deliveries)
         for delivery in deliveries:
             delivery.attempts = found.get(delivery.entry_id, 0)
-            delivery.accounted = known.get(delivery.entry_id, 0)
+            delivery.accounted = known[delivery.entry_id]
 
     # -- settle ---------------------------------------------------------------------------
 
@@ -347,6 +350,9 @@ class RabbitSession(ConsumerSession):
         self._held.clear()
         self._ids.clear()
         try:
+            if held:  # their counts go up: this end accounts for it
+                with contextlib.suppress(sqlite3.Error):
+                    self.record.end(self._journal.journal.incarnation)
             await self._channel.close()  # RabbitMQ requeues what was not acked
             if ready is not None:  # so that a consumer opened next sees them at once
                 deadline = time.monotonic() + RETURN_WAIT

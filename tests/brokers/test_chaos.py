@@ -138,8 +138,6 @@ class Cluster:
 
     async def settled(self, healthy: set[int], poison: set[int]) -> bool:
         """Every healthy message handled or dead-lettered, every poison one dead-lettered."""
-        if len(self.handled() & healthy) + len(poison) < len(healthy):
-            return False  # not even close: spare the broker a DLQ read
         dead = {self.number(m) for m in await self.dead()}
         return (self.handled() | dead) >= healthy and dead >= poison
 
@@ -223,7 +221,7 @@ async def test_a_crash_loop_over_a_backlog(cluster: Cluster) -> None:
         member.kill()
     assert len(cluster.handled()) < HEALTHY, "the backlog ended before the kills: make it longer"
     await cluster.start("final")
-    await eventually(lambda: cluster.settled(healthy, POISON), timeout=120, interval=0.2)
+    await eventually(lambda: cluster.settled(healthy, POISON), timeout=120, interval=0.5)
     starts = assert_contract(cluster, await cluster.dead(), healthy, POISON)
     assert any(len(starts[n]) > 1 for n in healthy), "no healthy message started twice"
 
@@ -247,6 +245,6 @@ async def test_a_kill_in_the_middle_of_a_start_then_two_members_rejoin(
     await cluster.start("second")
     await cluster.start("third")
     healthy = set(range(40))
-    await eventually(lambda: cluster.settled(healthy, {hang}), timeout=90, interval=0.2)
+    await eventually(lambda: cluster.settled(healthy, {hang}), timeout=90, interval=0.5)
     starts = assert_contract(cluster, await cluster.dead(), healthy, {hang})
     assert starts[hang] == ["1", "2"]
