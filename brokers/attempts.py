@@ -45,16 +45,23 @@ A consumer that dies on one host and never comes back leaves its last starts
 uncounted there; for that case the bridge also dead-letters an entry whose
 broker delivery count exceeds ``max_broker_deliveries`` (4 x
 ``max_deliveries`` by default) — counting only the earlier deliveries this host
-cannot account for (``Delivery.accounted``), where the broker says. Folding
-reports every dead journal it folds (``ended``, once per journal incarnation):
-a broker whose count rises for every message a closing consumer held
-(RabbitMQ) counts those ends, and one end accounts for at most one delivery of
-each message published before it (see :mod:`troupe.brokers.rabbitmq_session`).
+cannot account for (``Delivery.accounted``). A crash raises the broker count of
+everything the dead consumer held (RabbitMQ: every message of its channel, the
+whole prefetch window, some of it still unread in the socket; Redis: every
+pending entry, at the next claim), most of it never started. So folding
+reports every dead journal it folds (``ended``, once per journal incarnation),
+a session closed holding deliveries reports itself, and the broker keeps those
+*ends* (RabbitMQ: in its host-local record; Redis: a sorted set
+``<stream>:ends:<group>``): each end explains at most one delivery of each
+message published before it (:func:`account`). A crash loop therefore never
+dead-letters a message that never ran, while the deliveries of a host that
+never came back (nobody folds its journals) still reach the backstop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import fcntl
 import hashlib
@@ -88,6 +95,8 @@ RecordAdd = Callable[[Sequence[Start], Sequence[str]], Awaitable[object]]
 #: ``ended(incarnation)``: a consumer's journal was folded (it died or closed unsettled).
 RecordEnded = Callable[[str], Awaitable[object]]
 FOLD_LOCK = "fold.lock"
+ENDS_KEPT = 7 * 24 * 3600.0  # seconds a session's end is kept (older messages: not accounted)
+ENDS_SKEW = 60.0  # seconds a publisher's clock may be ahead: ends that early still count
 FOLD_WAIT = 10.0  # seconds a folder waits for another one to finish before folding anyway
 
 
@@ -325,6 +334,27 @@ async def _fold_one(path: Path, record: RecordAdd, ended: RecordEnded | None) ->
         os.close(fd)
 
 
+def account(deliveries: Sequence[Delivery], ends: Sequence[float]) -> None:
+    """Set each delivery's ``accounted`` from ``ends``, the sorted times consumer sessions
+    of the group ended holding deliveries (dead journals folded, sessions closed).
+
+    A session's end raises a message's broker count at most once (the broker
+    gives back, or lets others claim, what it held), and only if the message
+    was published before it; so ``min(deliveries - 1, ends since publish)`` of
+    the earlier deliveries are explained without a lost start.
+
+    >>> from troupe.brokers.message import Message
+    >>> d = Delivery("s", "g", "1", Message(b"", None, {}, "1", 100.0), deliveries=5)
+    >>> account([d], [20.0, 150.0, 160.0]); d.accounted
+    2
+    """
+    for delivery in deliveries:
+        message = delivery.message
+        published = message.timestamp if message is not None else 0.0
+        since = len(ends) - bisect.bisect_left(ends, published - ENDS_SKEW)
+        delivery.accounted = min(delivery.deliveries - 1, since)
+
+
 class JournaledAttempts(AttemptLog):
     """An :class:`AttemptLog` on a :class:`Journal`, folded into a broker's durable record.
 
@@ -384,6 +414,7 @@ class JournaledAttempts(AttemptLog):
 __all__ = [
     "Journal",
     "JournaledAttempts",
+    "account",
     "fold_dead_journals",
     "fold_lock",
     "journal_directory",

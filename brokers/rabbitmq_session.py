@@ -25,14 +25,13 @@ The backstop must not fire in a crash loop: a closing channel (a consumer
 killed, or closed with deliveries unsettled) raises the count of *every*
 message it held — the whole prefetch window, most of it never started, some of
 it still unread in the socket. So the record also keeps the *ends* of this
-host's sessions: every dead journal folded, and every session closed while
-holding deliveries (once per journal incarnation, with the time). One end
-raises a message's count at most once, and only if the message was published
-before it; so of a delivery's earlier deliveries, ``min(count - 1, ends since
-its publish time)`` are accounted for on this host (``Delivery.accounted``),
-and the backstop counts only the rest: deliveries to other hosts. (A host that
-crash-loops while another one lost a message's starts weakens the backstop for
-that message; it never dead-letters a message for this host's crashes.)
+host's sessions (table ``ends``): every dead journal folded, and every session
+whose channel closed holding deliveries (once per journal incarnation, with
+the time); :func:`~troupe.brokers.attempts.account` turns them into
+``Delivery.accounted`` and the backstop counts only the rest: deliveries to
+other hosts. (A host that crash-loops while another one lost a message's starts
+weakens the backstop for that message; it never dead-letters a message for
+this host's crashes.)
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .attempts import JournaledAttempts, Start
+from .attempts import ENDS_KEPT, JournaledAttempts, Start, account
 from .base import BrokerError
 from .message import Message
 from .rabbitmq_connection import AmqpChannel, settle
@@ -59,8 +58,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RETENTION = 7 * 24 * 3600.0  # seconds an attempts row (or a session's end) is kept
-SKEW = 60.0  # seconds a publisher's clock may be ahead: ends that early still count
+RETENTION = 7 * 24 * 3600.0  # seconds an attempts row may go untouched
 MARKER_RETENTION = 3600.0
 FIRST_PUSH = 2.0  # the first fetch waits up to this long for what the queue held at consume
 RETURN_WAIT = 0.5  # a closing session waits up to this long for its deliveries to be ready again
@@ -87,7 +85,7 @@ class AttemptsRecord:
         now = time.time()
         with self._tx():
             self._db.execute("DELETE FROM attempts WHERE at < ?", (now - RETENTION,))
-            self._db.execute("DELETE FROM ends WHERE at < ?", (now - RETENTION,))
+            self._db.execute("DELETE FROM ends WHERE at < ?", (now - ENDS_KEPT,))
             self._db.execute("DELETE FROM markers WHERE at < ?", (now - MARKER_RETENTION,))
 
     @contextlib.contextmanager
@@ -144,16 +142,9 @@ class AttemptsRecord:
         """:meth:`end`, for the folder of a dead journal."""
         self.end(incarnation)
 
-    def accounted(self, deliveries: Sequence[Delivery]) -> dict[str, int]:
-        """Of each delivery's earlier deliveries, how many this host's ends explain."""
-        out: dict[str, int] = {}
-        for d in deliveries:
-            published = d.message.timestamp if d.message is not None else 0.0
-            (ends,) = self._db.execute(
-                "SELECT COUNT(*) FROM ends WHERE at >= ?", (published - SKEW,)
-            ).fetchone()
-            out[d.entry_id] = min(d.deliveries - 1, int(ends))
-        return out
+    def ends(self) -> list[float]:
+        """When this host's sessions ended holding deliveries, oldest first."""
+        return [float(at) for (at,) in self._db.execute("SELECT at FROM ends ORDER BY at")]
 
     def forget(self, keys: Sequence[str]) -> None:
         """Drop the rows of settled messages."""
@@ -289,10 +280,9 @@ class RabbitSession(ConsumerSession):
             self._last_fold = now
             await self.attempts.fold_dead()
         found = self.record.get([d.entry_id for d in deliveries])
-        known = self.record.accounted(deliveries)
         for delivery in deliveries:
             delivery.attempts = found.get(delivery.entry_id, 0)
-            delivery.accounted = known[delivery.entry_id]
+        account(deliveries, self.record.ends())
 
     # -- settle ---------------------------------------------------------------------------
 

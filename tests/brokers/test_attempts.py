@@ -17,6 +17,7 @@ from troupe.brokers.attempts import (
     Journal,
     JournaledAttempts,
     Start,
+    account,
     fold_dead_journals,
     read_journal,
 )
@@ -169,6 +170,7 @@ async def test_the_rabbitmq_record_accounts_for_deliveries_this_hosts_ends_expla
             Delivery("q", "g", "few", old, deliveries=2),
             Delivery("q", "g", "new", new, deliveries=4),
         ]
-        assert record.accounted(deliveries) == {"old": 3, "few": 1, "new": 0}
+        account(deliveries, record.ends())
+        assert [d.accounted for d in deliveries] == [3, 1, 0]
     finally:
         record.close()

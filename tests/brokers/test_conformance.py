@@ -287,7 +287,8 @@ async def crashed_consumer(
         for delivery in taken:
             session.attempts.started(delivery)
     session.attempts.close()  # a crash: the starts stay in its log
-    await session.close()
+    if broker.capabilities.requeue_on_close:  # this process lives on: give deliveries back
+        await session.close()
     return taken
 
 
