@@ -62,11 +62,12 @@ class Delivery:
     exist). ``deliveries`` is the broker's own count (1 the first time; a
     backstop only). ``attempts`` is the number of handler starts recorded
     before this delivery. ``accounted`` is how many of the earlier deliveries
-    are known on this host to have ended without a start that the record
-    lacks (given back unstarted, or their starts recorded): the backstop counts
-    only the others. ``message`` is None when the entry could not be read:
-    ``error`` says why and ``raw`` holds the entry's original fields, byte for
-    byte. ``token`` belongs to the transport (a delivery tag, a claim cursor).
+    are explained without a lost start (a consumer that held it ended and its
+    journal was folded: see :func:`troupe.brokers.attempts.account`); the
+    backstop counts only the others. ``message`` is None when the entry could
+    not be read: ``error`` says why and ``raw`` holds the entry's original
+    fields, byte for byte. ``token`` belongs to the transport (a delivery tag,
+    a claim cursor).
     """
 
     stream: str

@@ -16,6 +16,7 @@ from tests.brokers.helpers import TOLERANT
 from tests.helpers import eventually
 from troupe import Actor, ActorSystem, MailboxConfig
 from troupe.brokers import Broker, ConsumerBridge, MemoryBroker, connect
+from troupe.brokers.attempts import JournaledAttempts
 from troupe.brokers.kafka import KafkaBroker
 from troupe.brokers.message import (
     ATTEMPT,
@@ -29,7 +30,6 @@ from troupe.brokers.message import (
 )
 from troupe.brokers.rabbitmq import RabbitBroker
 from troupe.brokers.redis_streams import RedisBroker
-from troupe.brokers.attempts import JournaledAttempts
 from troupe.brokers.session import Delivery
 from troupe.supervisors import Backoff
 
