@@ -29,6 +29,13 @@ a TTL), so a start is counted once even when the consumer dies between adding
 a failure and clearing its slot, or a folder dies half-way. A delivery's
 attempts are therefore ``record + starts still journaled``, exactly.
 
+Folding happens under the directory's *fold lock* (:func:`fold_lock`, a flock
+that kill -9 releases): a session that folds while another one is folding waits
+for it, so it reads the record only after the other's starts are in it. Kafka
+reads its record and folds under that lock at every assignment, so the owner of
+a partition never keeps a count read before a dead member's starts were folded
+by another member of the host.
+
 Journals are host-local: they live in a directory per (broker, stream, group),
 ``<tempdir>/troupe-attempts/<hash of URL as written, stream, group>`` under
 ``journal_dir`` (default: the temp dir); consumers of a group on one host share
@@ -37,11 +44,24 @@ and URL).
 A consumer that dies on one host and never comes back leaves its last starts
 uncounted there; for that case the bridge also dead-letters an entry whose
 broker delivery count exceeds ``max_broker_deliveries`` (4 x
-``max_deliveries`` by default).
+``max_deliveries`` by default) — counting only the earlier deliveries this host
+cannot account for (``Delivery.accounted``). A crash raises the broker count of
+everything the dead consumer held (RabbitMQ: every message of its channel, the
+whole prefetch window, some of it still unread in the socket; Redis: every
+pending entry, at the next claim), most of it never started. So folding
+reports every dead journal it folds (``ended``, once per journal incarnation),
+a session closed holding deliveries reports itself, and the broker keeps those
+*ends* (RabbitMQ: in its host-local record; Redis: a sorted set
+``<stream>:ends:<group>``): each end explains at most one delivery of each
+message published before it (:func:`account`). A crash loop therefore never
+dead-letters a message that never ran, while the deliveries of a host that
+never came back (nobody folds its journals) still reach the backstop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import contextlib
 import fcntl
 import hashlib
@@ -50,8 +70,9 @@ import mmap
 import os
 import struct
 import tempfile
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 from .session import AttemptLog, Delivery
@@ -71,6 +92,12 @@ Start = tuple[str, int, str]
 #: ``record(starts, done)``: add each start to the durable record at most once per marker;
 #: ``done`` are markers of earlier starts whose journal slot is gone (they may be deleted).
 RecordAdd = Callable[[Sequence[Start], Sequence[str]], Awaitable[object]]
+#: ``ended(incarnation)``: a consumer's journal was folded (it died or closed unsettled).
+RecordEnded = Callable[[str], Awaitable[object]]
+FOLD_LOCK = "fold.lock"
+ENDS_KEPT = 7 * 24 * 3600.0  # seconds a session's end is kept (older messages: not accounted)
+ENDS_SKEW = 60.0  # seconds a publisher's clock may be ahead: ends that early still count
+FOLD_WAIT = 10.0  # seconds a folder waits for another one to finish before folding anyway
 
 
 def journal_directory(base: str | os.PathLike[str] | None, *parts: str) -> Path:
@@ -199,10 +226,16 @@ def read_journal(path: Path) -> list[Start]:
     return _parse(path.read_bytes())
 
 
-def _parse(data: bytes) -> list[Start]:
+def _incarnation(data: bytes) -> str | None:
     if len(data) < HEADER or data[:8] != MAGIC:
+        return None
+    return uuid.UUID(bytes=data[8:24]).hex
+
+
+def _parse(data: bytes) -> list[Start]:
+    incarnation = _incarnation(data)
+    if incarnation is None:
         return []
-    incarnation = uuid.UUID(bytes=data[8:24]).hex
     out: list[Start] = []
     for at in range(HEADER, len(data) - SLOT + 1, SLOT):
         count, length, seq = struct.unpack_from("<BBI", data, at)
@@ -212,45 +245,114 @@ def _parse(data: bytes) -> list[Start]:
     return out
 
 
-async def fold_dead_journals(directory: Path, record: RecordAdd, *, own: Path | None) -> int:
+@contextlib.asynccontextmanager
+async def fold_lock(directory: Path) -> AsyncIterator[None]:
+    """Hold the journal directory's fold lock (a flock; kill -9 releases it).
+
+    One folder at a time on a host, and a session that folds (or reads the
+    record) under it after another one sees that one's starts in the record.
+    Not reentrant: fold with ``lock=False`` inside it.
+    """
+    try:
+        fd = os.open(directory / FOLD_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    except FileNotFoundError:
+        yield  # no directory: nothing to fold
+        return
+    try:
+        deadline = time.monotonic() + FOLD_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    logger.warning("another folder holds %s for long; folding anyway", directory)
+                    break
+                await asyncio.sleep(0.005)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+async def fold_dead_journals(
+    directory: Path,
+    record: RecordAdd,
+    *,
+    own: Path | None,
+    ended: RecordEnded | None = None,
+    lock: bool = True,
+) -> int:
     """Fold every unlocked journal in ``directory`` (its consumer died) into the record.
 
-    A journal is read under its lock, added to the record (each start under its
-    marker, so a folder that dies half-way, or a failure already added before
-    its consumer died, is not counted twice) and deleted. Returns how many
-    starts were folded.
+    Folding takes the directory's :func:`fold_lock` (unless ``lock`` is False:
+    the caller holds it), so that a session that folds (or reads the record)
+    after another one sees that one's starts recorded. A journal is read under
+    its lock, added to the record (each start under its marker, so a folder
+    that dies half-way, or a failure already added before its consumer died, is
+    not counted twice), reported to ``ended`` (by incarnation) and deleted.
+    Returns how many starts were folded.
     """
     try:
         names = sorted(directory / n for n in os.listdir(directory) if n.endswith(SUFFIX))
     except FileNotFoundError:
         return 0
     folded = 0
-    for path in names:
-        if own is not None and path == own:
-            continue
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except FileNotFoundError:
-            continue  # folded by someone else meanwhile
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # its consumer is alive
-            if os.fstat(fd).st_nlink == 0:
-                continue  # deleted by another folder after we opened it
-            size = os.fstat(fd).st_size
-            starts = _parse(os.pread(fd, size, 0))
-            if starts:
-                await record(starts, ())
-                count = sum(n for _, n, _ in starts)
-                folded += count
-                logger.info("folded %d handler starts of dead consumer %s", count, path.name)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        finally:
-            os.close(fd)
+    async with fold_lock(directory) if lock else contextlib.nullcontext():
+        for path in names:
+            if own is not None and path == own:
+                continue
+            folded += await _fold_one(path, record, ended)
     return folded
+
+
+async def _fold_one(path: Path, record: RecordAdd, ended: RecordEnded | None) -> int:
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return 0  # folded by someone else meanwhile
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0  # its consumer is alive
+        if os.fstat(fd).st_nlink == 0:
+            return 0  # deleted by another folder after we opened it
+        data = os.pread(fd, os.fstat(fd).st_size, 0)
+        starts = _parse(data)
+        count = 0
+        if starts:
+            await record(starts, ())
+            count = sum(n for _, n, _ in starts)
+            logger.info("folded %d handler starts of dead consumer %s", count, path.name)
+        incarnation = _incarnation(data)
+        if ended is not None and incarnation is not None:
+            await ended(incarnation)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return count
+    finally:
+        os.close(fd)
+
+
+def account(deliveries: Sequence[Delivery], ends: Sequence[float]) -> None:
+    """Set each delivery's ``accounted`` from ``ends``, the sorted times consumer sessions
+    of the group ended holding deliveries (dead journals folded, sessions closed).
+
+    A session's end raises a message's broker count at most once (the broker
+    gives back, or lets others claim, what it held), and only if the message
+    was published before it; so ``min(deliveries - 1, ends since publish)`` of
+    the earlier deliveries are explained without a lost start.
+
+    >>> from troupe.brokers.message import Message
+    >>> d = Delivery("s", "g", "1", Message(b"", None, {}, "1", 100.0), deliveries=5)
+    >>> account([d], [20.0, 150.0, 160.0]); d.accounted
+    2
+    """
+    for delivery in deliveries:
+        message = delivery.message
+        published = message.timestamp if message is not None else 0.0
+        since = len(ends) - bisect.bisect_left(ends, published - ENDS_SKEW)
+        delivery.accounted = min(delivery.deliveries - 1, since)
 
 
 class JournaledAttempts(AttemptLog):
@@ -258,12 +360,22 @@ class JournaledAttempts(AttemptLog):
 
     ``record(counts, once)`` adds start counts to the broker's record (at most
     once per ``once``); ``directory`` is the journal directory of the
-    consumer's (broker, stream, group).
+    consumer's (broker, stream, group); ``ended`` hears of every dead journal
+    folded (:func:`fold_dead_journals`).
     """
 
-    def __init__(self, directory: Path, consumer: str, record: RecordAdd, window: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        consumer: str,
+        record: RecordAdd,
+        window: int,
+        *,
+        ended: RecordEnded | None = None,
+    ) -> None:
         self.directory = directory
         self._record = record
+        self._ended = ended
         self.journal = Journal.create(directory, consumer, max(8, window))
         self._done: list[str] = []  # markers of failures whose slot is cleared
 
@@ -286,8 +398,14 @@ class JournaledAttempts(AttemptLog):
         for delivery in deliveries:
             remove(delivery.entry_id)
 
-    async def fold_dead(self) -> int:
-        return await fold_dead_journals(self.directory, self._record, own=self.journal.path)
+    def folding(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """The journal directory's :func:`fold_lock` (then fold with ``lock=False``)."""
+        return fold_lock(self.directory)
+
+    async def fold_dead(self, *, lock: bool = True) -> int:
+        return await fold_dead_journals(
+            self.directory, self._record, own=self.journal.path, ended=self._ended, lock=lock
+        )
 
     def close(self) -> None:
         self.journal.close()
@@ -296,7 +414,9 @@ class JournaledAttempts(AttemptLog):
 __all__ = [
     "Journal",
     "JournaledAttempts",
+    "account",
     "fold_dead_journals",
+    "fold_lock",
     "journal_directory",
     "read_journal",
 ]

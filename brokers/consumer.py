@@ -15,7 +15,11 @@ a target actor (by ref or by name) with :meth:`troupe.ActorRef.deliver`:
   headers — also when every start killed the consumer process;
 - a delivery the broker has handed out more than ``max_broker_deliveries``
   times (4 x ``max_deliveries`` by default) goes to the DLQ too: the backstop
-  for starts whose journal is on a host that never came back;
+  for starts whose journal is on a host that never came back. It counts only
+  the earlier deliveries no consumer *end* explains (``Delivery.accounted``: a
+  dead journal folded, or a session closed holding deliveries, since the
+  message was published; see :func:`troupe.brokers.attempts.account`), so a
+  crash loop does not dead-letter messages that never ran;
 - a payload that does not decode, or an entry that is not a troupe message,
   goes to the DLQ at once (the entry's original fields are kept byte for byte);
 - intake is bounded by the room in the target's mailbox (and ``prefetch``), so
@@ -556,10 +560,12 @@ class ConsumerBridge(Actor):
                 f"(max_deliveries={self.max_deliveries}); the consumer crashed or was killed",
             )
             return
-        if delivery.deliveries > self.max_broker_deliveries:
+        if delivery.deliveries - delivery.accounted > self.max_broker_deliveries:
+            unknown = delivery.deliveries - 1 - delivery.accounted
             self._dead_letter(
                 delivery,
-                f"delivered {delivery.deliveries} times by the broker without an ack "
+                f"delivered {delivery.deliveries} times by the broker without an ack, "
+                f"{unknown} of them not explained by a consumer's end "
                 f"(max_broker_deliveries={self.max_broker_deliveries})",
             )
             return

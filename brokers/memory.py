@@ -5,8 +5,9 @@ position, a pending-entries list (consumer, delivery count, last delivery
 time) and an attempts record (handler starts per pending entry), so
 redelivery, takeover from dead consumers, start-counted dead-lettering and
 delayed messages behave as on Redis Streams. A start is counted in the record
-directly (no journal is needed: the record lives in this process). Everything
-is lost with the process (use Redis for durability).
+directly (no journal is needed: the record lives in this process), so every
+earlier delivery is accounted for and the broker-count backstop never fires
+here. Everything is lost with the process (use Redis for durability).
 
 >>> import asyncio
 >>> from troupe.brokers import MemoryBroker
@@ -357,8 +358,11 @@ def _delivery(
     stream: str, group: str, seq: int, count: int, attempts: int, fields: Fields
 ) -> Delivery:
     entry_id = str(seq)
+    known = count - 1  # every earlier delivery ended in this process: its starts are recorded
     try:
         message = from_fields(fields, entry_id)
     except MalformedMessage as exc:
-        return Delivery(stream, group, entry_id, None, count, attempts, str(exc), fields)
-    return Delivery(stream, group, entry_id, message, count, attempts)
+        return Delivery(
+            stream, group, entry_id, None, count, attempts, str(exc), fields, accounted=known
+        )
+    return Delivery(stream, group, entry_id, message, count, attempts, accounted=known)

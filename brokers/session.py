@@ -61,9 +61,13 @@ class Delivery:
     ``partition:offset``; ``partition`` and ``offset`` are set where they
     exist). ``deliveries`` is the broker's own count (1 the first time; a
     backstop only). ``attempts`` is the number of handler starts recorded
-    before this delivery. ``message`` is None when the entry could not be read:
-    ``error`` says why and ``raw`` holds the entry's original fields, byte for
-    byte. ``token`` belongs to the transport (a delivery tag, a claim cursor).
+    before this delivery. ``accounted`` is how many of the earlier deliveries
+    are explained without a lost start (a consumer that held it ended and its
+    journal was folded: see :func:`troupe.brokers.attempts.account`); the
+    backstop counts only the others. ``message`` is None when the entry could
+    not be read: ``error`` says why and ``raw`` holds the entry's original
+    fields, byte for byte. ``token`` belongs to the transport (a delivery tag,
+    a claim cursor).
     """
 
     stream: str
@@ -77,6 +81,7 @@ class Delivery:
     partition: int | None = None
     offset: int | None = None
     token: Any = None
+    accounted: int = 0
 
     @property
     def recorded(self) -> bool:

@@ -25,7 +25,10 @@
   partition came back to this member and the record is out again (then it counts).
 - **release** commits nothing beyond what was handled (the session is ending).
 - **Attempts**: the journal of :mod:`troupe.brokers.attempts` over the record in
-  :mod:`troupe.brokers.kafka.attempts`, reloaded and folded at every assignment.
+  :mod:`troupe.brokers.kafka.attempts`, reloaded and folded at every assignment, both
+  under the host's fold lock: members of one host that are assigned partitions together
+  read and fold one after the other, so whoever owns a partition reads the record after
+  a dead member's starts were folded into it, whichever member folded them.
 - **Stats**: lag (high watermark - next offset to hand out) and in-flight records per
   partition in ``broker.stats.consumer(...).partitions``.
 """
@@ -120,7 +123,9 @@ class KafkaSession(ConsumerSession):
         self.record = KafkaAttemptsRecord(broker, stream, group)
         directory = journal_directory(broker.journal_dir, "kafka", broker.url, self.topic, group)
         try:
-            self.attempts = JournaledAttempts(directory, consumer, self._add_attempts, window)
+            self.attempts = self._journal = JournaledAttempts(
+                directory, consumer, self._add_attempts, window
+            )
         except OSError as exc:
             raise ConfigError(
                 "journal_dir", f"cannot keep attempt journals in {directory}: {exc}"
@@ -207,8 +212,12 @@ class KafkaSession(ConsumerSession):
                 committed = await consumer.committed(tp)
             self._parts[tp.partition] = _Partition(tp, committed)
         try:
-            await self.record.load()
-            await self.attempts.fold_dead()
+            # under the host's fold lock: a member that folds a dead member's journal at
+            # the same time has written its starts before we read (and we fold the rest
+            # with fresh counts), so the owner of a partition never hands out a stale count
+            async with self._journal.folding():
+                await self.record.load()
+                await self._journal.fold_dead(lock=False)
         except BrokerError as exc:
             logger.error(
                 "consumer %s could not read the attempts record %s: %s",

@@ -20,6 +20,18 @@ backstop across hosts. Only redelivered messages are looked up, so the hot
 path costs nothing; a row goes with the ack or the DLQ move, and rows not
 touched for ``RETENTION`` seconds (a message settled on another host) are
 dropped when a session opens.
+
+The backstop must not fire in a crash loop: a closing channel (a consumer
+killed, or closed with deliveries unsettled) raises the count of *every*
+message it held — the whole prefetch window, most of it never started, some of
+it still unread in the socket. So the record also keeps the *ends* of this
+host's sessions (table ``ends``): every dead journal folded, and every session
+whose channel closed holding deliveries (once per journal incarnation, with
+the time); :func:`~troupe.brokers.attempts.account` turns them into
+``Delivery.accounted`` and the backstop counts only the rest: deliveries to
+other hosts. (A host that crash-loops while another one lost a message's starts
+weakens the backstop for that message; it never dead-letters a message for
+this host's crashes.)
 """
 
 from __future__ import annotations
@@ -34,7 +46,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..attempts import JournaledAttempts, Start
+from ..attempts import ENDS_KEPT, JournaledAttempts, Start, account
 from ..base import BrokerError
 from ..message import Message
 from ..session import ConsumerSession, Delivery
@@ -66,12 +78,14 @@ class AttemptsRecord:
             "CREATE TABLE IF NOT EXISTS attempts (entry TEXT PRIMARY KEY, n INTEGER, at REAL)"
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS markers (marker TEXT PRIMARY KEY, at REAL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS ends (incarnation TEXT PRIMARY KEY, at REAL)")
 
     def prune(self) -> None:
         """Drop rows untouched for RETENTION seconds and old markers."""
         now = time.time()
         with self._tx():
             self._db.execute("DELETE FROM attempts WHERE at < ?", (now - RETENTION,))
+            self._db.execute("DELETE FROM ends WHERE at < ?", (now - ENDS_KEPT,))
             self._db.execute("DELETE FROM markers WHERE at < ?", (now - MARKER_RETENTION,))
 
     @contextlib.contextmanager
@@ -117,6 +131,21 @@ class AttemptsRecord:
         ).fetchall()
         return {str(k): int(n) for k, n in rows}
 
+    def end(self, incarnation: str) -> None:
+        """A session of this host ended holding deliveries (its journal's incarnation)."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO ends (incarnation, at) VALUES (?, ?)",
+            (incarnation, time.time()),
+        )
+
+    async def ended(self, incarnation: str) -> None:
+        """:meth:`end`, for the folder of a dead journal."""
+        self.end(incarnation)
+
+    def ends(self) -> list[float]:
+        """When this host's sessions ended holding deliveries, oldest first."""
+        return [float(at) for (at,) in self._db.execute("SELECT at FROM ends ORDER BY at")]
+
     def forget(self, keys: Sequence[str]) -> None:
         """Drop the rows of settled messages."""
         if keys:
@@ -151,7 +180,9 @@ class RabbitSession(ConsumerSession):
         self._expect = 0  # deliveries the first push brings (ready at consume, up to window)
         self._last_fold = 0.0
         self.record = AttemptsRecord(directory / "attempts.sqlite")
-        self.attempts = JournaledAttempts(directory, consumer, self.record.add, window)
+        self.attempts = self._journal = JournaledAttempts(
+            directory, consumer, self.record.add, window, ended=self.record.ended
+        )
         channel.on_close.append(self._channel_closed)
 
     async def start(self) -> None:
@@ -176,6 +207,9 @@ class RabbitSession(ConsumerSession):
 
     def _channel_closed(self, _: BaseException) -> None:
         """RabbitMQ gave back what this channel held: none of it is this session's now."""
+        if self._held or self._buffer:  # their counts went up: this end accounts for it
+            with contextlib.suppress(sqlite3.Error):
+                self.record.end(self._journal.journal.incarnation)
         self._buffer.clear()
         self._held.clear()
         self._ids.clear()
@@ -248,6 +282,7 @@ class RabbitSession(ConsumerSession):
         found = self.record.get([d.entry_id for d in deliveries])
         for delivery in deliveries:
             delivery.attempts = found.get(delivery.entry_id, 0)
+        account(deliveries, self.record.ends())
 
     # -- settle ---------------------------------------------------------------------------
 
@@ -305,6 +340,9 @@ class RabbitSession(ConsumerSession):
         self._held.clear()
         self._ids.clear()
         try:
+            if held:  # their counts go up: this end accounts for it
+                with contextlib.suppress(sqlite3.Error):
+                    self.record.end(self._journal.journal.incarnation)
             await self._channel.close()  # RabbitMQ requeues what was not acked
             if ready is not None:  # so that a consumer opened next sees them at once
                 deadline = time.monotonic() + RETURN_WAIT

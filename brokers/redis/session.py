@@ -6,8 +6,11 @@ mailbox room): this consumer's own pending entries after a restart
 seconds the entries of dead consumers idle longer than ``claim_idle``
 (``XAUTOCLAIM``, after folding dead consumers' attempt journals), then new
 entries (``XREADGROUP COUNT``). Reclaimed entries carry their recorded
-attempts (``HMGET`` on ``<stream>:attempts:<group>``) and their PEL delivery
-count; new ones have neither, so the hot path costs nothing extra.
+attempts (``HMGET`` on ``<stream>:attempts:<group>``), their PEL delivery
+count and how much of it the group's consumer *ends* explain (the sorted set
+``<stream>:ends:<group>``: a dead journal folded, or a session closed holding
+entries; see :func:`~troupe.brokers.attempts.account`); new ones have none of
+these, so the hot path costs nothing extra.
 
 ``ack`` is one ``XACK`` (with ``HDEL`` of the attempts field in the same
 MULTI/EXEC when the entry may have one); ``dead_letter`` is ``XADD`` to the
@@ -26,7 +29,7 @@ from redis import exceptions as rex
 
 from troupe.errors import ConfigError
 
-from ..attempts import JournaledAttempts, Start, journal_directory
+from ..attempts import ENDS_KEPT, JournaledAttempts, Start, account, journal_directory
 from ..base import to_str
 from ..message import MalformedMessage, Message, from_fields, to_fields, unpack
 from ..session import ConsumerSession, Delivery
@@ -82,9 +85,13 @@ class RedisSession(ConsumerSession):
         self.claim_idle = claim_idle
         self.delay_poll = delay_poll
         self.attempts_key = f"{stream}:attempts:{group}"
+        self.ends_key = f"{stream}:ends:{group}"
+        self._holding: set[str] = set()  # fetched and not settled (an end raises their counts)
         directory = journal_directory(broker.journal_dir, "redis", broker.url, stream, group)
         try:
-            self.attempts = JournaledAttempts(directory, consumer, self._add_attempts, window)
+            self.attempts = self._journal = JournaledAttempts(
+                directory, consumer, self._add_attempts, window, ended=self._ended
+            )
         except OSError as exc:
             raise ConfigError(
                 "journal_dir", f"cannot keep attempt journals in {directory}: {exc}"
@@ -103,9 +110,28 @@ class RedisSession(ConsumerSession):
                 keys=[self.attempts_key, self.stream], args=args
             )
 
+    async def _ended(self, incarnation: str) -> None:
+        """A consumer session of the group ended holding entries (kept ``ENDS_KEPT`` s)."""
+        now = time.time()
+        async with self._broker._errors("record a consumer's end"):
+            pipe = self._broker.client.pipeline(transaction=False)
+            pipe.zadd(self.ends_key, {incarnation: now}, nx=True)
+            pipe.zremrangebyscore(self.ends_key, "-inf", now - ENDS_KEPT)
+            await pipe.execute()
+
+    async def close(self) -> None:
+        if self._holding:  # they stay pending: their next claim raises their counts
+            self._holding.clear()
+            await self._ended(self._journal.journal.incarnation)
+
     # -- fetch ----------------------------------------------------------------------------
 
     async def fetch(self, limit: int, timeout: float) -> list[Delivery]:
+        out = await self._fetch(limit, timeout)
+        self._holding.update(d.entry_id for d in out)
+        return out
+
+    async def _fetch(self, limit: int, timeout: float) -> list[Delivery]:
         if self._own is not None:
             own = await self._claim_own(limit)
             if own:
@@ -212,18 +238,21 @@ class RedisSession(ConsumerSession):
                     consumername=self.consumer,
                 )
                 pipe.hmget(self.attempts_key, ids)
+                pipe.zrange(self.ends_key, 0, -1, withscores=True)
             if deleted:  # trimmed from the stream while pending: nothing left to deliver
                 pipe.hdel(self.attempts_key, *deleted)
             replies: list[Any] = await pipe.execute()
         if not ids:
             return []
-        pending, recorded = replies[0], replies[1]
+        pending, recorded, ends = replies[0], replies[1], replies[2]
         counts = {to_str(p["message_id"]): int(p["times_delivered"]) for p in pending}
         attempts = {i: int(r) for i, r in zip(ids, recorded, strict=True) if r is not None}
         stream, group = self.stream, self.group
-        return [
+        out = [
             _delivery(stream, group, e, f, counts.get(e, 2), attempts.get(e, 0)) for e, f in entries
         ]
+        account(out, [float(score) for _, score in ends])
+        return out
 
     async def _claim(self, ids: list[str], counts: Mapping[str, int]) -> list[Delivery]:
         """Claim ``ids`` for this consumer and read their recorded attempts, in one pipeline."""
@@ -232,7 +261,8 @@ class RedisSession(ConsumerSession):
         pipe = self._broker.client.pipeline(transaction=False)
         pipe.xclaim(self.stream, self.group, self.consumer, 0, list[Any](ids))
         pipe.hmget(self.attempts_key, ids)
-        claimed, recorded = await pipe.execute()
+        pipe.zrange(self.ends_key, 0, -1, withscores=True)
+        claimed, recorded, ends = await pipe.execute()
         attempts = {i: int(r) for i, r in zip(ids, recorded, strict=True) if r is not None}
         out: list[Delivery] = []
         stale: list[str] = []
@@ -245,6 +275,7 @@ class RedisSession(ConsumerSession):
             out.append(
                 _delivery(self.stream, self.group, entry, fields, count, attempts.get(entry, 0))
             )
+        account(out, [float(score) for _, score in ends])
         if stale:  # deleted from the stream (trimmed): nothing left to deliver
             cleanup = self._broker.client.pipeline(transaction=True)
             cleanup.xack(self.stream, self.group, *stale)
@@ -258,6 +289,7 @@ class RedisSession(ConsumerSession):
         if not deliveries:
             return
         ids = [d.entry_id for d in deliveries]
+        self._holding.difference_update(ids)
         recorded = [d.entry_id for d in deliveries if d.attempts or d.deliveries > 1]
         client = self._broker.client
         async with self._broker._errors("XACK"):
@@ -270,6 +302,7 @@ class RedisSession(ConsumerSession):
             await pipe.execute()
 
     async def dead_letter(self, delivery: Delivery, message: Message) -> None:
+        self._holding.discard(delivery.entry_id)
         async with self._broker._errors("dead-letter"):
             pipe = self._broker.client.pipeline(transaction=True)
             pipe.xadd(self._broker.dlq(self.stream), to_fields(message))  # type: ignore[arg-type]
@@ -286,6 +319,7 @@ class RedisSession(ConsumerSession):
                 self.stream, self.group, self.consumer, 0, ids, justid=True
             )
         kept = {to_str(e) for e in claimed}
+        self._holding.difference_update(d.entry_id for d in deliveries if d.entry_id not in kept)
         return [d for d in deliveries if d.entry_id in kept]
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -15,9 +17,12 @@ from troupe.brokers.attempts import (
     Journal,
     JournaledAttempts,
     Start,
+    account,
     fold_dead_journals,
     read_journal,
 )
+from troupe.brokers.message import Message
+from troupe.brokers.rabbitmq.session import AttemptsRecord
 from troupe.brokers.session import Delivery
 
 
@@ -97,3 +102,75 @@ def test_a_delivery_knows_when_it_may_have_a_record() -> None:
     assert not fresh.recorded
     assert Delivery("s", "g", "1-0", None, deliveries=2).recorded
     assert Delivery("s", "g", "1-0", None, attempts=1).recorded
+
+
+async def test_each_dead_journal_folded_is_reported_once(tmp_path: Path) -> None:
+    """A folder reports every dead journal it folds (by incarnation), even one with no
+    start in it: its consumer died holding deliveries the broker gives back."""
+    dead = Journal.create(tmp_path, "dead")
+    idle = Journal.create(tmp_path, "idle")
+    dead.add("1-0")
+    dead.close()
+    idle.close(keep=True)
+    ended: list[str] = []
+
+    async def record(found: Sequence[Start], done: object) -> None:
+        return None
+
+    async def end(incarnation: str) -> None:
+        ended.append(incarnation)
+
+    assert await fold_dead_journals(tmp_path, record, own=None, ended=end) == 1
+    assert sorted(ended) == sorted([dead.incarnation, idle.incarnation])
+    assert await fold_dead_journals(tmp_path, record, own=None, ended=end) == 0
+    assert len(ended) == 2
+
+
+async def test_a_folder_waits_for_the_one_folding(tmp_path: Path) -> None:
+    """Two sessions of a host fold at once: the second waits until the first has written
+    the dead journal's starts (and finds nothing left), so it reads a fresh record."""
+    dead = Journal.create(tmp_path, "dead")
+    dead.add("7-0")
+    dead.close()
+    written: list[str] = []
+    release = asyncio.Event()
+
+    async def slow(found: Sequence[Start], done: object) -> None:
+        await release.wait()  # the first folder's record write is in flight
+        written.extend(k for k, _, _ in found)
+
+    async def fast(found: Sequence[Start], done: object) -> None:
+        written.extend(k for k, _, _ in found)
+
+    first = asyncio.ensure_future(fold_dead_journals(tmp_path, slow, own=None))
+    await asyncio.sleep(0.05)
+    second = asyncio.ensure_future(fold_dead_journals(tmp_path, fast, own=None))
+    await asyncio.sleep(0.1)
+    assert not second.done()  # waits for the fold lock
+    release.set()
+    assert await first == 1
+    assert await second == 0
+    assert written == ["7-0"]
+
+
+async def test_the_rabbitmq_record_accounts_for_deliveries_this_hosts_ends_explain(
+    tmp_path: Path,
+) -> None:
+    """Each end of a session of this host (once per incarnation) explains at most one
+    delivery of each message published before it; never more than the delivery's
+    earlier deliveries."""
+    record = AttemptsRecord(tmp_path / "attempts.sqlite")
+    try:
+        old = Message(b"1", None, {}, "old", time.time() - 3600)
+        for incarnation in ("a", "b", "b", "c"):  # "b" folded twice: one end
+            await record.ended(incarnation)
+        new = Message(b"2", None, {}, "new", time.time() + 120)  # published after the ends
+        deliveries = [
+            Delivery("q", "g", "old", old, deliveries=9),
+            Delivery("q", "g", "few", old, deliveries=2),
+            Delivery("q", "g", "new", new, deliveries=4),
+        ]
+        account(deliveries, record.ends())
+        assert [d.accounted for d in deliveries] == [3, 1, 0]
+    finally:
+        record.close()
