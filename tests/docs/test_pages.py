@@ -38,7 +38,8 @@ VERSIONS_INCLUDE = '--8<-- "versions.md"'
 MAX_FRAGMENTS = 6
 
 FENCE = re.compile(
-    r"^(?P<before>(?:<!-- [a-z-]+ -->\n)?)```(?P<lang>[\w+-]*)(?P<attrs>[^\n]*)\n(?P<code>.*?)^```[ \t]*$",
+    r"^(?P<before>(?:<!-- [a-z-]+ -->\n)?)```(?P<lang>[\w+-]*)(?P<attrs>[^\n]*)\n"
+    r"(?P<code>.*?)^```[ \t]*$",
     re.S | re.M,
 )
 OUTPUT = re.compile(r"\A\n*<!-- output -->\n```text\n(?P<text>.*?)^```", re.S | re.M)
