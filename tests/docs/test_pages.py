@@ -42,7 +42,7 @@ FENCE = re.compile(
     r"(?P<code>.*?)^```[ \t]*$",
     re.S | re.M,
 )
-OUTPUT = re.compile(r"\A\n*<!-- output -->\n```text\n(?P<text>.*?)^```", re.S | re.M)
+OUTPUT = re.compile(r"\n*<!-- output -->\n```text\n(?P<text>.*?)^```", re.S | re.M)
 TITLE = re.compile(r'title="([^"]+)"')
 
 
@@ -110,6 +110,7 @@ def run_block(block: Block, folder: Path) -> subprocess.CompletedProcess[str]:
 
 def test_the_site_has_python_blocks() -> None:
     assert len(pages()) >= 20 and len(RUN) >= 40
+    assert sum(block.output is not None for block in RUN) >= 25  # outputs are found and checked
 
 
 def test_fragments_are_few_and_marked() -> None:
