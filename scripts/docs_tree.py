@@ -17,6 +17,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from mkdocs.plugins import event_priority
+
 ROOT = Path(__file__).resolve().parents[1]
 TREE = ROOT / ".docs-src"
 
@@ -43,7 +45,8 @@ def build_tree(root: Path = ROOT, tree: Path = TREE) -> Path:
     return package
 
 
+@event_priority(100)  # before mkdocstrings reads its handler's `paths` (it drops missing ones)
 def on_config(config: Any) -> Any:
-    """MkDocs event: lay out the tree before any page is rendered."""
+    """MkDocs event: lay out the tree before any plugin looks for the package."""
     build_tree()
     return config
