@@ -150,14 +150,26 @@ async def _as_coroutine(work: Awaitable[Any] | Callable[[], Any]) -> Any:
     return await work
 
 
+#: What a replay call needs first: every name it uses (``replay``, ``simulate``,
+#: ``FaultPlan`` and the faults) is exported by ``troupe.testing``.
+REPLAY_IMPORT = "from troupe.testing import *"
+
+
 def replay_call(scenario: Callable[..., Any], seed: int, faults: FaultPlan) -> str:
-    """The one-line Python call that replays a run of ``scenario``."""
+    """The one-line Python call that replays a run of ``scenario``.
+
+    It uses only names that ``from troupe.testing import *`` brings
+    (:data:`REPLAY_IMPORT`); a failure report prints the two on one line, so the
+    line runs as pasted into a fresh interpreter. A scenario defined in a function
+    or in ``__main__`` is named bare (``simulate(scenario, ...)``): it must be
+    defined where the line runs.
+    """
     module = getattr(scenario, "__module__", "?")
     qualname = getattr(scenario, "__qualname__", getattr(scenario, "__name__", "?"))
     if "<locals>" in qualname or module == "__main__":
         target = qualname.rsplit(".", 1)[-1]
-        return f"troupe.testing.simulate({target}, seed={seed}, faults={faults!r})"
-    return f"troupe.testing.replay({module + ':' + qualname!r}, seed={seed}, faults={faults!r})"
+        return f"simulate({target}, seed={seed}, faults={faults!r})"
+    return f"replay({module + ':' + qualname!r}, seed={seed}, faults={faults!r})"
 
 
 def simulate(
@@ -182,7 +194,7 @@ def simulate(
         call = replay_call(scenario, seed, sim.faults)
         message = (
             f"simulation failed: {type(exc).__name__}: {exc}\n"
-            f"  seed: {seed}\n  faults: {sim.faults!r}\n  replay: {call}\n"
+            f"  seed: {seed}\n  faults: {sim.faults!r}\n  replay: {REPLAY_IMPORT}; {call}\n"
             f"  last events:\n{_indent(sim.trace.tail(12))}"
         )
         raise SimulationFailed(message, seed, sim.faults, call) from exc
@@ -216,6 +228,7 @@ def _indent(text: str) -> str:
 
 
 __all__ = [
+    "REPLAY_IMPORT",
     "Scenario",
     "Simulation",
     "SimulationFailed",

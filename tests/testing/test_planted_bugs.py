@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -99,10 +102,11 @@ def test_check_then_set_race_is_found_and_replays() -> None:
     failure = found.value
     report = str(failure)
     assert "more than once" in report
-    assert f"seed: {failure.seed}" in report and "replay: troupe.testing.replay(" in report
-    # the one-line call the report prints reproduces the failure
+    line = f"from troupe.testing import *; {failure.replay_call}"
+    assert f"seed: {failure.seed}" in report and f"replay: {line}\n" in report
+    # the call needs only troupe.testing's names, and reproduces the failure
     with pytest.raises(SimulationFailed, match="more than once"):
-        eval(failure.replay_call, {"troupe": troupe, "FaultPlan": FaultPlan})
+        eval(failure.replay_call, dict(vars(troupe.testing)))
     with pytest.raises(SimulationFailed):
         replay(payments, seed=failure.seed, faults=failure.faults)
 
@@ -208,3 +212,30 @@ def test_a_crash_raises_injected_fault_to_the_asker() -> None:
             await sink.ask(2)  # restarted, handles the next one
 
     simulate(scenario, seed=0, faults=FaultPlan(Crash("sink", at=1)))
+
+
+async def always_fails(sim: Simulation[Any]) -> None:
+    raise AssertionError(f"planted failure under seed {sim.seed}")
+
+
+def test_the_printed_replay_line_runs_as_pasted() -> None:
+    """The report's replay line, pasted alone into a fresh interpreter, reruns the failure
+    (the plan's fault names included: no NameError for FaultPlan or Crash)."""
+    plan = FaultPlan(Crash("w*", at=99))  # a plan with a fault: its names must resolve
+    with pytest.raises(SimulationFailed) as found:
+        simulate(always_fails, seed=3, faults=plan)
+    line = next(
+        text.removeprefix("replay: ")
+        for text in (s.strip() for s in str(found.value).splitlines())
+        if text.startswith("replay: ")
+    )
+    assert line.startswith("from troupe.testing import *; replay(") and "Crash(" in line
+    done = subprocess.run(
+        [sys.executable, "-c", line],
+        cwd=Path(__file__).resolve().parents[2],  # where `tests.testing...` imports from
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "SimulationFailed" in done.stderr and "NameError" not in done.stderr
