@@ -1,19 +1,50 @@
-"""What the broker benchmarks share: the counting sink actor and paired ratios."""
+"""The harness the broker benchmarks share: what a user runs, timed in interleaved rounds.
+
+The troupe side is what a user wires: ``ProducerBridge`` asks (each ask waits for
+the broker's confirmation; ``WINDOW`` asks in flight at a time) -> broker ->
+``ConsumerBridge`` -> a counting actor, with JSON payloads (``PAYLOAD``, the
+broker's default serializer) and default bridge and broker settings. Each peer
+(a raw client loop, FastStream's batch subscriber) decodes the same JSON, acks
+after its handler ran and publishes with the same confirmations.
+
+A side is an ``async def side(url, n, name) -> Timing``: it sets up (not timed),
+calls ``watch.start()``, does the work, and returns ``watch.stop()``: wall
+seconds and this process's CPU seconds (every thread of it: client I/O threads
+count; the broker server is another process). ``rounds`` runs every side once
+to warm up, then ``repeat`` rounds in which every side runs once, the order
+rotating from round to round; a row reports the median rate of each side, the
+median of the per-round ratios troupe/peer (both ran back to back under the
+same load) and the median CPU microseconds per message.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import statistics
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from troupe import Actor, ActorSystem
-from troupe.brokers import BYTES, Broker, ProducerBridge
+from _common import Report
+
+import troupe
+from troupe import Actor, ActorRef
+
+#: One message: a JSON object of about 100 bytes encoded.
+PAYLOAD: dict[str, Any] = {"order": 12345, "sku": "SKU-" + "x" * 40, "qty": 3, "ok": True}
+PAYLOAD_BYTES = len(json.dumps(PAYLOAD).encode())
+#: Publishes in flight at a time, on every side (asks gathered; a raw pipeline or batch).
+WINDOW = 100
+#: Records a raw consumer fetches at a time (the bridges' default ``batch``).
+FETCH = 100
 
 
 class Sink(Actor):
-    """Counts messages; resolves ``done`` at ``total``."""
+    """Counts messages (decoded JSON objects); resolves ``done`` at ``total``."""
 
-    def __init__(self, total: int, done: asyncio.Future[float]) -> None:
+    def __init__(self, total: int, done: asyncio.Future[None]) -> None:
         self.total = total
         self.count = 0
         self.done = done
@@ -21,24 +52,104 @@ class Sink(Actor):
     def receive(self, message: Any) -> None:
         self.count += 1
         if self.count == self.total and not self.done.done():
-            self.done.set_result(time.perf_counter())
+            self.done.set_result(None)
 
 
-def paired(troupe_rates: list[float], raw_rates: list[float]) -> list[float]:
-    """Each run's troupe/raw ratio (the two ran back to back, under the same load)."""
-    return [round(t / r, 3) for t, r in zip(troupe_rates, raw_rates, strict=True)]
+class Counter:
+    """The raw sides' handler: counts decoded messages; ``done`` at ``total``."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.count = 0
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def __call__(self, message: Any) -> None:
+        self.count += 1
+        if self.count == self.total and not self.done.done():
+            self.done.set_result(None)
 
 
-async def time_producer_bridge(
-    broker: Broker, stream: str, n: int, payload: bytes, batch: int
-) -> float:
-    """Seconds for ``n`` told payloads through a ProducerBridge until the broker confirmed all."""
-    async with ActorSystem("bench") as system:
-        producer = system.spawn(ProducerBridge, broker, stream, serializer=BYTES, batch=batch)
-        stats = broker.stats.producer(producer.name)
-        start = time.perf_counter()
-        for _ in range(n):
-            await producer.tell(payload)
-        while stats.published < n:  # noqa: ASYNC110
-            await asyncio.sleep(0.0005)
-        return time.perf_counter() - start
+@dataclass
+class Timing:
+    seconds: float
+    cpu: float
+
+
+class Stopwatch:
+    """Wall and process CPU time of a side's timed part."""
+
+    def __init__(self) -> None:
+        self._wall = self._cpu = 0.0
+
+    def start(self) -> None:
+        self._cpu = time.process_time()
+        self._wall = time.perf_counter()
+
+    def stop(self) -> Timing:
+        return Timing(time.perf_counter() - self._wall, time.process_time() - self._cpu)
+
+
+async def ask_all(producer: ActorRef, n: int) -> None:
+    """``n`` asks to a ProducerBridge, ``WINDOW`` in flight: each returns once confirmed."""
+    ask = producer.ask
+    for first in range(0, n, WINDOW):
+        await asyncio.gather(*[ask(PAYLOAD) for _ in range(min(WINDOW, n - first))])
+
+
+async def wait_for(condition: Callable[[], bool], poll: float = 0.0005) -> None:
+    """Poll ``condition`` (a counter the bridge updates) until it holds."""
+    while not condition():  # noqa: ASYNC110 - a plain counter, no event to wait on
+        await asyncio.sleep(poll)
+
+
+Side = Callable[[str, int, str], Awaitable[Timing]]
+
+
+def rounds(repeat: int, n: int, url: str, sides: dict[str, Side]) -> dict[str, list[Timing]]:
+    """Each side once to warm up, then ``repeat`` rounds of every side, order rotating."""
+    names = list(sides)
+    for name in names:
+        troupe.run(sides[name](url, min(n, 2000), f"warm-{name}-{time.time_ns()}"))
+    timings: dict[str, list[Timing]] = {name: [] for name in names}
+    for i in range(repeat):
+        order = names[i % len(names) :] + names[: i % len(names)]
+        for name in order:
+            timing = troupe.run(sides[name](url, n, f"bench-{name}-{i}-{time.time_ns()}"))
+            timings[name].append(timing)
+    return timings
+
+
+def add_row(
+    report: Report, row: str, n: int, timings: dict[str, list[Timing]], **extra: Any
+) -> dict[str, float]:
+    """Report ``row``: median rates, median per-round ratios troupe/peer, CPU per message.
+    Returns the median ratio against each peer."""
+    rates = {name: [n / t.seconds for t in runs] for name, runs in timings.items()}
+    ours = rates.pop("troupe")
+    ratios = {
+        peer: statistics.median(t / p for t, p in zip(ours, theirs, strict=True))
+        for peer, theirs in rates.items()
+    }
+    cpu = {
+        name: round(statistics.median(t.cpu for t in runs) / n * 1e6, 1)
+        for name, runs in timings.items()
+    }
+    report.add(
+        row,
+        "msg/s",
+        statistics.median(ours),
+        {peer: statistics.median(theirs) for peer, theirs in rates.items()},
+        messages=n,
+        payload_bytes=PAYLOAD_BYTES,
+        median_paired_ratio={peer: round(r, 3) for peer, r in ratios.items()},
+        paired_ratios={
+            peer: [round(t / p, 3) for t, p in zip(ours, theirs, strict=True)]
+            for peer, theirs in rates.items()
+        },
+        cpu_us_per_msg_median=cpu,
+        **extra,
+    )
+    summary = ", ".join(f"{peer} {r:.2f}x" for peer, r in ratios.items())
+    cpus = ", ".join(f"{name} {us}" for name, us in cpu.items())
+    print(f"  {row}: troupe / peer, median of {len(ours)} rounds: {summary}; CPU us/msg: {cpus}")
+    return ratios

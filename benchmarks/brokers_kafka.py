@@ -1,19 +1,26 @@
-"""Kafka bridge throughput: end to end through troupe's bridges vs a raw aiokafka loop.
+"""Kafka through troupe's bridges vs a raw aiokafka loop and FastStream's batch subscriber.
 
-Question: how many 100-byte messages per second go publish -> consumer bridge ->
-actor -> offset commit on Apache Kafka (one partition, acks=all, idempotent producer,
-linger 5 ms), compared with a hand-written aiokafka loop in the same run on the same
-broker: the same producer settings sending batches of 100 (``send`` each, then wait
-for the batch), and a consumer in a group doing ``getmany(max_records=100)`` with a
-commit every 0.1 s (troupe's default ``commit_interval``). Target: troupe >= 0.7x raw.
-Also the consumer side alone (a backlog of n consumed through the bridge vs
-``getmany`` + commits, both timed from joining the group) and the ProducerBridge's
-publish rate against the raw producer alone.
+Questions: messages per second and client CPU per message, end to end (publish,
+acked by the broker -> a 6-partition topic -> consumer group -> handler -> offset
+commit) and consume only (a pre-filled topic drained and committed, timed from
+joining the group). Sides (see ``_brokers_common``):
 
-Runs alternate (raw, troupe) so both see the same machine load; the best rates, the
-per-pair ratios and their median, and this process's CPU time per message are
-printed and written. The script starts its own Kafka node (``KafkaServer``: the jars
-that ``scripts/test`` fetches), or uses ``TROUPE_KAFKA_BOOTSTRAP``.
+- troupe: ``ProducerBridge`` asks (100 in flight, each returns once the broker
+  acked it) -> ``ConsumerBridge`` (default settings) -> a counting actor; JSON
+  payloads; ``connect(url, partitions=6)``, every other broker setting default
+  (acks=all, idempotent producer, linger 5 ms, commit every 0.1 s).
+- raw: aiokafka with the same producer settings, ``send`` of 100 JSON-encoded
+  values then waiting for their acks; a consumer in a group doing
+  ``getmany(max_records=100)``, ``json.loads`` and the handler per record, a
+  commit every 0.1 s and a last one at the end (commit after handling).
+- faststream_batch: FastStream 0.7's Kafka subscriber with ``batch=True``
+  (``max_records=100``, a group, ``AckPolicy.ACK``: committed after the handler
+  returns), producer with the same settings, 100 ``publish`` calls in flight (each acked).
+  Skipped with a note when FastStream is not installed.
+
+Targets: troupe >= 0.8x raw, end to end and consume only; ahead of FastStream's
+batch subscriber. The script starts its own Kafka node (``KafkaServer``: the
+jars that ``scripts/test`` fetches), or uses ``TROUPE_KAFKA_BOOTSTRAP``.
 
     python benchmarks/brokers_kafka.py --quick --json benchmarks/results/brokers_kafka.json
 """
@@ -22,223 +29,242 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
-import statistics
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _brokers_common import Sink, paired, time_producer_bridge
+from _brokers_common import (
+    FETCH,
+    PAYLOAD,
+    WINDOW,
+    Counter,
+    Sink,
+    Stopwatch,
+    Timing,
+    add_row,
+    ask_all,
+    rounds,
+    wait_for,
+)
 from _common import Report, parse_args
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-import troupe
 from troupe import ActorSystem
-from troupe.brokers import BYTES, ConsumerBridge, connect
-from troupe.brokers.kafka import KafkaBroker
-from troupe.brokers.servers.kafka import KafkaServer
+from troupe.brokers import ConsumerBridge, ProducerBridge, connect
+from troupe.brokers.servers import KafkaServer
 
-PAYLOAD = b"x" * 100
-BATCH = 100
-COMMIT_EVERY = 0.1
-LINGER_MS = 5
+try:
+    import faststream.kafka as fs_kafka
+    from faststream import AckPolicy
+except ImportError:  # an optional peer
+    fs_kafka = None
+
+GROUP = "bench"
+PARTITIONS = 6
+COMMIT_EVERY = 0.1  # the broker's default commit_interval
+LINGER_MS = 5  # the broker's default linger
 
 
-async def troupe_run(url: str, n: int, topic: str) -> float:
-    """Seconds for n messages: publish in batches, consume through a bridge, commit."""
-    broker = connect(url, linger=LINGER_MS / 1000, commit_interval=COMMIT_EVERY)
-    assert isinstance(broker, KafkaBroker)
-    await broker.connect()
-    await broker.ensure_group(topic, "bench")
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[float] = loop.create_future()
+def bootstrap(url: str) -> str:
+    return url.split("://", 1)[1]
+
+
+async def create_topic(url: str, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(url))
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    finally:
+        await admin.close()
+
+
+# ----------------------------------------------------------------------------- troupe
+
+
+async def troupe_end_to_end(url: str, n: int, topic: str) -> Timing:
+    broker = connect(url, partitions=PARTITIONS)
+    await broker.ensure_group(topic, GROUP)
+    watch = Stopwatch()
     async with ActorSystem("bench") as system:
+        done = asyncio.get_running_loop().create_future()
         sink = system.spawn(Sink, n, done)
-        system.spawn(
-            ConsumerBridge,
-            broker,
-            topic,
-            "bench",
-            sink,
-            consumer="c",
-            serializer=BYTES,
-            batch=BATCH,
-            block=0.05,
-        )
-        stats = broker.stats.consumer(topic, "bench", "c")
-        while not stats.partitions:  # joined  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-        start = time.perf_counter()
-        for first in range(0, n, BATCH):
-            count = min(BATCH, n - first)
-            await broker.publish_messages(topic, [broker.message(PAYLOAD) for _ in range(count)])
+        system.spawn(ConsumerBridge, broker, topic, GROUP, sink, consumer="c")
+        producer = system.spawn(ProducerBridge, broker, topic)
+        stats = broker.stats.consumer(topic, GROUP, "c")
+        await wait_for(lambda: bool(stats.partitions), 0.005)  # joined
+        watch.start()
+        await ask_all(producer, n)
         await done
-        while stats.acked < n:  # the last acks are in flight  # noqa: ASYNC110
-            await asyncio.sleep(0.0005)
-        elapsed = time.perf_counter() - start
+        await wait_for(lambda: stats.acked >= n)
+        timing = watch.stop()
     await broker.close()
-    return elapsed
+    return timing
 
 
-async def raw_run(url: str, n: int, topic: str) -> float:
-    """The same by hand with aiokafka: batches of sends, getmany + periodic commits."""
-    bootstrap = url.split("://", 1)[1]
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=LINGER_MS
-    )
-    await producer.start()
-    await producer.send_and_wait(topic, b"warm-up")  # creates the topic
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id="bench",
-        enable_auto_commit=False,
-        auto_offset_reset="latest",
-    )
-    await consumer.start()
-    while not consumer.assignment():
-        await consumer.getmany(timeout_ms=50)
-    for tp in consumer.assignment():
-        await consumer.seek_to_end(tp)
-        await consumer.position(tp)
-    handled = 0
-
-    def handle(body: bytes) -> None:
-        nonlocal handled
-        handled += 1
-
-    async def publish() -> None:
-        for first in range(0, n, BATCH):
-            futures = [await producer.send(topic, PAYLOAD) for _ in range(min(BATCH, n - first))]
-            await asyncio.gather(*futures)
-
-    async def consume() -> None:
-        loop = asyncio.get_running_loop()
-        next_commit = loop.time() + COMMIT_EVERY
-        while handled < n:
-            batch = await consumer.getmany(timeout_ms=50, max_records=BATCH)
-            for records in batch.values():
-                for record in records:
-                    handle(record.value)
-            if loop.time() >= next_commit:
-                next_commit = loop.time() + COMMIT_EVERY
-                await consumer.commit()
-        await consumer.commit()
-
-    start = time.perf_counter()
-    await asyncio.gather(publish(), consume())
-    elapsed = time.perf_counter() - start
-    await consumer.stop()
-    await producer.stop()
-    return elapsed
-
-
-async def _fill(url: str, n: int, topic: str) -> None:
-    """Put n messages on ``topic`` (not timed)."""
-    broker = connect(url, linger=LINGER_MS / 1000)
-    await broker.ensure_group(topic, "bench")
-    for first in range(0, n, 1000):
-        count = min(1000, n - first)
-        await broker.publish_messages(topic, [broker.message(PAYLOAD) for _ in range(count)])
-    await broker.close()
-
-
-async def troupe_backlog_run(url: str, n: int, topic: str) -> float:
-    """Seconds to consume a backlog of n through a bridge into an actor, commits on."""
-    await _fill(url, n, topic)
-    broker = connect(url, commit_interval=COMMIT_EVERY)
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[float] = loop.create_future()
+async def troupe_consume_only(url: str, n: int, topic: str) -> Timing:
+    broker = connect(url, partitions=PARTITIONS)
+    await broker.ensure_group(topic, GROUP)
+    async with ActorSystem("fill") as system:
+        await ask_all(system.spawn(ProducerBridge, broker, topic), n)
+    watch = Stopwatch()
     async with ActorSystem("bench") as system:
-        start = time.perf_counter()
+        done = asyncio.get_running_loop().create_future()
+        stats = broker.stats.consumer(topic, GROUP, "c")
+        watch.start()
         sink = system.spawn(Sink, n, done)
-        system.spawn(
-            ConsumerBridge, broker, topic, "bench", sink, consumer="c", serializer=BYTES, block=0.05
-        )
-        stats = broker.stats.consumer(topic, "bench", "c")
+        system.spawn(ConsumerBridge, broker, topic, GROUP, sink, consumer="c")
         await done
-        while stats.acked < n:  # noqa: ASYNC110
-            await asyncio.sleep(0.0005)
-        elapsed = time.perf_counter() - start
+        await wait_for(lambda: stats.acked >= n)
+        timing = watch.stop()
     await broker.close()
-    return elapsed
+    return timing
 
 
-async def raw_backlog_run(url: str, n: int, topic: str) -> float:
-    """The same backlog by hand: join, getmany(max_records=100), commit every 0.1 s."""
-    await _fill(url, n, topic)
-    bootstrap = url.split("://", 1)[1]
-    start = time.perf_counter()
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id="bench",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
+# ----------------------------------------------------------------------------- raw aiokafka
+
+
+def raw_producer(url: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap(url), acks="all", enable_idempotence=True, linger_ms=LINGER_MS
     )
-    await consumer.start()
-    handled = 0
+
+
+async def raw_publish(producer: AIOKafkaProducer, topic: str, n: int) -> None:
+    for first in range(0, n, WINDOW):
+        sends = [
+            await producer.send(topic, json.dumps(PAYLOAD).encode())
+            for _ in range(min(WINDOW, n - first))
+        ]
+        await asyncio.gather(*sends)
+
+
+def raw_consumer(url: str, topic: str, reset: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap(url),
+        group_id=GROUP,
+        enable_auto_commit=False,
+        auto_offset_reset=reset,
+    )
+
+
+async def raw_consume(consumer: AIOKafkaConsumer, handle: Counter) -> None:
     loop = asyncio.get_running_loop()
     next_commit = loop.time() + COMMIT_EVERY
-    while handled < n:
-        batch = await consumer.getmany(timeout_ms=50, max_records=BATCH)
-        for records in batch.values():
+    while handle.count < handle.total:
+        pages = await consumer.getmany(timeout_ms=500, max_records=FETCH)
+        for records in pages.values():
             for record in records:
-                if record.value is not None:
-                    handled += 1
+                handle(json.loads(record.value))
         if loop.time() >= next_commit:
             next_commit = loop.time() + COMMIT_EVERY
             await consumer.commit()
     await consumer.commit()
-    elapsed = time.perf_counter() - start
-    await consumer.stop()
-    return elapsed
 
 
-async def producer_run(url: str, n: int, topic: str) -> float:
-    """Seconds for n told messages through a ProducerBridge until the broker confirmed all."""
-    broker = connect(url, linger=LINGER_MS / 1000)
-    await broker.connect()
-    await broker.ensure_group(topic, "bench")
-    elapsed = await time_producer_bridge(broker, topic, n, PAYLOAD, BATCH)
-    await broker.close()
-    return elapsed
-
-
-async def raw_publish_run(url: str, n: int, topic: str) -> float:
-    """The raw producer alone: batches of sends, each batch awaited."""
-    bootstrap = url.split("://", 1)[1]
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=LINGER_MS
-    )
+async def raw_end_to_end(url: str, n: int, topic: str) -> Timing:
+    await create_topic(url, topic)
+    producer = raw_producer(url)
     await producer.start()
-    await producer.send_and_wait(topic, b"warm-up")
-    start = time.perf_counter()
-    for first in range(0, n, BATCH):
-        futures = [await producer.send(topic, PAYLOAD) for _ in range(min(BATCH, n - first))]
-        await asyncio.gather(*futures)
-    elapsed = time.perf_counter() - start
+    consumer = raw_consumer(url, topic, "earliest")
+    await consumer.start()
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=50)
+    handle = Counter(n)
+    watch = Stopwatch()
+    watch.start()
+    await asyncio.gather(raw_publish(producer, topic, n), raw_consume(consumer, handle))
+    timing = watch.stop()
+    await consumer.stop()
     await producer.stop()
-    return elapsed
+    return timing
 
 
-CPU: dict[str, list[float]] = {}
+async def raw_consume_only(url: str, n: int, topic: str) -> Timing:
+    await create_topic(url, topic)
+    producer = raw_producer(url)
+    await producer.start()
+    await raw_publish(producer, topic, n)
+    await producer.stop()
+    handle = Counter(n)
+    watch = Stopwatch()
+    watch.start()
+    consumer = raw_consumer(url, topic, "earliest")
+    await consumer.start()
+    await raw_consume(consumer, handle)
+    timing = watch.stop()
+    await consumer.stop()
+    return timing
 
 
-def once(n: int, fn: Any, url: str) -> float:
-    """One run's rate; its CPU time per message goes to ``CPU``."""
-    cpu = time.process_time()
-    seconds = troupe.run(fn(url, n, f"bench-{fn.__name__}-{time.time_ns()}"))
-    CPU.setdefault(fn.__name__, []).append((time.process_time() - cpu) / n)
-    return n / seconds
+# ----------------------------------------------------------------------------- FastStream
 
 
-def cpu_us(fn: Any) -> float:
-    return round(min(CPU[fn.__name__]) * 1e6, 2)
+def faststream_broker(url: str) -> Any:
+    assert fs_kafka is not None
+    return fs_kafka.KafkaBroker(
+        bootstrap(url), enable_idempotence=True, linger_ms=LINGER_MS, logger=None
+    )
+
+
+def faststream_subscribe(broker: Any, topic: str, handle: Counter) -> None:
+    @broker.subscriber(
+        topic,
+        group_id=GROUP,
+        batch=True,
+        max_records=FETCH,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK,
+    )
+    async def on_batch(messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            handle(message)
+
+
+async def faststream_publish(broker: Any, topic: str, n: int) -> None:
+    for first in range(0, n, WINDOW):
+        count = min(WINDOW, n - first)  # (its publish_batch fills one 16 KiB batch buffer)
+        await asyncio.gather(*[broker.publish(PAYLOAD, topic=topic) for _ in range(count)])
+
+
+async def faststream_end_to_end(url: str, n: int, topic: str) -> Timing:
+    await create_topic(url, topic)
+    handle = Counter(n)
+    broker = faststream_broker(url)
+    faststream_subscribe(broker, topic, handle)
+    await broker.start()
+    await asyncio.sleep(1.0)  # joined (FastStream offers no signal for it)
+    watch = Stopwatch()
+    watch.start()
+    await faststream_publish(broker, topic, n)
+    await handle.done
+    timing = watch.stop()
+    await broker.stop()
+    return timing
+
+
+async def faststream_consume_only(url: str, n: int, topic: str) -> Timing:
+    await create_topic(url, topic)
+    filler = faststream_broker(url)
+    await filler.connect()
+    await faststream_publish(filler, topic, n)
+    await filler.stop()
+    handle = Counter(n)
+    broker = faststream_broker(url)
+    faststream_subscribe(broker, topic, handle)
+    watch = Stopwatch()
+    watch.start()
+    await broker.start()
+    await handle.done
+    timing = watch.stop()
+    await broker.stop()
+    return timing
 
 
 @contextlib.contextmanager
@@ -251,65 +277,27 @@ def kafka_url() -> Iterator[str]:
         yield server.url
 
 
+ROWS = ("end_to_end", "consume_only")
+
+
 def main() -> None:
-    args = parse_args(__doc__ or "")
+    args = parse_args(__doc__.splitlines()[0], ROWS)
     n = 20_000 if args.quick else 100_000
-    repeat = args.repeat or (3 if args.quick else 5)
+    repeat = args.repeat or 3
     report = Report("brokers_kafka")
+    if fs_kafka is None:
+        print("note: faststream is not installed (pip install -e '.[dev]'); its column is skipped")
     with kafka_url() as url:
-        raw_rates: list[float] = []
-        troupe_rates: list[float] = []
-        for _ in range(repeat):  # interleaved, so both see the same machine load
-            raw_rates.append(once(n, raw_run, url))
-            troupe_rates.append(once(n, troupe_run, url))
-        pairs = paired(troupe_rates, raw_rates)
-        report.add(
-            "kafka_end_to_end",
-            "msg/s",
-            max(troupe_rates),
-            {"aiokafka_raw_loop": max(raw_rates)},
-            payload_bytes=len(PAYLOAD),
-            messages=n,
-            target_ratio=0.7,
-            ratio=max(troupe_rates) / max(raw_rates),
-            paired_ratios=pairs,
-            median_paired_ratio=statistics.median(pairs),
-            cpu_us_per_msg={"troupe": cpu_us(troupe_run), "raw": cpu_us(raw_run)},
-        )
-        raw_backlog: list[float] = []
-        bridge_backlog: list[float] = []
-        for _ in range(repeat):
-            raw_backlog.append(once(n, raw_backlog_run, url))
-            bridge_backlog.append(once(n, troupe_backlog_run, url))
-        report.add(
-            "kafka_consume_backlog",
-            "msg/s",
-            max(bridge_backlog),
-            {"aiokafka_getmany_commit": max(raw_backlog)},
-            payload_bytes=len(PAYLOAD),
-            messages=n,
-            ratio=max(bridge_backlog) / max(raw_backlog),
-            median_paired_ratio=statistics.median(paired(bridge_backlog, raw_backlog)),
-            note="both include joining the group",
-        )
-        raw_publish: list[float] = []
-        bridge_publish: list[float] = []
-        for _ in range(repeat):
-            raw_publish.append(once(n, raw_publish_run, url))
-            bridge_publish.append(once(n, producer_run, url))
-        report.add(
-            "kafka_producer_bridge",
-            "msg/s",
-            max(bridge_publish),
-            {"aiokafka_producer_batches": max(raw_publish)},
-            payload_bytes=len(PAYLOAD),
-            messages=n,
-            batch=BATCH,
-            ratio=max(bridge_publish) / max(raw_publish),
-            median_paired_ratio=statistics.median(paired(bridge_publish, raw_publish)),
-            cpu_us_per_msg={"troupe": cpu_us(producer_run), "raw": cpu_us(raw_publish_run)},
-        )
-        print(f"kafka end to end, troupe/raw per back-to-back pair: {pairs}")
+        if args.want("end_to_end"):
+            sides = {"troupe": troupe_end_to_end, "aiokafka_raw": raw_end_to_end}
+            if fs_kafka is not None:
+                sides["faststream_batch"] = faststream_end_to_end
+            add_row(report, "kafka_end_to_end", n, rounds(repeat, n, url, sides))
+        if args.want("consume_only"):
+            sides = {"troupe": troupe_consume_only, "aiokafka_raw": raw_consume_only}
+            if fs_kafka is not None:
+                sides["faststream_batch"] = faststream_consume_only
+            add_row(report, "kafka_consume_only", n, rounds(repeat, n, url, sides))
     report.write(args.json)
 
 

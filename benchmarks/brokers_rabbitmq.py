@@ -1,19 +1,20 @@
-"""RabbitMQ bridge throughput: troupe end to end vs a raw pika loop with the same settings.
+"""RabbitMQ through troupe's bridges vs a raw pika loop with the same settings.
 
-Question: how many 100-byte messages per second go publish (persistent, publisher
-confirms, batches of 100 confirmed together) -> quorum queue -> consumer bridge
-(prefetch = the target mailbox's capacity, 1000) -> actor -> manual ack, compared
-with a hand-written pika loop doing the same on the same asyncio adapter (publish
-100, wait for their confirms; consume with prefetch 1000, one ``multiple`` ack per
-100 deliveries), back to back in the same run on the same node. Target: troupe
->= 0.7x raw (best rates; per-pair ratios and their median printed too).
+Questions: messages per second and client CPU per message, end to end (persistent
+publish with publisher confirms -> quorum queue -> consumer -> handler -> manual
+ack) and consume only (a pre-filled queue drained and acked). Sides (see
+``_brokers_common``):
 
-It also measures the two ways pika can run, raw: ``AsyncioConnection`` on the
-event loop (what troupe uses) against ``BlockingConnection`` in two threads (a
-publisher thread and a consumer thread: what a thread actor per connection would
-do at best, before any handoff to the event loop).
+- troupe: ``ProducerBridge`` asks (100 in flight, each returns once confirmed) ->
+  ``ConsumerBridge`` (default settings: prefetch = the target mailbox's capacity,
+  1000) -> a counting actor; JSON payloads.
+- raw: pika's ``AsyncioConnection`` on the same loop (what troupe uses): publish
+  100 JSON-encoded persistent messages, wait for their confirms; consume with
+  prefetch 1000, ``json.loads`` and the handler per delivery, one ``multiple``
+  ack per 100 handled (ack after handling).
 
-The script starts its own RabbitMQ node (Debian package rabbitmq-server).
+Target: troupe >= 0.8x raw, end to end and consume only. The script starts its
+own RabbitMQ node (Debian package rabbitmq-server).
 
     python benchmarks/brokers_rabbitmq.py --quick --json benchmarks/results/brokers_rabbitmq.json
 """
@@ -21,205 +22,205 @@ The script starts its own RabbitMQ node (Debian package rabbitmq-server).
 from __future__ import annotations
 
 import asyncio
-import statistics
+import json
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pika
-from _brokers_common import Sink
+from _brokers_common import (
+    FETCH,
+    PAYLOAD,
+    WINDOW,
+    Counter,
+    Sink,
+    Stopwatch,
+    Timing,
+    add_row,
+    ask_all,
+    rounds,
+    wait_for,
+)
 from _common import Report, parse_args
 from pika.adapters.asyncio_connection import AsyncioConnection
 
-import troupe
 from troupe import ActorSystem
-from troupe.brokers import BYTES, ConsumerBridge, connect
-from troupe.brokers.servers.rabbitmq import RabbitServer
+from troupe.brokers import ConsumerBridge, ProducerBridge, connect
+from troupe.brokers.servers import RabbitServer
 
-PAYLOAD = b"x" * 100
-BATCH = 100
+GROUP = "bench"
 PREFETCH = 1000  # the default mailbox capacity, which the bridge uses as prefetch
-QUEUE_ARGS = {"x-queue-type": "quorum"}
+QUEUE_ARGS = {"x-queue-type": "quorum"}  # troupe's default queue kind
 
 
-async def troupe_run(url: str, n: int, queue: str) -> float:
-    """Seconds for n messages: publish with confirms, bridge into an actor, ack all."""
+# ----------------------------------------------------------------------------- troupe
+
+
+async def troupe_end_to_end(url: str, n: int, queue: str) -> Timing:
     broker = connect(url)
-    await broker.ensure_group(queue, "bench")
-    done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+    await broker.ensure_group(queue, GROUP)
+    watch = Stopwatch()
     async with ActorSystem("bench") as system:
+        done = asyncio.get_running_loop().create_future()
         sink = system.spawn(Sink, n, done)
-        system.spawn(
-            ConsumerBridge, broker, queue, "bench", sink, consumer="c", serializer=BYTES,
-            batch=BATCH, block=0.05,
-        )  # fmt: skip
-        stats = broker.stats.consumer(queue, "bench", "c")
-        start = time.perf_counter()
-        for first in range(0, n, BATCH):
-            count = min(BATCH, n - first)
-            await broker.publish_messages(queue, [broker.message(PAYLOAD) for _ in range(count)])
+        system.spawn(ConsumerBridge, broker, queue, GROUP, sink, consumer="c")
+        producer = system.spawn(ProducerBridge, broker, queue)
+        stats = broker.stats.consumer(queue, GROUP, "c")
+        watch.start()
+        await ask_all(producer, n)
         await done
-        while stats.acked < n:  # noqa: ASYNC110 - the last acks are in flight
-            await asyncio.sleep(0.0005)
-        elapsed = time.perf_counter() - start
+        await wait_for(lambda: stats.acked >= n)
+        timing = watch.stop()
     await broker.close()
-    return elapsed
+    return timing
 
 
-async def raw_run(url: str, n: int, queue: str) -> float:
-    """The same by hand with pika's AsyncioConnection (callbacks on this loop)."""
-    loop = asyncio.get_running_loop()
-    opened: asyncio.Future[Any] = loop.create_future()
-    conn = AsyncioConnection(
-        pika.URLParameters(url),
-        on_open_callback=opened.set_result,
-        on_open_error_callback=lambda _, exc: opened.set_exception(exc),
-        custom_ioloop=loop,
-    )
-    await opened
+async def troupe_consume_only(url: str, n: int, queue: str) -> Timing:
+    broker = connect(url)
+    await broker.ensure_group(queue, GROUP)
+    async with ActorSystem("fill") as system:
+        await ask_all(system.spawn(ProducerBridge, broker, queue), n)
+    watch = Stopwatch()
+    async with ActorSystem("bench") as system:
+        done = asyncio.get_running_loop().create_future()
+        stats = broker.stats.consumer(queue, GROUP, "c")
+        watch.start()
+        sink = system.spawn(Sink, n, done)
+        system.spawn(ConsumerBridge, broker, queue, GROUP, sink, consumer="c")
+        await done
+        await wait_for(lambda: stats.acked >= n)
+        timing = watch.stop()
+    await broker.close()
+    return timing
 
-    async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        future: asyncio.Future[Any] = loop.create_future()
+
+# ----------------------------------------------------------------------------- raw pika
+
+
+class RawPika:
+    """pika's AsyncioConnection on the running loop, with awaitable calls."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.loop = asyncio.get_running_loop()
+
+    async def open(self) -> None:
+        opened: asyncio.Future[Any] = self.loop.create_future()
+        self.conn = AsyncioConnection(
+            pika.URLParameters(self.url),
+            on_open_callback=opened.set_result,
+            on_open_error_callback=lambda _, exc: opened.set_exception(exc),
+            custom_ioloop=self.loop,
+        )
+        await opened
+
+    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        future: asyncio.Future[Any] = self.loop.create_future()
         fn(*args, callback=future.set_result, **kwargs)
         return await future
 
-    async def channel() -> Any:
-        future: asyncio.Future[Any] = loop.create_future()
-        conn.channel(on_open_callback=future.set_result)
+    async def channel(self) -> Any:
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self.conn.channel(on_open_callback=future.set_result)
         return await future
 
-    pub, con = await channel(), await channel()
-    await call(pub.queue_declare, queue, durable=True, arguments=QUEUE_ARGS)
-    state = {"confirmed": 0, "want": 0}
-    batch_done: list[asyncio.Future[None]] = []
+    async def publisher(self, queue: str) -> Any:
+        """A channel in confirm mode; ``publish(n)`` sends n, returns once all confirmed."""
+        channel = await self.channel()
+        await self.call(channel.queue_declare, queue, durable=True, arguments=QUEUE_ARGS)
+        confirmed = [0]
+        waiting: list[tuple[int, asyncio.Future[None]]] = []
 
-    def on_confirm(frame: Any) -> None:
-        tag = frame.method.delivery_tag
-        state["confirmed"] = max(state["confirmed"], tag)
-        if state["confirmed"] >= state["want"] and batch_done and not batch_done[0].done():
-            batch_done[0].set_result(None)
+        def on_confirm(frame: Any) -> None:
+            confirmed[0] = max(confirmed[0], frame.method.delivery_tag)
+            while waiting and waiting[0][0] <= confirmed[0]:
+                waiting.pop(0)[1].set_result(None)
 
-    await call(pub.confirm_delivery, on_confirm)
-    done: asyncio.Future[None] = loop.create_future()
-    handled = 0
+        await self.call(channel.confirm_delivery, on_confirm)
+        props = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+        sent = [0]
 
-    def on_message(ch: Any, method: Any, properties: Any, body: bytes) -> None:
-        nonlocal handled
-        handled += 1
-        if handled % BATCH == 0 or handled == n:
-            ch.basic_ack(method.delivery_tag, multiple=True)
-        if handled == n:
-            done.set_result(None)
+        async def publish(n: int) -> None:
+            for first in range(0, n, WINDOW):
+                count = min(WINDOW, n - first)
+                for _ in range(count):
+                    channel.basic_publish("", queue, json.dumps(PAYLOAD).encode(), props)
+                sent[0] += count
+                if confirmed[0] < sent[0]:
+                    future = self.loop.create_future()
+                    waiting.append((sent[0], future))
+                    await future
 
-    await call(con.basic_qos, prefetch_count=PREFETCH)
-    await call(con.basic_consume, queue, on_message)
-    props = pika.BasicProperties(delivery_mode=2, content_type="application/octet-stream")
-    start = time.perf_counter()
-    sent = 0
-    while sent < n:
-        count = min(BATCH, n - sent)
-        for _ in range(count):
-            pub.basic_publish("", queue, PAYLOAD, props)
-        sent += count
-        state["want"] = sent
-        batch_done[:] = [loop.create_future()]
-        if state["confirmed"] < sent:
-            await batch_done[0]
-    await done
-    elapsed = time.perf_counter() - start
-    closed: asyncio.Future[Any] = loop.create_future()
-    conn.add_on_close_callback(lambda *_: closed.done() or closed.set_result(None))
-    conn.close()
-    await closed
-    return elapsed
+        return publish
 
+    async def consume(self, queue: str, handle: Counter) -> None:
+        channel = await self.channel()
+        handled = [0]
 
-def blocking_run(url: str, n: int, queue: str) -> float:
-    """The same with BlockingConnection: a publisher thread and a consumer thread."""
-    setup = pika.BlockingConnection(pika.URLParameters(url))
-    setup.channel().queue_declare(queue, durable=True, arguments=QUEUE_ARGS)
-    setup.close()
-    props = pika.BasicProperties(delivery_mode=2, content_type="application/octet-stream")
-
-    def publish() -> None:
-        conn = pika.BlockingConnection(pika.URLParameters(url))
-        ch = conn.channel()
-        ch.confirm_delivery()  # BlockingChannel waits for each confirm: no pipelining
-        for _ in range(n):
-            ch.basic_publish("", queue, PAYLOAD, props)
-        conn.close()
-
-    def consume() -> None:
-        conn = pika.BlockingConnection(pika.URLParameters(url))
-        ch = conn.channel()
-        ch.basic_qos(prefetch_count=PREFETCH)
-        for handled, (method, _, _) in enumerate(ch.consume(queue), 1):
-            if handled % BATCH == 0 or handled == n:
+        def on_message(ch: Any, method: Any, properties: Any, body: bytes) -> None:
+            handle(json.loads(body))
+            handled[0] += 1
+            if handled[0] % FETCH == 0 or handle.count == handle.total:
                 ch.basic_ack(method.delivery_tag, multiple=True)
-            if handled == n:
-                break
-        ch.cancel()
-        conn.close()
 
-    start = time.perf_counter()
-    threads = [threading.Thread(target=publish), threading.Thread(target=consume)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - start
+        await self.call(channel.basic_qos, prefetch_count=PREFETCH)
+        await self.call(channel.basic_consume, queue, on_message)
+
+    async def close(self) -> None:
+        closed: asyncio.Future[Any] = self.loop.create_future()
+        self.conn.add_on_close_callback(lambda *_: closed.done() or closed.set_result(None))
+        self.conn.close()
+        await closed
 
 
-def rate(n: int, fn: Any, url: str) -> float:
-    queue = f"bench-{fn.__name__}-{time.time_ns()}"
-    if asyncio.iscoroutinefunction(fn):
-        return n / troupe.run(fn(url, n, queue))
-    return n / float(fn(url, n, queue))
+async def raw_end_to_end(url: str, n: int, queue: str) -> Timing:
+    client = RawPika(url)
+    await client.open()
+    publish = await client.publisher(queue)
+    handle = Counter(n)
+    watch = Stopwatch()
+    watch.start()
+    await client.consume(queue, handle)
+    await publish(n)
+    await handle.done
+    timing = watch.stop()
+    await client.close()
+    return timing
+
+
+async def raw_consume_only(url: str, n: int, queue: str) -> Timing:
+    client = RawPika(url)
+    await client.open()
+    publish = await client.publisher(queue)
+    await publish(n)
+    handle = Counter(n)
+    watch = Stopwatch()
+    watch.start()
+    await client.consume(queue, handle)
+    await handle.done
+    timing = watch.stop()
+    await client.close()
+    return timing
+
+
+ROWS = ("end_to_end", "consume_only")
 
 
 def main() -> None:
-    args = parse_args(__doc__ or "")
+    args = parse_args(__doc__.splitlines()[0], ROWS)
     n = 10_000 if args.quick else 50_000
-    repeat = args.repeat or (3 if args.quick else 5)
+    repeat = args.repeat or 3
     report = Report("brokers_rabbitmq")
     with RabbitServer() as server:
         print(f"rabbitmq node up in {server.startup_seconds:.1f} s")
-        raw: list[float] = []
-        ours: list[float] = []
-        blocking: list[float] = []
-        for _ in range(repeat):  # interleaved, so all see the same machine load
-            raw.append(rate(n, raw_run, server.url))
-            ours.append(rate(n, troupe_run, server.url))
-            blocking.append(rate(n, blocking_run, server.url))
-        pairs = [round(t / r, 3) for t, r in zip(ours, raw, strict=True)]
-        report.add(
-            "rabbitmq_end_to_end",
-            "msg/s",
-            max(ours),
-            {"pika_asyncio_raw_loop": max(raw)},
-            payload_bytes=len(PAYLOAD),
-            messages=n,
-            batch=BATCH,
-            prefetch=PREFETCH,
-            queue_type="quorum",
-            target_ratio=0.7,
-            ratio=max(ours) / max(raw),
-            paired_ratios=pairs,
-            median_paired_ratio=statistics.median(pairs),
-        )
-        report.add(
-            "pika_adapter_choice",
-            "msg/s",
-            max(raw),
-            {"pika_blocking_two_threads": max(blocking)},
-            note="raw loops: AsyncioConnection on the loop (troupe's choice) vs "
-            "BlockingConnection per thread",
-        )
-        print(f"rabbitmq end to end, troupe/raw per back-to-back pair: {pairs}")
+        if args.want("end_to_end"):
+            sides = {"troupe": troupe_end_to_end, "pika_raw": raw_end_to_end}
+            add_row(report, "rabbitmq_end_to_end", n, rounds(repeat, n, server.url, sides))
+        if args.want("consume_only"):
+            sides = {"troupe": troupe_consume_only, "pika_raw": raw_consume_only}
+            add_row(report, "rabbitmq_consume_only", n, rounds(repeat, n, server.url, sides))
     report.write(args.json)
 
 

@@ -88,7 +88,10 @@ class Actor:
     @property
     def ref(self) -> ActorRef:
         """This actor's own reference."""
-        return self._cell().ref
+        try:
+            return self._troupe_cell.ref
+        except AttributeError:
+            return self._cell().ref  # raises, saying why
 
     @property
     def system(self) -> ActorSystem:

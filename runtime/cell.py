@@ -223,8 +223,10 @@ class ActorCell:
     _finish_turn = dispatch._finish_turn
     _run_system_lane = dispatch._run_system_lane
     _drain_sync = dispatch._drain_sync
+    _turn_failed = dispatch._turn_failed
     _drain_async = dispatch._drain_async
     take_queued = dispatch.take_queued
+    run_inline = dispatch.run_inline
     _settle_taken = dispatch._settle_taken
 
     # -- start, failure, resume, restart (troupe.lifecycle)

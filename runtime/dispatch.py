@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .delivery import Queued, TrackedReply
 from .envelope import Envelope, open_envelope
@@ -105,6 +105,47 @@ def _drain_sync(self: ActorCell) -> None:
     # bucket; a slow one counts as one call that took it (exact for one message).
     mailbox = self.mailbox
     queue = mailbox.queue
+    if (
+        queue is not None
+        and len(queue) == 1
+        and type(queue[0]) is not Envelope
+        and not mailbox.system
+        and not mailbox.waiters
+        and self.state is _RUNNING
+        and current_traceparent.get() is None
+    ):
+        # One bare message (a plain tell to an idle actor: ping-pong, fan-out): the turn
+        # below reduced to what one message needs, with the same accounting.
+        message = queue.popleft()
+        began = perf_counter()
+        try:
+            self._receive(message)
+        except Exception as exc:
+            self._turn_failed(exc, message, None, began)
+            if self.metrics is not None:
+                self.metrics.counts[SUM_NS] += int((perf_counter() - began) * 1e9)
+            self._finish_turn()
+            return
+        spent = perf_counter() - began
+        self._ran_well = True
+        stats = self.metrics
+        if stats is not None:
+            counts = stats.counts
+            if spent >= FAST_BOUND:
+                stats.observe(spent)
+            else:
+                counts[BUCKET0] += 1
+            counts[SUM_NS] += int(spent * 1e9)
+        if spent >= self.system.slow_handlers.threshold:
+            self.system.slow_handlers.held(self.name, self.actor, spent, message)
+        if queue or mailbox.system is not None or mailbox.waiters is not None:
+            self._finish_turn()
+            return
+        self._scheduled = False  # idle again: _finish_turn's common case, inlined
+        mailbox.queue = None
+        if len(SPARE_QUEUES) < SPARE_LIMIT:
+            SPARE_QUEUES.append(queue)
+        return
     receive = self._receive
     left = self._throughput
     stats = self.metrics
@@ -156,21 +197,12 @@ def _drain_sync(self: ActorCell) -> None:
             try:
                 result = receive(message)
             except Exception as exc:
-                now = perf_counter()
-                if segment - n == 1 and now - began >= system.slow_handlers.threshold:
-                    system.slow_handlers.held(self.name, self.actor, now - began, message)
                 if stats is not None:
-                    stats.observe(now - began)
-                    stats.add(FAILED)
                     slow += 1
-                if reply is not None and not reply.done():
-                    reply.set_exception(exc)
-                if self._taken is not None:
-                    self._settle_taken(exc)
                 if ok:
                     self._ran_well = True
                     ok = False
-                self._failed(exc, message, answered=answered(reply))
+                self._turn_failed(exc, message, reply, began, first=segment - n == 1)
                 if traced:
                     leave_trace()
                 ended = True
@@ -226,6 +258,33 @@ def _drain_sync(self: ActorCell) -> None:
         self._loop.call_soon(self._loop.call_soon, self._drain_sync)
         return
     self._finish_turn()
+
+
+def _turn_failed(
+    self: ActorCell,
+    exc: Exception,
+    message: Any,
+    reply: Any,
+    began: float,
+    *,
+    first: bool = True,
+) -> None:
+    """A sync handler raised ``exc``: observe the call (and report it as slow when it
+    was the segment's ``first`` and held the loop), fail the asker and what the handler
+    took, then the actor (``_failed``: the failure model's one path)."""
+    system = self.system
+    spent = perf_counter() - began
+    if first and spent >= system.slow_handlers.threshold:
+        system.slow_handlers.held(self.name, self.actor, spent, message)
+    stats = self.metrics
+    if stats is not None:
+        stats.observe(spent)
+        stats.add(FAILED)
+    if reply is not None and not reply.done():
+        reply.set_exception(exc)
+    if self._taken is not None:
+        self._settle_taken(exc)
+    self._failed(exc, message, answered=answered(reply))
 
 
 async def _drain_async(self: ActorCell) -> None:
@@ -317,6 +376,66 @@ async def _drain_async(self: ActorCell) -> None:
     if stats is not None:
         stats.end_turn(self._throughput - budget, slow, began - start)
     self._task = None
+    self._finish_turn()
+
+
+#: Asks handled inline in a row before one goes through the mailbox (and so the loop):
+#: an asker looping over inline asks never awaits anything that yields.
+INLINE_RUN = 64
+
+
+def run_inline(
+    self: ActorCell, message: Any, reply: asyncio.Future[Any], headers: dict[str, str] | None
+) -> None:
+    """Handle an ask now, in the asker's task: the actor is running, idle (nothing queued,
+    no turn scheduled) and sync, on this loop (``ActorRef.ask`` checked). The same as a
+    turn of one message: the actor is busy meanwhile (what arrives is queued and runs
+    in its next turn), the handler sees the message's headers, sender and trace, its
+    time is counted and reported like a turn's, and an exception fails the message and
+    the actor through ``_failed`` (the failure model's one path)."""
+    system = self.system
+    self._scheduled = True  # busy: a tell meanwhile queues, an ask meanwhile waits
+    self._current = Envelope(message, reply, None, headers)
+    outer = current_traceparent.get()
+    traced = False
+    if headers is not None:
+        traced = enter_trace(headers)
+    if not traced and outer is not None:
+        leave_trace()  # as a turn: the handler runs in the message's trace only
+    stats = self.metrics
+    began = perf_counter()
+    try:
+        result = self._receive(message)
+    except Exception as exc:
+        self._turn_failed(exc, message, reply, began)
+        if stats is not None:
+            stats.counts[SUM_NS] += int((perf_counter() - began) * 1e9)
+        current_traceparent.set(outer)
+        self._finish_turn()
+        return
+    except BaseException as exc:  # not a handler failure (e.g. KeyboardInterrupt): passed on
+        if not reply.done():
+            reply.set_exception(ActorStopped(self.name))
+        current_traceparent.set(outer)
+        self._finish_turn()
+        raise exc
+    spent = perf_counter() - began
+    self._ran_well = True
+    if stats is not None:
+        counts = stats.counts
+        if spent >= FAST_BOUND:
+            stats.observe(spent)
+        else:
+            counts[BUCKET0] += 1
+        counts[SUM_NS] += int(spent * 1e9)
+    if spent >= system.segment_bound:
+        if spent >= system.slow_handlers.threshold:
+            system.slow_handlers.held(self.name, self.actor, spent, message)
+        system.inline_left = 0  # a slow handler: the next ask goes through the loop
+    if not reply.done():
+        reply.set_result(result)
+    if traced or outer is not None:
+        current_traceparent.set(outer)
     self._finish_turn()
 
 

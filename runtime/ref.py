@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from asyncio import _get_running_loop
+from collections import deque
 from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from .actor import SYSTEM_ASK_TIMEOUT
 from .delivery import TrackedReply
+from .dispatch import INLINE_RUN
 from .envelope import Envelope
 from .errors import check_timeout
-from .mailbox import ACCEPTED, Accepted
+from .mailbox import ACCEPTED, SPARE_QUEUES, Accepted
 from .state import State
 from .tracing import PROPAGATION, current_traceparent, outgoing
 
@@ -84,17 +86,25 @@ class ActorRef:
             headers = outgoing(headers, cell.system.tracing)  # carry the trace (troupe.tracing)
         if sender is not None or headers is not None:
             message = Envelope(message, None, sender, headers)
-        if cell.state is _RUNNING and get_ident() == cell._thread_id:
+        # the system's loop runs in this thread: the loop thread, with the loop running
+        if cell.state is _RUNNING and _get_running_loop() is cell._loop:
             mailbox = cell.mailbox
             queue = mailbox.queue
-            if queue is not None and len(queue) < mailbox.capacity and not mailbox.waiters:
-                if cell._scheduled:
-                    queue.append(message)  # the hot path of ActorCell.deliver, inlined
-                    return ACCEPTED
-                if _get_running_loop() is not None:
+            if queue is None:  # an idle actor holds no deque (see Mailbox)
+                if not cell._scheduled:
+                    queue = mailbox.queue = SPARE_QUEUES.pop() if SPARE_QUEUES else deque()
                     queue.append(message)
-                    cell._schedule()
+                    if cell._is_async:
+                        cell._schedule()
+                    else:  # ActorCell._schedule, inlined
+                        cell._scheduled = True
+                        cell._loop.call_soon(cell._drain_sync)
                     return ACCEPTED
+            elif len(queue) < mailbox.capacity and not mailbox.waiters:
+                queue.append(message)  # the hot path of ActorCell.deliver, inlined
+                if not cell._scheduled:
+                    cell._schedule()
+                return ACCEPTED
         return cell.deliver(message)
 
     @property
@@ -136,6 +146,21 @@ class ActorRef:
         reply: asyncio.Future[Any] = loop.create_future()
         if PROPAGATION.on and (current_traceparent.get() is not None or cell.system.tracing):
             headers = outgoing(headers, cell.system.tracing)
+        if (
+            cell.state is _RUNNING
+            and not cell._scheduled
+            and not cell._is_async
+            and not cell.mailbox.queue
+            and not cell.mailbox.system
+        ):
+            system = cell.system
+            if system.inline_left and system.inline_asks:
+                # idle, sync, on this loop: handled now in the asker's task (no deadline
+                # to arm: the reply is set before ask returns); see dispatch.run_inline
+                system.inline_left -= 1
+                cell.run_inline(message, reply, headers)
+                return reply
+            system.inline_left = INLINE_RUN  # this one goes through the loop
         if timeout is not None:  # armed first: it covers a wait for mailbox room too
             cell.system.ask_deadlines.add(reply, cell.name, timeout)
         try:

@@ -17,6 +17,7 @@ from .child import Child
 from .clock import Clock, RealClock
 from .dead_letters import RECIPIENT_STOPPED, DeadLetters
 from .deadlines import AskDeadlines
+from .dispatch import INLINE_RUN
 from .errors import (
     ActorNotFound,
     ConfigError,
@@ -167,6 +168,10 @@ class ActorSystem:
         self.metrics_endpoint: MetricsEndpoint | None = None  # when serving /metrics
         self.tracing = tracing
         self.handler_hook = handler_hook  # troupe.hooks: wraps each handler (testing, tracing)
+        #: Asks to an idle sync actor run in the asker's task (``ActorRef.ask``); off in
+        #: simulations, whose seeded scheduler explores every interleaving of turns.
+        self.inline_asks = True
+        self.inline_left = INLINE_RUN  # inline asks left before one goes through the loop
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -195,6 +200,7 @@ class ActorSystem:
             self.handler_hook = getattr(self._loop, "troupe_handler_hook", None)
         if getattr(self._loop, "troupe_deterministic", False):
             self.throughput_deadline = float("inf")  # a simulation's turns: by count, not time
+            self.inline_asks = False
         spec = self._clock_spec
         if spec is None:
             self._clock = RealClock(self._loop)

@@ -258,6 +258,7 @@ async def test_unsettled_taken_messages_get_the_handler_error() -> None:
 
     async with ActorSystem() as system:
         ref = system.spawn(Leaky)
+        ref.tell("queue the asks")  # busy: both asks wait in the mailbox (none inline)
         first = asyncio.ensure_future(ref.ask("take"))
         second = asyncio.ensure_future(ref.ask("behind"))
         done = await asyncio.gather(first, second, return_exceptions=True)
