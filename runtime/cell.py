@@ -266,24 +266,20 @@ class ActorCell:
     _notify_watchers = watch._notify_watchers
 
 
-#: The modules whose frames run an actor's handlers and hooks with ``self`` a cell.
-_CELL_FILES = frozenset(
-    sys.modules[name].__file__ or ""
-    for name in (__name__, dispatch.__name__, lifecycle.__name__, stopping.__name__)
-)
-
-
 def current_actor(max_depth: int = 40, frame: FrameType | None = None) -> str | None:
     """The name of the actor whose handler or lifecycle hook is running on this thread's
-    stack, or None. Walks the stack, so it costs nothing until called (e.g. by a log
-    filter that labels records with the actor). ``frame``: walk another thread's stack
-    from this frame instead (one of ``sys._current_frames()``, see troupe.loop_watch)."""
+    stack, or None. Walks the stack for the innermost method call whose ``self`` is an
+    :class:`ActorCell` (whatever module defines that method), so it costs nothing until
+    called (e.g. by a log filter that labels records with the actor). ``frame``: walk
+    another thread's stack from this frame instead (one of ``sys._current_frames()``,
+    see troupe.loop_watch)."""
     if frame is None:
         frame = sys._getframe(1)
     for _ in range(max_depth):
         if frame is None:
             return None
-        if frame.f_code.co_filename in _CELL_FILES:
+        code = frame.f_code
+        if code.co_argcount and code.co_varnames[0] == "self":  # a method: look at self
             owner = frame.f_locals.get("self")
             if isinstance(owner, ActorCell):
                 return owner.name
