@@ -136,6 +136,8 @@ class ActorRef:
         reply: asyncio.Future[Any] = loop.create_future()
         if PROPAGATION.on and (current_traceparent.get() is not None or cell.system.tracing):
             headers = outgoing(headers, cell.system.tracing)
+        if cell.system.ask_hooks:  # middleware with before_ask/after_ask (troupe.middleware)
+            headers = cell.system.middleware.ask_started(self, message, headers, reply)
         if timeout is not None:  # armed first: it covers a wait for mailbox room too
             cell.system.ask_deadlines.add(reply, cell.name, timeout)
         try:
