@@ -129,7 +129,10 @@ class SagaRun(Actor):
             target = self._resolve(step)
             reply = await self._ask_step(
                 record,
-                target, StepAction(record.saga_id, step.name, dict(record.data)), step, "action"
+                target,
+                StepAction(record.saga_id, step.name, dict(record.data)),
+                step,
+                "action",
             )
         except Exception as exc:
             record.attempts += 1

@@ -152,7 +152,7 @@ class _HookedTracker(_Tracker):
         self.headers = headers
 
     def finished(self, error: BaseException | None) -> None:
-        if not self.done and self.started_once:
+        if not self.done:
             bridge = self._bridge
             for hook in bridge.middleware.after_deliver:
                 hook(bridge, self.delivery, self.payload, self.headers, error)

@@ -127,7 +127,8 @@ class Middleware:
         headers: dict[str, str],
         error: BaseException | None,
     ) -> None:
-        """After the target's handler returned (``error`` None) or raised."""
+        """After the delivery ended: the handler returned (``error`` None) or raised,
+        or the message never reached a handler (why: ``ActorStopped``, ...)."""
 
     def after_skip(self, bridge: Actor, delivery: Any, reason: SkipMessage) -> None:
         """After ``before_deliver`` skipped a message (it is acked, never handled)."""
