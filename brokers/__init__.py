@@ -35,6 +35,7 @@ from .message import (
 )
 from .producer import ProducerBridge, Publish
 from .session import AttemptLog, ConsumerSession, Delivery
+from .typed_payloads import TypedSerializer, typed
 from .url import connect, redact
 
 __all__ = [
@@ -64,6 +65,8 @@ __all__ = [
     "Publish",
     "PublishError",
     "Serializer",
+    "TypedSerializer",
     "connect",
     "redact",
+    "typed",
 ]

@@ -59,6 +59,7 @@ from .base import Broker, BrokerConnectionError, BrokerError, ConsumerStats, dea
 from .message import (
     ATTEMPT,
     ENTRY_ID,
+    JSON,
     KEY,
     MESSAGE_ID,
     STREAM,
@@ -67,6 +68,7 @@ from .message import (
     decode_body,
 )
 from .session import AttemptLog, ConsumerSession, Delivery
+from .typed_payloads import typed
 
 if TYPE_CHECKING:
     from troupe.clock import TimerHandle
@@ -191,6 +193,7 @@ class ConsumerBridge(Actor):
         drain_timeout: float = 5.0,
         delay_poll: float = 0.05,
         middleware: Sequence[Middleware] = (),
+        message_type: type | None = None,
     ) -> None:
         require_at_least("max_deliveries", max_deliveries, 1)
         require_at_least("batch", batch, 1)
@@ -205,6 +208,10 @@ class ConsumerBridge(Actor):
         self.target = target
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{self.name}"
         self.serializer = serializer or broker.serializer
+        #: payloads are decoded into this type (troupe.brokers.typed_payloads); None: the target's
+        self.payload_type = message_type
+        if message_type is not None:
+            self.serializer = typed(message_type)
         self.max_deliveries = max_deliveries
         self.max_broker_deliveries = max_broker_deliveries
         self.retry = retry
@@ -534,6 +541,11 @@ class ConsumerBridge(Actor):
             self._target_ref = None
             return None
         self._target_ref = ref
+        if self.payload_type is None and self.serializer.content_type == JSON.content_type:
+            declared = ref.message_type  # the target's handler declares its message type
+            current = getattr(self.serializer, "message_type", None)
+            if declared is not None and declared is not current:
+                self.serializer = typed(declared)
         return ref
 
     def _free_room(self) -> int:

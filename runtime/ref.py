@@ -12,6 +12,7 @@ from .delivery import TrackedReply
 from .envelope import Envelope
 from .errors import check_timeout
 from .mailbox import ACCEPTED, Accepted
+from .message_types import message_type_of
 from .state import State
 from .tracing import PROPAGATION, current_traceparent, outgoing
 
@@ -170,6 +171,11 @@ class ActorRef:
         if PROPAGATION.on and (current_traceparent.get() is not None or cell.system.tracing):
             headers = outgoing(headers, cell.system.tracing)
         return cell.deliver(Envelope(message, TrackedReply(tracker), None, headers))
+
+    @property
+    def message_type(self) -> type | None:
+        """The message type the actor declares (see :mod:`troupe.message_types`), or None."""
+        return message_type_of(type(self._cell.actor))
 
     @property
     def mailbox_capacity(self) -> int:
