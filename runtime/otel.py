@@ -99,6 +99,27 @@ def _context_of(header: str | None) -> otel_context.Context | None:
     return trace.set_span_in_context(NonRecordingSpan(span_context))
 
 
+#: (header, context) of the last message handled: one trace's messages come in a row
+_last_handled: tuple[str, otel_context.Context] | None = None
+
+
+def _handled_context(header: str) -> otel_context.Context:
+    """The context of the message being handled (``header`` is troupe's, checked on entry)."""
+    global _last_handled
+    last = _last_handled
+    if last is not None and last[0] == header:
+        return last[1]
+    span_context = SpanContext(
+        trace_id=int(header[3:35], 16),
+        span_id=int(header[36:52], 16),
+        is_remote=True,
+        trace_flags=TraceFlags(int(header[53:55], 16)),
+    )
+    found = trace.set_span_in_context(NonRecordingSpan(span_context))
+    _last_handled = (header, found)
+    return found
+
+
 def _parent(header: str | None = None) -> otel_context.Context | None:
     """The parent for a new span: ``header``, else the message being handled, else the
     current OpenTelemetry context (None when there is no trace at all)."""
@@ -157,9 +178,10 @@ class OpenTelemetry(Middleware):
             call: Callable[[Any], Awaitable[Any]] = handler
 
             async def handle_async(message: Any) -> Any:
-                found = _context_of(current_traceparent.get())
-                if found is None:
+                header = current_traceparent.get()
+                if header is None:
                     return await call(message)
+                found = _handled_context(header)
                 token = otel_context.attach(found)
                 try:
                     return await call(message)
@@ -169,9 +191,10 @@ class OpenTelemetry(Middleware):
             return handle_async
 
         def handle(message: Any) -> Any:
-            found = _context_of(current_traceparent.get())
-            if found is None:
+            header = current_traceparent.get()
+            if header is None:
                 return handler(message)
+            found = _handled_context(header)
             token = otel_context.attach(found)
             try:
                 return handler(message)
