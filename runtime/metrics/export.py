@@ -334,10 +334,17 @@ def _process_families(totals: dict[tuple[str, ...], _Totals]) -> Iterator[Metric
 class MetricsServer:
     """A running ``/metrics`` HTTP endpoint; :meth:`close` stops it."""
 
-    def __init__(self, server: WSGIServer, thread: threading.Thread, registry: CollectorRegistry):
+    def __init__(
+        self,
+        server: WSGIServer,
+        thread: threading.Thread,
+        registry: CollectorRegistry,
+        documents: dict[str, tuple[str, Callable[[], bytes]]] | None = None,
+    ):
         self._server = server
         self._thread = thread
         self.registry = registry
+        self.documents = documents if documents is not None else {}
         self.host: str = str(server.server_address[0])
         self.port: int = int(server.server_address[1])
 
@@ -346,6 +353,12 @@ class MetricsServer:
         """The endpoint's URL, e.g. ``http://127.0.0.1:9464/metrics``."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/metrics"
+
+    def add_document(self, path: str, content_type: str, render: Callable[[], bytes]) -> None:
+        """Serve ``render()`` at ``path`` too (called on the server's thread per request)."""
+        if not path.startswith("/") or path == "/metrics":
+            raise ValueError(f"a document path starts with / and is not /metrics: {path!r}")
+        self.documents[path] = (content_type, render)
 
     def close(self) -> None:
         """Stop serving and free the port."""
@@ -374,7 +387,24 @@ def serve(collector: Collector, port: int = 0, addr: str = "127.0.0.1") -> Metri
     class Server(ThreadingWSGIServer):
         address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
 
-    httpd = make_server(addr, port, make_wsgi_app(registry), Server, handler_class=_QuietHandler)
+    documents: dict[str, tuple[str, Callable[[], bytes]]] = {}
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        found = documents.get(environ.get("PATH_INFO", ""))  # beside /metrics (AsyncAPI)
+        if found is None:
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        content_type, render = found
+        try:
+            body = render()
+        except Exception:
+            logger.exception("rendering %s failed", environ.get("PATH_INFO"))
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+            return [b"rendering the document failed; see the log\n"]
+        start_response("200 OK", [("Content-Type", content_type)])
+        return [body]
+
+    httpd = make_server(addr, port, app, Server, handler_class=_QuietHandler)
     thread = threading.Thread(
         target=httpd.serve_forever,
         kwargs={"poll_interval": 0.05},  # close() returns within this
@@ -382,7 +412,7 @@ def serve(collector: Collector, port: int = 0, addr: str = "127.0.0.1") -> Metri
         daemon=True,
     )
     thread.start()
-    served = MetricsServer(httpd, thread, registry)
+    served = MetricsServer(httpd, thread, registry, documents)
     logger.info("metrics at %s", served.url)
     return served
 
@@ -439,6 +469,10 @@ class MetricsEndpoint:
     def add_source(self, source: Source) -> None:
         """Include another snapshot source (e.g. the process-tree hooks)."""
         self.collector.add_source(source)
+
+    def add_document(self, path: str, content_type: str, render: Callable[[], bytes]) -> None:
+        """Serve ``render()`` at ``path`` beside ``/metrics`` (an AsyncAPI document)."""
+        self.server.add_document(path, content_type, render)
 
     def _tree_snapshots(self) -> list[SlotSnapshot]:
         return list(self._reader.snapshots())
