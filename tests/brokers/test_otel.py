@@ -1,11 +1,16 @@
 """OpenTelemetry spans (troupe.otel), checked with the SDK's in-memory exporter: one trace
 from an HTTP request served by a real ASGI app under uvicorn, through a producer bridge,
-Redis, a consumer bridge, an actor and a saga, each span with the right parent."""
+Redis, a consumer bridge, an actor and a saga, each span with the right parent; and a
+trace that crosses into a consumer in another process."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,6 +36,7 @@ from troupe.otel import OpenTelemetry
 from troupe.tracing import use_spans
 
 FAST = Retry(max_attempts=2, initial=0.001, maximum=0.01)
+HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture
@@ -208,3 +214,32 @@ async def test_asks_outside_any_trace_make_no_span(exporter: Any) -> None:
     spans = {s.name: s for s in spans_out.get_finished_spans()}
     assert set(spans) == {"outer", "ask echo"}
     assert spans["ask echo"].parent.span_id == outer.get_span_context().span_id
+
+
+async def test_the_trace_crosses_into_a_consumer_process(
+    redis_url: str, exporter: Any, tmp_path: Path
+) -> None:
+    spans_out, provider = exporter
+    out = tmp_path / "spans.jsonl"
+    consumer = await asyncio.create_subprocess_exec(
+        sys.executable, str(HERE / "otel_consumer.py"), redis_url, "cross", str(out),
+        env={**os.environ, "PYTHONPATH": str(HERE.parents[1])},
+    )  # fmt: skip
+    broker = connect(redis_url)
+    await broker.connect()
+    try:
+        async with ActorSystem(middleware=[OpenTelemetry(tracer_provider=provider)]) as system:
+            producer = system.spawn(ProducerBridge, broker, "cross", name="producer")
+            with provider.get_tracer("web").start_as_current_span("POST /orders"):
+                await producer.ask(Publish({"order": 1}))
+        assert await asyncio.wait_for(consumer.wait(), 90) == 0
+    finally:
+        if consumer.returncode is None:
+            consumer.kill()
+        await broker.close()
+    publish = next(s for s in spans_out.get_finished_spans() if s.name == "publish cross")
+    theirs = {r["name"]: r for r in map(json.loads, out.read_text().splitlines())}
+    process, handle = theirs["process cross"], theirs["handle order"]
+    assert process["trace"] == publish.context.trace_id  # one trace, two processes
+    assert process["parent"] == publish.context.span_id
+    assert handle["parent"] == process["id"]
