@@ -127,8 +127,12 @@ class SagaRun(Actor):
             await self._save(record)  # before: the action may happen from now on
         try:
             target = self._resolve(step)
-            reply = await target.ask(
-                StepAction(record.saga_id, step.name, dict(record.data)), timeout=step.timeout
+            reply = await self._ask_step(
+                record,
+                target,
+                StepAction(record.saga_id, step.name, dict(record.data)),
+                step,
+                "action",
             )
         except Exception as exc:
             record.attempts += 1
@@ -183,6 +187,26 @@ class SagaRun(Actor):
         await self._save(record)  # after: the step is done
         self._kick()
 
+    async def _ask_step(
+        self, record: SagaRecord, target: ActorRef, message: Any, step: Step, action: str
+    ) -> Any:
+        """Ask ``target`` for a step's action or compensation, inside the saga-step hooks."""
+        chain = self.system.middleware
+        if not (chain.before_saga_step or chain.after_saga_step):
+            return await target.ask(message, timeout=step.timeout)
+        saga, run_id = record.saga, record.saga_id
+        for hook in chain.before_saga_step:
+            hook(saga, run_id, step.name, action)
+        try:
+            reply = await target.ask(message, timeout=step.timeout)
+        except Exception as exc:
+            for after in chain.after_saga_step:
+                after(saga, run_id, step.name, action, exc)
+            raise
+        for after in chain.after_saga_step:
+            after(saga, run_id, step.name, action, None)
+        return reply
+
     def _count_failure(self, record: SagaRecord, step: Step, exc: Exception, kind: str) -> str:
         """Count a failed attempt (timeouts apart) and say what happened, for the log."""
         if isinstance(exc, AskTimeout):
@@ -231,9 +255,12 @@ class SagaRun(Actor):
         policy = self.definition.compensation_retry
         try:
             target = self._resolve(step)
-            await target.ask(
+            await self._ask_step(
+                record,
+                target,
                 StepCompensation(record.saga_id, step.name, dict(record.data)),
-                timeout=step.timeout,
+                step,
+                "compensation",
             )
         except Exception as exc:
             record.attempts += 1

@@ -1,6 +1,7 @@
 """Core actor costs, troupe and its peers side by side in one run.
 
-Questions: one-way tell throughput (1 sender -> 1 actor), ask round trips,
+Questions: one-way tell throughput (1 sender -> 1 actor; also with one middleware
+hook), ask round trips,
 ping-pong between two actors, memory per idle actor and after a message,
 spawn rate; asks from 8 threads into a SyncActorSystem; other actors' ask
 latency while a plain actor blocks the loop; shutdown of many idle actors;
@@ -47,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Report, parse_args
 
 import troupe
-from troupe import Actor, ActorSystem, MailboxConfig, SyncActorSystem, ThreadActor
+from troupe import Actor, ActorSystem, MailboxConfig, Middleware, SyncActorSystem, ThreadActor
 
 # ----------------------------------------------------------------------------- troupe
 
@@ -97,6 +98,28 @@ async def troupe_tell(n: int, clock: Callable[[], float] = time.perf_counter) ->
 async def troupe_tell_metrics(n: int, metrics: bool) -> float:
     """``troupe_tell`` with the system's metrics on or off (an actor named in both)."""
     async with ActorSystem("bench", metrics=metrics) as system:
+        ref = system.spawn(Counter, name="counter")
+        start = time.perf_counter()
+        for i in range(n):
+            await ref.tell(i)
+        await ref.ask("flush")
+        return time.perf_counter() - start
+
+
+class CountProcessed(Middleware):
+    """A middleware with one after_process hook (an audit log's cost, minus its I/O)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def after_process(self, actor: Actor, message: Any, result: Any, error: Any) -> None:
+        self.count += 1
+
+
+async def troupe_tell_middleware(n: int, middleware: bool) -> float:
+    """``troupe_tell`` with no middleware, or one whose after_process hook counts."""
+    chain = [CountProcessed()] if middleware else []
+    async with ActorSystem("bench", middleware=chain) as system:
         ref = system.spawn(Counter, name="counter")
         start = time.perf_counter()
         for i in range(n):
@@ -812,6 +835,7 @@ ROWS = (
     "tell",
     "tell_cpu",
     "tell_metrics_on_vs_off",
+    "tell_middleware_off_vs_on",
     "ask",
     "ping_pong",
     "spawn",
@@ -875,6 +899,13 @@ def main() -> None:
             troupe_metrics_off=rate_of(n_tell, troupe_tell_metrics, n_tell, False),
         )
         add("tell_metrics_on_vs_off", "msg/s", on_off)
+    if want("tell_middleware_off_vs_on"):
+        off_on = interleaved(
+            repeat,
+            troupe=rate_of(n_tell, troupe_tell_middleware, n_tell, False),
+            troupe_after_process_hook=rate_of(n_tell, troupe_tell_middleware, n_tell, True),
+        )
+        add("tell_middleware_off_vs_on", "msg/s", off_on)
     n_pykka_ask = n_pykka // 4
     if want("ask"):
         add(

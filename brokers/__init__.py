@@ -47,6 +47,7 @@ from .message import (
 from .producer import ProducerBridge, Publish
 from .redaction import redact
 from .session import AttemptLog, ConsumerSession, Delivery
+from .typed_payloads import TypedSerializer, typed
 from .url import connect
 
 __all__ = [
@@ -76,6 +77,8 @@ __all__ = [
     "Publish",
     "PublishError",
     "Serializer",
+    "TypedSerializer",
     "connect",
     "redact",
+    "typed",
 ]

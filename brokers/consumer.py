@@ -53,6 +53,7 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from troupe import Middleware, SkipMessage
 from troupe.actor import Actor
 from troupe.backoff import Backoff
 from troupe.errors import ConfigError, require_at_least
@@ -62,6 +63,7 @@ from .base import Broker, BrokerConnectionError, BrokerError, ConsumerStats, dea
 from .message import (
     ATTEMPT,
     ENTRY_ID,
+    JSON,
     KEY,
     MESSAGE_ID,
     STREAM,
@@ -70,6 +72,7 @@ from .message import (
     decode_body,
 )
 from .session import AttemptLog, ConsumerSession, Delivery
+from .typed_payloads import typed
 
 if TYPE_CHECKING:
     from troupe.clock import TimerHandle
@@ -142,6 +145,26 @@ class _Tracker:
             self._bridge._finished(self, error)
 
 
+class _HookedTracker(_Tracker):
+    """A tracker that also runs the bridge's ``after_deliver`` middleware hooks."""
+
+    __slots__ = ("headers", "payload")
+
+    def __init__(
+        self, bridge: ConsumerBridge, delivery: Delivery, payload: Any, headers: dict[str, str]
+    ) -> None:
+        super().__init__(bridge, delivery)
+        self.payload = payload
+        self.headers = headers
+
+    def finished(self, error: BaseException | None) -> None:
+        if not self.done:
+            bridge = self._bridge
+            for hook in bridge.middleware.after_deliver:
+                hook(bridge, self.delivery, self.payload, self.headers, error)
+        super().finished(error)
+
+
 class ConsumerBridge(Actor):
     """Deliver a source's messages to ``target``, at least once, acking after handling.
 
@@ -173,6 +196,8 @@ class ConsumerBridge(Actor):
         claim_idle: float = 30.0,
         drain_timeout: float = 5.0,
         delay_poll: float = 0.05,
+        middleware: Sequence[Middleware] = (),
+        message_type: type | None = None,
     ) -> None:
         require_at_least("max_deliveries", max_deliveries, 1)
         require_at_least("batch", batch, 1)
@@ -187,6 +212,10 @@ class ConsumerBridge(Actor):
         self.target = target
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{self.name}"
         self.serializer = serializer or broker.serializer
+        #: payloads are decoded into this type (troupe.brokers.typed_payloads); None: the target's
+        self.payload_type = message_type
+        if message_type is not None:
+            self.serializer = typed(message_type)
         self.max_deliveries = max_deliveries
         self.max_broker_deliveries = max_broker_deliveries
         self.retry = retry
@@ -217,6 +246,8 @@ class ConsumerBridge(Actor):
         self._finishing = False
         self._closed = False
         self._target_ref: ActorRef | None = None
+        #: the system's middleware, then this bridge's own (troupe.middleware)
+        self.middleware = self.system.middleware.extended(middleware)
 
     # -- actor side ------------------------------------------------------------------------
 
@@ -467,6 +498,8 @@ class ConsumerBridge(Actor):
                     log.settled([delivery])
                     self.stats.dead_lettered += 1
                     self._forget([delivery])
+                    for hook in self.middleware.after_dead_letter:
+                        hook(self, delivery, reason)
                     logger.warning(
                         "bridge %s dead-lettered %s entry %s after %d attempts: %s",
                         self.name,
@@ -512,6 +545,11 @@ class ConsumerBridge(Actor):
             self._target_ref = None
             return None
         self._target_ref = ref
+        if self.payload_type is None and self.serializer.content_type == JSON.content_type:
+            declared = ref.message_type  # the target's handler declares its message type
+            current = getattr(self.serializer, "message_type", None)
+            if declared is not None and declared is not current:
+                self.serializer = typed(declared)
         return ref
 
     def _free_room(self) -> int:
@@ -600,7 +638,12 @@ class ConsumerBridge(Actor):
         headers[ENTRY_ID] = delivery.entry_id
         if message.key is not None:
             headers[KEY] = message.key
-        tracker = _Tracker(self, delivery)
+        if self.middleware.before_deliver or self.middleware.after_deliver:
+            if not self._before_deliver(delivery, payload, headers):
+                return
+            tracker: _Tracker = _HookedTracker(self, delivery, payload, headers)
+        else:
+            tracker = _Tracker(self, delivery)
         self._handling += 1
         self._waiting += 1
         self.stats.delivered += 1
@@ -613,6 +656,24 @@ class ConsumerBridge(Actor):
                 self._waiting -= 1
                 logger.debug("bridge %s could not deliver to %s: %s", self.name, ref, exc)
                 self._wait_for_target(delivery)
+
+    def _before_deliver(self, delivery: Delivery, payload: Any, headers: dict[str, str]) -> bool:
+        """Run ``before_deliver`` hooks: False when one skipped or held the message."""
+        for hook in self.middleware.before_deliver:
+            try:
+                hold = hook(self, delivery, payload, headers)
+            except SkipMessage as skip:
+                self._acks.append(delivery)  # never started: nothing journaled to clear
+                self._wake.set()
+                for after in self.middleware.after_skip:
+                    after(self, delivery, skip)
+                return False
+            if hold is not None and hold > 0:  # held back (a rate limit): no attempt counted
+                self._timers[delivery.entry_id] = self.system.clock.call_later(
+                    hold, self._redeliver_due, delivery
+                )
+                return False
+        return True
 
     def _wait_for_target(self, delivery: Delivery) -> None:
         self._timers[delivery.entry_id] = self.system.clock.call_later(
@@ -658,6 +719,8 @@ class ConsumerBridge(Actor):
         self._timers[delivery.entry_id] = self.system.clock.call_later(
             delay, self._retry_due, delivery
         )
+        for hook in self.middleware.after_retry:
+            hook(self, delivery, exc, delay)
 
     def _redeliver_due(self, delivery: Delivery) -> None:
         if self._timers.pop(delivery.entry_id, None) is not None and not self._closing:

@@ -12,6 +12,7 @@ reason when an entry cannot be read.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -79,13 +80,29 @@ class Serializer(Protocol):
     def loads(self, body: bytes) -> Any: ...
 
 
+def _typed_default(value: Any) -> Any:
+    """JSON for typed messages: dataclasses, Pydantic models and msgspec Structs."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    dump = getattr(value, "model_dump", None)  # a Pydantic model
+    if dump is not None:
+        return dump(mode="json")
+    if hasattr(type(value), "__struct_fields__"):  # a msgspec Struct
+        import msgspec
+
+        return msgspec.to_builtins(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 class JsonSerializer:
-    """JSON in UTF-8 (the default)."""
+    """JSON in UTF-8 (the default); dataclasses, Pydantic models and msgspec Structs too."""
 
     content_type = "application/json"
 
     def dumps(self, payload: Any) -> bytes:
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(
+            payload, separators=(",", ":"), ensure_ascii=False, default=_typed_default
+        ).encode()
 
     def loads(self, body: bytes) -> Any:
         return json.loads(body)
@@ -150,9 +167,11 @@ def decode_body(serializer: Serializer, message: Message) -> Any:
     try:
         return serializer.loads(message.body)
     except Exception as exc:
+        what = getattr(serializer, "description", serializer.content_type)  # typed: the type
+        cause = " ".join(str(exc).split())  # one line (validation errors span several)
         raise MalformedMessage(
-            f"payload of message {message.id} does not decode as {serializer.content_type}: "
-            f"{type(exc).__name__}: {exc}"
+            f"payload of message {message.id} does not decode as {what}: "
+            f"{type(exc).__name__}: {cause}"
         ) from exc
 
 

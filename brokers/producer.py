@@ -48,7 +48,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from troupe import ConfigError, Queued
+from troupe import ConfigError, Middleware, Queued
 from troupe.actor import Actor
 from troupe.backoff import Backoff
 from troupe.errors import require_at_least
@@ -106,6 +106,7 @@ class ProducerBridge(Actor):
         batch: int = 100,
         delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT,
         retry: Backoff = DEFAULT_PUBLISH_RETRY,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         require_at_least("batch", batch, 1)
         if (
@@ -130,6 +131,8 @@ class ProducerBridge(Actor):
         self.producer_id = os.urandom(8).hex()  # names this instance's batches to the broker
         self._sequence = itertools.count(1)
         self._failing_since: float | None = None  # set while publishing keeps failing
+        #: the system's middleware, then this bridge's own (troupe.middleware)
+        self.middleware = self.system.middleware.extended(middleware)
 
     async def receive(self, message: Any) -> Any:
         head = self.take_current()  # None when told: nobody waits for the outcome
@@ -175,6 +178,9 @@ class ProducerBridge(Actor):
             error = await self._send(stream, [m for _, m in members], delay, at, deadline)
             for item, msg in members:
                 item.outcome = msg.id if error is None else error
+            if self.middleware.after_publish:
+                for _, msg in members:
+                    self._after_publish(stream, msg.id if error is None else None, msg, error)
             if error is None:
                 self.stats.published += len(members)
             else:
@@ -205,10 +211,28 @@ class ProducerBridge(Actor):
         all_headers = dict(spec.headers)
         if TRACEPARENT in headers and TRACEPARENT not in all_headers:
             all_headers[TRACEPARENT] = headers[TRACEPARENT]
-        msg = self.broker.message(
-            spec.payload, key=spec.key, headers=all_headers, serializer=self.serializer
-        )
+        if not self.middleware.before_publish:
+            msg = self.broker.message(
+                spec.payload, key=spec.key, headers=all_headers, serializer=self.serializer
+            )
+            return stream, spec.delay, spec.at, msg
+        for hook in self.middleware.before_publish:
+            hook(self, stream, spec.payload, all_headers)
+        try:
+            msg = self.broker.message(
+                spec.payload, key=spec.key, headers=all_headers, serializer=self.serializer
+            )
+        except Exception as exc:
+            for after in self.middleware.after_publish:
+                after(self, stream, None, all_headers, exc)
+            raise
         return stream, spec.delay, spec.at, msg
+
+    def _after_publish(
+        self, stream: str, message_id: str | None, msg: Message, error: BaseException | None
+    ) -> None:
+        for hook in self.middleware.after_publish:
+            hook(self, stream, message_id, msg.headers, error)
 
     async def _send(
         self,

@@ -24,6 +24,7 @@ from .errors import (
 )
 from .loop import new_event_loop, run
 from .mailbox import MailboxConfig, OverflowPolicy
+from .middleware import Middleware, MiddlewareChain, SkipMessage
 from .props import Props
 from .ref import ActorRef
 from .restart import RestartPolicy
@@ -51,6 +52,8 @@ __all__ = [
     "MailboxConfig",
     "MailboxFull",
     "MessageDropped",
+    "Middleware",
+    "MiddlewareChain",
     "NameTaken",
     "OverflowPolicy",
     "Props",
@@ -58,6 +61,7 @@ __all__ = [
     "RealClock",
     "RestartPolicy",
     "ShutdownReport",
+    "SkipMessage",
     "State",
     "SyncActorSystem",
     "SystemClosed",

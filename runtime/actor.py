@@ -45,7 +45,9 @@ class Actor:
     (seconds, ``None`` for no limit; a class or instance attribute) is the default
     ``timeout`` of asks to this actor, for one whose replies take as long as a
     setting of its own (a producer bridge: its ``delivery_timeout``); unset, asks
-    use the system's ``ask_timeout``.
+    use the system's ``ask_timeout``. ``message_type`` (a dataclass, Pydantic model
+    or msgspec Struct; else the annotation of ``receive``'s parameter) is what a
+    broker bridge in front of it decodes payloads into (:mod:`troupe.message_types`).
     """
 
     mailbox: ClassVar[MailboxConfig | None] = None
@@ -54,6 +56,7 @@ class Actor:
     metrics_label: ClassVar[str | None] = None
     restart_policy: ClassVar[RestartPolicy | None] = None
     ask_timeout: float | None = SYSTEM_ASK_TIMEOUT
+    message_type: ClassVar[type | None] = None
 
     _troupe_cell: ActorCell
 

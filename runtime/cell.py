@@ -151,9 +151,9 @@ class ActorCell:
 
     def _bind(self, actor: Actor) -> None:
         self._receive = actor._troupe_handler()
-        hook = self.system.handler_hook  # see troupe.hooks
-        if hook is not None:
-            self._receive = hook(actor, self._receive)
+        chain = self.system.middleware  # see troupe.middleware (handler_hook is one)
+        if chain:
+            self._receive = chain.wrap(actor, self._receive)
         self._is_async = is_async_callable(self._receive)
 
     @property

@@ -252,11 +252,66 @@ def add_tasks_command(subcommands: Subcommands) -> None:
     add(subcommands)
 
 
+def add_asyncapi_command(subcommands: Subcommands) -> None:
+    """``troupe asyncapi TARGET``: the AsyncAPI 3 document of a build(system) function."""
+    command = subcommands.add_parser(
+        "asyncapi",
+        formatter_class=HelpFormatter,
+        help="write the AsyncAPI 3 document of a system's bridges",
+        description=(
+            "Start a system, call the build(system) function TARGET names, and write the "
+            "AsyncAPI 3 document of the bridges it spawned (channels, typed message "
+            "schemas, broker bindings) as JSON."
+        ),
+    )
+    command.add_argument(
+        "target", metavar="TARGET", help="package.module:attribute naming a build(system) function"
+    )
+    command.add_argument("--output", "-o", default="-", metavar="FILE", help="- is stdout")
+    command.add_argument("--title", default=None, help="info.title (default: the system's name)")
+    command.add_argument("--doc-version", default="1.0.0", help="info.version")
+    command.set_defaults(handler=asyncapi_command)
+
+
+def asyncapi_command(args: argparse.Namespace) -> int:
+    """Build the system TARGET names, write its AsyncAPI document, stop it."""
+    import asyncio
+    import importlib
+    import inspect
+
+    from troupe import ActorSystem
+    from troupe.brokers.asyncapi import to_json
+
+    module_name, _, attribute = args.target.partition(":")
+    try:
+        build = getattr(importlib.import_module(module_name), attribute or "build")
+    except (ImportError, AttributeError) as exc:
+        raise CliError(f"{args.target}: cannot import it: {exc}") from None
+    if not callable(build):
+        raise CliError(f"{args.target} is not a build(system) function")
+
+    async def render() -> bytes:
+        async with ActorSystem(module_name.rsplit(".", 1)[-1], metrics=False) as system:
+            made = build(system)
+            if inspect.isawaitable(made):
+                await made
+            return to_json(system, title=args.title, version=args.doc_version)
+
+    text = asyncio.run(render())
+    if args.output == "-":
+        sys.stdout.buffer.write(text + b"\n")
+    else:
+        with open(args.output, "wb") as out:
+            out.write(text + b"\n")
+    return 0
+
+
 COMMANDS: list[Callable[[Subcommands], None]] = [
     add_run_command,
     add_demo_command,
     add_tasks_command,
     add_top_command,
+    add_asyncapi_command,
 ]
 """Functions that add one subcommand each (see the module docstring)."""
 

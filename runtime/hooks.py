@@ -19,6 +19,8 @@ inject faults (crash an actor at its Nth message, drop or delay a tell).
 Set it with ``ActorSystem(handler_hook=...)``; a system started on a loop
 with a ``troupe_handler_hook`` attribute (a simulated loop) takes that one
 when it has none of its own. With no hook the dispatcher's path is unchanged.
+The hook is one :class:`~troupe.Middleware` (its ``wrap_handler``), the
+innermost of the system's chain (:mod:`troupe.middleware`).
 """
 
 from __future__ import annotations

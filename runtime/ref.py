@@ -14,6 +14,7 @@ from .dispatch import INLINE_RUN
 from .envelope import Envelope
 from .errors import check_timeout
 from .mailbox import ACCEPTED, SPARE_QUEUES, Accepted
+from .message_types import message_type_of
 from .state import State
 from .tracing import PROPAGATION, current_traceparent, outgoing
 
@@ -146,7 +147,9 @@ class ActorRef:
         reply: asyncio.Future[Any] = loop.create_future()
         if PROPAGATION.on and (current_traceparent.get() is not None or cell.system.tracing):
             headers = outgoing(headers, cell.system.tracing)
-        if (
+        if cell.system.ask_hooks:  # middleware with before_ask/after_ask (troupe.middleware)
+            headers = cell.system.middleware.ask_started(self, message, headers, reply)
+        elif (
             cell.state is _RUNNING
             and not cell._scheduled
             and not cell._is_async
@@ -207,6 +210,11 @@ class ActorRef:
     def stop(self) -> asyncio.Future[None]:
         """Stop the actor after its current message; the future resolves once it stopped."""
         return self._cell.request_stop()
+
+    @property
+    def message_type(self) -> type | None:
+        """The message type the actor declares (see :mod:`troupe.message_types`), or None."""
+        return message_type_of(type(self._cell.actor))
 
     def __repr__(self) -> str:
         return f"<ActorRef {self._cell.name}>"

@@ -7,7 +7,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ from .hooks import HandlerHook
 from .loop_lag import LoopLagMonitor, SlowHandlers, check_seconds
 from .mailbox import MailboxConfig
 from .metrics import DROPPED, FAST_BOUND, RESTARTS, SystemMetrics
+from .middleware import HandlerHookMiddleware, Middleware, MiddlewareChain
 from .props import Props
 from .ref import ActorRef
 from .restart import RestartPolicy, RestartTracker
@@ -101,8 +102,11 @@ class ActorSystem:
     supervisor handles are restarted: backoff between restarts, and stopped
     past ``max_restarts`` within ``within`` seconds.
 
-    ``handler_hook`` wraps every actor's handler (see :mod:`troupe.hooks`);
-    :mod:`troupe.testing` uses it to trace and inject faults.
+    ``middleware`` is an ordered chain of :class:`~troupe.Middleware` (hooks
+    around handling, asks, publishes, deliveries and saga steps; see
+    :mod:`troupe.middleware`). ``handler_hook`` wraps every actor's handler
+    (see :mod:`troupe.hooks`), innermost in the chain; :mod:`troupe.testing`
+    uses it to trace and inject faults.
     """
 
     def __init__(
@@ -123,6 +127,7 @@ class ActorSystem:
         tracing: bool = False,
         restart: RestartPolicy | None = None,
         handler_hook: HandlerHook | None = None,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         require_int("throughput", throughput, 1)
         self.throughput_deadline = check_seconds("throughput_deadline", throughput_deadline)
@@ -172,6 +177,15 @@ class ActorSystem:
         #: simulations, whose seeded scheduler explores every interleaving of turns.
         self.inline_asks = True
         self.inline_left = INLINE_RUN  # inline asks left before one goes through the loop
+        self._own_middleware = tuple(middleware)
+        self.middleware = self._chain()
+
+    def _chain(self) -> MiddlewareChain:
+        hook = self.handler_hook
+        extra = () if hook is None else (HandlerHookMiddleware(hook),)
+        chain = MiddlewareChain((*self._own_middleware, *extra))
+        self.ask_hooks = bool(chain.before_ask or chain.after_ask)  # tested by ActorRef.ask
+        return chain
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -198,6 +212,8 @@ class ActorSystem:
         self._thread_intake = ThreadIntake(self._loop)
         if self.handler_hook is None:  # a simulated loop brings its own (troupe.testing)
             self.handler_hook = getattr(self._loop, "troupe_handler_hook", None)
+            if self.handler_hook is not None:
+                self.middleware = self._chain()
         if getattr(self._loop, "troupe_deterministic", False):
             self.throughput_deadline = float("inf")  # a simulation's turns: by count, not time
             self.inline_asks = False

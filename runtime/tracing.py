@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -42,12 +43,18 @@ current_traceparent: ContextVar[str | None] = ContextVar("troupe_traceparent", d
 
 
 class _Propagation:
-    """Process-wide switch the tell path tests; on once any trace is seen or made."""
+    """Process-wide switch the tell path tests; on once any trace is seen or made.
 
-    __slots__ = ("on",)
+    ``ambient`` and ``fresh_spans`` are set by :func:`use_spans` (a span
+    library such as :mod:`troupe.otel`); ``tracing=False`` code never reads them.
+    """
+
+    __slots__ = ("ambient", "fresh_spans", "on")
 
     def __init__(self) -> None:
         self.on = False
+        self.ambient: Callable[[], str | None] | None = None
+        self.fresh_spans = True
 
 
 PROPAGATION = _Propagation()
@@ -139,20 +146,47 @@ def enable() -> None:
     PROPAGATION.on = True
 
 
+def use_spans(ambient: Callable[[], str | None] | None) -> None:
+    """Hand trace ids over to a span library (:mod:`troupe.otel` calls this).
+
+    From then on a message sent while handling a traced one carries the current
+    ``traceparent`` as it is (its span, a real one, is the parent of what the
+    message causes) instead of a made-up child span id; and ``ambient`` (the
+    library's current span as a ``traceparent``, or None) is where a message
+    sent from outside any handler takes its trace from, when ``start_new``.
+    ``use_spans(None)`` goes back to troupe's own ids.
+    """
+    PROPAGATION.ambient = ambient
+    PROPAGATION.fresh_spans = ambient is None
+    if ambient is not None:
+        PROPAGATION.on = True
+
+
 def outgoing(headers: dict[str, str] | None, start_new: bool) -> dict[str, str] | None:
     """Headers for a message sent now: the current trace's child span added.
 
     A ``traceparent`` the caller put in ``headers`` wins. Without a current
-    trace a new one is started when ``start_new``; otherwise ``headers`` is
+    trace a new one is started when ``start_new`` (the span library's current
+    span when one is in use, see :func:`use_spans`); otherwise ``headers`` is
     returned as it is.
     """
     if headers is not None and TRACEPARENT in headers:
         return headers
     parent = current_traceparent.get()
     if parent is not None:
-        value = f"00-{parent[3:35]}-{new_span_id()}-{parent[53:55]}"
+        if PROPAGATION.fresh_spans:
+            value = f"00-{parent[3:35]}-{new_span_id()}-{parent[53:55]}"
+        else:
+            value = parent
     elif start_new:
-        value = TraceContext.new().header()
+        ambient = PROPAGATION.ambient
+        if ambient is None:
+            value = TraceContext.new().header()
+        else:
+            found = ambient()
+            if found is None:
+                return headers
+            value = found
     else:
         return headers
     if headers is None:
@@ -198,4 +232,5 @@ __all__ = [
     "enable",
     "inject",
     "outgoing",
+    "use_spans",
 ]

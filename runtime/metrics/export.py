@@ -349,6 +349,22 @@ class _Routes:
         return self.metrics(environ, start_response)
 
 
+def _document_app(content_type: str, render: Callable[[], bytes]) -> WSGIApp:
+    """A WSGI app answering every request with ``render()`` (500 and a log line if it fails)."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            body = render()
+        except Exception:
+            logger.exception("rendering %s failed", environ.get("PATH_INFO"))
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+            return [b"rendering the document failed; see the log\n"]
+        start_response("200 OK", [("Content-Type", content_type)])
+        return [body]
+
+    return app
+
+
 class MetricsServer:
     """A running ``/metrics`` HTTP endpoint; :meth:`close` stops it."""
 
@@ -378,6 +394,13 @@ class MetricsServer:
         if self._routes is None:
             raise RuntimeError("this server was not made by serve(); cannot mount apps")
         self._routes.mounted[path] = app
+
+    def add_document(self, path: str, content_type: str, render: Callable[[], bytes]) -> None:
+        """Serve ``render()`` at ``path`` too (called on the server's thread per request),
+        e.g. the AsyncAPI document."""
+        if not path.startswith("/") or path == "/metrics":
+            raise ValueError(f"a document path starts with / and is not /metrics: {path!r}")
+        self.mount(path, _document_app(content_type, render))
 
     def close(self) -> None:
         """Stop serving and free the port."""
@@ -472,6 +495,10 @@ class MetricsEndpoint:
     def add_source(self, source: Source) -> None:
         """Include another snapshot source (e.g. the process-tree hooks)."""
         self.collector.add_source(source)
+
+    def add_document(self, path: str, content_type: str, render: Callable[[], bytes]) -> None:
+        """Serve ``render()`` at ``path`` beside ``/metrics`` (an AsyncAPI document)."""
+        self.server.add_document(path, content_type, render)
 
     def _tree_snapshots(self) -> list[SlotSnapshot]:
         return list(self._reader.snapshots())
