@@ -69,7 +69,7 @@ from .message import (
     Serializer,
     decode_body,
 )
-from .session import AttemptLog, ConsumerSession, Delivery
+from .session import AttemptLog, ConsumerSession, Delivery, OwnershipListener
 
 if TYPE_CHECKING:
     from troupe.clock import TimerHandle
@@ -152,7 +152,8 @@ class ConsumerBridge(Actor):
     of the process to resume its own pending entries at once (others' pending
     entries are taken over after ``claim_idle`` seconds). ``block`` is how long
     one fetch waits for new entries; delayed messages that fell due are moved
-    into the stream every ``delay_poll`` seconds.
+    into the stream every ``delay_poll`` seconds. ``ownership`` is told of partition
+    assignments and revokes (Kafka; see :class:`~troupe.brokers.session.OwnershipListener`).
     """
 
     def __init__(
@@ -173,6 +174,7 @@ class ConsumerBridge(Actor):
         claim_idle: float = 30.0,
         drain_timeout: float = 5.0,
         delay_poll: float = 0.05,
+        ownership: OwnershipListener | None = None,
     ) -> None:
         require_at_least("max_deliveries", max_deliveries, 1)
         require_at_least("batch", batch, 1)
@@ -196,6 +198,7 @@ class ConsumerBridge(Actor):
         self.claim_idle = claim_idle
         self.drain_timeout = drain_timeout
         self.delay_poll = delay_poll
+        self.ownership = ownership
         self.stats: ConsumerStats = broker.stats.consumer(stream, group, self.consumer)
         self._session: ConsumerSession | None = None
         self._log: AttemptLog | None = None
@@ -399,6 +402,8 @@ class ConsumerBridge(Actor):
         if session is None:
             return
         self._session, self._log = session, session.attempts
+        if self.ownership is not None:
+            session.listen(self.ownership)
         if self._closing or not self._alive():
             self._close_log()
             return
