@@ -171,9 +171,11 @@ class MemoryStateStore(StateStore):
     async def save(
         self, kind: str, shard: int, records: Mapping[str, Saved], fence: Fence | None = None
     ) -> None:
-        if fence is not None and self.leases is not None:
-            if not self.leases.holds(kind, fence.shard, fence.token):
-                raise StateFenced(f"{kind} shard {fence.shard}: lease {fence.token} was lost")
+        leases = self.leases
+        if fence is not None and leases is not None and not leases.holds(
+            kind, fence.shard, fence.token
+        ):
+            raise StateFenced(f"{kind} shard {fence.shard}: lease {fence.token} was lost")
         for key, record in records.items():
             self.records[(kind, key)] = record
 

@@ -192,11 +192,11 @@ class EntityHost(Actor):
             logger.warning("entity host %s: shard %d failed: %r", self.name, shard, error)
             self.access.save_failed(shard, error)
         for queued, _key, shard in accepted:
-            error = failed.get(shard)
-            if error is None:
+            cause = failed.get(shard)
+            if cause is None:
                 queued.resolve()
             else:
-                queued.reject(error)
+                queued.reject(cause)
         self._bound()
 
     async def _activate(self, shard: int, keys: list[str]) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
-import zlib
 import weakref
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -121,7 +121,9 @@ class Entities:
     ) -> None:
         require_at_least("shards", shards, 1)
         if not lease_ttl > 0:
-            raise ConfigError("lease_ttl", f"must be a positive number of seconds, got {lease_ttl!r}")
+            raise ConfigError(
+                "lease_ttl", f"must be a positive number of seconds, got {lease_ttl!r}"
+            )
         if store is None:
             store, default_leases = default_store(broker)
             leases = leases or default_leases
@@ -204,4 +206,4 @@ class Entities:
             await producer.stop()
 
 
-__all__ = ["EntityRef", "Entities", "default_store", "shard_of"]
+__all__ = ["Entities", "EntityRef", "default_store", "shard_of"]

@@ -85,7 +85,8 @@ class RedisStateStore(StateStore):
         out: dict[str, Saved] = {}
         for key, value in zip(keys, values, strict=True):
             if value is not None:
-                position, _, state = bytes(value).decode().partition("\n")
+                text = value.decode() if isinstance(value, bytes) else str(value)
+                position, _, state = text.partition("\n")
                 out[key] = Saved(state, position)
         return out
 

@@ -71,6 +71,8 @@ async def main(url: str, kind: str, side: Path, member: str) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {sys.argv[4]} %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s {sys.argv[4]} %(name)s %(message)s"
+    )
     (Path(sys.argv[3]) / "journals").mkdir(exist_ok=True)
     asyncio.run(main(sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,8 +13,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from troupe.actors.entities import Entities
 from troupe.brokers import Broker, Message
@@ -63,8 +60,7 @@ class Member:
 
     async def leave(self) -> None:
         self.process.send_signal(signal.SIGTERM)
-        while self.process.poll() is None:
-            await asyncio.sleep(0.05)
+        await asyncio.to_thread(self.process.wait)
 
 
 async def load_states(broker: Broker, kind: str, keys: list[str]) -> dict[str, Any]:
