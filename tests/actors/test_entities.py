@@ -165,3 +165,27 @@ def test_bad_settings_fail_at_start_naming_the_setting() -> None:
         asyncio.run(make(shards=0))
     with pytest.raises(ConfigError, match="passivate_after"):
         asyncio.run(make(passivate_after=0))
+
+
+async def test_metrics_show_active_entities_activations_and_save_latency_per_shard() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from troupe.actors.entities.metrics import EntityCollector
+
+    broker = connect("memory://")
+    async with ActorSystem() as system:
+        counters = Entities(system, broker, Counter, kind="metered", shards=2, lease_ttl=1.0)
+        await counters.start()
+        keys = [f"k{i}" for i in range(6)]
+        for seq, key in enumerate(keys):
+            await counters.ref(key).send({"add": 1, "seq": seq})
+        await wait_for(lambda: sum(s.saved for s in counters.stats.values()) == 6)
+        registry = CollectorRegistry()
+        registry.register(EntityCollector({"metered": counters.stats}))
+        text = generate_latest(registry).decode()
+        for shard in {shard_of(k, 2) for k in keys}:
+            n = sum(1 for k in keys if shard_of(k, 2) == shard)
+            assert f'troupe_entities_active{{kind="metered",shard="{shard}"}} {n}.0' in text
+            assert f'troupe_entity_activations_total{{kind="metered",shard="{shard}"}} {n}.0' in text
+        assert "troupe_entity_save_seconds_total" in text
+        await counters.stop()
