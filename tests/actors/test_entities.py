@@ -186,6 +186,27 @@ async def test_metrics_show_active_entities_activations_and_save_latency_per_sha
         for shard in {shard_of(k, 2) for k in keys}:
             n = sum(1 for k in keys if shard_of(k, 2) == shard)
             assert f'troupe_entities_active{{kind="metered",shard="{shard}"}} {n}.0' in text
-            assert f'troupe_entity_activations_total{{kind="metered",shard="{shard}"}} {n}.0' in text
+            activations = f'troupe_entity_activations_total{{kind="metered",shard="{shard}"}}'
+            assert f"{activations} {n}.0" in text
         assert "troupe_entity_save_seconds_total" in text
         await counters.stop()
+
+
+def test_readme_inventory_example_prints_what_it_says(tmp_path: Any) -> None:
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    section = readme.read_text().split("## Sharded entities", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    done = subprocess.run(
+        [sys.executable, "-c", code.group(1)], cwd=tmp_path, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        """{'sku-1': '{"on_hand": 10, "reserved": 3}', 'sku-2': '{"on_hand": 5, "reserved": 0}'}"""
+    ]
