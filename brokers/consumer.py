@@ -71,7 +71,7 @@ from .message import (
     Serializer,
     decode_body,
 )
-from .session import AttemptLog, ConsumerSession, Delivery
+from .session import AttemptLog, ConsumerSession, Delivery, OwnershipListener
 from .typed_payloads import typed
 
 if TYPE_CHECKING:
@@ -175,7 +175,8 @@ class ConsumerBridge(Actor):
     of the process to resume its own pending entries at once (others' pending
     entries are taken over after ``claim_idle`` seconds). ``block`` is how long
     one fetch waits for new entries; delayed messages that fell due are moved
-    into the stream every ``delay_poll`` seconds.
+    into the stream every ``delay_poll`` seconds. ``ownership`` is told of partition
+    assignments and revokes (Kafka; see :class:`~troupe.brokers.session.OwnershipListener`).
     """
 
     def __init__(
@@ -198,6 +199,7 @@ class ConsumerBridge(Actor):
         delay_poll: float = 0.05,
         middleware: Sequence[Middleware] = (),
         message_type: type | None = None,
+        ownership: OwnershipListener | None = None,
     ) -> None:
         require_at_least("max_deliveries", max_deliveries, 1)
         require_at_least("batch", batch, 1)
@@ -225,6 +227,7 @@ class ConsumerBridge(Actor):
         self.claim_idle = claim_idle
         self.drain_timeout = drain_timeout
         self.delay_poll = delay_poll
+        self.ownership = ownership
         self.stats: ConsumerStats = broker.stats.consumer(stream, group, self.consumer)
         self._session: ConsumerSession | None = None
         self._log: AttemptLog | None = None
@@ -430,6 +433,8 @@ class ConsumerBridge(Actor):
         if session is None:
             return
         self._session, self._log = session, session.attempts
+        if self.ownership is not None:
+            session.listen(self.ownership)
         if self._closing or not self._alive():
             self._close_log()
             return

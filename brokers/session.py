@@ -45,7 +45,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .message import Message
 
@@ -120,6 +120,22 @@ class AttemptLog(ABC):
         """End this log (idempotent); starts left in it count as attempts of a crash."""
 
 
+class OwnershipListener(Protocol):
+    """Told which partitions a consumer owns (brokers with partitions: Kafka).
+
+    ``revoked`` runs during a rebalance after the revoked partitions' handed-out
+    deliveries settled (or the drain deadline passed), before their next owner starts;
+    ``assigned`` once the member has its new assignment (and at once, with the current
+    one, when the listener is added).
+    """
+
+    async def revoked(self, partitions: Sequence[int]) -> None:
+        """This member no longer owns ``partitions``."""
+
+    def assigned(self, partitions: Sequence[int]) -> None:
+        """This member owns ``partitions`` (besides those it kept)."""
+
+
 class ConsumerSession(ABC):
     """One consumer of a group, opened by :meth:`Broker.consume`; the bridge drives it.
 
@@ -162,8 +178,13 @@ class ConsumerSession(ABC):
         """Messages of the source not yet delivered to the group (None when unknown)."""
         return None
 
+    def listen(self, listener: OwnershipListener) -> bool:
+        """Tell ``listener`` of partition assignments and revokes; False when the broker
+        has no partitions (the default: nothing to tell)."""
+        return False
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """End the session (the attempt log is closed separately by the bridge)."""
 
 
-__all__ = ["AttemptLog", "ConsumerSession", "Delivery"]
+__all__ = ["AttemptLog", "ConsumerSession", "Delivery", "OwnershipListener"]

@@ -4,10 +4,11 @@
 :class:`KafkaConsumerBridge` adds seeking (:class:`Seek`). The modules:
 ``broker``, ``session`` (a group member: fetch, pause/resume, commits),
 ``attempts`` (the attempts record on a topic), ``wire`` (records and headers),
-``bridge``.
+``bridge``, ``changelog`` (entity state on a compacted topic).
 """
 
 from .bridge import KafkaConsumerBridge, Seek
 from .broker import KafkaBroker
+from .changelog import KafkaChangelogStore
 
-__all__ = ["KafkaBroker", "KafkaConsumerBridge", "Seek"]
+__all__ = ["KafkaBroker", "KafkaChangelogStore", "KafkaConsumerBridge", "Seek"]

@@ -50,7 +50,7 @@ from troupe.errors import ConfigError
 from ..attempts import JournaledAttempts, Start, journal_directory
 from ..base import BrokerConnectionError, BrokerError, PartitionStats
 from ..message import Message
-from ..session import ConsumerSession, Delivery
+from ..session import ConsumerSession, Delivery, OwnershipListener
 from .attempts import KafkaAttemptsRecord
 from .wire import from_record, to_record
 
@@ -154,6 +154,7 @@ class KafkaSession(ConsumerSession):
         self._closed = False
         self._ends: dict[TopicPartition, int] = {}  # end offsets asked for before a fetch
         self._fetching: set[str] | None = None  # acked while a fetch ran, not out yet
+        self._listener: OwnershipListener | None = None
         self.stats = broker.stats.consumer(stream, group, consumer)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -233,6 +234,13 @@ class KafkaSession(ConsumerSession):
             "consumer %s of group %s assigned %s", self.consumer, self.group_id, sorted(self._parts)
         )
         self._joined.set()
+        if self._listener is not None:
+            self._listener.assigned(sorted(tp.partition for tp in assigned))
+
+    def listen(self, listener: OwnershipListener) -> bool:
+        self._listener = listener
+        listener.assigned(sorted(self._parts))
+        return True
 
     async def _revoke(self, revoked: Any) -> None:
         self._rebalancing = True
@@ -250,6 +258,8 @@ class KafkaSession(ConsumerSession):
                 async with asyncio.timeout(min(left, 0.05)):
                     await self._settled.wait()
         await self._commit(force=True, parts=mine)
+        if self._listener is not None:
+            await self._listener.revoked(sorted(p.tp.partition for p in mine))
         abandoned = 0
         for part in mine:
             abandoned += len(part.open)

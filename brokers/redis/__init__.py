@@ -4,10 +4,12 @@
 :class:`RedisBroker`; :class:`RedisIdempotencyStore` is the inbox on Redis
 (``SET NX`` with a lease). The modules: ``broker`` (connection and streams),
 ``session`` (a consumer group member: fetch, claim, ack, attempts), ``publish``
-(stored-once publishing, one Lua script), ``idempotency``.
+(stored-once publishing, one Lua script), ``idempotency``, ``state`` (entity state
+and fenced shard leases).
 """
 
 from .broker import RedisBroker
 from .idempotency import RedisIdempotencyStore
+from .state import RedisShardLeases, RedisStateStore
 
-__all__ = ["RedisBroker", "RedisIdempotencyStore"]
+__all__ = ["RedisBroker", "RedisIdempotencyStore", "RedisShardLeases", "RedisStateStore"]

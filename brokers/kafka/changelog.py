@@ -1,0 +1,145 @@
+"""Entity state on a compacted Kafka changelog topic (Kafka Streams' state store way).
+
+The changelog of entity type ``kind`` is the topic ``<kind>.changelog`` (namespace
+prefixed), compacted, with as many partitions as the source topic: the record of a key
+read from source partition *p* goes to changelog partition *p*, keyed by the entity key,
+its value the position, a newline and the state's JSON. The member that owns source
+partition *p* restores changelog partition *p* into a local table on the first load
+after the assignment (read from the beginning to the end offset) and keeps it current
+with its own saves; ``release`` (on revoke) forgets the table.
+
+Kafka has no lease to check: the consumer group's assignment is the only placement, so
+a save is not fenced (a member that lost its partitions without a revoke — a long pause
+past the session timeout — could still write; Kafka Streams fences that with
+transactions, which troupe does not use).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import TopicPartition
+from aiokafka import errors as kerr
+from aiokafka.admin import NewTopic
+
+from ..state import Fence, Saved, StateStore
+
+if TYPE_CHECKING:
+    from .broker import KafkaBroker
+
+logger = logging.getLogger(__name__)
+
+
+class KafkaChangelogStore(StateStore):
+    """Entity records on a compacted changelog topic, restored per assigned partition."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self.broker = broker
+        self._tables: dict[tuple[str, int], dict[str, Saved]] = {}
+        self._created: set[str] = set()
+        self._restoring: dict[tuple[str, int], asyncio.Future[dict[str, Saved]]] = {}
+
+    def topic(self, kind: str) -> str:
+        """The changelog topic of ``kind``."""
+        return self.broker.topic(f"{kind}.changelog")
+
+    async def _ensure(self, kind: str) -> str:
+        topic = self.topic(kind)
+        if topic in self._created:
+            return topic
+        admin = await self.broker.admin()
+        new = NewTopic(
+            topic,
+            self.broker.partitions,
+            self.broker.replication,
+            topic_configs={"cleanup.policy": "compact"},
+        )
+        async with self.broker.errors(f"create topic {topic}"):
+            try:
+                response = await admin.create_topics([new])
+                for _name, code, *_ in response.topic_errors:
+                    if code and code != kerr.TopicAlreadyExistsError.errno:
+                        raise kerr.for_code(code)()
+            except kerr.TopicAlreadyExistsError:
+                pass
+        self._created.add(topic)
+        return topic
+
+    async def _table(self, kind: str, shard: int) -> dict[str, Saved]:
+        table = self._tables.get((kind, shard))
+        if table is not None:
+            return table
+        pending = self._restoring.get((kind, shard))
+        if pending is None:
+            pending = asyncio.get_running_loop().create_future()
+            self._restoring[(kind, shard)] = pending
+            try:
+                restored = await self._restore(kind, shard)
+            except BaseException as exc:
+                pending.set_exception(exc)
+                pending.exception()  # retrieved: the waiters (if any) raise it
+                raise
+            finally:
+                del self._restoring[(kind, shard)]
+            self._tables[(kind, shard)] = restored
+            pending.set_result(restored)
+            return restored
+        return await pending
+
+    async def _restore(self, kind: str, shard: int) -> dict[str, Saved]:
+        topic = await self._ensure(kind)
+        tp = TopicPartition(topic, shard)
+        consumer = self.broker.consumer(group_id=None, enable_auto_commit=False)
+        table: dict[str, Saved] = {}
+        async with self.broker.errors(f"restore {topic} partition {shard}"):
+            await consumer.start()
+            try:
+                consumer.assign([tp])
+                await consumer.seek_to_beginning(tp)
+                end = (await consumer.end_offsets([tp]))[tp]
+                while await consumer.position(tp) < end:
+                    batches = await consumer.getmany(tp, timeout_ms=500)
+                    for record in batches.get(tp, ()):
+                        if record.key is None:
+                            continue
+                        key = record.key.decode()
+                        if record.value is None:
+                            table.pop(key, None)
+                            continue
+                        position, _, state = record.value.decode().partition("\n")
+                        table[key] = Saved(state, position)
+            finally:
+                await consumer.stop()
+        logger.debug("restored %d %s records of partition %d", len(table), kind, shard)
+        return table
+
+    async def load(self, kind: str, shard: int, keys: Sequence[str]) -> dict[str, Saved]:
+        table = await self._table(kind, shard)
+        return {k: r for k in keys if (r := table.get(k)) is not None}
+
+    async def save(
+        self, kind: str, shard: int, records: Mapping[str, Saved], fence: Fence | None = None
+    ) -> None:
+        if not records:
+            return
+        topic = await self._ensure(kind)
+        table = await self._table(kind, shard)
+        producer = await self.broker.producer()
+        async with self.broker.errors(f"save {kind} state to {topic}"):
+            futures: list[Any] = []
+            for key, record in records.items():
+                value = f"{record.position}\n{record.state}".encode()
+                futures.append(
+                    await producer.send(topic, value, key=key.encode(), partition=shard)
+                )
+            await asyncio.gather(*futures)
+        table.update(records)
+
+    async def release(self, kind: str, shard: int) -> None:
+        self._tables.pop((kind, shard), None)
+
+
+__all__ = ["KafkaChangelogStore"]
