@@ -169,8 +169,12 @@ def decode_body(serializer: Serializer, message: Message) -> Any:
 _PACKED, _BODY, _KEY, _HEADERS, _ID, _TIME = b"m", b"b", b"k", b"h", b"i", b"t"
 _DEAD = b"troupe-dead"
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]+")  # ids that need no JSON escaping
-# the common metadata with its newline: ["<plain id>",<timestamp>,null,null]\n
-_FAST_META = re.compile(rb'\["([A-Za-z0-9_.:-]+)",(-?[0-9][0-9.eE+-]*),null,null\]\n')
+# the common metadata with its newline: ["<plain id>",<timestamp>,null,<no headers, or
+# only a plain content type (what a ProducerBridge writes)>]\n
+_FAST_META = re.compile(
+    rb'\["([A-Za-z0-9_.:-]+)",(-?[0-9][0-9.eE+-]*),null,'
+    rb'(?:null|\{"content-type":"([A-Za-z0-9/+.-]+)"\})\]\n'
+)
 
 
 def to_fields(message: Message) -> dict[bytes, bytes]:
@@ -222,8 +226,9 @@ def unpack(packed: bytes, fallback_id: str) -> Message:
     try:
         fast = _FAST_META.match(packed)
         if fast is not None:  # one regex call, no json.loads
-            plain_id, stamp = fast.groups()
-            return Message(packed[fast.end() :], None, {}, plain_id.decode(), float(stamp))
+            plain_id, stamp, content_type = fast.groups()
+            headers = {} if content_type is None else {CONTENT_TYPE: content_type.decode()}
+            return Message(packed[fast.end() :], None, headers, plain_id.decode(), float(stamp))
         cut = packed.find(b"\n")
         if cut < 0:
             raise ValueError("no newline after the metadata")

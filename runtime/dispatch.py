@@ -47,7 +47,7 @@ def answered(reply: object) -> bool:
     failed before (``DeliveryTracker.retry``). A tell and a fresh delivery count."""
     if reply is None:
         return False
-    return type(reply) is not TrackedReply or reply.retry
+    return not isinstance(reply, TrackedReply) or reply.retry
 
 
 def _schedule(self: ActorCell) -> None:
@@ -184,7 +184,7 @@ def _drain_sync(self: ActorCell) -> None:
                 reply = item.reply
                 if item.headers is not None:
                     traced = enter_trace(item.headers)
-                if type(reply) is TrackedReply and not reply.start(self.name):
+                if isinstance(reply, TrackedReply) and not reply.start(self.name):
                     if traced:
                         leave_trace()
                         traced = False
@@ -320,7 +320,7 @@ async def _drain_async(self: ActorCell) -> None:
             self._current = item
             if item.headers is not None:
                 traced = enter_trace(item.headers)
-            if type(reply) is TrackedReply and not reply.start(self.name):
+            if isinstance(reply, TrackedReply) and not reply.start(self.name):
                 if traced:
                     leave_trace()
                     traced = False
@@ -448,7 +448,7 @@ def take_queued(self: ActorCell, limit: int) -> list[Queued]:
         item = mailbox.pop()
         if type(item) is Envelope:
             reply = item.reply
-            if type(reply) is TrackedReply and not reply.start(self.name):
+            if isinstance(reply, TrackedReply) and not reply.start(self.name):
                 continue
             taken.append(Queued(item.message, item.headers or {}, reply, stats))
         else:
