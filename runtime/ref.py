@@ -211,7 +211,8 @@ class ActorRef:
         never ran: a stopped actor, a mailbox policy that refused it). A handler
         failure fails that message only; the messages behind it stay queued for
         the restarted (or resumed) actor. When the page does not fit the mailbox
-        it is put in one message at a time (``backpressure`` parks the rest).
+        it is put in one message at a time: ``backpressure`` parks up to
+        ``max_parked``, and a message the policy refuses finishes unstarted with why.
         An actor that defines ``receive_batch`` gets the page in one call.
         Loop thread only (bridges are actors).
         """
