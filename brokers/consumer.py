@@ -133,7 +133,7 @@ class _Page:
             log.started(self.deliveries[index])
         bridge.stats.started += 1
         waiting = bridge._waiting = bridge._waiting - 1
-        if waiting == bridge.batch // 2:
+        if waiting == bridge.batch:
             bridge._room.set()  # room for the next page
 
     def finished(self, index: int, error: BaseException | None) -> None:
@@ -521,10 +521,11 @@ class ConsumerBridge(Actor):
         ref = self._resolve_target()
         if ref is None:
             return 0
-        if self._waiting > self.batch // 2:
-            return 0  # a page waits to start: fetch more once half of it has started
+        batch, waiting = self.batch, self._waiting
+        if waiting > batch:
+            return 0  # a page waits behind the one running: fetch once that one has started
         prefetch = self.prefetch or ref.mailbox_capacity
-        room = min(ref.mailbox_room, prefetch - len(self._in_flight), self.batch - self._waiting)
+        room = min(ref.mailbox_room, prefetch - len(self._in_flight), batch, 2 * batch - waiting)
         return max(0, room)
 
     async def _wait_for_room(self) -> int:
