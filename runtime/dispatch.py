@@ -29,7 +29,7 @@ from .errors import ActorStopped
 from .mailbox import SPARE_LIMIT, SPARE_QUEUES
 from .metrics import BUCKET0, FAILED, FAST_BOUND, SUM_NS
 from .state import State
-from .tracing import current_traceparent
+from .tracing import TRACEPARENT, current_traceparent
 from .tracing import enter as enter_trace
 from .tracing import leave as leave_trace
 
@@ -182,8 +182,9 @@ def _drain_sync(self: ActorCell) -> None:
                 self._current = item
                 message = item.message
                 reply = item.reply
-                if item.headers is not None:
-                    traced = enter_trace(item.headers)
+                headers = item.headers
+                if headers is not None and TRACEPARENT in headers:
+                    traced = enter_trace(headers)
                 if isinstance(reply, TrackedReply) and not reply.start(self.name):
                     if traced:
                         leave_trace()
@@ -318,8 +319,9 @@ async def _drain_async(self: ActorCell) -> None:
         message, reply = open_envelope(item)
         if type(item) is Envelope:
             self._current = item
-            if item.headers is not None:
-                traced = enter_trace(item.headers)
+            headers = item.headers
+            if headers is not None and TRACEPARENT in headers:
+                traced = enter_trace(headers)
             if isinstance(reply, TrackedReply) and not reply.start(self.name):
                 if traced:
                     leave_trace()
