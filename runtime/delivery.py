@@ -127,7 +127,7 @@ class PageSlot(TrackedReply):
 
     __slots__ = ("index", "page")
 
-    def __init__(self, page: PageTracker, index: int) -> None:  # noqa: D107
+    def __init__(self, page: PageTracker, index: int) -> None:
         self.page = page
         self.index = index
         self._done = False

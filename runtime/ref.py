@@ -18,9 +18,9 @@ from .state import State
 from .tracing import PROPAGATION, current_traceparent, outgoing
 
 if TYPE_CHECKING:
-    from .cell import ActorCell
     from collections.abc import Sequence
 
+    from .cell import ActorCell
     from .delivery import DeliveryTracker, PageTracker
 
 #: The default of ``ask(timeout=)``: use the system's ``ask_timeout``.

@@ -22,7 +22,9 @@ from troupe import (
 class Page:
     """Records the calls a PageTracker gets, in order, into a shared log."""
 
-    def __init__(self, log: list[str], messages: list[Any], retried: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+    def __init__(
+        self, log: list[str], messages: list[Any], retried: frozenset[int] = frozenset()
+    ) -> None:
         self.log = log
         self.messages = messages
         self.retried = retried
