@@ -23,9 +23,12 @@ a target actor (by ref or by name) with :meth:`troupe.ActorRef.deliver`:
 - a payload that does not decode, or an entry that is not a troupe message,
   goes to the DLQ at once (the entry's original fields are kept byte for byte);
 - intake is bounded by the room in the target's mailbox (and ``prefetch``), so
-  backpressure reaches the broker as a smaller fetch, and at most one page
-  (``batch``) waits in the mailbox to start, so a crash strands little: what was
-  fetched or claimed but never started is taken again without losing an attempt;
+  backpressure reaches the broker as a smaller fetch; each fetched page goes to the
+  target in one :meth:`troupe.ActorRef.deliver_page` (one room check, one
+  scheduling; still one handler call per message, or one ``receive_batch`` call),
+  and at most two pages (``2 x batch``: the next is fetched while one runs) wait
+  in the mailbox to start, so a crash strands little: what was fetched or claimed
+  but never started is taken again without losing an attempt;
 - on stop or restart it drains: stops intake, lets in-flight messages finish
   within ``drain_timeout``, acks what was handled and releases the rest
   unacked;
