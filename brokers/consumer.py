@@ -23,9 +23,12 @@ a target actor (by ref or by name) with :meth:`troupe.ActorRef.deliver`:
 - a payload that does not decode, or an entry that is not a troupe message,
   goes to the DLQ at once (the entry's original fields are kept byte for byte);
 - intake is bounded by the room in the target's mailbox (and ``prefetch``), so
-  backpressure reaches the broker as a smaller fetch, and at most one page
-  (``batch``) waits in the mailbox to start, so a crash strands little: what was
-  fetched or claimed but never started is taken again without losing an attempt;
+  backpressure reaches the broker as a smaller fetch; each fetched page goes to the
+  target in one :meth:`troupe.ActorRef.deliver_page` (one room check, one
+  scheduling; still one handler call per message, or one ``receive_batch`` call),
+  and at most two pages (``2 x batch``: the next is fetched while one runs) wait
+  in the mailbox to start, so a crash strands little: what was fetched or claimed
+  but never started is taken again without losing an attempt;
 - on stop or restart it drains: stops intake, lets in-flight messages finish
   within ``drain_timeout``, acks what was handled and releases the rest
   unacked;
@@ -62,6 +65,7 @@ from troupe.ref import ActorRef
 from .base import Broker, BrokerConnectionError, BrokerError, ConsumerStats, dead_message
 from .message import (
     ATTEMPT,
+    CONTENT_TYPE,
     ENTRY_ID,
     JSON,
     KEY,
@@ -112,57 +116,63 @@ class _Failure:
         return f"a failure in its {self.task} task"
 
 
-class _Tracker:
-    """Tells the bridge when the target starts a delivery and how it ended."""
+class _Page:
+    """A page of deliveries handed to the target in one ``deliver_page``; tells the
+    bridge when the target starts each one and how it ended (a PageTracker)."""
 
-    __slots__ = ("_bridge", "delivery", "done", "started_once")
+    __slots__ = ("_bridge", "deliveries", "marks")
 
-    def __init__(self, bridge: ConsumerBridge, delivery: Delivery) -> None:
+    def __init__(self, bridge: ConsumerBridge, deliveries: list[Delivery]) -> None:
         self._bridge = bridge
-        self.delivery = delivery
-        self.started_once = False
-        self.done = False
+        self.deliveries = deliveries
+        self.marks = bytearray(len(deliveries))  # per delivery: STARTED | DONE bits
 
-    @property
-    def retry(self) -> bool:
+    def retry(self, index: int) -> bool:
         """A handler started this message before: its failure is the message's."""
-        return self.delivery.attempts > 0
+        return self.deliveries[index].attempts > 0
 
-    def started(self) -> None:
-        self.started_once = True
+    def started(self, index: int) -> None:
+        self.marks[index] |= _STARTED
         bridge = self._bridge  # the bridge's _started, inlined: once per message
         log = bridge._log
         if log is not None:
-            log.started(self.delivery)
+            log.started(self.deliveries[index])
         bridge.stats.started += 1
         waiting = bridge._waiting = bridge._waiting - 1
-        if waiting == bridge.batch // 2:
+        if waiting == bridge.batch:
             bridge._room.set()  # room for the next page
 
-    def finished(self, error: BaseException | None) -> None:
-        if not self.done:
-            self.done = True
-            self._bridge._finished(self, error)
+    def finished(self, index: int, error: BaseException | None) -> None:
+        mark = self.marks[index]
+        if not mark & _DONE:
+            self.marks[index] = mark | _DONE
+            self._bridge._finished(self.deliveries[index], mark & _STARTED, error)
 
 
-class _HookedTracker(_Tracker):
-    """A tracker that also runs the bridge's ``after_deliver`` middleware hooks."""
+_STARTED, _DONE = 1, 2
 
-    __slots__ = ("headers", "payload")
+
+class _HookedPage(_Page):
+    """A page that also runs the bridge's ``after_deliver`` middleware hooks per message."""
+
+    __slots__ = ("items",)
 
     def __init__(
-        self, bridge: ConsumerBridge, delivery: Delivery, payload: Any, headers: dict[str, str]
+        self,
+        bridge: ConsumerBridge,
+        deliveries: list[Delivery],
+        items: list[tuple[Any, dict[str, str]]],
     ) -> None:
-        super().__init__(bridge, delivery)
-        self.payload = payload
-        self.headers = headers
+        super().__init__(bridge, deliveries)
+        self.items = items
 
-    def finished(self, error: BaseException | None) -> None:
-        if not self.done:
+    def finished(self, index: int, error: BaseException | None) -> None:
+        if not self.marks[index] & _DONE:
             bridge = self._bridge
+            payload, headers = self.items[index]
             for hook in bridge.middleware.after_deliver:
-                hook(bridge, self.delivery, self.payload, self.headers, error)
-        super().finished(error)
+                hook(bridge, self.deliveries[index], payload, headers, error)
+        super().finished(index, error)
 
 
 class ConsumerBridge(Actor):
@@ -526,8 +536,7 @@ class ConsumerBridge(Actor):
                     if delivery.entry_id not in kept:  # settled or taken over meanwhile
                         self._in_flight.pop(delivery.entry_id, None)
                 self.stats.redelivered += len(renewed)
-                for delivery in renewed:
-                    self._dispatch(delivery, fresh=False)
+                self._dispatch_all(renewed, fresh=False)
             self.stats.in_flight = len(self._in_flight)
             self._room.set()
 
@@ -561,10 +570,11 @@ class ConsumerBridge(Actor):
         ref = self._resolve_target()
         if ref is None:
             return 0
-        if self._waiting > self.batch // 2:
-            return 0  # a page waits to start: fetch more once half of it has started
+        batch, waiting = self.batch, self._waiting
+        if waiting > batch:
+            return 0  # a page waits behind the one running: fetch once that one has started
         prefetch = self.prefetch or ref.mailbox_capacity
-        room = min(ref.mailbox_room, prefetch - len(self._in_flight), self.batch - self._waiting)
+        room = min(ref.mailbox_room, prefetch - len(self._in_flight), batch, 2 * batch - waiting)
         return max(0, room)
 
     async def _wait_for_room(self) -> int:
@@ -578,89 +588,108 @@ class ConsumerBridge(Actor):
                     await self._room.wait()
         return 0
 
-    def _dispatch_all(self, deliveries: Sequence[Delivery]) -> None:
+    def _dispatch_all(self, deliveries: Sequence[Delivery], *, fresh: bool = True) -> None:
+        """Decode a page of deliveries and hand what decodes to the target in one call
+        (dead-lettering what cannot be delivered). ``fresh``: just fetched (else a retry
+        or a delivery that waited for its target)."""
         in_flight = self._in_flight
-        for delivery in deliveries:
-            if delivery.entry_id in in_flight:
-                continue  # taken over back while we still hold it
-            self._dispatch(delivery)
-        self.stats.in_flight = len(in_flight)
-
-    def _dispatch(self, delivery: Delivery, *, fresh: bool = True) -> None:
-        self._in_flight[delivery.entry_id] = delivery
         stats = self.stats
-        if fresh and delivery.deliveries > 1:
-            stats.redelivered += 1
-        message = delivery.message
-        if message is None:
-            stats.malformed += 1
-            self._dead_letter(delivery, delivery.error or "malformed entry")
-            return
-        if delivery.attempts >= self.max_deliveries:
-            self._dead_letter(
-                delivery,
-                f"started {delivery.attempts} times without finishing "
-                f"(max_deliveries={self.max_deliveries}); the consumer crashed or was killed",
-            )
-            return
-        if delivery.deliveries - delivery.accounted > self.max_broker_deliveries:
-            unknown = delivery.deliveries - 1 - delivery.accounted
-            self._dead_letter(
-                delivery,
-                f"delivered {delivery.deliveries} times by the broker without an ack, "
-                f"{unknown} of them not explained by a consumer's end "
-                f"(max_broker_deliveries={self.max_broker_deliveries})",
-            )
-            return
-        try:
-            if message.headers:  # a content type there may pick another serializer
-                payload = decode_body(self.serializer, message)
-            else:
-                try:
-                    payload = self.serializer.loads(message.body)
-                except Exception:
-                    payload = decode_body(self.serializer, message)  # raises, naming the cause
-        except MalformedMessage as exc:
-            stats.malformed += 1
-            self._dead_letter(delivery, str(exc))
-            return
-        self._deliver(delivery, payload, message.headers)
+        serializer = self.serializer
+        loads = serializer.loads
+        content_type = serializer.content_type
+        max_deliveries = self.max_deliveries
+        page: list[Delivery] = []
+        items: list[tuple[Any, dict[str, str]]] = []
+        for delivery in deliveries:
+            entry_id = delivery.entry_id
+            if fresh:
+                if entry_id in in_flight:
+                    continue  # taken over back while we still hold it
+                if delivery.deliveries > 1:
+                    stats.redelivered += 1
+            in_flight[entry_id] = delivery
+            message = delivery.message
+            if message is None:
+                stats.malformed += 1
+                self._dead_letter(delivery, delivery.error or "malformed entry")
+                continue
+            if delivery.attempts >= max_deliveries or (
+                delivery.deliveries - delivery.accounted > self.max_broker_deliveries
+            ):
+                self._dead_letter(delivery, self._exhausted(delivery))
+                continue
+            headers = message.headers
+            try:
+                # a content type other than the serializer's may pick another one
+                if not headers or (len(headers) == 1 and headers.get(CONTENT_TYPE) == content_type):
+                    try:
+                        payload = loads(message.body)
+                    except Exception:
+                        payload = decode_body(serializer, message)  # raises, naming the cause
+                else:
+                    payload = decode_body(serializer, message)
+            except MalformedMessage as exc:
+                stats.malformed += 1
+                self._dead_letter(delivery, str(exc))
+                continue
+            page.append(delivery)
+            items.append((payload, headers))
+        if page:
+            self._deliver(page, items)
+        stats.in_flight = len(in_flight)
 
-    def _deliver(self, delivery: Delivery, payload: Any, headers: dict[str, str]) -> None:
+    def _exhausted(self, delivery: Delivery) -> str:
+        """Why ``delivery`` goes to the DLQ before it is delivered again."""
+        if delivery.attempts >= self.max_deliveries:
+            return (
+                f"started {delivery.attempts} times without finishing "
+                f"(max_deliveries={self.max_deliveries}); the consumer crashed or was killed"
+            )
+        unknown = delivery.deliveries - 1 - delivery.accounted
+        return (
+            f"delivered {delivery.deliveries} times by the broker without an ack, "
+            f"{unknown} of them not explained by a consumer's end "
+            f"(max_broker_deliveries={self.max_broker_deliveries})"
+        )
+
+    def _deliver(self, page: list[Delivery], items: list[tuple[Any, dict[str, str]]]) -> None:
         ref = self._target_ref
         if ref is None or not ref.is_alive:
             ref = self._resolve_target()
-        if ref is None:  # not the message's fault: wait for the target, count nothing
-            self._wait_for_target(delivery)
-            return
-        message = delivery.message
-        assert message is not None
-        # the message's headers are this delivery's own (decoded for it): no copy
-        attempts = delivery.attempts
-        headers[ATTEMPT] = _ATTEMPTS[attempts] if attempts < 8 else str(attempts + 1)
-        headers[MESSAGE_ID] = message.id
-        headers[STREAM] = delivery.stream
-        headers[ENTRY_ID] = delivery.entry_id
-        if message.key is not None:
-            headers[KEY] = message.key
-        if self.middleware.before_deliver or self.middleware.after_deliver:
-            if not self._before_deliver(delivery, payload, headers):
-                return
-            tracker: _Tracker = _HookedTracker(self, delivery, payload, headers)
-        else:
-            tracker = _Tracker(self, delivery)
-        self._handling += 1
-        self._waiting += 1
-        self.stats.delivered += 1
-        try:
-            ref.deliver(payload, tracker, headers=headers)
-        except Exception as exc:  # refused (a full mailbox that rejects): try again later
-            if not tracker.done:
-                tracker.done = True
-                self._handling -= 1
-                self._waiting -= 1
-                logger.debug("bridge %s could not deliver to %s: %s", self.name, ref, exc)
+        if ref is None:  # not the messages' fault: wait for the target, count nothing
+            for delivery in page:
                 self._wait_for_target(delivery)
+            return
+        for delivery, (_, headers) in zip(page, items, strict=True):
+            message = delivery.message
+            assert message is not None
+            # the message's headers are this delivery's own (decoded for it): no copy
+            attempts = delivery.attempts
+            headers[ATTEMPT] = _ATTEMPTS[attempts] if attempts < 8 else str(attempts + 1)
+            headers[MESSAGE_ID] = message.id
+            headers[STREAM] = delivery.stream
+            headers[ENTRY_ID] = delivery.entry_id
+            if message.key is not None:
+                headers[KEY] = message.key
+        middleware = self.middleware
+        hooked = bool(middleware.before_deliver or middleware.after_deliver)
+        if middleware.before_deliver:  # a hook may skip a message or hold it back
+            kept = [
+                (delivery, item)
+                for delivery, item in zip(page, items, strict=True)
+                if self._before_deliver(delivery, item[0], item[1])
+            ]
+            if not kept:
+                return
+            page = [delivery for delivery, _ in kept]
+            items = [item for _, item in kept]
+        n = len(page)
+        self._handling += n
+        self._waiting += n
+        self.stats.delivered += n
+        tracker = _HookedPage(self, page, items) if hooked else _Page(self, page)
+        # refused messages (a full mailbox that rejects) finish unstarted: tried again later
+        ref.deliver_page(items, tracker)
 
     def _before_deliver(self, delivery: Delivery, payload: Any, headers: dict[str, str]) -> bool:
         """Run ``before_deliver`` hooks: False when one skipped or held the message."""
@@ -685,14 +714,13 @@ class ConsumerBridge(Actor):
             TARGET_WAIT, self._redeliver_due, delivery
         )
 
-    def _finished(self, tracker: _Tracker, error: BaseException | None) -> None:
+    def _finished(self, delivery: Delivery, started: int, error: BaseException | None) -> None:
         self._handling -= 1
         if self._closed:
             # after the drain deadline, or the bridge was killed: stays unacked
             if not self._handling:
                 self._close_log()
             return
-        delivery = tracker.delivery
         if error is None:
             self._acks.append(delivery)
             log = self._log
@@ -700,7 +728,7 @@ class ConsumerBridge(Actor):
                 log.settled((delivery,))  # before the ack costs it no attempt
             else:
                 self._journaled.append(delivery)
-        elif not tracker.started_once:  # never reached a handler: not an attempt
+        elif not started:  # never reached a handler: not an attempt
             self._waiting -= 1
             if self._closing:
                 self._retries.append(delivery)  # released by the drain
@@ -729,7 +757,7 @@ class ConsumerBridge(Actor):
 
     def _redeliver_due(self, delivery: Delivery) -> None:
         if self._timers.pop(delivery.entry_id, None) is not None and not self._closing:
-            self._dispatch(delivery, fresh=False)
+            self._dispatch_all((delivery,), fresh=False)
 
     def _retry_due(self, delivery: Delivery) -> None:
         if self._timers.pop(delivery.entry_id, None) is None:

@@ -188,8 +188,13 @@ def decode_body(serializer: Serializer, message: Message) -> Any:
 _PACKED, _BODY, _KEY, _HEADERS, _ID, _TIME = b"m", b"b", b"k", b"h", b"i", b"t"
 _DEAD = b"troupe-dead"
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]+")  # ids that need no JSON escaping
-# the common metadata with its newline: ["<plain id>",<timestamp>,null,null]\n
-_FAST_META = re.compile(rb'\["([A-Za-z0-9_.:-]+)",(-?[0-9][0-9.eE+-]*),null,null\]\n')
+_PLAIN_TYPE = re.compile(r"[A-Za-z0-9/+.-]+")  # content types that need none
+# the common metadata with its newline: ["<plain id>",<timestamp>,null,<no headers, or
+# only a plain content type (what a ProducerBridge writes)>]\n
+_FAST_META = re.compile(
+    rb'\["([A-Za-z0-9_.:-]+)",(-?[0-9][0-9.eE+-]*),null,'
+    rb'(?:null|\{"content-type":"([A-Za-z0-9/+.-]+)"\})\]\n'
+)
 
 
 def to_fields(message: Message) -> dict[bytes, bytes]:
@@ -198,13 +203,25 @@ def to_fields(message: Message) -> dict[bytes, bytes]:
     if message.raw is not None:
         dead = [message_id, message.timestamp, key, headers or None]
         return {**message.raw, _DEAD: json.dumps(dead, separators=(",", ":")).encode()}
-    if key is None and not headers and _PLAIN_ID.fullmatch(message_id):
-        # the common case, without json.dumps (same bytes as the general case)
-        meta = f'["{message_id}",{message.timestamp!r},null,null]'.encode()
-    else:
-        fields = [message_id, message.timestamp, key, headers or None]
-        meta = json.dumps(fields, separators=(",", ":")).encode()
+    if key is None and _PLAIN_ID.fullmatch(message_id):
+        # the common cases, without json.dumps (same bytes as the general case): no
+        # headers, or only a plain content type (what a ProducerBridge sends)
+        if not headers:
+            meta = f'["{message_id}",{message.timestamp!r},null,null]'.encode()
+            return {_PACKED: meta + b"\n" + message.body}
+        if len(headers) == 1:
+            content_type = headers.get(CONTENT_TYPE)
+            if content_type is not None and _PLAIN_TYPE.fullmatch(content_type):
+                meta = (
+                    f'["{message_id}",{message.timestamp!r},null,'
+                    f'{{"content-type":"{content_type}"}}]'
+                ).encode()
+                return {_PACKED: meta + b"\n" + message.body}
+    fields = [message_id, message.timestamp, key, headers or None]
+    meta = json.dumps(fields, separators=(",", ":")).encode()
     return {_PACKED: meta + b"\n" + message.body}
+
+
 
 
 def from_fields(fields: Mapping[bytes, bytes], fallback_id: str) -> Message:
@@ -241,8 +258,9 @@ def unpack(packed: bytes, fallback_id: str) -> Message:
     try:
         fast = _FAST_META.match(packed)
         if fast is not None:  # one regex call, no json.loads
-            plain_id, stamp = fast.groups()
-            return Message(packed[fast.end() :], None, {}, plain_id.decode(), float(stamp))
+            plain_id, stamp, content_type = fast.groups()
+            headers = {} if content_type is None else {CONTENT_TYPE: content_type.decode()}
+            return Message(packed[fast.end() :], None, headers, plain_id.decode(), float(stamp))
         cut = packed.find(b"\n")
         if cut < 0:
             raise ValueError("no newline after the metadata")

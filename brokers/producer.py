@@ -200,6 +200,14 @@ class ProducerBridge(Actor):
     def _message(
         self, payload: Any, headers: Mapping[str, str]
     ) -> tuple[str, float | None, float | None, Message]:
+        if not isinstance(payload, Publish) and self.stream is not None:
+            trace = headers.get(TRACEPARENT)  # a bare payload to the bridge's stream: no spec
+            msg = self.broker.message(
+                payload,
+                headers=None if trace is None else {TRACEPARENT: trace},
+                serializer=self.serializer,
+            )
+            return self.stream, None, None, msg
         spec = payload if isinstance(payload, Publish) else Publish(payload)
         stream = spec.stream or self.stream
         if stream is None:

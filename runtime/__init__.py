@@ -10,7 +10,7 @@ from .cell import State, Terminated
 from .child import Child
 from .clock import Clock, RealClock, VirtualClock
 from .dead_letters import DeadLetter, DeadLetters
-from .delivery import DeliveryTracker, Queued
+from .delivery import DeliveryTracker, PageTracker, Queued
 from .errors import (
     ActorNotFound,
     ActorStopped,
@@ -56,6 +56,7 @@ __all__ = [
     "MiddlewareChain",
     "NameTaken",
     "OverflowPolicy",
+    "PageTracker",
     "Props",
     "Queued",
     "RealClock",

@@ -57,12 +57,29 @@ class Actor:
     restart_policy: ClassVar[RestartPolicy | None] = None
     ask_timeout: float | None = SYSTEM_ASK_TIMEOUT
     message_type: ClassVar[type | None] = None
+    max_batch: ClassVar[int] = 100
 
     _troupe_cell: ActorCell
 
     def receive(self, message: Any) -> Any | Awaitable[Any]:
         """Handle one message. Override this."""
         raise NotImplementedError(f"{type(self).__name__} must define receive(message)")
+
+    def receive_batch(self, batch: list[Queued]) -> Any | Awaitable[Any]:
+        """Optional: handle a page of messages in one call (``def`` or ``async def``).
+
+        An actor that defines it gets, instead of one ``receive`` per message, the
+        message its turn reached plus those queued behind it (at most ``max_batch``,
+        a class attribute, default 100) as :class:`~troupe.Queued` items: read
+        ``item.message`` and ``item.headers`` (``self.headers`` is the first one's).
+        Every message has started before the call (a broker bridge has journaled its
+        attempt). An item settled with ``resolve``/``reject`` keeps that outcome; when
+        it returns, the rest are handled (an asker gets ``None``); when it raises,
+        the rest fail with the exception — the whole page, each message's attempt
+        counted by a bridge — and the actor fails once. For asyncio actors (a
+        ``ThreadActor`` uses ``receive``). See :mod:`troupe.batch`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define receive_batch")
 
     # -- lifecycle hooks (each may be ``def`` or ``async def``) --------------------------
 
@@ -197,6 +214,10 @@ class Actor:
 
     def _troupe_handler(self) -> Callable[[Any], Any]:
         """The callable the dispatcher calls per message."""
+        if type(self).receive_batch is not Actor.receive_batch:
+            from .batch import batch_handler  # batch imports delivery, which loads later
+
+            return batch_handler(self, is_async_callable(self.receive_batch))
         return self.receive
 
     def _troupe_call_hook(self, hook: str, *args: Any) -> Any:

@@ -212,6 +212,7 @@ class ActorCell:
     # -- messages entering the mailbox (troupe.intake)
 
     deliver = intake.deliver
+    deliver_page = intake.deliver_page
     _deliver_from_thread = intake._deliver_from_thread
     send_system = intake.send_system
     _overflowed = intake._overflowed

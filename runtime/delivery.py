@@ -7,6 +7,13 @@ in a batch.
 handler's exception, or the reason it never ran (:class:`~troupe.ActorStopped`,
 :class:`~troupe.MessageDropped`, ...). A consumer bridge acks on ``finished(None)``.
 
+``ActorRef.deliver_page(items, tracker)`` delivers a page of messages the same
+way in one call (one room check, one scheduling of the target): a
+:class:`PageTracker` hears ``started(index)`` and ``finished(index, error)`` per
+message, with the same exactness as a ``DeliveryTracker`` (each message is
+handled on its own, in order; a failure fails that message only, and the messages
+behind it stay queued for the restarted actor).
+
 ``Actor.take_queued(limit)`` hands a batching actor (a producer bridge) the user
 messages queued behind the current one as :class:`Queued` items; each one is
 settled with ``resolve(result)`` or ``reject(exc)``, and counted in metrics
@@ -96,6 +103,61 @@ class TrackedReply:
         return True
 
 
+class PageTracker(Protocol):
+    """Told what became of each message of a page sent with ``ActorRef.deliver_page``.
+
+    The page's messages are numbered from 0 in the order given. The methods mean
+    what :class:`DeliveryTracker`'s mean, for the message at ``index``; they run on
+    the system's loop thread and must not block.
+    """
+
+    def retry(self, index: int) -> bool:
+        """True when a handler failed on the message at ``index`` before."""
+        ...
+
+    def started(self, index: int) -> None:
+        """Called immediately before a handler is invoked for the message at ``index``."""
+
+    def finished(self, index: int, error: BaseException | None) -> None:
+        """Called once per message: ``None`` when its handler returned, else why not."""
+
+
+class PageSlot(TrackedReply):
+    """The reply slot of one message of a page sent with ``deliver_page``."""
+
+    __slots__ = ("index", "page")
+
+    def __init__(self, page: PageTracker, index: int) -> None:
+        self.page = page
+        self.index = index
+        self._done = False
+
+    def set_result(self, result: Any) -> None:
+        if not self._done:
+            self._done = True
+            self.page.finished(self.index, None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        if not self._done:
+            self._done = True
+            self.page.finished(self.index, exc)
+
+    @property
+    def retry(self) -> bool:
+        """The page tracker's ``retry`` for this message."""
+        return self.page.retry(self.index)
+
+    def start(self, actor: str) -> bool:
+        """Call ``page.started(index)``; on an exception, finish with it and return False."""
+        try:
+            self.page.started(self.index)
+        except Exception as exc:
+            logger.exception("page tracker of a message to %s failed to start", actor)
+            self.set_exception(exc)
+            return False
+        return True
+
+
 class Queued:
     """A user message taken from the mailbox with ``Actor.take_queued``.
 
@@ -155,4 +217,4 @@ class Queued:
         return f"Queued({self.message!r}, asked={self.asked})"
 
 
-__all__ = ["DeliveryTracker", "Queued", "TrackedReply"]
+__all__ = ["DeliveryTracker", "PageSlot", "PageTracker", "Queued", "TrackedReply"]

@@ -29,7 +29,7 @@ from .errors import ActorStopped
 from .mailbox import SPARE_LIMIT, SPARE_QUEUES
 from .metrics import BUCKET0, FAILED, FAST_BOUND, SUM_NS
 from .state import State
-from .tracing import current_traceparent
+from .tracing import TRACEPARENT, current_traceparent
 from .tracing import enter as enter_trace
 from .tracing import leave as leave_trace
 
@@ -47,7 +47,7 @@ def answered(reply: object) -> bool:
     failed before (``DeliveryTracker.retry``). A tell and a fresh delivery count."""
     if reply is None:
         return False
-    return type(reply) is not TrackedReply or reply.retry
+    return not isinstance(reply, TrackedReply) or reply.retry
 
 
 def _schedule(self: ActorCell) -> None:
@@ -182,9 +182,10 @@ def _drain_sync(self: ActorCell) -> None:
                 self._current = item
                 message = item.message
                 reply = item.reply
-                if item.headers is not None:
-                    traced = enter_trace(item.headers)
-                if type(reply) is TrackedReply and not reply.start(self.name):
+                headers = item.headers
+                if headers is not None and TRACEPARENT in headers:
+                    traced = enter_trace(headers)
+                if isinstance(reply, TrackedReply) and not reply.start(self.name):
                     if traced:
                         leave_trace()
                         traced = False
@@ -318,9 +319,10 @@ async def _drain_async(self: ActorCell) -> None:
         message, reply = open_envelope(item)
         if type(item) is Envelope:
             self._current = item
-            if item.headers is not None:
-                traced = enter_trace(item.headers)
-            if type(reply) is TrackedReply and not reply.start(self.name):
+            headers = item.headers
+            if headers is not None and TRACEPARENT in headers:
+                traced = enter_trace(headers)
+            if isinstance(reply, TrackedReply) and not reply.start(self.name):
                 if traced:
                     leave_trace()
                     traced = False
@@ -448,7 +450,7 @@ def take_queued(self: ActorCell, limit: int) -> list[Queued]:
         item = mailbox.pop()
         if type(item) is Envelope:
             reply = item.reply
-            if type(reply) is TrackedReply and not reply.start(self.name):
+            if isinstance(reply, TrackedReply) and not reply.start(self.name):
                 continue
             taken.append(Queued(item.message, item.headers or {}, reply, stats))
         else:

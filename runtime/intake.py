@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import threading
 from asyncio import _get_running_loop
+from collections import deque
 from collections.abc import Callable
 from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from .dead_letters import MAILBOX_FULL, RECIPIENT_STOPPED, SYSTEM_CLOSED
-from .envelope import open_envelope
+from .envelope import Envelope, open_envelope
 from .errors import ActorStopped, MessageDropped
-from .mailbox import ACCEPTED, Accepted
+from .mailbox import ACCEPTED, SPARE_QUEUES, Accepted
 from .metrics import DEAD_LETTERED
 from .ref import LOOP_STOPPED, NO_LOOP, outside_loop
 from .state import State
@@ -49,6 +50,34 @@ def deliver(self: ActorCell, item: Any) -> Accepted | asyncio.Future[None]:
     if self.state is _RUNNING and not self._scheduled:
         self._schedule()
     return pending
+
+
+def deliver_page(self: ActorCell, envelopes: list[Envelope]) -> None:
+    """Put a page of envelopes (``ActorRef.deliver_page``) in the mailbox: one room check
+    and one scheduling when the actor runs and the page fits; otherwise one at a time
+    through :func:`deliver`, a message the policy refuses settling its own reply slot
+    with the error (it never ran). Loop thread only."""
+    mailbox = self.mailbox
+    queue = mailbox.queue
+    if (
+        self.state is _RUNNING
+        and not mailbox.waiters
+        and (len(queue) if queue is not None else 0) + len(envelopes) <= mailbox.capacity
+        and _get_running_loop() is self._loop
+    ):
+        if queue is None:
+            queue = mailbox.queue = SPARE_QUEUES.pop() if SPARE_QUEUES else deque()
+        queue.extend(envelopes)
+        if not self._scheduled:
+            self._schedule()
+        return
+    for envelope in envelopes:
+        try:
+            self.deliver(envelope)
+        except Exception as exc:  # refused (MailboxFull, no loop): it never ran
+            reply = envelope.reply
+            if reply is not None and not reply.done():
+                reply.set_exception(exc)
 
 
 def _deliver_from_thread(self: ActorCell, item: Any) -> Accepted:

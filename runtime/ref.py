@@ -9,7 +9,7 @@ from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from .actor import SYSTEM_ASK_TIMEOUT
-from .delivery import TrackedReply
+from .delivery import PageSlot, TrackedReply
 from .dispatch import INLINE_RUN
 from .envelope import Envelope
 from .errors import check_timeout
@@ -19,8 +19,10 @@ from .state import State
 from .tracing import PROPAGATION, current_traceparent, outgoing
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .cell import ActorCell
-    from .delivery import DeliveryTracker
+    from .delivery import DeliveryTracker, PageTracker
 
 #: The default of ``ask(timeout=)``: use the system's ``ask_timeout``.
 SYSTEM_TIMEOUT: Any = object()
@@ -196,6 +198,44 @@ class ActorRef:
         if PROPAGATION.on and (current_traceparent.get() is not None or cell.system.tracing):
             headers = outgoing(headers, cell.system.tracing)
         return cell.deliver(Envelope(message, TrackedReply(tracker), None, headers))
+
+    def deliver_page(
+        self,
+        items: Sequence[tuple[Any, dict[str, str] | None]],
+        tracker: PageTracker,
+    ) -> None:
+        """Send a page of ``(message, headers)`` one-way in one call; report each
+        message's outcome to ``tracker`` by its index in ``items``.
+
+        What :meth:`deliver` does per message, with one room check and one
+        scheduling of the actor for the whole page: each message is still handled
+        on its own and in order, ``tracker.started(i)`` runs right before its
+        handler and ``tracker.finished(i, error)`` once after it (or with why it
+        never ran: a stopped actor, a mailbox policy that refused it). A handler
+        failure fails that message only; the messages behind it stay queued for
+        the restarted (or resumed) actor. When the page does not fit the mailbox
+        it is put in one message at a time: ``backpressure`` parks up to
+        ``max_parked``, and a message the policy refuses finishes unstarted with why.
+        An actor that defines ``receive_batch`` gets the page in one call.
+        Loop thread only (bridges are actors).
+        """
+        cell = self._cell
+        if get_ident() != cell._thread_id:
+            raise RuntimeError(
+                f"deliver_page({self.name!r}) must be called on the actor system's loop thread"
+            )
+        if PROPAGATION.on and (current_traceparent.get() is not None or cell.system.tracing):
+            tracing = cell.system.tracing
+            envelopes = [
+                Envelope(message, PageSlot(tracker, i), None, outgoing(headers, tracing))
+                for i, (message, headers) in enumerate(items)
+            ]
+        else:
+            envelopes = [
+                Envelope(message, PageSlot(tracker, i), None, headers)
+                for i, (message, headers) in enumerate(items)
+            ]
+        cell.deliver_page(envelopes)
 
     @property
     def mailbox_capacity(self) -> int:
