@@ -97,6 +97,10 @@ class ShardAccess(Protocol):
         """A save of ``shard`` failed: stop consuming it (what follows must not be acked)."""
         ...
 
+    def host_failed(self, error: BaseException) -> None:
+        """The host itself failed (and restarted): replace it and its bridges."""
+        ...
+
 
 _SWEEP = object()  # timer message: passivate idle entities
 
@@ -109,6 +113,13 @@ class EntityHost(Actor):
         self.access = access
         self.active: OrderedDict[str, Entity] = OrderedDict()  # least recently used first
         self._shard_of_key: dict[str, int] = {}
+        self.failed: BaseException | None = None  # set on a restart: reject, be replaced
+
+    def on_restart(self, exc: BaseException) -> None:
+        self.failed = exc
+        logger.warning("entity host %s failed: %r; its shards are handed over", self.name, exc)
+        self.access.host_failed(exc)
+        self.on_start()
 
     def on_start(self) -> None:
         every = max(0.05, self.settings.passivate_after / 4)
@@ -130,7 +141,11 @@ class EntityHost(Actor):
                 sweep = True
             elif queued.asked:
                 items.append(queued)
-        if items:
+        if items and self.failed is not None:
+            moved = ShardMoved(f"{self.settings.kind}: host {self.name} failed; being replaced")
+            for queued in items:
+                queued.reject(moved)
+        elif items:
             await self._handle(items)
         if sweep:
             await self._sweep()

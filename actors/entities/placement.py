@@ -70,6 +70,9 @@ class PartitionPlacement(Actor):
             self._restarting = True
             self.ref.tell(_Restart())
 
+    def host_failed(self, error: BaseException) -> None:
+        self.save_failed(-1, error)
+
     # OwnershipListener -------------------------------------------------------------------
 
     def assigned(self, partitions: Sequence[int]) -> None:
@@ -89,8 +92,11 @@ class PartitionPlacement(Actor):
         return self.host
 
     def on_start(self) -> None:
-        self.host_ref = self.spawn(Props(self._make_host), name=f"{self.name}.host")
+        self._start_host()
         self._start_bridge()
+
+    def _start_host(self) -> None:
+        self.host_ref = self.spawn(Props(self._make_host), name=f"{self.name}.host")
 
     def _start_bridge(self) -> None:
         settings = self.settings
@@ -113,8 +119,12 @@ class PartitionPlacement(Actor):
                 await bridge.stop()
             for partition in list(self.owned):
                 await self.revoked([partition])
+            host, self.host_ref = self.host_ref, None
+            if host is not None:
+                await host.stop()  # a failed host rejects all: a new one takes over
             await self.system.clock.sleep(RESTART_DELAY)
             self._restarting = False
+            self._start_host()
             self._start_bridge()
 
 
@@ -146,6 +156,9 @@ class _ShardAccess:
 
     def save_failed(self, shard: int, error: BaseException) -> None:
         self.placement.ref.tell(_Give(shard, lost=True))
+
+    def host_failed(self, error: BaseException) -> None:
+        self.placement.ref.tell(_Give(self.shard, lost=True))
 
 
 @dataclass(frozen=True)
@@ -247,7 +260,7 @@ class LeasePlacement(Actor):
     def _take(self, shard: int, token: int) -> None:
         settings = self.settings
         access = _ShardAccess(self, shard)
-        name = f"{self.name}.{shard}.{token}"
+        name = f"{self.name}.{shard}"  # the same for each lease: the last one has stopped
         host = self.spawn(EntityHost, settings, access, name=f"{name}.host")
         options = {"batch": settings.batch, **self.bridge_options}
         bridge = self.spawn(

@@ -31,6 +31,10 @@ _MEMORY: weakref.WeakKeyDictionary[Broker, tuple[MemoryStateStore, MemoryShardLe
 )
 
 
+#: Brokers whose delivered entry ids are message ids, not positions in the source.
+UNPOSITIONED = frozenset({"rabbitmq"})
+
+
 def default_store(broker: Broker) -> tuple[StateStore, ShardLeases | None]:
     """The state store (and shard leases) that suit ``broker``: a dict and in-process
     leases on ``memory://`` (shared by every user of that broker object), a hash per
@@ -120,6 +124,13 @@ class Entities:
         **bridge: Any,
     ) -> None:
         require_at_least("shards", shards, 1)
+        if broker.capabilities.name in UNPOSITIONED:
+            raise ConfigError(
+                "broker",
+                f"entities need entry ids that order like the source (a Redis entry id, a "
+                f"Kafka offset) to skip redelivered messages; {broker.capabilities.name} "
+                "gives message ids only (see docs/guides/entities.md, RabbitMQ)",
+            )
         if not lease_ttl > 0:
             raise ConfigError(
                 "lease_ttl", f"must be a positive number of seconds, got {lease_ttl!r}"

@@ -8,6 +8,14 @@ partition *p* restores changelog partition *p* into a local table on the first l
 after the assignment (read from the beginning to the end offset) and keeps it current
 with its own saves; ``release`` (on revoke) forgets the table.
 
+Memory: the table holds every key ever saved in the owned partitions (not only the
+active entities), as the record's value bytes (``position\nstate``, parsed on load):
+about 110 bytes per record plus its key and state JSON (147 bytes for a key ``m123``
+and a 25-byte state; ``benchmarks/entities.py``). A member owning 1 million keys of
+such size holds about 150 MB; past that, use the Redis store (loads only the keys
+activated) or more members. The bound is the key count of the owned partitions:
+Kafka cannot read one key's record without scanning its partition.
+
 Kafka has no lease to check: the consumer group's assignment is the only placement, so
 a save is not fenced (a member that lost its partitions without a revoke — a long pause
 past the session timeout — could still write; Kafka Streams fences that with
@@ -38,9 +46,9 @@ class KafkaChangelogStore(StateStore):
 
     def __init__(self, broker: KafkaBroker) -> None:
         self.broker = broker
-        self._tables: dict[tuple[str, int], dict[str, Saved]] = {}
+        self._tables: dict[tuple[str, int], dict[str, bytes]] = {}  # key -> record value
         self._created: set[str] = set()
-        self._restoring: dict[tuple[str, int], asyncio.Future[dict[str, Saved]]] = {}
+        self._restoring: dict[tuple[str, int], asyncio.Future[dict[str, bytes]]] = {}
 
     def topic(self, kind: str) -> str:
         """The changelog topic of ``kind``."""
@@ -68,7 +76,7 @@ class KafkaChangelogStore(StateStore):
         self._created.add(topic)
         return topic
 
-    async def _table(self, kind: str, shard: int) -> dict[str, Saved]:
+    async def _table(self, kind: str, shard: int) -> dict[str, bytes]:
         table = self._tables.get((kind, shard))
         if table is not None:
             return table
@@ -89,11 +97,11 @@ class KafkaChangelogStore(StateStore):
             return restored
         return await pending
 
-    async def _restore(self, kind: str, shard: int) -> dict[str, Saved]:
+    async def _restore(self, kind: str, shard: int) -> dict[str, bytes]:
         topic = await self._ensure(kind)
         tp = TopicPartition(topic, shard)
         consumer = self.broker.consumer(group_id=None, enable_auto_commit=False)
-        table: dict[str, Saved] = {}
+        table: dict[str, bytes] = {}
         async with self.broker.errors(f"restore {topic} partition {shard}"):
             await consumer.start()
             try:
@@ -109,8 +117,7 @@ class KafkaChangelogStore(StateStore):
                         if record.value is None:
                             table.pop(key, None)
                             continue
-                        position, _, state = record.value.decode().partition("\n")
-                        table[key] = Saved(state, position)
+                        table[key] = record.value
             finally:
                 await consumer.stop()
         logger.debug("restored %d %s records of partition %d", len(table), kind, shard)
@@ -118,7 +125,13 @@ class KafkaChangelogStore(StateStore):
 
     async def load(self, kind: str, shard: int, keys: Sequence[str]) -> dict[str, Saved]:
         table = await self._table(kind, shard)
-        return {k: r for k in keys if (r := table.get(k)) is not None}
+        out: dict[str, Saved] = {}
+        for key in keys:
+            value = table.get(key)
+            if value is not None:
+                position, _, state = value.decode().partition("\n")
+                out[key] = Saved(state, position)
+        return out
 
     async def save(
         self, kind: str, shard: int, records: Mapping[str, Saved], fence: Fence | None = None
@@ -130,13 +143,13 @@ class KafkaChangelogStore(StateStore):
         producer = await self.broker.producer()
         async with self.broker.errors(f"save {kind} state to {topic}"):
             futures: list[Any] = []
-            for key, record in records.items():
-                value = f"{record.position}\n{record.state}".encode()
+            values = {k: f"{r.position}\n{r.state}".encode() for k, r in records.items()}
+            for key, value in values.items():
                 futures.append(
                     await producer.send(topic, value, key=key.encode(), partition=shard)
                 )
             await asyncio.gather(*futures)
-        table.update(records)
+        table.update(values)
 
     async def release(self, kind: str, shard: int) -> None:
         self._tables.pop((kind, shard), None)
