@@ -50,8 +50,8 @@ def test_sigterm_drains_a_module_level_system_then_exits_143() -> None:
         ref = system.spawn(Slow)
         for i in range(200):
             system.tell(ref, i)
-        print("ready", flush=True)
         try:
+            print("ready", flush=True)  # inside the try: a SIGTERM right after still runs it
             time.sleep(60)
         finally:
             print("finally ran", flush=True)
