@@ -148,6 +148,13 @@ class BrokerStats:
         return stats
 
 
+#: The cancel message of a publish that its producer bridge gave up at the delivery
+#: deadline (and reported failed): a broker whose client would keep retrying it by itself
+#: withdraws what it still holds (Kafka). Any other cancellation (the bridge was killed,
+#: the system stopped) leaves the client to finish what it has: those messages may still
+#: be stored, as they were never reported failed.
+WITHDRAW = "withdraw: the publisher gave up at its delivery deadline"
+
 DEFAULT_RECONNECT = Backoff(initial=0.1, maximum=10.0, multiplier=2.0, jitter="equal")
 
 

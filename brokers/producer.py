@@ -53,7 +53,7 @@ from troupe.actor import Actor
 from troupe.backoff import Backoff
 from troupe.errors import require_at_least
 
-from .base import Broker, BrokerError, ProducerStats, PublishError, PublishRefused
+from .base import WITHDRAW, Broker, BrokerError, ProducerStats, PublishError, PublishRefused
 from .message import TRACEPARENT, Message, Serializer
 
 logger = logging.getLogger(__name__)
@@ -310,6 +310,7 @@ class ProducerBridge(Actor):
         """
         clock = self.system.clock
         task = asyncio.ensure_future(publish)
+        expired = False
         try:
             left = deadline - clock.now()
             done, _ = await asyncio.wait({task}, timeout=max(0.0, min(SLOW_ATTEMPT, left)))
@@ -319,12 +320,16 @@ class ProducerBridge(Actor):
                 )
                 await asyncio.wait({task}, timeout=max(0.0, deadline - clock.now()))
             if not task.done():
+                expired = True
                 raise TimeoutError
             task.result()
         finally:
             if not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=CANCEL_GRACE)  # the broker withdraws first
+                if expired:  # reported failed: the broker withdraws what it can, first
+                    task.cancel(msg=WITHDRAW)
+                    await asyncio.wait({task}, timeout=CANCEL_GRACE)
+                else:  # the bridge is going away: the client may still finish the publish
+                    task.cancel()
             elif not task.cancelled():
                 task.exception()  # retrieved: reported through the outcome
 

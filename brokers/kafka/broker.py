@@ -59,6 +59,7 @@ from troupe.errors import ConfigError, require_at_least
 
 from ..base import (
     DEFAULT_RECONNECT,
+    WITHDRAW,
     Broker,
     BrokerConnectionError,
     BrokerError,
@@ -392,11 +393,12 @@ class KafkaBroker(Broker):
                 for result in results:
                     if isinstance(result, BaseException):
                         raise result
-            except asyncio.CancelledError:
-                # the caller gave up (the producer bridge's delivery_timeout): batches still
-                # in the producer must not be stored later, when the caller reported failure
-                await self._withdraw(producer)
-                raise
+            except asyncio.CancelledError as cancelled:
+                if cancelled.args and cancelled.args[0] == WITHDRAW:
+                    # the producer bridge gave up at its delivery_timeout and reports the
+                    # failure: batches still in the producer must not be stored later
+                    await self._withdraw(producer)
+                raise  # any other cancellation: the producer finishes what it holds
             except kerr.KafkaError as exc:
                 if not isinstance(exc, CONNECTION_ERRORS):
                     # e.g. OutOfOrderSequenceNumber after a broker restart: the idempotent
