@@ -6,6 +6,8 @@
   actors; :class:`BusBridge` carries topics through a broker stream.
 - :class:`Retry` is the shared Backoff as a retry policy (decorator or wrapper).
 - :class:`Idempotent` runs an effect once per key over an IdempotencyStore.
+- :func:`export` / :func:`remote`: actors across processes and machines over a broker
+  (:class:`RemoteRef`; see :mod:`troupe.actors.remote`).
 - :class:`SagaOrchestrator` runs :class:`SagaDefinition` steps (actors) with
   compensation, persisted in a saga log, resumed after a crash.
 
@@ -16,6 +18,8 @@ Redis and Prometheus pieces live in :mod:`troupe.actors.saga_log_redis` and
 from .bus import EventBus, event_topic
 from .bus_bridge import BusBridge, DataclassCodec, EventCodec
 from .idempotency import Atomic, Deduplicate, Idempotent, LeaseLost, StillInProgress
+from .remote import RemoteNode, RemoteRef, export, remote, remote_node
+from .remote_errors import MemberLost, NoMembers, RemoteError
 from .retry import Retry
 from .saga import (
     GetSaga,
@@ -48,9 +52,14 @@ __all__ = [
     "GetSagaStats",
     "Idempotent",
     "LeaseLost",
+    "MemberLost",
     "MemorySagaLog",
+    "NoMembers",
     "ParkedSagas",
     "Rejected",
+    "RemoteError",
+    "RemoteNode",
+    "RemoteRef",
     "Retry",
     "RetryParked",
     "SagaDefinition",
@@ -70,5 +79,8 @@ __all__ = [
     "StillInProgress",
     "TopicPattern",
     "event_topic",
+    "export",
+    "remote",
+    "remote_node",
     "topic_of",
 ]

@@ -113,6 +113,7 @@ class ActorRef:
         *,
         timeout: float | None = SYSTEM_TIMEOUT,
         headers: dict[str, str] | None = None,
+        sender: ActorRef | None = None,
     ) -> asyncio.Future[Any]:
         """Send ``message``; awaiting the result gives the handler's result (or raises its
         exception).
@@ -121,7 +122,8 @@ class ActorRef:
         one, else the system's ``ask_timeout``; ``None`` waits forever. It covers
         the whole ask, the wait for room in a full ``backpressure`` mailbox
         included: :class:`~troupe.AskTimeout` names the actor, and a message still
-        parked at the deadline is never handled.
+        parked at the deadline is never handled. ``sender`` is what the handler sees
+        as ``self.sender``.
         Call it on the system's event loop; sync code uses ``SyncActorSystem.ask``.
         """
         cell = self._cell
@@ -139,7 +141,7 @@ class ActorRef:
         if timeout is not None:  # armed first: it covers a wait for mailbox room too
             cell.system.ask_deadlines.add(reply, cell.name, timeout)
         try:
-            cell.deliver(Envelope(message, reply, None, headers))
+            cell.deliver(Envelope(message, reply, sender, headers))
         except BaseException:
             reply.cancel()  # refused (MailboxFull): no deadline fires for it
             raise

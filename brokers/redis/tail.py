@@ -1,0 +1,56 @@
+"""Broadcast topics on Redis: a stream per topic, trimmed and expiring, read with XREAD."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..base import to_str
+from ..message import Message, from_fields, to_fields
+from ..tail import TOPIC_BACKLOG, TOPIC_IDLE_TTL, Tail
+
+if TYPE_CHECKING:
+    from .broker import RedisBroker
+
+
+async def broadcast(broker: RedisBroker, topic: str, messages: Sequence[Message]) -> None:
+    """XADD each message (``MAXLEN ~``) and renew the stream's idle expiry, one round trip."""
+    async with broker._errors("broadcast"):
+        pipe = broker.client.pipeline(transaction=False)
+        for message in messages:
+            fields: Any = to_fields(message)
+            pipe.xadd(topic, fields, maxlen=TOPIC_BACKLOG, approximate=True)
+        pipe.expire(topic, TOPIC_IDLE_TTL)
+        await pipe.execute()
+
+
+class RedisTail(Tail):
+    """Reads a topic's stream from the entry that was last when it opened."""
+
+    def __init__(self, broker: RedisBroker, topic: str, last_id: str) -> None:
+        super().__init__(topic)
+        self._broker = broker
+        self._last = last_id
+
+    @classmethod
+    async def open(cls, broker: RedisBroker, topic: str) -> RedisTail:
+        """A tail from the stream's current end."""
+        async with broker._errors("XREVRANGE"):
+            last: Any = await broker.client.xrevrange(topic, count=1)
+        return cls(broker, topic, to_str(last[0][0]) if last else "0-0")
+
+    async def fetch(self, timeout: float) -> list[Message]:
+        block = max(1, int(timeout * 1000)) if timeout > 0 else None
+        async with self._broker._errors("XREAD"):
+            found: Any = await self._broker.client.xread(
+                {self.topic: self._last}, count=TOPIC_BACKLOG, block=block
+            )
+        out: list[Message] = []
+        for _stream, entries in found or ():
+            for entry_id, fields in entries:
+                self._last = to_str(entry_id)
+                out.append(from_fields(fields, self._last))
+        return out
+
+
+__all__ = ["RedisTail", "broadcast"]
