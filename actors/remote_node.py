@@ -23,6 +23,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,7 +123,8 @@ class RemoteNode:
             raise ConfigError("missed", f"must be at least 2, got {missed!r}")
         self.system = system
         self.broker = broker
-        self.id = f"{system.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        label = re.sub(r"[^A-Za-z0-9_-]", "_", system.name)  # a legal topic / queue name
+        self.id = f"{label}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.inbox = INBOX + self.id
         self.heartbeat = heartbeat
         self.lease = heartbeat * missed

@@ -160,6 +160,7 @@ async def test_tell_and_ask_across_processes(
     members = await cluster.start(2)
     remote_node(system, broker, heartbeat=HEARTBEAT)
     orders = remote(system, NAME, via=broker)
+    await eventually(lambda: len(remote_node(system, broker).view(NAME).live()) == 2, timeout=10)
     # asks: answered, shared by both members (in turn), a remote exception named
     answers = await asyncio.gather(*(orders.ask({"op": "echo", "id": i}) for i in range(8)))
     assert [a["id"] for a in answers] == list(range(8))
@@ -206,7 +207,7 @@ async def test_member_killed_during_asks(
     await orders.ask({"op": "echo"})  # both members known
     await eventually(lambda: len(remote_node(system, broker).view(NAME).live()) == 2, timeout=10)
     asks = [
-        asyncio.ensure_future(orders.ask({"op": "slow", "s": 1.0, "id": i}, idempotent=idempotent))
+        asyncio.ensure_future(orders.ask({"op": "slow", "s": 0.4, "id": i}, idempotent=idempotent))
         for i in range(6)
     ]
     await eventually(lambda: {w for w, _ in cluster.runs("slow")} == {first.who, second.who})
