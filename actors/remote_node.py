@@ -7,7 +7,7 @@
 - **Exports**: a name's told messages go to the stream ``troupe.remote.<name>``;
   each member consumes it with a :class:`~troupe.brokers.ConsumerBridge` in the
   group ``troupe.remote.<name>`` (competing consumers, at least once, attempts
-  counted, DLQ), through an :class:`ExportGate` that unpacks the sender.
+  counted, DLQ); :class:`ExportBridge` hands each message over with its sender.
 - **Membership**: see :mod:`troupe.actors.remote_members`; heartbeats go on
   ``troupe.members.<name>``.
 
@@ -31,6 +31,8 @@ from typing import Any
 
 from troupe import Actor, ActorRef, ActorSystem, AskTimeout, Backoff, BackoffState, SystemClosed
 from troupe.brokers import Broker, BrokerError, ConsumerBridge, Message, ProducerBridge, Publish
+from troupe.brokers.message import CONTENT_TYPE
+from troupe.delivery import DeliveryTracker
 from troupe.errors import ConfigError
 from troupe.mailbox import Accepted
 
@@ -43,6 +45,9 @@ logger = logging.getLogger(__name__)
 INBOX = "troupe.inbox."
 MEMBERS = "troupe.members."
 STREAM = "troupe.remote."
+#: The content type of told messages on an export's stream.
+TOLD_TYPE = "application/vnd.troupe.remote+json"
+TOLD_HEADERS = {CONTENT_TYPE: TOLD_TYPE}
 RECONNECT = Backoff(initial=0.1, maximum=5.0, multiplier=2.0, jitter="equal")
 
 
@@ -63,27 +68,46 @@ class PendingAsk:
     tried: set[str] = field(default_factory=set)
 
 
-class ExportGate(Actor):
-    """Hands an exported name's told messages to the exported actor, with their sender.
+class Told:
+    """A told message as an export's bridge decoded it: the payload and its sender."""
 
-    It returns once the actor's handler returned (or raises its exception), so the
-    consumer bridge acks only handled messages and retries failed ones.
-    """
+    __slots__ = ("message", "sender")
 
-    ask_timeout = None
+    def __init__(self, message: Any, sender: Any) -> None:
+        self.message = message
+        self.sender = sender
 
-    def __init__(self, node: RemoteNode, target: ActorRef) -> None:
+
+class RemoteCodec:
+    """The serializer of an export's stream: ``{"p": payload, "s": sender}`` in JSON, refs
+    as refs; a body that is not one raises (the bridge dead-letters it with the reason)."""
+
+    content_type = TOLD_TYPE
+
+    def __init__(self, node: RemoteNode) -> None:
         self.node = node
-        self.target = target
 
-    async def receive(self, message: Any) -> Any:
-        if not isinstance(message, bytes | bytearray):
-            raise TypeError(f"not a remote message: {type(message).__name__}")
-        data = self.node.decode(bytes(message))
+    def dumps(self, payload: Any) -> bytes:
+        return self.node.encode({"p": payload, "s": None})
+
+    def loads(self, body: bytes) -> Told:
+        data = self.node.decode(body)
         if not isinstance(data, dict) or "p" not in data:
             raise ValueError("not a remote message: a JSON object with 'p' was expected")
-        sender: Any = data.get("s")
-        return await self.target.ask(data["p"], timeout=None, sender=sender)
+        return Told(data["p"], data.get("s"))
+
+
+class ExportBridge(ConsumerBridge):
+    """The consumer bridge of an exported name: hands each message to the exported actor
+    with its sender (the delivery contract is :class:`~troupe.brokers.ConsumerBridge`'s)."""
+
+    def hand_over(
+        self, ref: ActorRef, payload: Any, tracker: DeliveryTracker, headers: dict[str, str]
+    ) -> None:
+        if type(payload) is Told:
+            ref.deliver(payload.message, tracker, headers=headers, sender=payload.sender)
+        else:  # a payload of another producer (its own content type): as it is
+            ref.deliver(payload, tracker, headers=headers)
 
 
 class NodeRunner(Actor):
@@ -192,7 +216,8 @@ class RemoteNode:
         if target.export is not None:
             body = self.encode({"p": message, "s": sender})
             key = f"{self.id}/{sender.name}" if sender is not None else self.id
-            publish = Publish(body, stream=stream_of(target.export), key=key, headers=headers or {})
+            told = {**headers, CONTENT_TYPE: TOLD_TYPE} if headers else TOLD_HEADERS
+            publish = Publish(body, stream=stream_of(target.export), key=key, headers=told)
             return self.producer.tell(publish)
         body = self.encode({"k": "t", "a": target.actor, "p": message, "s": sender})
         self.send(target.inbox or "", body)
@@ -217,33 +242,56 @@ class RemoteNode:
             data["t"] = timeout
         return self.encode(data)
 
-    async def ask(
+    def start_ask(
         self, target: RemoteRef, body: bytes, timeout: float | None, *, idempotent: bool
+    ) -> asyncio.Future[Any]:
+        """Send the ask ``body`` to ``target`` (a live member of it); the reply's future.
+
+        Once the node is ready and a member is known, no task is made: the future is
+        failed with AskTimeout by the system's ask deadlines."""
+        if not self._closed and self._ready.done():
+            if target.export is None:
+                return self._send_ask(target, body, target.inbox or "", None, idempotent, timeout)
+            chosen = self.view(target.export).pick()
+            if chosen is not None:
+                return self._send_ask(target, body, chosen.inbox, chosen.id, idempotent, timeout)
+        return self.loop.create_task(self._first_ask(target, body, timeout, idempotent))
+
+    async def _first_ask(
+        self, target: RemoteRef, body: bytes, timeout: float | None, idempotent: bool
     ) -> Any:
-        """Send the ask ``body`` to a live member of ``target`` and wait for the reply."""
+        """An ask that waits for the node's inbox, or to learn the members, first."""
         try:
             async with asyncio.timeout(timeout):
-                return await self._ask(target, body, idempotent)
+                if self._closed:
+                    raise SystemClosed(f"the remote node of system {self.system.name!r} is closed")
+                if not self._ready.done():
+                    await asyncio.shield(self._ready)
+                if target.export is None:
+                    inbox, member = target.inbox or "", None
+                else:
+                    view = self.view(target.export)
+                    chosen = view.pick()
+                    if chosen is None:
+                        await view.wait_settled(self.loop)
+                        chosen = view.pick()
+                        if chosen is None:
+                            raise NoMembers(target.export, self.broker.url)
+                    inbox, member = chosen.inbox, chosen.id
+                return await self._send_ask(target, body, inbox, member, idempotent, None)
         except TimeoutError:
             assert timeout is not None
             raise AskTimeout(target.name, timeout) from None
 
-    async def _ask(self, target: RemoteRef, body: bytes, idempotent: bool) -> Any:
-        if self._closed:
-            raise SystemClosed(f"the remote node of system {self.system.name!r} is closed")
-        if not self._ready.done():
-            await asyncio.shield(self._ready)
-        member: str | None = None
-        inbox = target.inbox or ""
-        if target.export is not None:
-            view = self.view(target.export)
-            chosen = view.pick()
-            if chosen is None:
-                await view.wait_settled(self.loop)
-                chosen = view.pick()
-                if chosen is None:
-                    raise NoMembers(target.export, self.broker.url)
-            member, inbox = chosen.id, chosen.inbox
+    def _send_ask(
+        self,
+        target: RemoteRef,
+        body: bytes,
+        inbox: str,
+        member: str | None,
+        idempotent: bool,
+        timeout: float | None,
+    ) -> asyncio.Future[Any]:
         corr = str(next(self._corr))
         future: asyncio.Future[Any] = self.loop.create_future()
         # the correlation id goes in front of the body: {"c":"7", + the rest of the request
@@ -252,15 +300,14 @@ class RemoteNode:
         if member is not None:
             pending.tried.add(member)
         self.pending[corr] = pending
-        try:
-            self.send(inbox, body)
-            return await future
-        finally:
-            self.pending.pop(corr, None)
+        self.send(inbox, body)
+        if timeout is not None:
+            self.system.ask_deadlines.add(future, target.name, timeout)
+        return future
 
     def send(self, topic: str, body: bytes) -> None:
         """Queue ``body`` for ``topic``'s tails; the outbox task sends in order, batched."""
-        self._outbox.append((topic, Message(body, None, {})))
+        self._outbox.append((topic, Message(body, None, {}, "", 0.0)))
         self._outbox_ready.set()
 
     # -- exports and views -----------------------------------------------------------------
@@ -273,19 +320,19 @@ class RemoteNode:
             raise ConfigError("name", f"{name!r} is already exported by this system")
         if not ref.is_alive:
             raise ConfigError("ref", f"{ref!r} has stopped: export a running actor")
-        gate = self.system.spawn(ExportGate, self, ref, name=f"troupe.export.{name}.{self.id}")
         bridge_options.setdefault("consumer", self.id)
         bridge = self.system.spawn(
-            ConsumerBridge,
+            ExportBridge,
             self.broker,
             stream_of(name),
             stream_of(name),
-            gate,
-            name=f"troupe.export.{name}.bridge.{self.id}",
+            ref,
+            serializer=RemoteCodec(self),
+            name=f"troupe.export.{name}.{self.id}",
             **bridge_options,
         )
         self.exports[name] = ref
-        self._export_actors[name] = [bridge, gate]
+        self._export_actors[name] = [bridge]
         self.view(name)
         self.system.watch(ref, lambda _: self._unexport_soon(name, ref))
         await asyncio.shield(self._ready)
@@ -404,6 +451,8 @@ class RemoteNode:
                 next_beat = now + self.heartbeat
                 for name in self.exports:
                     self._heartbeat_now(name)
+            for corr in [c for c, p in self.pending.items() if p.future.done()]:
+                del self.pending[corr]  # timed out: a late reply finds nothing
             for view in list(self.views.values()):
                 for member in view.expire(now):
                     self._member_gone(view, member.id, member.leaving)
@@ -531,7 +580,7 @@ class RemoteNode:
         for name in names:
             down = self.encode({"k": "down", "m": self.id})
             with contextlib.suppress(BrokerError):
-                await self.broker.broadcast(MEMBERS + name, [Message(down, None, {})])
+                await self.broker.broadcast(MEMBERS + name, [Message(down, None, {}, "", 0.0)])
 
     async def close(self, *, leave: bool = True) -> None:
         """Leave every exported name, stop the tasks, fail the asks still waiting.
@@ -569,4 +618,12 @@ def _type_name(exc: BaseException) -> str:
     )
 
 
-__all__ = ["ExportGate", "NodeRunner", "PendingAsk", "RemoteNode", "stream_of"]
+__all__ = [
+    "ExportBridge",
+    "NodeRunner",
+    "PendingAsk",
+    "RemoteCodec",
+    "RemoteNode",
+    "Told",
+    "stream_of",
+]

@@ -94,9 +94,7 @@ class RemoteRef:
         elif timeout is not None:
             timeout = check_timeout("timeout", timeout)
         body = node.request(self, message, sender, timeout)
-        return asyncio.get_running_loop().create_task(
-            node.ask(self, body, timeout, idempotent=idempotent)
-        )
+        return node.start_ask(self, body, timeout, idempotent=idempotent)
 
     def watch(self, watcher: ActorRef | Callable[[Terminated], Any]) -> None:
         """Tell ``watcher`` (a ref, or call it) ``Terminated(self, reason)`` once the name

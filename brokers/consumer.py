@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from troupe.actor import Actor
 from troupe.backoff import Backoff
+from troupe.delivery import DeliveryTracker
 from troupe.errors import ConfigError, require_at_least
 from troupe.ref import ActorRef
 
@@ -599,7 +600,7 @@ class ConsumerBridge(Actor):
         self._waiting += 1
         self.stats.delivered += 1
         try:
-            ref.deliver(payload, tracker, headers=headers)
+            self.hand_over(ref, payload, tracker, headers)
         except Exception as exc:  # refused (a full mailbox that rejects): try again later
             if not tracker.done:
                 tracker.done = True
@@ -607,6 +608,13 @@ class ConsumerBridge(Actor):
                 self._waiting -= 1
                 logger.debug("bridge %s could not deliver to %s: %s", self.name, ref, exc)
                 self._wait_for_target(delivery)
+
+    def hand_over(
+        self, ref: ActorRef, payload: Any, tracker: DeliveryTracker, headers: dict[str, str]
+    ) -> None:
+        """Deliver a decoded payload to the target (``ActorRef.deliver``); a subclass may
+        unwrap it first (remote actors take the sender out of it)."""
+        ref.deliver(payload, tracker, headers=headers)
 
     def _wait_for_target(self, delivery: Delivery) -> None:
         self._timers[delivery.entry_id] = self.system.clock.call_later(

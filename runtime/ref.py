@@ -153,6 +153,7 @@ class ActorRef:
         tracker: DeliveryTracker,
         *,
         headers: dict[str, str] | None = None,
+        sender: ActorRef | None = None,
     ) -> Accepted | asyncio.Future[None]:
         """Send ``message`` one-way and report its outcome to ``tracker``.
 
@@ -160,7 +161,8 @@ class ActorRef:
         ``tracker.finished(error)`` runs once: ``None`` after the handler
         returned, its exception when it raised, or why the message never reached
         a handler (``ActorStopped``, ``MessageDropped``, ...). The awaitable is
-        ``tell``'s. Loop thread only (bridges are actors).
+        ``tell``'s; ``sender`` is what the handler sees as ``self.sender``. Loop thread
+        only (bridges are actors).
         """
         cell = self._cell
         if get_ident() != cell._thread_id:
@@ -169,7 +171,7 @@ class ActorRef:
             )
         if PROPAGATION.on and (current_traceparent.get() is not None or cell.system.tracing):
             headers = outgoing(headers, cell.system.tracing)
-        return cell.deliver(Envelope(message, TrackedReply(tracker), None, headers))
+        return cell.deliver(Envelope(message, TrackedReply(tracker), sender, headers))
 
     @property
     def mailbox_capacity(self) -> int:

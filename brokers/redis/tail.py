@@ -2,26 +2,47 @@
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..base import to_str
-from ..message import Message, from_fields, to_fields
+from ..message import Message, from_fields
 from ..tail import TOPIC_BACKLOG, TOPIC_IDLE_TTL, Tail
 
 if TYPE_CHECKING:
     from .broker import RedisBroker
 
+BODY = b"b"  # the one field of a topic entry (troupe.brokers.message reads it as the body)
+
+
+#: Seconds between renewals of a topic's expiry by one broker object.
+RENEW_EVERY = TOPIC_IDLE_TTL / 4
+_renewed: weakref.WeakKeyDictionary[RedisBroker, dict[str, float]] = weakref.WeakKeyDictionary()
+
 
 async def broadcast(broker: RedisBroker, topic: str, messages: Sequence[Message]) -> None:
-    """XADD each message (``MAXLEN ~``) and renew the stream's idle expiry, one round trip."""
+    """XADD each message's body (``MAXLEN ~``; pipelined when several) and now and then
+    renew the stream's idle expiry. Only the body travels: a tail's message id is the
+    entry id (a topic is troupe's own channel, with no other producers)."""
+    renewed = _renewed.setdefault(broker, {})
+    now = time.monotonic()
+    renew = renewed.get(topic, 0.0) <= now
     async with broker._errors("broadcast"):
-        pipe = broker.client.pipeline(transaction=False)
+        client = broker.client
+        if len(messages) == 1 and not renew:
+            fields: Any = {BODY: messages[0].body}
+            await client.xadd(topic, fields, maxlen=TOPIC_BACKLOG, approximate=True)
+            return
+        pipe = client.pipeline(transaction=False)
         for message in messages:
-            fields: Any = to_fields(message)
-            pipe.xadd(topic, fields, maxlen=TOPIC_BACKLOG, approximate=True)
-        pipe.expire(topic, TOPIC_IDLE_TTL)
+            pipe.xadd(topic, {BODY: message.body}, maxlen=TOPIC_BACKLOG, approximate=True)
+        if renew:
+            pipe.expire(topic, TOPIC_IDLE_TTL)
         await pipe.execute()
+    if renew:
+        renewed[topic] = now + RENEW_EVERY
 
 
 class RedisTail(Tail):
