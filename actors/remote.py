@@ -43,6 +43,8 @@ def remote_node(system: ActorSystem, via: Broker, **options: Any) -> RemoteNode:
     found = nodes.get(id(via))
     if found is None or found.broker is not via or not found.runner.is_alive:
         found = nodes[id(via)] = RemoteNode(system, via, **options)
+    else:
+        found.check_options(**options)
     return found
 
 

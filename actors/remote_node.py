@@ -166,6 +166,19 @@ class RemoteNode:
         self.producer = system.spawn(ProducerBridge, broker, name=f"troupe.remote.out.{self.id}")
         self.runner = system.spawn(NodeRunner, self, name=f"troupe.remote.{self.id}")
 
+    def check_options(self, **options: Any) -> None:
+        """Raise ConfigError when ``options`` differ from the ones this node runs with."""
+        running = {"heartbeat": self.heartbeat, "missed": round(self.lease / self.heartbeat)}
+        for setting, value in options.items():
+            if setting not in running:
+                raise ConfigError(setting, "not a remote node setting (heartbeat, missed)")
+            if value != running[setting]:
+                raise ConfigError(
+                    setting,
+                    f"the remote node of system {self.system.name!r} on {self.broker.url} "
+                    f"already runs with {setting}={running[setting]!r}; set it on first use",
+                )
+
     # -- wire ------------------------------------------------------------------------------
 
     def encode(self, data: Any) -> bytes:
