@@ -197,7 +197,9 @@ class RemoteNode:
 
     def decode(self, body: bytes) -> Any:
         """The JSON value of ``body``, with refs as refs (raises ValueError when not JSON)."""
-        return json.loads(body, object_hook=self._hook)
+        if b'"$ref"' in body:
+            return json.loads(body, object_hook=self._hook)
+        return json.loads(body)  # no ref inside: no hook per object
 
     def _hook(self, obj: dict[str, Any]) -> Any:
         spec = obj.get("$ref")

@@ -14,8 +14,9 @@ Redis, RabbitMQ and Kafka (servers this script starts) and the in-memory broker:
   request and a reply topic, aiokafka).
 - **tells**: ``TELLS`` 100-byte messages told to the remote ref until the exported
   actor handled them all (producer bridge -> stream -> consumer bridge, acked after
-  the handler). The raw peer is each broker's hand-written publish / consume / ack
-  loop of benchmarks/brokers*.py (batches of 100).
+  the handler). The raw peer publishes and consumes the same by hand, batches of 100,
+  acked after handling (Redis: pipelined XADD, XREADGROUP, XACK; RabbitMQ: a quorum
+  queue, publisher confirms, prefetch 1000; Kafka: acks=all, a group consumer).
 
 Each side runs once to warm up, then (troupe, raw) pairs run back to back with the
 order alternating; the result is the median of the per-pair ratios (target >= 0.8).
@@ -49,6 +50,7 @@ from troupe.brokers import Broker, connect
 from troupe.brokers.servers import KafkaServer, RabbitServer, RedisServer
 
 CONCURRENCY = 16
+BATCH = 100
 PAYLOAD = "x" * 100
 ROWS = ("memory", "redis", "rabbitmq", "kafka")
 Run = Callable[[str, int], Awaitable[float]]  # (url, count) -> seconds
@@ -60,13 +62,18 @@ class Echo(Actor):
 
 
 class Counter(Actor):
-    def __init__(self, total: int, done: asyncio.Future[float]) -> None:
+    def __init__(
+        self, total: int, first: asyncio.Future[None], done: asyncio.Future[float]
+    ) -> None:
         self.total = total
         self.count = 0
+        self.first = first
         self.done = done
 
     def receive(self, message: Any) -> None:
         self.count += 1
+        if self.count == 1:
+            self.first.set_result(None)
         if self.count == self.total:
             self.done.set_result(time.perf_counter())
 
@@ -107,12 +114,15 @@ async def troupe_asks(url: str, n: int, memory: Broker | None = None) -> float:
 async def troupe_tells(url: str, n: int, memory: Broker | None = None) -> float:
     server_broker, client_broker = brokers_for(url, memory)
     name = f"sink.{uuid.uuid4().hex[:8]}"
-    done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    first: asyncio.Future[None] = loop.create_future()
+    done: asyncio.Future[float] = loop.create_future()
     async with ActorSystem("server") as server, ActorSystem("client") as client:
-        counter = server.spawn(Counter, n, done)
+        counter = server.spawn(Counter, n, first, done)
         await export(server, counter, name, via=server_broker, batch=100)
         ref = remote(client, name, via=client_broker)
-        await ref.tell("warm-up")  # counted: n - 1 more are timed
+        await ref.tell("warm-up")  # counted: n - 1 more are timed, once it arrived
+        await first
         start = time.perf_counter()
         for _ in range(n - 1):
             await ref.tell(PAYLOAD)
@@ -177,29 +187,11 @@ async def redis_raw_asks(url: str, n: int) -> float:
 async def rabbit_raw_asks(url: str, n: int) -> float:
     """A request queue (server consumer replies to reply_to) and an exclusive reply queue."""
     loop = asyncio.get_running_loop()
-    opened: asyncio.Future[Any] = loop.create_future()
-    conn = AsyncioConnection(
-        pika.URLParameters(url),
-        on_open_callback=opened.set_result,
-        on_open_error_callback=lambda _, exc: opened.set_exception(exc),
-        custom_ioloop=loop,
-    )
-    await opened
-
-    async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        future: asyncio.Future[Any] = loop.create_future()
-        fn(*args, callback=future.set_result, **kwargs)
-        return await future
-
-    async def channel() -> Any:
-        future: asyncio.Future[Any] = loop.create_future()
-        conn.channel(on_open_callback=future.set_result)
-        return await future
-
-    server_ch, client_ch = await channel(), await channel()
+    conn = await pika_connection(url)
+    server_ch, client_ch = await pika_channel(conn), await pika_channel(conn)
     requests = f"raw.req.{uuid.uuid4().hex[:8]}"
-    await call(server_ch.queue_declare, requests, exclusive=True, auto_delete=True)
-    frame = await call(client_ch.queue_declare, "", exclusive=True, auto_delete=True)
+    await pika_call(server_ch.queue_declare, requests, exclusive=True, auto_delete=True)
+    frame = await pika_call(client_ch.queue_declare, "", exclusive=True, auto_delete=True)
     replies = frame.method.queue
     waiting: dict[str, asyncio.Future[bytes]] = {}
 
@@ -213,8 +205,8 @@ async def rabbit_raw_asks(url: str, n: int) -> float:
         if future is not None:
             future.set_result(body)
 
-    await call(server_ch.basic_consume, requests, on_request, auto_ack=True)
-    await call(client_ch.basic_consume, replies, on_reply, auto_ack=True)
+    await pika_call(server_ch.basic_consume, requests, on_request, auto_ack=True)
+    await pika_call(client_ch.basic_consume, replies, on_reply, auto_ack=True)
 
     async def ask(i: int) -> bytes:
         corr = str(i)
@@ -225,10 +217,7 @@ async def rabbit_raw_asks(url: str, n: int) -> float:
         return await future
 
     elapsed = await concurrently(n, ask)
-    closed: asyncio.Future[Any] = loop.create_future()
-    conn.add_on_close_callback(lambda *_: closed.done() or closed.set_result(None))
-    conn.close()
-    await closed
+    await pika_close(conn)
     return elapsed
 
 
@@ -294,21 +283,169 @@ async def kafka_raw_asks(url: str, n: int) -> float:
     return elapsed
 
 
-def raw_tells(kind: str) -> Run:
-    """The hand-written publish / consume / ack loop of benchmarks/brokers*.py."""
-    if kind == "redis":
-        from brokers import raw_run as redis_run
+async def redis_raw_tells(url: str, n: int) -> float:
+    """Pipelined XADD batches of 100; XREADGROUP COUNT 100, handle, XACK the batch."""
+    stream = f"raw.tell.{uuid.uuid4().hex[:8]}"
+    producer, consumer = aioredis.Redis.from_url(url), aioredis.Redis.from_url(url)
+    await consumer.xgroup_create(stream, "bench", id="0", mkstream=True)
+    body = PAYLOAD.encode()
 
-        return lambda url, n: redis_run(url, n, f"raw.tell.{uuid.uuid4().hex[:8]}")
-    if kind == "rabbitmq":
-        from brokers_rabbitmq import raw_run as rabbit_run
+    async def publish() -> None:
+        for first in range(0, n, BATCH):
+            pipe = producer.pipeline(transaction=False)
+            for _ in range(min(BATCH, n - first)):
+                pipe.xadd(stream, {b"b": body})
+            await pipe.execute()
 
-        return lambda url, n: rabbit_run(url, n, f"raw.tell.{uuid.uuid4().hex[:8]}")
-    from brokers_kafka import raw_run as kafka_run
+    async def consume() -> None:
+        handled = 0
+        while handled < n:
+            reply: Any = await consumer.xreadgroup(
+                "bench", "c", {stream: ">"}, count=BATCH, block=50
+            )
+            for _name, entries in reply or ():
+                handled += len(entries)
+                await consumer.xack(stream, "bench", *(entry_id for entry_id, _ in entries))
 
-    return lambda url, n: kafka_run(url.split("?", 1)[0], n, f"raw.tell.{uuid.uuid4().hex[:8]}")
+    start = time.perf_counter()
+    await asyncio.gather(publish(), consume())
+    elapsed = time.perf_counter() - start
+    await producer.aclose()
+    await consumer.aclose()
+    return elapsed
 
 
+async def pika_connection(url: str) -> Any:
+    """A pika AsyncioConnection on this loop, open."""
+    loop = asyncio.get_running_loop()
+    opened: asyncio.Future[Any] = loop.create_future()
+    AsyncioConnection(
+        pika.URLParameters(url),
+        on_open_callback=opened.set_result,
+        on_open_error_callback=lambda _, exc: opened.set_exception(exc),
+        custom_ioloop=loop,
+    )
+    return await opened
+
+
+async def pika_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """A pika method with a completion callback, awaited."""
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    fn(*args, callback=future.set_result, **kwargs)
+    return await future
+
+
+async def pika_channel(conn: Any) -> Any:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    conn.channel(on_open_callback=future.set_result)
+    return await future
+
+
+async def pika_close(conn: Any) -> None:
+    closed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    conn.add_on_close_callback(lambda *_: closed.done() or closed.set_result(None))
+    conn.close()
+    await closed
+
+
+async def rabbit_raw_tells(url: str, n: int) -> float:
+    """Batches of 100 published with confirms into a quorum queue (as troupe declares);
+    a consumer with prefetch 1000 acks every 100 (multiple)."""
+    loop = asyncio.get_running_loop()
+    queue = f"raw.tell.{uuid.uuid4().hex[:8]}"
+    conn = await pika_connection(url)
+    pub, con = await pika_channel(conn), await pika_channel(conn)
+    await pika_call(pub.queue_declare, queue, durable=True, arguments={"x-queue-type": "quorum"})
+    confirmed = {"tag": 0, "want": 0}
+    waiter: list[asyncio.Future[None]] = []
+
+    def on_confirm(frame: Any) -> None:
+        confirmed["tag"] = max(confirmed["tag"], frame.method.delivery_tag)
+        if confirmed["tag"] >= confirmed["want"] and waiter and not waiter[0].done():
+            waiter[0].set_result(None)
+
+    await pika_call(pub.confirm_delivery, on_confirm)
+    done: asyncio.Future[None] = loop.create_future()
+    handled = 0
+
+    def on_message(ch: Any, method: Any, properties: Any, body: bytes) -> None:
+        nonlocal handled
+        handled += 1
+        if handled % BATCH == 0 or handled == n:
+            ch.basic_ack(method.delivery_tag, multiple=True)
+        if handled == n:
+            done.set_result(None)
+
+    await pika_call(con.basic_qos, prefetch_count=1000)
+    await pika_call(con.basic_consume, queue, on_message)
+    props = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+    body = PAYLOAD.encode()
+    start = time.perf_counter()
+    for first in range(0, n, BATCH):
+        for _ in range(min(BATCH, n - first)):
+            pub.basic_publish("", queue, body, props)
+        confirmed["want"] = min(first + BATCH, n)
+        waiter[:] = [loop.create_future()]
+        if confirmed["tag"] < confirmed["want"]:
+            await waiter[0]
+    await done
+    elapsed = time.perf_counter() - start
+    await pika_close(conn)
+    return elapsed
+
+
+async def kafka_raw_tells(url: str, n: int) -> float:
+    """aiokafka: batches of 100 sends (acks=all, idempotent, linger 5 ms); a group consumer
+    with getmany and a commit every 100 ms."""
+    bootstrap = url.split("://", 1)[1].split("?", 1)[0]
+    topic = f"raw.tell.{uuid.uuid4().hex[:8]}"
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+    )
+    await producer.start()
+    await producer.send_and_wait(topic, b"warm-up")  # creates the topic
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id="bench", enable_auto_commit=False,
+        auto_offset_reset="latest",
+    )  # fmt: skip
+    await consumer.start()
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=50)
+    for tp in consumer.assignment():
+        await consumer.seek_to_end(tp)
+        await consumer.position(tp)
+    body = PAYLOAD.encode()
+
+    async def publish() -> None:
+        for first in range(0, n, BATCH):
+            sent = [await producer.send(topic, body) for _ in range(min(BATCH, n - first))]
+            await asyncio.gather(*sent)
+
+    async def consume() -> None:
+        loop = asyncio.get_running_loop()
+        handled = 0
+        next_commit = loop.time() + 0.1
+        while handled < n:
+            batch = await consumer.getmany(timeout_ms=50, max_records=BATCH)
+            handled += sum(len(records) for records in batch.values())
+            if loop.time() >= next_commit:
+                next_commit = loop.time() + 0.1
+                await consumer.commit()
+        await consumer.commit()
+
+    start = time.perf_counter()
+    await asyncio.gather(publish(), consume())
+    elapsed = time.perf_counter() - start
+    await consumer.stop()
+    await producer.stop()
+    return elapsed
+
+
+RAW_TELLS: dict[str, Run] = {
+    "redis": redis_raw_tells,
+    "rabbitmq": rabbit_raw_tells,
+    "kafka": kafka_raw_tells,
+}
 RAW_ASKS: dict[str, Run] = {
     "redis": redis_raw_asks,
     "rabbitmq": rabbit_raw_asks,
@@ -341,7 +478,7 @@ def add_row(report: Report, name: str, unit: str, mine: list[float], theirs: lis
 def measure(kind: str, url: str, asks: int, tells: int, repeat: int, report: Report) -> None:
     mine, theirs = paired_rates(repeat, asks, url, troupe_asks, RAW_ASKS[kind])
     add_row(report, f"{kind}_remote_ask", "asks/s", mine, theirs)
-    mine, theirs = paired_rates(repeat, tells, url, troupe_tells, raw_tells(kind))
+    mine, theirs = paired_rates(repeat, tells, url, troupe_tells, RAW_TELLS[kind])
     add_row(report, f"{kind}_remote_tell", "msg/s", mine, theirs)
 
 

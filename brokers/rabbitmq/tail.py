@@ -14,15 +14,17 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import pika
+
 from ..message import Message
 from ..tail import TOPIC_BACKLOG, Tail
 from .connection import AmqpChannel, settle
-from .publish import from_amqp, to_properties
 
 if TYPE_CHECKING:
     from .broker import RabbitBroker
 
 EXCHANGE = "troupe.tail"
+_PLAIN = pika.BasicProperties()
 
 
 async def declare_exchange(broker: RabbitBroker) -> None:
@@ -44,8 +46,8 @@ async def broadcast(broker: RabbitBroker, topic: str, messages: Sequence[Message
     """Publish each message to ``troupe.tail`` with ``topic`` as its routing key."""
     await declare_exchange(broker)
     channel = (await broker._channel()).check()
-    for message in messages:
-        channel.basic_publish(EXCHANGE, topic, message.body, to_properties(message))
+    for message in messages:  # the body alone: a topic is troupe's own channel
+        channel.basic_publish(EXCHANGE, topic, message.body, _PLAIN)
 
 
 class RabbitTail(Tail):
@@ -88,7 +90,7 @@ class RabbitTail(Tail):
         return tail
 
     def _on_message(self, _: Any, method: Any, properties: Any, body: bytes) -> None:
-        self._buffer.append(from_amqp(method, properties, body)[0])
+        self._buffer.append(Message(body, None, {}, "", 0.0))
         self._arrived.set()
 
     async def fetch(self, timeout: float) -> list[Message]:
