@@ -19,7 +19,7 @@ from .bus import EventBus, event_topic
 from .bus_bridge import BusBridge, DataclassCodec, EventCodec
 from .idempotency import Atomic, Deduplicate, Idempotent, LeaseLost, StillInProgress
 from .remote import RemoteNode, RemoteRef, export, remote, remote_node
-from .remote_errors import MemberLost, NoMembers, RemoteError
+from .remote_errors import LeaseExpired, MemberLost, NoMembers, RemoteError
 from .retry import Retry
 from .saga import (
     GetSaga,
@@ -51,6 +51,7 @@ __all__ = [
     "GetSaga",
     "GetSagaStats",
     "Idempotent",
+    "LeaseExpired",
     "LeaseLost",
     "MemberLost",
     "MemorySagaLog",

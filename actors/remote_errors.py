@@ -44,4 +44,17 @@ class MemberLost(TroupeError):
         )
 
 
-__all__ = ["MemberLost", "NoMembers", "RemoteError"]
+class LeaseExpired(TroupeError):
+    """A member stopped heartbeating without leaving (killed, hung, cut off): the reason in
+    ``Terminated`` when it was a name's last member."""
+
+    def __init__(self, name: str, member: str) -> None:
+        self.name = name
+        self.member = member
+        super().__init__(
+            f"member {member!r} of {name!r} stopped heartbeating without leaving "
+            f"(its lease expired: killed, hung or cut off from the broker)"
+        )
+
+
+__all__ = ["LeaseExpired", "MemberLost", "NoMembers", "RemoteError"]

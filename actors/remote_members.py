@@ -40,14 +40,15 @@ class Members:
         self.changed = asyncio.Event()
         self.watchers: list[Callable[[BaseException | None], Any]] = []
         self._turn = itertools.count()
-        self._had_members = False
+        #: why the last live member went: None when it left cleanly (set by the node when
+        #: a lease expires)
+        self.last_gone: BaseException | None = None
 
     def heartbeat(self, member: str, inbox: str, lease: float, now: float) -> None:
         """An ``up`` from ``member``: its lease runs ``lease`` seconds from ``now``."""
         known = self.members.get(member)
         if known is None:
             self.members[member] = Member(member, inbox, now + lease)
-            self._had_members = True
             self.changed.set()
         elif not known.leaving:
             known.expires = now + lease
@@ -58,6 +59,8 @@ class Members:
         if known is not None:
             known.leaving = True
             known.expires = min(known.expires, now + LEAVE_GRACE)
+            if not self.live():
+                self.last_gone = None  # the last live member left cleanly
 
     def expire(self, now: float) -> list[Member]:
         """Remove and return the members whose lease ran out by ``now``."""
@@ -96,13 +99,14 @@ class Members:
         """Call ``callback(reason)`` once when the name has no live member left."""
         self.watchers.append(callback)
 
-    def notify_if_empty(self, now: float, reason: BaseException | None) -> None:
-        """Tell the watchers once no member is left (after the membership settled)."""
+    def notify_if_empty(self, now: float) -> None:
+        """Tell the watchers once no member is left (after the membership settled): the
+        reason is None when the last member left cleanly, else why it was lost."""
         if self.members or not self.settled(now) or not self.watchers:
             return
         watchers, self.watchers = self.watchers, []
         for callback in watchers:
-            callback(reason)
+            callback(self.last_gone)
 
 
 __all__ = ["LEAVE_GRACE", "Member", "Members"]

@@ -36,7 +36,7 @@ from troupe.delivery import DeliveryTracker
 from troupe.errors import ConfigError
 from troupe.mailbox import Accepted
 
-from .remote_errors import MemberLost, NoMembers, RemoteError
+from .remote_errors import LeaseExpired, MemberLost, NoMembers, RemoteError
 from .remote_members import Members
 from .remote_ref import RemoteRef
 
@@ -381,7 +381,7 @@ class RemoteNode:
             raise ConfigError("ref", f"only exported names can be watched, not {target!r}")
         view = self.view(target.export)
         view.watch(notify)
-        view.notify_if_empty(self.loop.time(), None)
+        view.notify_if_empty(self.loop.time())
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -469,9 +469,13 @@ class RemoteNode:
             for corr in [c for c, p in self.pending.items() if p.future.done()]:
                 del self.pending[corr]  # timed out: a late reply finds nothing
             for view in list(self.views.values()):
-                for member in view.expire(now):
+                gone = view.expire(now)
+                for member in gone:
                     self._member_gone(view, member.id, member.leaving)
-                view.notify_if_empty(now, None)
+                crashed = [m.id for m in gone if not m.leaving]
+                if crashed and not view.live():  # the last live member was lost, not left
+                    view.last_gone = LeaseExpired(view.name, crashed[-1])
+                view.notify_if_empty(now)
             await asyncio.sleep(tick)
 
     # -- incoming --------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import eventually
-from troupe import Actor, ActorSystem, ConfigError
-from troupe.actors import RemoteRef, export, remote, remote_node
+from troupe import Actor, ActorSystem, ConfigError, Terminated
+from troupe.actors import NoMembers, RemoteRef, export, remote, remote_node
 from troupe.actors.remote_members import Members
 from troupe.actors.remote_node import TOLD_TYPE, stream_of
 from troupe.brokers import MemoryBroker
@@ -67,6 +67,30 @@ async def test_a_malformed_told_message_goes_to_the_dlq_at_once() -> None:
     assert "does not decode" in dead.headers[ERROR_REASON]
     assert dead.body == b"{not json"
     assert seen == []
+
+
+class Echo(Actor):
+    def receive(self, message: Any) -> Any:
+        return message
+
+
+async def test_a_name_whose_last_member_leaves_is_terminated_for_its_watchers() -> None:
+    broker = MemoryBroker()
+    async with ActorSystem("client") as client:
+        remote_node(client, broker, heartbeat=0.2)
+        async with ActorSystem("member") as member:
+            remote_node(member, broker, heartbeat=0.2)
+            echo = member.spawn(Echo)
+            await export(member, echo, "echo", via=broker)
+            ref = remote(client, "echo", via=broker)
+            assert await ref.ask("hi") == "hi"
+            notices: list[Terminated] = []
+            ref.watch(notices.append)
+            await echo.stop()  # the export ends with its actor: "down" at once
+            await eventually(lambda: len(notices) == 1, timeout=5)
+        assert notices[0].ref == ref and notices[0].reason is None
+        with pytest.raises(NoMembers, match="'echo'"):
+            await ref.ask("hi")
 
 
 async def test_bad_exports_fail_with_a_config_error() -> None:

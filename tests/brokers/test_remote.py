@@ -21,7 +21,7 @@ import pytest
 from tests.brokers.remote_member import HEARTBEAT, serve
 from tests.helpers import eventually
 from troupe import Actor, ActorSystem, AskTimeout, Terminated
-from troupe.actors import MemberLost, NoMembers, RemoteError, remote, remote_node
+from troupe.actors import LeaseExpired, MemberLost, NoMembers, RemoteError, remote, remote_node
 from troupe.brokers import Broker
 
 pytestmark = pytest.mark.broker
@@ -233,17 +233,17 @@ async def test_watch_remote_name(cluster: Cluster, system: ActorSystem, broker: 
     first, second = await cluster.start(2)
     remote_node(system, broker, heartbeat=HEARTBEAT)
     orders = remote(system, NAME, via=broker)
-    await orders.ask({"op": "echo"})
     await eventually(lambda: len(remote_node(system, broker).view(NAME).live()) == 2, timeout=10)
     notices: list[Terminated] = []
     orders.watch(notices.append)
-    await first.kill()
-    await asyncio.sleep(3 * HEARTBEAT + 0.5)
-    assert notices == []  # one member is left
+    await first.stop()  # leaves cleanly: one member is left, no notice
+    await eventually(lambda: len(remote_node(system, broker).view(NAME).live()) == 1, timeout=10)
     assert (await orders.ask({"op": "echo"}))["who"] == second.who
-    await second.stop()  # leaves cleanly: its "down" ends the name at once
+    assert notices == []
+    await second.kill()  # kill -9 of the last member: Terminated once its lease ran out
     await eventually(lambda: len(notices) == 1, timeout=10)
-    assert notices[0].ref == orders and notices[0].reason is None
+    assert notices[0].ref == orders
+    assert isinstance(notices[0].reason, LeaseExpired)
     with pytest.raises(NoMembers):
         await orders.ask({"op": "echo"})
     late: list[Terminated] = []
