@@ -11,8 +11,7 @@
 - **Membership**: see :mod:`troupe.actors.remote_members`; heartbeats go on
   ``troupe.members.<name>``.
 
-Wire format: JSON objects; a ref inside a message is ``{"$ref": {"e": name}}``
-(an exported name) or ``{"$ref": {"i": inbox, "a": actor}}``. Never pickle.
+Wire format (JSON with refs, never pickle): :mod:`troupe.actors.remote_wire`.
 """
 
 from __future__ import annotations
@@ -30,24 +29,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from troupe import Actor, ActorRef, ActorSystem, AskTimeout, Backoff, BackoffState, SystemClosed
-from troupe.brokers import Broker, BrokerError, ConsumerBridge, Message, ProducerBridge, Publish
+from troupe.brokers import Broker, BrokerError, Message, ProducerBridge, Publish
 from troupe.brokers.message import CONTENT_TYPE
-from troupe.delivery import DeliveryTracker
 from troupe.errors import ConfigError
 from troupe.mailbox import Accepted
 
 from .remote_errors import LeaseExpired, MemberLost, NoMembers, RemoteError
 from .remote_members import Members
 from .remote_ref import RemoteRef
+from .remote_wire import TOLD_HEADERS, TOLD_TYPE, ExportBridge, RefCodec, RemoteCodec, type_name
 
 logger = logging.getLogger(__name__)
 
 INBOX = "troupe.inbox."
 MEMBERS = "troupe.members."
 STREAM = "troupe.remote."
-#: The content type of told messages on an export's stream.
-TOLD_TYPE = "application/vnd.troupe.remote+json"
-TOLD_HEADERS = {CONTENT_TYPE: TOLD_TYPE}
 RECONNECT = Backoff(initial=0.1, maximum=5.0, multiplier=2.0, jitter="equal")
 
 
@@ -66,48 +62,6 @@ class PendingAsk:
     member: str | None
     idempotent: bool
     tried: set[str] = field(default_factory=set)
-
-
-class Told:
-    """A told message as an export's bridge decoded it: the payload and its sender."""
-
-    __slots__ = ("message", "sender")
-
-    def __init__(self, message: Any, sender: Any) -> None:
-        self.message = message
-        self.sender = sender
-
-
-class RemoteCodec:
-    """The serializer of an export's stream: ``{"p": payload, "s": sender}`` in JSON, refs
-    as refs; a body that is not one raises (the bridge dead-letters it with the reason)."""
-
-    content_type = TOLD_TYPE
-
-    def __init__(self, node: RemoteNode) -> None:
-        self.node = node
-
-    def dumps(self, payload: Any) -> bytes:
-        return self.node.encode({"p": payload, "s": None})
-
-    def loads(self, body: bytes) -> Told:
-        data = self.node.decode(body)
-        if not isinstance(data, dict) or "p" not in data:
-            raise ValueError("not a remote message: a JSON object with 'p' was expected")
-        return Told(data["p"], data.get("s"))
-
-
-class ExportBridge(ConsumerBridge):
-    """The consumer bridge of an exported name: hands each message to the exported actor
-    with its sender (the delivery contract is :class:`~troupe.brokers.ConsumerBridge`'s)."""
-
-    def hand_over(
-        self, ref: ActorRef, payload: Any, tracker: DeliveryTracker, headers: dict[str, str]
-    ) -> None:
-        if type(payload) is Told:
-            ref.deliver(payload.message, tracker, headers=headers, sender=payload.sender)
-        else:  # a payload of another producer (its own content type): as it is
-            ref.deliver(payload, tracker, headers=headers)
 
 
 class NodeRunner(Actor):
@@ -163,6 +117,7 @@ class RemoteNode:
         self._ready: asyncio.Future[None] = self.loop.create_future()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self.codec = RefCodec(self)
         self.producer = system.spawn(ProducerBridge, broker, name=f"troupe.remote.out.{self.id}")
         self.runner = system.spawn(NodeRunner, self, name=f"troupe.remote.{self.id}")
 
@@ -179,45 +134,6 @@ class RemoteNode:
                     f"already runs with {setting}={running[setting]!r}; set it on first use",
                 )
 
-    # -- wire ------------------------------------------------------------------------------
-
-    def encode(self, data: Any) -> bytes:
-        """JSON bytes; refs become ``{"$ref": ...}``; anything else not JSON: TypeError."""
-        return json.dumps(data, default=self._ref_spec, separators=(",", ":")).encode()
-
-    def _ref_spec(self, obj: Any) -> Any:
-        if isinstance(obj, ActorRef):
-            return {"$ref": {"i": self.inbox, "a": obj.name}}
-        if isinstance(obj, RemoteRef):
-            return {"$ref": obj.spec}
-        raise TypeError(
-            f"a {type(obj).__name__} cannot travel to a remote actor: messages are JSON "
-            f"(dict, list, str, int, float, bool, None) and actor refs"
-        )
-
-    def decode(self, body: bytes) -> Any:
-        """The JSON value of ``body``, with refs as refs (raises ValueError when not JSON)."""
-        if b'"$ref"' in body:
-            return json.loads(body, object_hook=self._hook)
-        return json.loads(body)  # no ref inside: no hook per object
-
-    def _hook(self, obj: dict[str, Any]) -> Any:
-        spec = obj.get("$ref")
-        if spec is None or len(obj) != 1 or not isinstance(spec, dict):
-            return obj
-        return self.ref_from(spec)
-
-    def ref_from(self, spec: dict[str, Any]) -> ActorRef | RemoteRef:
-        """The ref a ``{"$ref": spec}`` stands for (a local ref when it points home)."""
-        if "e" in spec:
-            return RemoteRef(self, export=str(spec["e"]))
-        inbox, actor = str(spec.get("i", "")), str(spec.get("a", ""))
-        if inbox == self.inbox:
-            local = self.system.find(actor)
-            if local is not None:
-                return local
-        return RemoteRef(self, inbox=inbox, actor=actor)
-
     # -- sending ---------------------------------------------------------------------------
 
     def tell(
@@ -229,12 +145,12 @@ class RemoteNode:
     ) -> Accepted | asyncio.Future[None]:
         """Tell ``target``: through its stream (exported) or its system's inbox."""
         if target.export is not None:
-            body = self.encode({"p": message, "s": sender})
+            body = self.codec.encode({"p": message, "s": sender})
             key = f"{self.id}/{sender.name}" if sender is not None else self.id
             told = {**headers, CONTENT_TYPE: TOLD_TYPE} if headers else TOLD_HEADERS
             publish = Publish(body, stream=stream_of(target.export), key=key, headers=told)
             return self.producer.tell(publish)
-        body = self.encode({"k": "t", "a": target.actor, "p": message, "s": sender})
+        body = self.codec.encode({"k": "t", "a": target.actor, "p": message, "s": sender})
         self.send(target.inbox or "", body)
         done: asyncio.Future[None] = self.loop.create_future()
         done.set_result(None)
@@ -255,7 +171,7 @@ class RemoteNode:
             data["a"] = target.actor
         if timeout is not None:
             data["t"] = timeout
-        return self.encode(data)
+        return self.codec.encode(data)
 
     def start_ask(
         self, target: RemoteRef, body: bytes, timeout: float | None, *, idempotent: bool
@@ -342,7 +258,7 @@ class RemoteNode:
             stream_of(name),
             stream_of(name),
             ref,
-            serializer=RemoteCodec(self),
+            serializer=RemoteCodec(self.codec),
             name=f"troupe.export.{name}.{self.id}",
             **bridge_options,
         )
@@ -450,7 +366,7 @@ class RemoteNode:
         try:
             view.settle_at = min(view.settle_at, self.loop.time() + self.heartbeat)
             view.changed.set()
-            self.send(MEMBERS + view.name, self.encode({"k": "probe"}))
+            self.send(MEMBERS + view.name, self.codec.encode({"k": "probe"}))
             while not self._closed:
                 for message in await tail.fetch(1.0):
                     self._on_membership(view, message.body)
@@ -497,7 +413,7 @@ class RemoteNode:
 
     def _heartbeat_now(self, name: str) -> None:
         up = {"k": "up", "m": self.id, "i": self.inbox, "l": self.lease}
-        self.send(MEMBERS + name, self.encode(up))
+        self.send(MEMBERS + name, self.codec.encode(up))
 
     def _member_gone(self, view: Members, member: str, left: bool) -> None:
         """``member`` of ``view`` is gone: its asks fail, or go to another member."""
@@ -518,7 +434,7 @@ class RemoteNode:
 
     def _on_inbox(self, body: bytes) -> None:
         try:
-            data = self.decode(body)
+            data = self.codec.decode(body)
             kind = data["k"]
             if kind == "r":
                 self._on_reply(data)
@@ -563,7 +479,7 @@ class RemoteNode:
         try:
             future = target.ask(data["p"], timeout=timeout, sender=sender)
         except Exception as exc:  # refused at once (MailboxFull, ...)
-            self._reply_error(reply_to, corr, _type_name(exc), str(exc))
+            self._reply_error(reply_to, corr, type_name(exc), str(exc))
             return
         future.add_done_callback(lambda done: self._reply(reply_to, corr, done))
 
@@ -573,17 +489,17 @@ class RemoteNode:
             return
         exc = done.exception()
         if exc is not None:
-            self._reply_error(reply_to, corr, _type_name(exc), str(exc))
+            self._reply_error(reply_to, corr, type_name(exc), str(exc))
             return
         try:
-            body = self.encode({"k": "r", "c": corr, "v": done.result()})
+            body = self.codec.encode({"k": "r", "c": corr, "v": done.result()})
         except (TypeError, ValueError) as error:
             self._reply_error(reply_to, corr, "TypeError", f"the reply is not JSON: {error}")
             return
         self.send(reply_to, body)
 
     def _reply_error(self, reply_to: str, corr: str, kind: str, text: str) -> None:
-        self.send(reply_to, self.encode({"k": "r", "c": corr, "x": [kind, text]}))
+        self.send(reply_to, self.codec.encode({"k": "r", "c": corr, "x": [kind, text]}))
 
     def _serve_tell(self, data: dict[str, Any]) -> None:
         name, target = self._target(data)
@@ -597,7 +513,7 @@ class RemoteNode:
 
     async def _say_down(self, names: list[str]) -> None:
         for name in names:
-            down = self.encode({"k": "down", "m": self.id})
+            down = self.codec.encode({"k": "down", "m": self.id})
             with contextlib.suppress(BrokerError):
                 await self.broker.broadcast(MEMBERS + name, [Message(down, None, {}, "", 0.0)])
 
@@ -628,21 +544,9 @@ class RemoteNode:
             self._ready.exception()  # retrieved: nobody may be waiting
 
 
-def _type_name(exc: BaseException) -> str:
-    kind = type(exc)
-    return (
-        kind.__qualname__
-        if kind.__module__ == "builtins"
-        else f"{kind.__module__}.{kind.__qualname__}"
-    )
-
-
 __all__ = [
-    "ExportBridge",
     "NodeRunner",
     "PendingAsk",
-    "RemoteCodec",
     "RemoteNode",
-    "Told",
     "stream_of",
 ]

@@ -14,7 +14,8 @@ from tests.helpers import eventually
 from troupe import Actor, ActorSystem, ConfigError, Terminated
 from troupe.actors import NoMembers, RemoteRef, export, remote, remote_node
 from troupe.actors.remote_members import Members
-from troupe.actors.remote_node import TOLD_TYPE, stream_of
+from troupe.actors.remote_node import stream_of
+from troupe.actors.remote_wire import TOLD_TYPE
 from troupe.brokers import MemoryBroker
 from troupe.brokers.message import CONTENT_TYPE, ERROR_REASON
 
@@ -130,8 +131,8 @@ def test_the_wire_carries_json_and_refs(value: Any) -> None:
             node = remote_node(a, broker)
             here = a.spawn(Flaky, 0, [])
             there = RemoteRef(node, export="svc")
-            body = node.encode({"v": value, "refs": [here, there]})
-            decoded = node.decode(body)
+            body = node.codec.encode({"v": value, "refs": [here, there]})
+            decoded = node.codec.decode(body)
             assert decoded["v"] == value
             assert decoded["refs"] == [here, there]  # a ref that points home is local again
 
