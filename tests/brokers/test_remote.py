@@ -182,7 +182,7 @@ async def test_tell_and_ask_across_processes(
     assert done["id"] == 99
 
 
-async def test_ask_timeout_and_no_members(
+async def test_order_timeouts_and_no_members(
     cluster: Cluster, system: ActorSystem, broker: Broker
 ) -> None:
     remote_node(system, broker, heartbeat=HEARTBEAT)
@@ -191,6 +191,15 @@ async def test_ask_timeout_and_no_members(
         await nobody.ask({"op": "echo"}, timeout=10)
     await cluster.start(1)
     orders = remote(system, NAME, via=broker)
+    # order per sender and target: told messages, and asks, reach the member as sent
+    box: list[Any] = []
+    inbox = system.spawn(Inbox, box, name="inbox")
+    for i in range(10):
+        orders.tell({"op": "record", "id": i}, sender=inbox)
+    await asyncio.gather(*(orders.ask({"op": "echo", "id": i}) for i in range(10)))
+    await eventually(lambda: len(box) == 10, timeout=20)
+    assert [int(i) for _, i in cluster.runs("record")] == list(range(10))
+    assert [int(i) for _, i in cluster.runs("echo")] == list(range(10))
     with pytest.raises(AskTimeout, match=r"'orders\.service' did not reply within 0\.3 s"):
         await orders.ask({"op": "slow", "s": 2, "id": 1}, timeout=0.3)
     with pytest.raises(TypeError, match="cannot travel to a remote actor"):
