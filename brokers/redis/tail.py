@@ -22,25 +22,34 @@ RENEW_EVERY = TOPIC_IDLE_TTL / 4
 _renewed: weakref.WeakKeyDictionary[RedisBroker, dict[str, float]] = weakref.WeakKeyDictionary()
 
 
+# Append a batch of bodies in one round trip: KEYS[1] the topic; ARGV[1] the backlog bound,
+# ARGV[2] the idle expiry in seconds or '' (not renewed this time), then one body each.
+_BROADCAST = """
+for i = 3, #ARGV do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'b', ARGV[i])
+end
+if ARGV[2] ~= '' then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return #ARGV - 2
+"""
+
+
 async def broadcast(broker: RedisBroker, topic: str, messages: Sequence[Message]) -> None:
-    """XADD each message's body (``MAXLEN ~``; pipelined when several) and now and then
+    """XADD each message's body (``MAXLEN ~``), several in one Lua script, and now and then
     renew the stream's idle expiry. Only the body travels: a tail's message id is the
     entry id (a topic is troupe's own channel, with no other producers)."""
     renewed = _renewed.setdefault(broker, {})
     now = time.monotonic()
     renew = renewed.get(topic, 0.0) <= now
     async with broker._errors("broadcast"):
-        client = broker.client
         if len(messages) == 1 and not renew:
             fields: Any = {BODY: messages[0].body}
-            await client.xadd(topic, fields, maxlen=TOPIC_BACKLOG, approximate=True)
+            await broker.client.xadd(topic, fields, maxlen=TOPIC_BACKLOG, approximate=True)
             return
-        pipe = client.pipeline(transaction=False)
-        for message in messages:
-            pipe.xadd(topic, {BODY: message.body}, maxlen=TOPIC_BACKLOG, approximate=True)
-        if renew:
-            pipe.expire(topic, TOPIC_IDLE_TTL)
-        await pipe.execute()
+        args: list[Any] = [TOPIC_BACKLOG, TOPIC_IDLE_TTL if renew else ""]
+        args.extend(message.body for message in messages)
+        await broker.script(_BROADCAST)(keys=[topic], args=args)
     if renew:
         renewed[topic] = now + RENEW_EVERY
 
@@ -70,7 +79,10 @@ class RedisTail(Tail):
         for _stream, entries in found or ():
             for entry_id, fields in entries:
                 self._last = to_str(entry_id)
-                out.append(from_fields(fields, self._last))
+                body = fields.get(BODY)
+                # a topic entry is a body alone (broadcast); anything else is read as a message
+                out.append(Message(body, None, {}, self._last, 0.0) if len(fields) == 1 and
+                           body is not None else from_fields(fields, self._last))  # fmt: skip
         return out
 
 
