@@ -44,8 +44,8 @@ from .message import (
     Serializer,
 )
 from .producer import ProducerBridge, Publish
-from .session import AttemptLog, ConsumerSession, Delivery
 from .redaction import redact
+from .session import AttemptLog, ConsumerSession, Delivery
 from .url import connect
 
 __all__ = [
