@@ -6,6 +6,8 @@
   actors; :class:`BusBridge` carries topics through a broker stream.
 - :class:`Retry` is the shared Backoff as a retry policy (decorator or wrapper).
 - :class:`Idempotent` runs an effect once per key over an IdempotencyStore.
+- :func:`export` / :func:`remote`: actors across processes and machines over a broker
+  (:class:`RemoteRef`; see :mod:`troupe.actors.remote`).
 - :class:`SagaOrchestrator` runs :class:`SagaDefinition` steps (actors) with
   compensation, persisted in a saga log, resumed after a crash.
 
@@ -17,6 +19,8 @@ from . import saga_observe as _saga_observe  # noqa: F401  (registers the sagas 
 from .bus import EventBus, event_topic
 from .bus_bridge import BusBridge, DataclassCodec, EventCodec
 from .idempotency import Atomic, Deduplicate, Idempotent, LeaseLost, StillInProgress
+from .remote import RemoteNode, RemoteRef, export, remote, remote_node
+from .remote_errors import LeaseExpired, MemberLost, NoMembers, RemoteError
 from .retry import Retry
 from .saga import (
     GetSaga,
@@ -48,10 +52,16 @@ __all__ = [
     "GetSaga",
     "GetSagaStats",
     "Idempotent",
+    "LeaseExpired",
     "LeaseLost",
+    "MemberLost",
     "MemorySagaLog",
+    "NoMembers",
     "ParkedSagas",
     "Rejected",
+    "RemoteError",
+    "RemoteNode",
+    "RemoteRef",
     "Retry",
     "RetryParked",
     "SagaDefinition",
@@ -71,5 +81,8 @@ __all__ = [
     "StillInProgress",
     "TopicPattern",
     "event_topic",
+    "export",
+    "remote",
+    "remote_node",
     "topic_of",
 ]

@@ -42,6 +42,7 @@ from .message import (
     Serializer,
 )
 from .session import ConsumerSession, Delivery
+from .tail import Tail
 
 logger = logging.getLogger(__name__)
 
@@ -391,6 +392,17 @@ class Broker(ABC):
     @abstractmethod
     async def lag(self, stream: str, group: str) -> int | None:
         """Entries in the stream not yet delivered to the group (None when unknown)."""
+
+    # -- broadcast topics (troupe.brokers.tail) ------------------------------------------
+
+    async def broadcast(self, topic: str, messages: Sequence[Message]) -> None:
+        """Send ``messages`` to every :class:`~troupe.brokers.tail.Tail` open on ``topic``
+        (at most once, not durable; see :mod:`troupe.brokers.tail`)."""
+        raise BrokerError(f"the {self.capabilities.name} broker has no broadcast topics")
+
+    async def tail(self, topic: str) -> Tail:
+        """Open a tail of ``topic``: the messages broadcast on it from now on."""
+        raise BrokerError(f"the {self.capabilities.name} broker has no broadcast topics")
 
     def dlq(self, stream: str) -> str:
         """The dead-letter stream of ``stream``."""

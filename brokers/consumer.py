@@ -688,8 +688,13 @@ class ConsumerBridge(Actor):
         self._waiting += n
         self.stats.delivered += n
         tracker = _HookedPage(self, page, items) if hooked else _Page(self, page)
+        senders: list[ActorRef | None] | None = None
+        if type(self).unwrap is not ConsumerBridge.unwrap:
+            unwrapped = [(self.unwrap(payload), headers) for payload, headers in items]
+            items = [(message, headers) for (message, _), headers in unwrapped]
+            senders = [sender for (_, sender), _ in unwrapped]
         # refused messages (a full mailbox that rejects) finish unstarted: tried again later
-        ref.deliver_page(items, tracker)
+        ref.deliver_page(items, tracker, senders)
 
     def _before_deliver(self, delivery: Delivery, payload: Any, headers: dict[str, str]) -> bool:
         """Run ``before_deliver`` hooks: False when one skipped or held the message."""
@@ -708,6 +713,12 @@ class ConsumerBridge(Actor):
                 )
                 return False
         return True
+
+    def unwrap(self, payload: Any) -> tuple[Any, ActorRef | None]:
+        """The message to hand to the target for a decoded ``payload``, and its sender
+        (the target's ``self.sender``): ``(payload, None)``. A subclass may unwrap an
+        envelope of its own (remote actors take the sender out of it)."""
+        return payload, None
 
     def _wait_for_target(self, delivery: Delivery) -> None:
         self._timers[delivery.entry_id] = self.system.clock.call_later(

@@ -37,9 +37,11 @@ from dataclasses import dataclass, field
 from troupe.backoff import Backoff
 
 from .base import DEFAULT_RECONNECT, Broker, BrokerError, Capabilities
+from .memory_tail import MemoryTopics
 from .message import JSON, MalformedMessage, Message, Serializer, from_fields, to_fields
 from .options import check_maxlen
 from .session import AttemptLog, ConsumerSession, Delivery
+from .tail import Tail
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +107,7 @@ class MemoryBroker(Broker):
         self._clock = clock
         self._streams: dict[str, _Stream] = {}
         self._order = itertools.count()
+        self._topics = MemoryTopics()
 
     def _stream(self, name: str) -> _Stream:
         stream = self._streams.get(name)
@@ -216,6 +219,12 @@ class MemoryBroker(Broker):
     async def lag(self, stream: str, group: str) -> int | None:
         s, g = self._group(stream, group)
         return max(0, s.end - max(g.next_seq, s.first_seq))
+
+    async def broadcast(self, topic: str, messages: Sequence[Message]) -> None:
+        self._topics.broadcast(topic, messages)
+
+    async def tail(self, topic: str) -> Tail:
+        return self._topics.open(topic)
 
     def inject_raw(self, stream: str, fields: dict[bytes, bytes]) -> str:
         """Append a raw entry (tests use it to put malformed entries on a stream)."""

@@ -35,6 +35,7 @@ from .tracing import leave as leave_trace
 
 if TYPE_CHECKING:
     from .cell import ActorCell
+    from .ref import ActorRef
 
 logger = logging.getLogger(__name__)
 
@@ -387,7 +388,11 @@ INLINE_RUN = 64
 
 
 def run_inline(
-    self: ActorCell, message: Any, reply: asyncio.Future[Any], headers: dict[str, str] | None
+    self: ActorCell,
+    message: Any,
+    reply: asyncio.Future[Any],
+    headers: dict[str, str] | None,
+    sender: ActorRef | None = None,
 ) -> None:
     """Handle an ask now, in the asker's task: the actor is running, idle (nothing queued,
     no turn scheduled) and sync, on this loop (``ActorRef.ask`` checked). The same as a
@@ -397,7 +402,7 @@ def run_inline(
     the actor through ``_failed`` (the failure model's one path)."""
     system = self.system
     self._scheduled = True  # busy: a tell meanwhile queues, an ask meanwhile waits
-    self._current = Envelope(message, reply, None, headers)
+    self._current = Envelope(message, reply, sender, headers)
     outer = current_traceparent.get()
     traced = False
     if headers is not None:

@@ -126,6 +126,7 @@ class ActorRef:
         *,
         timeout: float | None = SYSTEM_TIMEOUT,
         headers: dict[str, str] | None = None,
+        sender: ActorRef | None = None,
     ) -> asyncio.Future[Any]:
         """Send ``message``; awaiting the result gives the handler's result (or raises its
         exception).
@@ -134,7 +135,8 @@ class ActorRef:
         one, else the system's ``ask_timeout``; ``None`` waits forever. It covers
         the whole ask, the wait for room in a full ``backpressure`` mailbox
         included: :class:`~troupe.AskTimeout` names the actor, and a message still
-        parked at the deadline is never handled.
+        parked at the deadline is never handled. ``sender`` is what the handler sees
+        as ``self.sender``.
         Call it on the system's event loop; sync code uses ``SyncActorSystem.ask``.
         """
         cell = self._cell
@@ -163,13 +165,13 @@ class ActorRef:
                 # idle, sync, on this loop: handled now in the asker's task (no deadline
                 # to arm: the reply is set before ask returns); see dispatch.run_inline
                 system.inline_left -= 1
-                cell.run_inline(message, reply, headers)
+                cell.run_inline(message, reply, headers, sender)
                 return reply
             system.inline_left = INLINE_RUN  # this one goes through the loop
         if timeout is not None:  # armed first: it covers a wait for mailbox room too
             cell.system.ask_deadlines.add(reply, cell.name, timeout)
         try:
-            cell.deliver(Envelope(message, reply, None, headers))
+            cell.deliver(Envelope(message, reply, sender, headers))
         except BaseException:
             reply.cancel()  # refused (MailboxFull): no deadline fires for it
             raise
@@ -181,6 +183,7 @@ class ActorRef:
         tracker: DeliveryTracker,
         *,
         headers: dict[str, str] | None = None,
+        sender: ActorRef | None = None,
     ) -> Accepted | asyncio.Future[None]:
         """Send ``message`` one-way and report its outcome to ``tracker``.
 
@@ -188,7 +191,8 @@ class ActorRef:
         ``tracker.finished(error)`` runs once: ``None`` after the handler
         returned, its exception when it raised, or why the message never reached
         a handler (``ActorStopped``, ``MessageDropped``, ...). The awaitable is
-        ``tell``'s. Loop thread only (bridges are actors).
+        ``tell``'s; ``sender`` is what the handler sees as ``self.sender``. Loop thread
+        only (bridges are actors).
         """
         cell = self._cell
         if get_ident() != cell._thread_id:
@@ -197,12 +201,13 @@ class ActorRef:
             )
         if PROPAGATION.on and (current_traceparent.get() is not None or cell.system.tracing):
             headers = outgoing(headers, cell.system.tracing)
-        return cell.deliver(Envelope(message, TrackedReply(tracker), None, headers))
+        return cell.deliver(Envelope(message, TrackedReply(tracker), sender, headers))
 
     def deliver_page(
         self,
         items: Sequence[tuple[Any, dict[str, str] | None]],
         tracker: PageTracker,
+        senders: Sequence[ActorRef | None] | None = None,
     ) -> None:
         """Send a page of ``(message, headers)`` one-way in one call; report each
         message's outcome to ``tracker`` by its index in ``items``.
@@ -217,6 +222,7 @@ class ActorRef:
         it is put in one message at a time: ``backpressure`` parks up to
         ``max_parked``, and a message the policy refuses finishes unstarted with why.
         An actor that defines ``receive_batch`` gets the page in one call.
+        ``senders``: each message's ``self.sender`` (as ``deliver(sender=)``), in order.
         Loop thread only (bridges are actors).
         """
         cell = self._cell
@@ -235,6 +241,9 @@ class ActorRef:
                 Envelope(message, PageSlot(tracker, i), None, headers)
                 for i, (message, headers) in enumerate(items)
             ]
+        if senders is not None:
+            for envelope, sender in zip(envelopes, senders, strict=True):
+                envelope.sender = sender
         cell.deliver_page(envelopes)
 
     @property

@@ -69,6 +69,7 @@ from ..log_limit import limit_client_logs
 from ..message import JSON, Message, Serializer
 from ..options import check_client_options, check_hosts
 from ..session import ConsumerSession
+from ..tail import Tail
 from .wire import from_record, to_record
 
 logger = logging.getLogger(__name__)
@@ -501,6 +502,16 @@ class KafkaBroker(Broker):
         session = KafkaSession(self, stream, group, consumer, window)
         await session.start()
         return session
+
+    async def broadcast(self, topic: str, messages: Sequence[Message]) -> None:
+        from .tail import broadcast
+
+        await broadcast(self, topic, messages)
+
+    async def tail(self, topic: str) -> Tail:
+        from .tail import KafkaTail
+
+        return await KafkaTail.open(self, topic)
 
     async def read_stream(self, stream: str, count: int = 1000) -> list[Message]:
         """The messages in ``stream``'s topic from the beginning (all partitions), up to

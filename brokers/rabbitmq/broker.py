@@ -37,6 +37,7 @@ from ..log_limit import limit_client_logs
 from ..message import JSON, Message, Serializer
 from ..options import check_maxlen, check_port
 from ..session import ConsumerSession
+from ..tail import Tail
 from .connection import AmqpChannel, AmqpConnection, ChannelClosed, Confirms
 from .publish import (
     delay_queue,
@@ -339,6 +340,16 @@ class RabbitBroker(Broker):
         key = (session.stream, session.group, session.consumer)
         if self._sessions.get(key) is session:
             del self._sessions[key]
+
+    async def broadcast(self, topic: str, messages: Sequence[Message]) -> None:
+        from .tail import broadcast
+
+        await broadcast(self, topic, messages)
+
+    async def tail(self, topic: str) -> Tail:
+        from .tail import RabbitTail
+
+        return await RabbitTail.open(self, topic)
 
     async def read_stream(self, stream: str, count: int = 1000) -> list[Message]:
         """The ready messages of a queue, oldest first, left in place (a channel that reads

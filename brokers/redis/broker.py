@@ -37,6 +37,7 @@ from ..base import (
 from ..message import JSON, Message, Serializer, from_fields, to_fields
 from ..options import check_client_options, check_maxlen, check_port
 from ..session import ConsumerSession
+from ..tail import Tail
 from .publish import publish_once
 
 logger = logging.getLogger(__name__)
@@ -216,6 +217,16 @@ class RedisBroker(Broker):
                 keys=[self.delayed_key(stream), stream], args=[now_ms, 500, maxlen]
             )
         return int(moved)
+
+    async def broadcast(self, topic: str, messages: Sequence[Message]) -> None:
+        from .tail import broadcast
+
+        await broadcast(self, topic, messages)
+
+    async def tail(self, topic: str) -> Tail:
+        from .tail import RedisTail
+
+        return await RedisTail.open(self, topic)
 
     def delayed_key(self, stream: str) -> str:
         """The sorted set that holds ``stream``'s delayed messages."""

@@ -1,0 +1,128 @@
+"""The wire of remote actors: JSON with refs, and the told messages of an export's stream.
+
+A ref inside a message travels as ``{"$ref": {"e": name}}`` (an exported name) or
+``{"$ref": {"i": inbox, "a": actor}}`` (an actor of the system with that inbox);
+anything that is not JSON is refused with a TypeError. Never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from troupe import ActorRef
+from troupe.brokers import ConsumerBridge
+from troupe.brokers.message import CONTENT_TYPE
+
+from .remote_ref import RemoteRef
+
+if TYPE_CHECKING:
+    from .remote_node import RemoteNode
+
+#: The content type of told messages on an export's stream.
+TOLD_TYPE = "application/vnd.troupe.remote+json"
+TOLD_HEADERS = {CONTENT_TYPE: TOLD_TYPE}
+
+
+class RefCodec:
+    """JSON to and from bytes for one node: its local refs travel as refs to its inbox."""
+
+    def __init__(self, node: RemoteNode) -> None:
+        self.node = node
+
+    def encode(self, data: Any) -> bytes:
+        """JSON bytes; refs become ``{"$ref": ...}``; anything else not JSON: TypeError."""
+        return json.dumps(data, default=self._ref_spec, separators=(",", ":")).encode()
+
+    def _ref_spec(self, obj: Any) -> Any:
+        if isinstance(obj, ActorRef):
+            return {"$ref": {"i": self.node.inbox, "a": obj.name}}
+        if isinstance(obj, RemoteRef):
+            return {"$ref": obj.spec}
+        raise TypeError(
+            f"a {type(obj).__name__} cannot travel to a remote actor: messages are JSON "
+            f"(dict, list, str, int, float, bool, None) and actor refs"
+        )
+
+    def decode(self, body: bytes) -> Any:
+        """The JSON value of ``body``, with refs as refs (raises ValueError when not JSON)."""
+        if b'"$ref"' in body:
+            return json.loads(body, object_hook=self._hook)
+        return json.loads(body)  # no ref inside: no hook per object
+
+    def _hook(self, obj: dict[str, Any]) -> Any:
+        spec = obj.get("$ref")
+        if spec is None or len(obj) != 1 or not isinstance(spec, dict):
+            return obj
+        return self.ref_from(spec)
+
+    def ref_from(self, spec: dict[str, Any]) -> ActorRef | RemoteRef:
+        """The ref a ``{"$ref": spec}`` stands for (a local ref when it points home)."""
+        if "e" in spec:
+            return RemoteRef(self.node, export=str(spec["e"]))
+        inbox, actor = str(spec.get("i", "")), str(spec.get("a", ""))
+        if inbox == self.node.inbox:
+            local = self.node.system.find(actor)
+            if local is not None:
+                return local
+        return RemoteRef(self.node, inbox=inbox, actor=actor)
+
+
+class Told:
+    """A told message as an export's bridge decoded it: the payload and its sender."""
+
+    __slots__ = ("message", "sender")
+
+    def __init__(self, message: Any, sender: Any) -> None:
+        self.message = message
+        self.sender = sender
+
+
+class RemoteCodec:
+    """The serializer of an export's stream: ``{"p": payload, "s": sender}`` in JSON, refs
+    as refs; a body that is not one raises (the bridge dead-letters it with the reason)."""
+
+    content_type = TOLD_TYPE
+
+    def __init__(self, codec: RefCodec) -> None:
+        self.codec = codec
+
+    def dumps(self, payload: Any) -> bytes:
+        return self.codec.encode({"p": payload, "s": None})
+
+    def loads(self, body: bytes) -> Told:
+        data = self.codec.decode(body)
+        if not isinstance(data, dict) or "p" not in data:
+            raise ValueError("not a remote message: a JSON object with 'p' was expected")
+        return Told(data["p"], data.get("s"))
+
+
+class ExportBridge(ConsumerBridge):
+    """The consumer bridge of an exported name: hands each message to the exported actor
+    with its sender (the delivery contract is :class:`~troupe.brokers.ConsumerBridge`'s)."""
+
+    def unwrap(self, payload: Any) -> tuple[Any, ActorRef | None]:
+        if type(payload) is Told:
+            return payload.message, payload.sender
+        return payload, None  # a payload of another producer (its own content type): as it is
+
+
+def type_name(exc: BaseException) -> str:
+    """The qualified name of an exception's class (builtins without a module)."""
+    kind = type(exc)
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+
+
+__all__ = [
+    "TOLD_HEADERS",
+    "TOLD_TYPE",
+    "ExportBridge",
+    "RefCodec",
+    "RemoteCodec",
+    "Told",
+    "type_name",
+]
