@@ -30,7 +30,8 @@ from typing import Any
 from _common import Report
 
 import troupe
-from troupe import Actor, ActorRef
+from troupe import Actor, ActorRef, ActorSystem
+from troupe.brokers import Broker, ConsumerBridge, ConsumerStats, ProducerBridge
 
 #: One message: a JSON object of about 100 bytes encoded.
 PAYLOAD: dict[str, Any] = {"order": 12345, "sku": "SKU-" + "x" * 40, "qty": 3, "ok": True}
@@ -103,6 +104,54 @@ async def wait_for(condition: Callable[[], bool], poll: float = 0.0005) -> None:
 
 
 Side = Callable[[str, int, str], Awaitable[Timing]]
+
+
+async def bridges_end_to_end(
+    broker: Broker,
+    n: int,
+    stream: str,
+    group: str,
+    *,
+    ready: Callable[[ConsumerStats], bool] = lambda stats: True,
+) -> Timing:
+    """The troupe side end to end: ``n`` ProducerBridge asks -> broker -> ConsumerBridge ->
+    a counting actor, timed once the consumer is ``ready`` (Kafka: joined its group)."""
+    await broker.ensure_group(stream, group)
+    watch = Stopwatch()
+    async with ActorSystem("bench") as system:
+        done = asyncio.get_running_loop().create_future()
+        sink = system.spawn(Sink, n, done)
+        system.spawn(ConsumerBridge, broker, stream, group, sink, consumer="c")
+        producer = system.spawn(ProducerBridge, broker, stream)
+        stats = broker.stats.consumer(stream, group, "c")
+        await wait_for(lambda: ready(stats), 0.005)
+        watch.start()
+        await ask_all(producer, n)
+        await done
+        await wait_for(lambda: stats.acked >= n)
+        timing = watch.stop()
+    await broker.close()
+    return timing
+
+
+async def bridges_consume_only(broker: Broker, n: int, stream: str, group: str) -> Timing:
+    """The troupe side consume only: ``n`` messages published through a ProducerBridge
+    first (not timed), then a ConsumerBridge -> a counting actor works the backlog."""
+    await broker.ensure_group(stream, group)
+    async with ActorSystem("fill") as system:
+        await ask_all(system.spawn(ProducerBridge, broker, stream), n)
+    watch = Stopwatch()
+    async with ActorSystem("bench") as system:
+        done = asyncio.get_running_loop().create_future()
+        stats = broker.stats.consumer(stream, group, "c")
+        watch.start()
+        sink = system.spawn(Sink, n, done)
+        system.spawn(ConsumerBridge, broker, stream, group, sink, consumer="c")
+        await done
+        await wait_for(lambda: stats.acked >= n)
+        timing = watch.stop()
+    await broker.close()
+    return timing
 
 
 def rounds(repeat: int, n: int, url: str, sides: dict[str, Side]) -> dict[str, list[Timing]]:

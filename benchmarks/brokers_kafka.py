@@ -43,20 +43,18 @@ from _brokers_common import (
     PAYLOAD,
     WINDOW,
     Counter,
-    Sink,
     Stopwatch,
     Timing,
     add_row,
-    ask_all,
+    bridges_consume_only,
+    bridges_end_to_end,
     rounds,
-    wait_for,
 )
 from _common import Report, parse_args
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from troupe import ActorSystem
-from troupe.brokers import ConsumerBridge, ProducerBridge, connect
+from troupe.brokers import connect
 from troupe.brokers.servers import KafkaServer
 
 try:
@@ -89,41 +87,14 @@ async def create_topic(url: str, topic: str) -> None:
 
 async def troupe_end_to_end(url: str, n: int, topic: str) -> Timing:
     broker = connect(url, partitions=PARTITIONS)
-    await broker.ensure_group(topic, GROUP)
-    watch = Stopwatch()
-    async with ActorSystem("bench") as system:
-        done = asyncio.get_running_loop().create_future()
-        sink = system.spawn(Sink, n, done)
-        system.spawn(ConsumerBridge, broker, topic, GROUP, sink, consumer="c")
-        producer = system.spawn(ProducerBridge, broker, topic)
-        stats = broker.stats.consumer(topic, GROUP, "c")
-        await wait_for(lambda: bool(stats.partitions), 0.005)  # joined
-        watch.start()
-        await ask_all(producer, n)
-        await done
-        await wait_for(lambda: stats.acked >= n)
-        timing = watch.stop()
-    await broker.close()
-    return timing
+    # timed once the group assigned the consumer its partitions
+    return await bridges_end_to_end(
+        broker, n, topic, GROUP, ready=lambda stats: bool(stats.partitions)
+    )
 
 
 async def troupe_consume_only(url: str, n: int, topic: str) -> Timing:
-    broker = connect(url, partitions=PARTITIONS)
-    await broker.ensure_group(topic, GROUP)
-    async with ActorSystem("fill") as system:
-        await ask_all(system.spawn(ProducerBridge, broker, topic), n)
-    watch = Stopwatch()
-    async with ActorSystem("bench") as system:
-        done = asyncio.get_running_loop().create_future()
-        stats = broker.stats.consumer(topic, GROUP, "c")
-        watch.start()
-        sink = system.spawn(Sink, n, done)
-        system.spawn(ConsumerBridge, broker, topic, GROUP, sink, consumer="c")
-        await done
-        await wait_for(lambda: stats.acked >= n)
-        timing = watch.stop()
-    await broker.close()
-    return timing
+    return await bridges_consume_only(connect(url, partitions=PARTITIONS), n, topic, GROUP)
 
 
 # ----------------------------------------------------------------------------- raw aiokafka

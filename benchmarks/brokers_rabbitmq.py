@@ -35,19 +35,17 @@ from _brokers_common import (
     PAYLOAD,
     WINDOW,
     Counter,
-    Sink,
     Stopwatch,
     Timing,
     add_row,
-    ask_all,
+    bridges_consume_only,
+    bridges_end_to_end,
     rounds,
-    wait_for,
 )
 from _common import Report, parse_args
 from pika.adapters.asyncio_connection import AsyncioConnection
 
-from troupe import ActorSystem
-from troupe.brokers import ConsumerBridge, ProducerBridge, connect
+from troupe.brokers import connect
 from troupe.brokers.servers import RabbitServer
 
 GROUP = "bench"
@@ -59,41 +57,11 @@ QUEUE_ARGS = {"x-queue-type": "quorum"}  # troupe's default queue kind
 
 
 async def troupe_end_to_end(url: str, n: int, queue: str) -> Timing:
-    broker = connect(url)
-    await broker.ensure_group(queue, GROUP)
-    watch = Stopwatch()
-    async with ActorSystem("bench") as system:
-        done = asyncio.get_running_loop().create_future()
-        sink = system.spawn(Sink, n, done)
-        system.spawn(ConsumerBridge, broker, queue, GROUP, sink, consumer="c")
-        producer = system.spawn(ProducerBridge, broker, queue)
-        stats = broker.stats.consumer(queue, GROUP, "c")
-        watch.start()
-        await ask_all(producer, n)
-        await done
-        await wait_for(lambda: stats.acked >= n)
-        timing = watch.stop()
-    await broker.close()
-    return timing
+    return await bridges_end_to_end(connect(url), n, queue, GROUP)
 
 
 async def troupe_consume_only(url: str, n: int, queue: str) -> Timing:
-    broker = connect(url)
-    await broker.ensure_group(queue, GROUP)
-    async with ActorSystem("fill") as system:
-        await ask_all(system.spawn(ProducerBridge, broker, queue), n)
-    watch = Stopwatch()
-    async with ActorSystem("bench") as system:
-        done = asyncio.get_running_loop().create_future()
-        stats = broker.stats.consumer(queue, GROUP, "c")
-        watch.start()
-        sink = system.spawn(Sink, n, done)
-        system.spawn(ConsumerBridge, broker, queue, GROUP, sink, consumer="c")
-        await done
-        await wait_for(lambda: stats.acked >= n)
-        timing = watch.stop()
-    await broker.close()
-    return timing
+    return await bridges_consume_only(connect(url), n, queue, GROUP)
 
 
 # ----------------------------------------------------------------------------- raw pika

@@ -37,18 +37,16 @@ from _brokers_common import (
     PAYLOAD,
     WINDOW,
     Counter,
-    Sink,
     Stopwatch,
     Timing,
     add_row,
-    ask_all,
+    bridges_consume_only,
+    bridges_end_to_end,
     rounds,
-    wait_for,
 )
 from _common import Report, parse_args
 
-from troupe import ActorSystem
-from troupe.brokers import ConsumerBridge, ProducerBridge, connect
+from troupe.brokers import connect
 from troupe.brokers.servers import RedisServer
 
 try:
@@ -68,48 +66,11 @@ def raw_client(url: str) -> aioredis.Redis:
 
 
 async def troupe_end_to_end(url: str, n: int, stream: str) -> Timing:
-    broker = connect(url)
-    await broker.ensure_group(stream, GROUP)
-    watch = Stopwatch()
-    async with ActorSystem("bench") as system:
-        done = asyncio.get_running_loop().create_future()
-        sink = system.spawn(Sink, n, done)
-        system.spawn(ConsumerBridge, broker, stream, GROUP, sink, consumer="c")
-        producer = system.spawn(ProducerBridge, broker, stream)
-        stats = broker.stats.consumer(stream, GROUP, "c")
-        watch.start()
-        await ask_all(producer, n)
-        await done
-        await wait_for(lambda: stats.acked >= n)
-        timing = watch.stop()
-    await broker.close()
-    return timing
-
-
-async def troupe_fill(url: str, n: int, stream: str) -> None:
-    broker = connect(url)
-    await broker.ensure_group(stream, GROUP)
-    async with ActorSystem("fill") as system:
-        await ask_all(system.spawn(ProducerBridge, broker, stream), n)
-    await broker.close()
+    return await bridges_end_to_end(connect(url), n, stream, GROUP)
 
 
 async def troupe_consume_only(url: str, n: int, stream: str) -> Timing:
-    await troupe_fill(url, n, stream)
-    broker = connect(url)
-    await broker.connect()
-    watch = Stopwatch()
-    async with ActorSystem("bench") as system:
-        done = asyncio.get_running_loop().create_future()
-        stats = broker.stats.consumer(stream, GROUP, "c")
-        watch.start()
-        sink = system.spawn(Sink, n, done)
-        system.spawn(ConsumerBridge, broker, stream, GROUP, sink, consumer="c")
-        await done
-        await wait_for(lambda: stats.acked >= n)
-        timing = watch.stop()
-    await broker.close()
-    return timing
+    return await bridges_consume_only(connect(url), n, stream, GROUP)
 
 
 # ----------------------------------------------------------------------------- raw redis-py
