@@ -8,12 +8,16 @@ latency while a plain actor blocks the loop; shutdown of many idle actors;
 a CPU-bound handler on 1 and 2 processes of a process tree.
 
 Peers: pykka ThreadingActor, thespian's simpleSystemBase, a raw asyncio.Queue
-actor (a task per actor), and a raw deque+future actor (the ceiling: no
-mailbox bound, no supervision, no replies beyond a future).
+actor (a task per actor), a raw deque+future actor (the ceiling: no
+mailbox bound, no supervision, no replies beyond a future), and for ``ask``
+xoscar's local-ref ask (``create_local_actor_ref``: the method runs in the
+caller's task under the actor's lock; ``pip install -e '.[bench]'``, skipped
+with a note when xoscar is not installed).
 
 Every side of a row runs once to warm up, then the sides take turns, round
-after round, and each keeps its best round: a shared machine's load changes
-within a run, and no side gets a cold start or a quiet moment the others miss.
+after round, and each reports the median of its rounds: a shared machine's
+load changes within a run, and no side gets a cold start or a quiet moment the
+others miss.
 The raw actors queue all ``n`` tells unbounded, so their rate depends on how
 much free memory the allocator holds (after pykka and thespian ran in the
 process, the deque ceiling is up to ~1.8x faster); ``tell_cpu`` counts the
@@ -31,6 +35,7 @@ import gc
 import importlib
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -471,6 +476,44 @@ def thespian_spawn(n: int) -> float:
         return time.perf_counter() - start
 
 
+# ----------------------------------------------------------------------------- xoscar
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for xoscar's actor pool)."""
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port: int = probe_socket.getsockname()[1]
+        return port
+
+
+async def xoscar_ask(n: int) -> float:
+    """``n`` asks through xoscar's local ref: the actor lives in a pool in this process and
+    the ref calls its method in the caller's task (xoscar's fastest ask path)."""
+    import xoscar
+
+    class XoscarCounter(xoscar.Actor):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.count = 0
+
+        def incr(self) -> int:
+            self.count += 1
+            return self.count
+
+    pool = await xoscar.create_actor_pool(f"127.0.0.1:{free_loopback_port()}", n_process=0)
+    async with pool:
+        ref = await xoscar.create_actor(XoscarCounter, address=pool.external_address, uid="c")
+        local = xoscar.core.create_local_actor_ref(ref.address, ref.uid)
+        assert local is not None, "xoscar gave no local ref for an actor in this process"
+        start = time.perf_counter()
+        for _ in range(n):
+            await local.incr()
+        elapsed = time.perf_counter() - start
+        assert await local.incr() == n + 1
+    return elapsed
+
+
 # ----------------------------------------------------------------------------- memory
 
 
@@ -773,16 +816,16 @@ def process_tree_rate(processes: int, messages: int) -> float:
 
 
 def interleaved(repeat: int, **measures: Callable[[], float]) -> dict[str, float]:
-    """Best rate of each side: one warm-up round, then ``repeat`` rounds in which every
+    """Median rate of each side: one warm-up round, then ``repeat`` rounds in which every
     side runs in turn (peers that are not installed are skipped)."""
     sides = {name: fn for name, fn in measures.items() if name not in MISSING}
-    best = dict.fromkeys(sides, 0.0)
+    rates: dict[str, list[float]] = {name: [] for name in sides}
     for round_ in range(repeat + 1):
         for name, measure in sides.items():
             rate = measure()
             if round_:  # round 0 warms every side up
-                best[name] = max(best[name], rate)
-    return best
+                rates[name].append(rate)
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def rate_of(count: int, fn: Any, *args: Any) -> Callable[[], float]:
@@ -817,9 +860,10 @@ def probe(args: list[str]) -> Any:
 
 
 def missing_peers() -> set[str]:
-    """Peers that are not installed (thespian comes with ``pip install -e '.[dev]'``)."""
+    """Peers that are not installed (thespian comes with ``pip install -e '.[dev]'``,
+    xoscar with ``'.[bench]'``)."""
     missing = set()
-    for name in ("thespian",):
+    for name in ("thespian", "xoscar"):
         try:
             importlib.import_module(name)
         except ImportError:
@@ -859,9 +903,10 @@ def main() -> None:
     n_spawn = 20_000 if quick else 100_000
     report = Report("actors")
     loop_name = "uvloop" if troupe.loop.uvloop_available() else "asyncio"
-    print(f"event loop: {loop_name}; a warm-up round, then {repeat} interleaved rounds, best kept")
+    print(f"event loop: {loop_name}; a warm-up round, then {repeat} interleaved rounds, medians")
     for name in sorted(MISSING):
-        print(f"note: {name} is not installed (pip install -e '.[dev]'); its column is skipped")
+        extra = "bench" if name == "xoscar" else "dev"
+        print(f"note: {name} is not installed (pip install -e '.[{extra}]'); its column is skipped")
 
     def add(name: str, unit: str, rates: dict[str, float], **extra: Any) -> None:
         report.add(name, unit, rates.pop("troupe"), rates, **extra)
@@ -916,6 +961,7 @@ def main() -> None:
                 troupe=rate_of(n_ask, troupe_ask, n_ask),
                 pykka=rate_of(n_pykka_ask, pykka_ask, n_pykka_ask),
                 thespian=rate_of(n_pykka_ask, thespian_ask, n_pykka_ask),
+                xoscar_local_ref=rate_of(n_ask, xoscar_ask, n_ask),
                 asyncio_queue=rate_of(n_ask, raw_ask, QueueActor, n_ask),
                 deque_future=rate_of(n_ask, raw_ask, DequeActor, n_ask),
             ),
