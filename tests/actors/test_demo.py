@@ -6,6 +6,7 @@ import asyncio
 import io
 import re
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -73,6 +74,19 @@ def test_troupe_demo_command(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert status == 0, out
     assert "troupe demo: 40 orders on memory://" in out and out.rstrip().endswith("OK")
+
+
+def test_the_summary_shown_in_the_docs_is_what_the_demo_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """docs/guides/demo.md quotes the default run's summary (seed 7): it must not go stale."""
+    page = (Path(__file__).parents[2] / "docs" / "guides" / "demo.md").read_text()
+    quoted = re.search(r"```\n(troupe demo: .*?\nOK)\n```", page, re.S)
+    assert quoted is not None, "demo.md lost its summary block"
+    assert troupe_main(["demo", "--metrics-port", "0", "--no-progress"]) == 0
+    printed = capsys.readouterr().out.strip()
+    seconds = re.compile(r" in [0-9.]+ s ")
+    assert seconds.sub(" in S s ", printed) == seconds.sub(" in S s ", quoted.group(1))
 
 
 def test_troupe_demo_rejects_bad_flags(capsys: pytest.CaptureFixture[str]) -> None:
