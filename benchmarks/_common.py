@@ -70,6 +70,8 @@ class Report:
             return
         payload = {
             "benchmark": self.benchmark,
+            "command": " ".join(["python", *sys.argv]),
+            "date": time.strftime("%Y-%m-%d"),
             "python": sys.version.split()[0],
             "machine": platform.machine(),
             "results": self.results,
