@@ -10,6 +10,7 @@ drops it. Bad cluster settings fail ``troupe run`` at start, naming the flag.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -164,3 +165,29 @@ def test_bad_cluster_settings_fail_at_start_naming_the_flag(redis_url: str) -> N
     down = run("--broker", "redis://127.0.0.1:1/0")
     assert down.returncode == 2 and "--broker" in down.stderr, down.stderr
     assert "cannot connect" in down.stderr
+
+
+async def test_demo_split_runs_the_saga_steps_in_a_second_tree(url: str) -> None:
+    """``troupe demo --broker URL --split``: orders and saga here, the steps and their
+    ledgers in a ``troupe run`` tree; every order settles, stock and money balance
+    (checked in the steps tree), injected crashes there are retried through the broker."""
+    from troupe.examples.orders.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        orders=120, broker=url, rate=0, metrics_port=None, progress=False, seed=11, split=True
+    )
+    result = await run_demo(options, err=io.StringIO())
+    assert result.ok, result
+    summary = result.summary
+    assert summary["completed"] + summary["compensated"] == 120
+    assert summary["injected_crashes"] > 0  # counted by the steps tree's ledgers
+    assert summary["restarts"] >= summary["injected_crashes"]  # restarts there, reported here
+    assert summary["step_retries"] >= summary["injected_crashes"]
+
+
+def test_demo_split_needs_a_shared_broker() -> None:
+    from troupe.errors import ConfigError
+    from troupe.examples.orders.demo import DemoOptions
+
+    with pytest.raises(ConfigError, match="'split'"):
+        DemoOptions(split=True)
