@@ -7,7 +7,9 @@
 - :class:`Retry` is the shared Backoff as a retry policy (decorator or wrapper).
 - :class:`Idempotent` runs an effect once per key over an IdempotencyStore.
 - :func:`export` / :func:`remote`: actors across processes and machines over a broker
-  (:class:`RemoteRef`; see :mod:`troupe.actors.remote`).
+  (:class:`RemoteRef`; see :mod:`troupe.actors.remote`); :func:`wire_type` lets a
+  dataclass travel to them as JSON; :mod:`troupe.actors.cluster` joins process trees
+  started separately (``troupe run --broker``) into one system.
 - :class:`SagaOrchestrator` runs :class:`SagaDefinition` steps (actors) with
   compensation, persisted in a saga log, resumed after a crash.
 
@@ -41,6 +43,7 @@ from .saga import (
 )
 from .saga_log import MemorySagaLog, SagaFenced, SagaLog, SagaRecord, SagaStatus
 from .topics import TopicPattern, topic_of
+from .wire_types import wire_type
 
 __all__ = [
     "Atomic",
@@ -85,4 +88,5 @@ __all__ = [
     "remote",
     "remote_node",
     "topic_of",
+    "wire_type",
 ]

@@ -108,6 +108,8 @@ class RemoteNode:
         self.lease = heartbeat * missed
         self.loop = asyncio.get_running_loop()
         self.exports: dict[str, ActorRef] = {}
+        #: names this node holds a lease on without serving an actor (see :meth:`join`)
+        self.joined: set[str] = set()
         self.views: dict[str, Members] = {}
         self.pending: dict[str, PendingAsk] = {}
         self._export_actors: dict[str, list[ActorRef]] = {}
@@ -281,6 +283,25 @@ class RemoteNode:
         for actor in self._export_actors.pop(name, []):
             await actor.stop()
 
+    async def join(self, name: str) -> None:
+        """Hold a membership lease on ``name`` without serving it: other nodes see this node
+        among ``name``'s members (e.g. a cluster's) and watch it, as for an export."""
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+            raise ConfigError("name", f"must be a non-empty name without spaces, got {name!r}")
+        self.joined.add(name)
+        self.view(name)
+        await asyncio.shield(self._ready)
+        self._heartbeat_now(name)
+
+    async def leave(self, name: str) -> None:
+        """Give up the lease :meth:`join` took (its members hear ``down``)."""
+        if name in self.joined:
+            self.joined.discard(name)
+            await self._say_down([name])
+
+    def _leased(self) -> list[str]:
+        return [*self.exports, *self.joined]
+
     def view(self, name: str) -> Members:
         """The membership view of ``name`` (its tail opens on first use)."""
         view = self.views.get(name)
@@ -380,7 +401,7 @@ class RemoteNode:
             now = self.loop.time()
             if now >= next_beat:
                 next_beat = now + self.heartbeat
-                for name in self.exports:
+                for name in self._leased():
                     self._heartbeat_now(name)
             for corr in [c for c, p in self.pending.items() if p.future.done()]:
                 del self.pending[corr]  # timed out: a late reply finds nothing
@@ -404,7 +425,7 @@ class RemoteNode:
                 view.heartbeat(str(data["m"]), str(data["i"]), float(data["l"]), self.loop.time())
             elif kind == "down":
                 view.leave(str(data["m"]), self.loop.time())
-            elif kind == "probe" and view.name in self.exports:
+            elif kind == "probe" and (view.name in self.exports or view.name in self.joined):
                 self._heartbeat_now(view.name)
         except (ValueError, KeyError, TypeError) as exc:
             logger.warning(
@@ -525,9 +546,10 @@ class RemoteNode:
         if self._closed:
             return
         if leave:
-            await self._say_down(list(self.exports))
+            await self._say_down(self._leased())
         self._closed = True
         self.exports.clear()
+        self.joined.clear()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

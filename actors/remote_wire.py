@@ -2,7 +2,9 @@
 
 A ref inside a message travels as ``{"$ref": {"e": name}}`` (an exported name) or
 ``{"$ref": {"i": inbox, "a": actor}}`` (an actor of the system with that inbox);
-anything that is not JSON is refused with a TypeError. Never pickle.
+an instance of a type registered with :func:`~troupe.actors.wire_type` travels as
+``{"$type": name, "$value": fields}`` (:mod:`troupe.actors.wire_types`); anything
+else that is not JSON is refused with a TypeError. Never pickle.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from troupe.brokers import ConsumerBridge
 from troupe.brokers.message import CONTENT_TYPE
 
 from .remote_ref import RemoteRef
+from .wire_types import from_wire, is_wire_document, to_wire, wire_name
 
 if TYPE_CHECKING:
     from .remote_node import RemoteNode
@@ -39,18 +42,23 @@ class RefCodec:
             return {"$ref": {"i": self.node.inbox, "a": obj.name}}
         if isinstance(obj, RemoteRef):
             return {"$ref": obj.spec}
+        if wire_name(obj) is not None:
+            return to_wire(obj)
         raise TypeError(
             f"a {type(obj).__name__} cannot travel to a remote actor: messages are JSON "
-            f"(dict, list, str, int, float, bool, None) and actor refs"
+            f"(dict, list, str, int, float, bool, None), actor refs and types registered "
+            f"with troupe.actors.wire_type"
         )
 
     def decode(self, body: bytes) -> Any:
         """The JSON value of ``body``, with refs as refs (raises ValueError when not JSON)."""
-        if b'"$ref"' in body:
+        if b'"$ref"' in body or b'"$type"' in body:
             return json.loads(body, object_hook=self._hook)
-        return json.loads(body)  # no ref inside: no hook per object
+        return json.loads(body)  # no ref or typed value inside: no hook per object
 
     def _hook(self, obj: dict[str, Any]) -> Any:
+        if is_wire_document(obj):
+            return from_wire(obj)
         spec = obj.get("$ref")
         if spec is None or len(obj) != 1 or not isinstance(spec, dict):
             return obj

@@ -10,8 +10,10 @@ from typing import Any
 from troupe.errors import ConfigError
 from troupe.ref import ActorRef
 
+from .remote_ref import RemoteRef
 from .retry import Retry
 from .saga_log import SagaStatus
+from .wire_types import wire_type
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Step:
-    """One saga step: the actor (name or ref) that does and undoes it.
+    """One saga step: the actor (name or ref, a remote ref too) that does and undoes it.
 
     ``retry`` governs the action (a :class:`StepRejected` is never retried);
     ``timeout`` bounds each action and compensation; ``compensate`` False marks
@@ -28,7 +30,7 @@ class Step:
     """
 
     name: str
-    actor: str | ActorRef
+    actor: str | ActorRef | RemoteRef
     timeout: float = 5.0
     retry: Retry = field(default_factory=lambda: Retry(max_attempts=3, initial=0.05, maximum=1.0))
     compensate: bool = True
@@ -63,6 +65,7 @@ class SagaDefinition:
 # -- messages -----------------------------------------------------------------------------
 
 
+@wire_type(name="troupe.StartSaga")  # saga steps may be remote actors
 @dataclass(frozen=True, slots=True)
 class StartSaga:
     """Ask the orchestrator to run a saga; the reply is ``"started"`` or the existing status."""
@@ -71,6 +74,7 @@ class StartSaga:
     data: dict[str, Any]
 
 
+@wire_type(name="troupe.StepAction")  # saga steps may be remote actors
 @dataclass(frozen=True, slots=True)
 class StepAction:
     """Sent (asked) to a step actor: do your part of saga ``saga_id``."""
@@ -80,6 +84,7 @@ class StepAction:
     data: dict[str, Any]
 
 
+@wire_type(name="troupe.StepCompensation")  # saga steps may be remote actors
 @dataclass(frozen=True, slots=True)
 class StepCompensation:
     """Sent (asked) to a step actor: undo your part of saga ``saga_id``."""
@@ -89,6 +94,7 @@ class StepCompensation:
     data: dict[str, Any]
 
 
+@wire_type(name="troupe.Rejected")  # saga steps may be remote actors
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """A step's reply meaning: refused for a business reason; do not retry, compensate."""
@@ -96,6 +102,7 @@ class Rejected:
     reason: str
 
 
+@wire_type(name="troupe.SagaFinished")  # saga steps may be remote actors
 @dataclass(frozen=True, slots=True)
 class SagaFinished:
     """Asked of the orchestrator's listener when a saga completes, compensates or parks.

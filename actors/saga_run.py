@@ -18,6 +18,7 @@ from troupe.backoff import Backoff
 from troupe.errors import AskTimeout
 from troupe.ref import ActorRef
 
+from .remote_ref import RemoteRef
 from .saga_definition import (
     Rejected,
     SagaDefinition,
@@ -188,7 +189,12 @@ class SagaRun(Actor):
         self._kick()
 
     async def _ask_step(
-        self, record: SagaRecord, target: ActorRef, message: Any, step: Step, action: str
+        self,
+        record: SagaRecord,
+        target: ActorRef | RemoteRef,
+        message: Any,
+        step: Step,
+        action: str,
     ) -> Any:
         """Ask ``target`` for a step's action or compensation, inside the saga-step hooks."""
         chain = self.system.middleware
@@ -350,10 +356,10 @@ class SagaRun(Actor):
 
     # helpers ------------------------------------------------------------------------------
 
-    def _resolve(self, step: Step) -> ActorRef:
-        if isinstance(step.actor, ActorRef):
-            return step.actor
-        return self.system.lookup(step.actor)
+    def _resolve(self, step: Step) -> ActorRef | RemoteRef:
+        if isinstance(step.actor, str):
+            return self.system.lookup(step.actor)
+        return step.actor
 
 
 def _cause(record: SagaRecord) -> str:

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+ENV_BROKER = "TROUPE_BROKER"
+"""The default of ``troupe run --broker``."""
+
 Subcommands = Any  # argparse's private _SubParsersAction
 EXIT_USAGE = 2
 
@@ -188,6 +191,40 @@ def add_run_command(subcommands: Subcommands) -> None:
         metavar="SECONDS",
         help="delay before the first restart, doubling up to 30 s (0.5 jittered unless given)",
     )
+    cluster = run.add_argument_group(
+        "cluster",
+        "join trees started separately (on several hosts) into one logical system through a "
+        "broker; see troupe.actors.cluster",
+    )
+    cluster.add_argument(
+        "--broker",
+        default=os.environ.get(ENV_BROKER) or None,
+        metavar="URL",
+        help=f"join the cluster on this broker (redis://, amqp://, kafka://; default "
+        f"${ENV_BROKER})",
+    )
+    cluster.add_argument(
+        "--cluster",
+        default=None,
+        metavar="NAME",
+        help="the cluster's name: trees with the same broker and name form one system "
+        "(troupe unless given)",
+    )
+    cluster.add_argument(
+        "--export",
+        action="append",
+        default=[],
+        metavar="NAME[=ACTOR]",
+        help="serve the actor called ACTOR (default NAME) in each process under NAME to the "
+        "cluster; repeatable",
+    )
+    cluster.add_argument(
+        "--heartbeat",
+        type=ranged(float, low=0.05),
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between membership heartbeats; a process is gone after 3 missed",
+    )
     run.set_defaults(handler=run_command)
 
 
@@ -228,7 +265,10 @@ def add_top_command(subcommands: Subcommands) -> None:
         help="the tree's /metrics or /observer URL, or the pid of its `troupe run`",
     )
     top.add_argument(
-        "--interval", type=ranged(float, low=0.2), default=1.0, metavar="SECONDS",
+        "--interval",
+        type=ranged(float, low=0.2),
+        default=1.0,
+        metavar="SECONDS",
         help="seconds between refreshes",
     )
     top.set_defaults(handler=top_command)
@@ -366,6 +406,9 @@ def run_command(args: argparse.Namespace) -> int:
                 args.metrics_port, args.metrics_addr, allow_actions=args.allow_actions
             )
             tree.hooks.extend(hooks)
+        cluster = cluster_hooks(args)
+        if cluster is not None:
+            tree.hooks.append(cluster)
         return run(tree.run())
     except TargetError as exc:  # TARGET, or a ProcessSpec of its tree (checked at start)
         raise CliError(str(exc)) from None
@@ -407,6 +450,56 @@ def tree_for(args: argparse.Namespace) -> ProcessSupervisor:
         )
     except ConfigError as exc:
         raise CliError(str(exc)) from None
+
+
+def cluster_hooks(args: argparse.Namespace) -> ProcessHooks | None:
+    """The hooks that put the tree in a cluster (``--broker``), or None; checks the
+    settings and that the broker answers before any child starts."""
+    if args.broker is None:
+        for flag, value in (("--cluster", args.cluster), ("--export", args.export)):
+            if value:
+                raise CliError(f"{flag} needs --broker URL (or ${ENV_BROKER})")
+        return None
+    from troupe.actors.cluster import DEFAULT_CLUSTER, ClusterHooks, ClusterSettings, parse_export
+
+    def flagged(exc: ConfigError) -> ConfigError:
+        flag = {"broker": "--broker", "cluster": "--cluster", "export": "--export"}
+        return ConfigError(flag.get(exc.setting, exc.setting), exc.problem)
+
+    try:
+        settings = ClusterSettings(
+            broker=args.broker,
+            name=args.cluster or DEFAULT_CLUSTER,
+            exports=tuple(parse_export(text) for text in args.export),
+            heartbeat=args.heartbeat,
+        )
+    except ConfigError as exc:
+        raise flagged(exc) from None
+    _probe_broker(settings.broker)
+    return ClusterHooks(settings)
+
+
+def _probe_broker(url: str) -> None:
+    """Connect to ``url`` once: a broker that does not answer fails the start, naming it."""
+    import asyncio
+
+    from troupe.brokers import BrokerError, connect
+    from troupe.brokers.redaction import redact
+
+    async def probe() -> None:
+        broker = connect(url)
+        try:
+            async with asyncio.timeout(15):
+                await broker.connect()
+        finally:
+            await broker.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, BrokerError, TimeoutError, ValueError) as exc:
+        raise ConfigError(
+            "--broker", f"cannot connect to {redact(url)}: {exc or type(exc).__name__}"
+        ) from None
 
 
 def metrics_hooks(

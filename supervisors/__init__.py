@@ -19,7 +19,7 @@ from .policy import (
     plan_restart,
     should_restart,
 )
-from .process_hooks import ProcessHooks
+from .process_hooks import ChildHooks, ProcessHooks
 from .process_spec import ProcessSpec
 from .process_supervisor import ChildState, ChildStatus, ProcessSupervisor, ProcessTreeFailed
 from .process_target import TargetError
@@ -37,6 +37,7 @@ from .tree import TreeNode, format_tree, live_tree
 __all__ = [
     "Backoff",
     "BackoffState",
+    "ChildHooks",
     "ChildInfo",
     "ChildSpec",
     "ChildState",

@@ -28,9 +28,12 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .process_hooks import ChildHooks
 
 from troupe.metrics.store import ENV_DIR
 from troupe.observe_ipc import serve_socket, socket_path
@@ -56,6 +59,8 @@ class ChildConfig:
     kill_grace: float
     log_level: str | None
     sys_path: list[str]
+    #: import paths of ChildHooks subclasses (see ProcessHooks.child_hooks)
+    child_hooks: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -164,9 +169,11 @@ async def _run_tree(
     from troupe.supervisors.process_target import resolve
 
     root_failure: list[BaseException | None] = []
+    hooks: list[ChildHooks] = []
     try:
         tree = resolve(config.target)
-        building = asyncio.ensure_future(tree.build(system))
+        hooks = _child_hooks(config.child_hooks)
+        building = asyncio.ensure_future(_build(tree, hooks, system))
         stop_wait = asyncio.ensure_future(stopping.wait())
         await asyncio.wait([building, stop_wait], return_when=asyncio.FIRST_COMPLETED)
         stop_wait.cancel()
@@ -174,11 +181,13 @@ async def _run_tree(
             logger.warning("stopped (%s) while the tree was still starting", stop.reason)
             building.cancel()
             await system.shutdown(config.shutdown)
+            await _stopped(hooks, system)
             return EXIT_OK
         root = building.result()
     except Exception:
         logger.exception("tree %s failed to start", config.target)
         await system.shutdown(config.shutdown)
+        await _stopped(hooks, system)
         return EXIT_FAILED
     if root is not None:
 
@@ -196,6 +205,7 @@ async def _run_tree(
     await stopping.wait()
     logger.info("draining (%s), deadline %.1f s", stop.reason, config.shutdown)
     report = await system.shutdown(config.shutdown)
+    await _stopped(hooks, system)
     if report.drained:
         logger.info("drained in %.2f s; exiting", report.seconds)
     else:
@@ -209,6 +219,40 @@ async def _run_tree(
         logger.error("root actor failed: %r", root_failure[0])
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _child_hooks(paths: list[str]) -> list[ChildHooks]:
+    """Make the ChildHooks the root named (TargetError when a path names something else)."""
+    from .process_hooks import ChildHooks
+    from .process_target import TargetError, load
+
+    hooks = []
+    for path in paths:
+        kind = load(path)
+        if not (isinstance(kind, type) and issubclass(kind, ChildHooks)):
+            raise TargetError(
+                f"{path!r} is not a ChildHooks subclass (see ProcessHooks.child_hooks)"
+            )
+        hooks.append(kind())
+    return hooks
+
+
+async def _build(tree: Any, hooks: list[ChildHooks], system: Any) -> Any:
+    """Build ``tree`` in ``system`` between the hooks' ``tree_building`` and ``tree_built``."""
+    for hook in hooks:
+        await hook.tree_building(system)
+    root = await tree.build(system)
+    for hook in hooks:
+        await hook.tree_built(system)
+    return root
+
+
+async def _stopped(hooks: list[ChildHooks], system: Any) -> None:
+    for hook in reversed(hooks):
+        try:
+            await hook.tree_stopped(system)
+        except Exception:
+            logger.exception("%s.tree_stopped failed", type(hook).__name__)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -418,6 +418,7 @@ class ProcessSupervisor:
             kill_grace=spec.kill_grace,
             log_level=self.log_level,
             sys_path=[p or os.getcwd() for p in sys.path],
+            child_hooks=[path for hook in self.hooks for path in hook.child_hooks()],
         )
         env = dict(os.environ)
         for hook in self.hooks:

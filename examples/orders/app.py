@@ -46,16 +46,7 @@ from .service import (
     OrderService,
     RecentIds,
 )
-from .steps import (
-    CONFIRMATION,
-    INVENTORY,
-    PAYMENT,
-    ChargePayment,
-    Faults,
-    ReserveInventory,
-    SendConfirmation,
-    order_saga,
-)
+from .steps import Faults, order_saga, steps_spec
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +81,9 @@ class OrderSettings:
     saga_lease: float = 10.0  # a crashed process's sagas are taken over after this
     step_timeout: float = 2.0
     step_retry: Retry | None = None
+    #: refs to step actors served elsewhere, by step name (inventory, payment, confirmation):
+    #: remote refs when the steps run in another process tree; the app then spawns none
+    steps: dict[str, Any] | None = None
 
 
 @dataclass
@@ -193,18 +187,8 @@ async def start_orders(system: ActorSystem, settings: OrderSettings) -> OrderApp
         lease=settings.idempotency_lease,
         sleep=system.clock.sleep,
     )
-    steps = SupervisorSpec(
-        [
-            ChildSpec(ReserveInventory, (inventory, settings.faults), name=INVENTORY),
-            ChildSpec(ChargePayment, (payments,), name=PAYMENT),
-            ChildSpec(SendConfirmation, (mailer,), name=CONFIRMATION),
-        ],
-        name="orders.steps",
-        strategy=Strategy.ONE_FOR_ONE,
-        max_restarts=50,  # the demo crashes the inventory on purpose, often
-        within=1.0,
-        backoff=Backoff(initial=0.001, maximum=0.05, jitter="full"),
-    )
+    # the step actors here, or served by another tree (settings.steps: remote refs)
+    steps = [] if settings.steps else [steps_spec(inventory, payments, mailer, settings.faults)]
     bridge_options = {
         "group": "orders",
         "consumer": "orders-1",
@@ -212,7 +196,7 @@ async def start_orders(system: ActorSystem, settings: OrderSettings) -> OrderApp
     }
     tree = SupervisorSpec(
         [
-            steps,
+            *steps,
             ChildSpec(EventCounter, (events, bus), name=COUNTER),
             ChildSpec(
                 OrderFlow,
@@ -223,7 +207,7 @@ async def start_orders(system: ActorSystem, settings: OrderSettings) -> OrderApp
             ),
             ChildSpec(
                 SagaOrchestrator,
-                (order_saga(settings.step_timeout, settings.step_retry), saga_log),
+                (order_saga(settings.step_timeout, settings.step_retry, settings.steps), saga_log),
                 {"listener": FLOW, "stats": saga_stats, "lease": settings.saga_lease},
                 name=SAGA,
             ),

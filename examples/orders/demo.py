@@ -12,6 +12,7 @@ The exit status is 0 only when they do and every order settled.
     troupe demo --broker redis://127.0.0.1:6379/0 # events, saga log, idempotency on Redis
     troupe demo --broker kafka://127.0.0.1:9092   # the order events through Kafka topics
     troupe demo --broker amqp://guest:guest@127.0.0.1:5672/%2F  # events and tasks on RabbitMQ
+    troupe demo --broker redis://127.0.0.1:6379/0 --split  # the saga steps in a second tree
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import logging
 import math
 import random
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -57,6 +59,7 @@ class DemoOptions:
     metrics_port: int | None = 0  # 0 = any free port; None = no endpoint
     progress: bool = True
     timeout: float = 120.0
+    split: bool = False  # the saga steps in a second process tree (troupe.examples.orders.split)
 
     def __post_init__(self) -> None:
         """Every setting checked at once, with a ConfigError naming it."""
@@ -81,6 +84,10 @@ class DemoOptions:
         if self.metrics_port is not None:
             require_int("metrics_port", self.metrics_port, 0)
         check_timeout("timeout", self.timeout)
+        if self.split and self.broker.startswith("memory:"):
+            raise ConfigError(
+                "split", "needs a broker both trees reach: --broker redis://, amqp:// or kafka://"
+            )
 
 
 @dataclass
@@ -170,9 +177,14 @@ async def run_demo(options: DemoOptions, err: IO[str] | None = None) -> DemoResu
             await probe.close()
     metrics_url: str | None = None
     began = time.monotonic()
+    split = _SplitSteps(options) if options.split else None
+    if split is not None:
+        await split.start()
     async with ActorSystem(
         "troupe-demo", metrics_port=options.metrics_port, shutdown_timeout=5.0
     ) as system:
+        if split is not None:
+            settings.steps = await split.join(system, DEMO_STOCK, balances)
         app = await start_orders(system, settings)
         follow_up = await start_order_tasks(system, app.bus, options.broker, namespace)  # tasks
         try:
@@ -193,24 +205,108 @@ async def run_demo(options: DemoOptions, err: IO[str] | None = None) -> DemoResu
             summary = app.summary()
             summary.update({f"tasks_{k}": v for k, v in follow_up.summary().items()})
             series = _series(system)
+            balanced = (app.inventory.balanced(), app.payments.balanced(), _effects_once(app))
+            if split is not None:  # the ledgers live in the steps tree
+                report = await split.report()
+                summary["injected_crashes"] = report.injected_crashes
+                summary["restarts"] += report.restarts
+                balanced = (report.inventory_balanced, report.money_balanced, report.effects_once)
         finally:
             await system.shutdown()
             await app.close()
+            if split is not None:
+                await split.stop()
             if redis:
                 await _drop_namespace(options.broker, namespace)
     return DemoResult(
         summary=summary,
         submissions=len(schedule),
         unique=len(orders),
-        inventory_balanced=app.inventory.balanced(),
-        money_balanced=app.payments.balanced(),
+        inventory_balanced=balanced[0],
+        money_balanced=balanced[1],
         settled=settled,
-        effects_once=_effects_once(app),
+        effects_once=balanced[2],
         seconds=time.monotonic() - began,
         metrics_url=metrics_url,
         series=series,
         outcomes=dict(app.outcomes),
     )
+
+
+class _SplitSteps:
+    """The steps tree of ``--split``: a ``troupe run`` of :mod:`troupe.examples.orders.split`
+    in its own cluster on the demo's broker, and this process's place in that cluster."""
+
+    def __init__(self, options: DemoOptions) -> None:
+        self.options = options
+        self.name = f"orders-{uuid.uuid4().hex[:8]}"  # a cluster of its own per run
+        self.process: asyncio.subprocess.Process | None = None
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115  (closed in stop)
+        self.ledgers: Any = None
+
+    async def start(self) -> None:
+        """Start ``troupe run ...split:steps --broker URL`` (it joins the cluster)."""
+        from .split import LEDGERS
+
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "troupe", "run", "troupe.examples.orders.split:steps",
+            "--broker", self.options.broker, "--cluster", self.name,
+            "--export", f"{self.name}.ledgers={LEDGERS}", "--log-level", "error",
+            "--heartbeat", "0.5",
+            stdin=asyncio.subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+        )  # fmt: skip
+
+    async def join(
+        self, system: ActorSystem, stock: dict[str, int], balances: dict[str, int]
+    ) -> dict[str, Any]:
+        """Join the cluster, set the steps up; remote refs to them by step name."""
+        from troupe.actors import NoMembers
+        from troupe.actors.cluster import ClusterSettings, join
+
+        from .split import SetUp, step_names
+
+        cluster = await join(system, ClusterSettings(self.options.broker, self.name, heartbeat=0.5))
+        self.ledgers = cluster.remote(f"{self.name}.ledgers")
+        set_up = SetUp(stock, balances, self.options.crash_every)
+        deadline = time.monotonic() + 60.0
+        while True:
+            assert self.process is not None
+            if self.process.returncode is not None:
+                raise RuntimeError(
+                    f"the steps tree exited with {self.process.returncode}: {self._tail()}"
+                )
+            try:
+                await self.ledgers.ask(set_up, timeout=30.0)
+                break
+            except NoMembers:  # its tree is still starting
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the steps tree did not join in 60 s: {self._tail()}"
+                    ) from None
+                await asyncio.sleep(0.2)
+        return {step: cluster.remote(name) for step, name in step_names(self.name).items()}
+
+    async def report(self) -> Any:
+        """The steps tree's :class:`~troupe.examples.orders.split.Report`."""
+        from .split import GetReport
+
+        return await self.ledgers.ask(GetReport(), timeout=30.0)
+
+    async def stop(self) -> None:
+        """Stop the steps tree (SIGTERM: it drains), then forget its log."""
+        process = self.process
+        if process is not None and process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 30.0)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        self.log.close()
+
+    def _tail(self) -> str:
+        self.log.seek(0)
+        return self.log.read()[-2000:].decode(errors="replace") or "(no output)"
 
 
 async def _submit_all(
@@ -439,6 +535,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
+        "--split",
+        action="store_true",
+        help="run the saga steps and their ledgers in a second process tree (troupe run "
+        "troupe.examples.orders.split:steps), reached through remote refs on --broker",
+    )
+    parser.add_argument(
         "--log-level",
         default="CRITICAL",
         type=str.upper,
@@ -461,6 +563,7 @@ def options_from(args: argparse.Namespace) -> DemoOptions:
         duplicates=args.duplicates,
         metrics_port=None if args.metrics_port < 0 else args.metrics_port,
         progress=not args.no_progress,
+        split=args.split,
     )
 
 

@@ -9,6 +9,7 @@ retries the step.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,15 +96,46 @@ class SendConfirmation(SagaStep):
         self.mailer.send(saga_id, data["customer"])
 
 
-def order_saga(step_timeout: float = 2.0, retry: Retry | None = None) -> SagaDefinition:
-    """The order saga: inventory, payment, confirmation (by actor name)."""
+STEP_NAMES = ("inventory", "payment", "confirmation")
+
+
+def steps_spec(inventory: Inventory, payments: Payments, mailer: Mailer, faults: Faults) -> Any:
+    """The supervisor spec of the three step actors (one-for-one, fast restarts: the demo
+    crashes the inventory on purpose, often)."""
+    from troupe.supervisors import Backoff, ChildSpec, Strategy, SupervisorSpec
+
+    return SupervisorSpec(
+        [
+            ChildSpec(ReserveInventory, (inventory, faults), name=INVENTORY),
+            ChildSpec(ChargePayment, (payments,), name=PAYMENT),
+            ChildSpec(SendConfirmation, (mailer,), name=CONFIRMATION),
+        ],
+        name="orders.steps",
+        strategy=Strategy.ONE_FOR_ONE,
+        max_restarts=50,
+        within=1.0,
+        backoff=Backoff(initial=0.001, maximum=0.05, jitter="full"),
+    )
+
+
+def order_saga(
+    step_timeout: float = 2.0,
+    retry: Retry | None = None,
+    actors: Mapping[str, Any] | None = None,
+) -> SagaDefinition:
+    """The order saga: inventory, payment, confirmation (by actor name, or by the refs in
+    ``actors``, keyed by step name: remote refs when the steps run in another tree)."""
     retry = retry or Retry(max_attempts=4, initial=0.01, maximum=0.5)
+    found = dict(actors or {})
+    inventory = found.get("inventory", INVENTORY)
+    payment = found.get("payment", PAYMENT)
+    confirmation = found.get("confirmation", CONFIRMATION)
     return SagaDefinition(
         "order",
         (
-            Step("inventory", INVENTORY, timeout=step_timeout, retry=retry),
-            Step("payment", PAYMENT, timeout=step_timeout, retry=retry),
-            Step("confirmation", CONFIRMATION, timeout=step_timeout, retry=retry, compensate=False),
+            Step("inventory", inventory, timeout=step_timeout, retry=retry),
+            Step("payment", payment, timeout=step_timeout, retry=retry),
+            Step("confirmation", confirmation, timeout=step_timeout, retry=retry, compensate=False),
         ),
         compensation_retry=Retry(max_attempts=6, initial=0.01, maximum=1.0),
     )
