@@ -73,6 +73,21 @@ def check_store(store: StateStore | None, leases: ShardLeases | None) -> None:
     raise ConfigError("store", f"{type(store).__name__} cannot fence saves; {STORE_HELP}")
 
 
+def declare_shards(broker: Broker, kind: str, shards: int) -> None:
+    """Have ``broker`` (a RabbitBroker) declare the queues ``<kind>.<shard>`` with a single
+    active consumer when first used; a process that publishes to the shards without an
+    :class:`~troupe.actors.entities.Entities` of the type calls this first."""
+    from troupe.brokers.rabbitmq import Queue, RabbitBroker
+
+    if not isinstance(broker, RabbitBroker):
+        raise ConfigError("broker", f"shard queues are RabbitMQ's, not {broker.url}'s")
+    for shard in range(shards):
+        name = f"{kind}.{shard}"
+        queue = broker.topology.queue(name)
+        arguments = {**queue.arguments, SINGLE_ACTIVE: True}
+        broker.declare_as(Queue(name, queue.kind, arguments))
+
+
 def shard_queues(
     broker: Broker,
     kind: str,
@@ -83,16 +98,9 @@ def shard_queues(
 ) -> Callable[[], Positions]:
     """Declare the shard queues single-active-consumer (on first use) and set the
     bridges' prefetch (default ``2 x batch``); the hosts' redelivery check."""
-    from troupe.brokers.rabbitmq import Queue, RabbitBroker
-
-    assert isinstance(broker, RabbitBroker)
     prefetch = bridge.setdefault("prefetch", 2 * batch)
     require_at_least("prefetch", prefetch, 1)
-    for shard in range(shards):
-        name = f"{kind}.{shard}"
-        queue = broker.topology.queue(name)
-        arguments = {**queue.arguments, SINGLE_ACTIVE: True}
-        broker.declare_as(Queue(name, queue.kind, arguments))
+    declare_shards(broker, kind, shards)
     size = 2 * prefetch
 
     def positions() -> Positions:
@@ -101,4 +109,4 @@ def shard_queues(
     return positions
 
 
-__all__ = ["SINGLE_ACTIVE", "check_store", "shard_queues"]
+__all__ = ["SINGLE_ACTIVE", "check_store", "declare_shards", "shard_queues"]

@@ -102,10 +102,12 @@ async def run_scenario(
     extra = (store_url,) if store_url else ()
     store: StateStore | None = None
     if store_url:
+        from troupe.actors.entities.rabbitmq import declare_shards
         from troupe.brokers.redis import RedisStateStore
 
         store_broker = connect(store_url)
         store = RedisStateStore(store_broker)  # type: ignore[arg-type]
+        declare_shards(broker, kind, OPTIONS["shards"])  # as the members declare them
     members = [Member(url, kind, side, f"m{i}", *extra) for i in range(3)]
     for member in members:
         await member.ready()

@@ -166,4 +166,4 @@ async def test_entities_survive_kills_joins_and_leaves_on_rabbitmq(
     redis_url: str,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    await run_scenario(rabbitmq_url, tmp_path, store_url=redis_url, events=20_000)
+    await run_scenario(rabbitmq_url, tmp_path, store_url=redis_url, events=30_000)
