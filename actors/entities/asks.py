@@ -32,14 +32,14 @@ CORRELATION = "troupe-correlation-id"
 
 
 async def ask_entity(
-    entities: Entities, key: str, message: Any, timeout: float | None | object
+    entities: Entities, key: str, message: Any, timeout: float | object | None
 ) -> Any:
     """Publish ``message`` to the entity ``key`` with a reply address; its reply."""
     system = entities.system
     if timeout is SYSTEM_TIMEOUT:
         timeout = system.ask_timeout
     elif timeout is not None:
-        timeout = check_timeout("timeout", timeout)  # type: ignore[arg-type]
+        timeout = check_timeout("timeout", timeout)
     assert timeout is None or isinstance(timeout, float | int)
     node = remote_node(system, entities.broker)
     name = f"{entities.kind}:{key}"

@@ -223,9 +223,9 @@ class EntityHost(Actor):
                 queued.resolve()
             else:
                 queued.reject(cause)
-        for shard, headers, result, error in replies:
+        for shard, headers, result, raised in replies:
             if shard not in failed:  # else redelivered: the next attempt replies
-                send_reply(self.system, settings.broker, headers, result, error)
+                send_reply(self.system, settings.broker, headers, result, raised)
         self._bound()
 
     async def _activate(self, shard: int, keys: list[str]) -> None:

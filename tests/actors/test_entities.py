@@ -13,7 +13,7 @@ from troupe import ActorSystem, ConfigError
 from troupe.actors.entities import Entities, Entity, shard_of
 from troupe.brokers import connect
 from troupe.brokers.message import ERROR_REASON
-from troupe.brokers.state import MemoryShardLeases, MemoryStateStore, Saved
+from troupe.brokers.state import MemoryStateStore, Saved
 
 
 class Counter(Entity):

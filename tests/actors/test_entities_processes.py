@@ -18,13 +18,13 @@ import pytest
 
 from troupe.actors.entities import Entities
 from troupe.brokers import Broker, Message, connect
-from troupe.brokers.state import StateStore
 from troupe.brokers.servers.pytest_plugin import (  # noqa: F401
     kafka_server,
     kafka_url,
     redis_server,
     redis_url,
 )
+from troupe.brokers.state import StateStore
 
 from .entity_member import OPTIONS, connect_member
 

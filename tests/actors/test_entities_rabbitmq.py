@@ -62,15 +62,15 @@ def test_rabbitmq_needs_a_store_and_leases_that_fence_naming_the_setting() -> No
             rabbit = connect("amqp://guest:guest@127.0.0.1:5672/")
             Entities(system, rabbit, Counter, kind="bad", **options)
 
-    with pytest.raises(ConfigError, match="'store'.*RedisStateStore"):
+    with pytest.raises(ConfigError, match=r"'store'.*RedisStateStore"):
         asyncio.run(make())
     leases = MemoryShardLeases()
     with pytest.raises(ConfigError, match="'leases'"):
         asyncio.run(make(store=MemoryStateStore(leases)))
-    with pytest.raises(ConfigError, match="'leases'.*other leases"):
+    with pytest.raises(ConfigError, match=r"'leases'.*other leases"):
         asyncio.run(make(store=MemoryStateStore(leases), leases=MemoryShardLeases()))
     redis = connect("redis://127.0.0.1:6399/0")
-    with pytest.raises(ConfigError, match="'leases'.*same Redis"):
+    with pytest.raises(ConfigError, match=r"'leases'.*same Redis"):
         asyncio.run(make(store=RedisStateStore(redis), leases=leases))  # type: ignore[arg-type]
 
 
@@ -84,9 +84,18 @@ async def test_members_share_single_active_consumer_shards_and_fold_in_order(
     async with ActorSystem(ask_timeout=20.0) as system:
         members = [
             Entities(
-                system, broker, Counter, kind="ctr", shards=4, lease_ttl=1.0,
-                store=store, leases=leases, member=f"m{i}", batch=50, block=0.05,
-            )  # fmt: skip
+                system,
+                broker,
+                Counter,
+                kind="ctr",
+                shards=4,
+                lease_ttl=1.0,
+                store=store,
+                leases=leases,
+                member=f"m{i}",
+                batch=50,
+                block=0.05,
+            )
             for i, broker in enumerate(brokers)
         ]
         for member in members:
