@@ -112,7 +112,9 @@ class Entities:
     names the type (the source topic / the shard streams ``<kind>.<n>``, the consumer
     group, the state's hash or changelog topic). Placement follows the broker: Kafka's
     partitions (the topic's partition count is the broker's ``partitions``), else
-    ``shards`` shard streams owned through fenced leases of ``lease_ttl`` seconds.
+    ``shards`` shard streams owned through fenced leases of ``lease_ttl`` seconds (on
+    RabbitMQ single-active-consumer shard queues; ``store`` and ``leases`` are then
+    required: see :mod:`troupe.actors.entities.rabbitmq`).
     ``max_active`` bounds the entities kept in memory per host (least recently used
     leave first), ``passivate_after`` the idle seconds before one leaves;
     ``max_attempts`` in-place attempts of a failing message (``retry`` between them)
