@@ -238,6 +238,21 @@ class RemoteNode:
             self.system.ask_deadlines.add(future, target.name, timeout)
         return future
 
+    def expect_reply(self, name: str) -> tuple[str, asyncio.Future[Any]]:
+        """A correlation id and the future its reply to this node's inbox resolves (a
+        ``RemoteError`` when the reply is an error); for requests that travel some other
+        way than :meth:`start_ask` (an entity's shard). Cancel the future to give up."""
+        corr = str(next(self._corr))
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self.pending[corr] = PendingAsk(future, RemoteRef(self, export=name), b"", None, False)
+        return corr, future
+
+    async def ready(self) -> None:
+        """Wait until this node's inbox is read (replies sent to it from now on arrive)."""
+        if self._closed:
+            raise SystemClosed(f"the remote node of system {self.system.name!r} is closed")
+        await asyncio.shield(self._ready)
+
     def send(self, topic: str, body: bytes) -> None:
         """Queue ``body`` for ``topic``'s tails; the outbox task sends in order, batched."""
         self._outbox.append((topic, Message(body, None, {}, "", 0.0)))
@@ -493,33 +508,39 @@ class RemoteNode:
         corr, reply_to = str(data["c"]), str(data["r"])
         name, target = self._target(data)
         if target is None:
-            self._reply_error(reply_to, corr, "troupe.ActorNotFound", f"no actor {name!r} here")
+            self.reply_error(reply_to, corr, "troupe.ActorNotFound", f"no actor {name!r} here")
             return
         timeout = data.get("t")
         sender: Any = data.get("s")
         try:
             future = target.ask(data["p"], timeout=timeout, sender=sender)
         except Exception as exc:  # refused at once (MailboxFull, ...)
-            self._reply_error(reply_to, corr, type_name(exc), str(exc))
+            self.reply_error(reply_to, corr, type_name(exc), str(exc))
             return
         future.add_done_callback(lambda done: self._reply(reply_to, corr, done))
 
     def _reply(self, reply_to: str, corr: str, done: asyncio.Future[Any]) -> None:
         if done.cancelled():
-            self._reply_error(reply_to, corr, "asyncio.CancelledError", "the ask was cancelled")
+            self.reply_error(reply_to, corr, "asyncio.CancelledError", "the ask was cancelled")
             return
         exc = done.exception()
         if exc is not None:
-            self._reply_error(reply_to, corr, type_name(exc), str(exc))
+            self.reply_error(reply_to, corr, type_name(exc), str(exc))
             return
+        self.reply(reply_to, corr, done.result())
+
+    def reply(self, reply_to: str, corr: str, value: Any) -> None:
+        """Send ``value`` as the reply ``corr`` to the inbox ``reply_to`` (a value that is
+        not JSON is replied as a TypeError)."""
         try:
-            body = self.codec.encode({"k": "r", "c": corr, "v": done.result()})
+            body = self.codec.encode({"k": "r", "c": corr, "v": value})
         except (TypeError, ValueError) as error:
-            self._reply_error(reply_to, corr, "TypeError", f"the reply is not JSON: {error}")
+            self.reply_error(reply_to, corr, "TypeError", f"the reply is not JSON: {error}")
             return
         self.send(reply_to, body)
 
-    def _reply_error(self, reply_to: str, corr: str, kind: str, text: str) -> None:
+    def reply_error(self, reply_to: str, corr: str, kind: str, text: str) -> None:
+        """Reply ``corr`` with an error: the asker raises ``RemoteError(kind, text)``."""
         self.send(reply_to, self.codec.encode({"k": "r", "c": corr, "x": [kind, text]}))
 
     def _serve_tell(self, data: dict[str, Any]) -> None:

@@ -4,7 +4,8 @@
 
 - :class:`Entity`: the user's class; ``self.key``, ``self.state`` (JSON), ``handle``.
 - :class:`Entities`: one entity type in this process: hosts its share of the keys
-  (Kafka partitions, or shard streams under fenced leases) and makes refs by key.
+  (Kafka partitions, or shard streams / RabbitMQ queues under fenced leases) and makes
+  refs by key (``tell``, ``send``, ``ask``: a reply through the remote inbox).
 - :class:`EntityHost`: the actor that applies a consumer's messages to its entities
   and saves their state with the source position (a redelivery is not applied twice).
 """

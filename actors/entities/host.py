@@ -33,7 +33,9 @@ from troupe.brokers.message import ENTRY_ID, ERROR_REASON, KEY, STREAM
 from troupe.brokers.state import Fence, Saved, StateStore, position_key
 from troupe.errors import ConfigError, TroupeError, require_at_least
 
+from .asks import REPLY_TO, send_reply
 from .entity import Entity
+from .positions import Positions, SourcePositions
 from .stats import EntityStats
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,8 @@ class EntitySettings:
     max_attempts: int = 3
     retry: Backoff = DEFAULT_RETRY
     stats: dict[int, EntityStats] = field(default_factory=dict)
+    #: how a host recognises redeliveries (one per host; default: by source position)
+    positions: Callable[[], Positions] = SourcePositions
 
     def __post_init__(self) -> None:
         require_at_least("max_active", self.max_active, 1)
@@ -113,6 +117,7 @@ class EntityHost(Actor):
         self.access = access
         self.active: OrderedDict[str, Entity] = OrderedDict()  # least recently used first
         self._shard_of_key: dict[str, int] = {}
+        self.positions = settings.positions()
         self.failed: BaseException | None = None  # set on a restart: reject, be replaced
 
     def on_restart(self, exc: BaseException) -> None:
@@ -175,6 +180,8 @@ class EntityHost(Actor):
             except Exception as exc:
                 failed[shard] = exc
         dirty: dict[int, dict[str, Entity]] = {}
+        replies: list[tuple[int, Mapping[str, str], Any, BaseException | None]] = []
+        positions = self.positions
         now = time.monotonic()
         for queued, key, shard in accepted:
             if shard in failed:
@@ -184,16 +191,18 @@ class EntityHost(Actor):
                 failed[shard] = ShardMoved(f"{settings.kind} shard {shard} moved away")
                 continue
             entity.touched = now
-            position = position_key(queued.headers[ENTRY_ID])
-            if position <= entity.position:
+            entry_id = queued.headers[ENTRY_ID]
+            if positions.seen(entity, shard, entry_id):
                 settings.shard_stats(shard).skipped += 1
                 continue
             try:
-                await self._apply(entity, queued)
+                outcome = await self._apply(entity, queued)
             except Exception as exc:  # the dead-letter publish failed
                 failed[shard] = exc
                 continue
-            entity.position = position
+            positions.applied(entity, shard, entry_id)
+            if REPLY_TO in queued.headers:
+                replies.append((shard, queued.headers, *outcome))
             dirty.setdefault(shard, {})[key] = entity
         for shard, entities in dirty.items():
             if shard not in failed:
@@ -201,6 +210,8 @@ class EntityHost(Actor):
                     await self._save(shard, entities)
                 except Exception as exc:
                     failed[shard] = exc
+        for shard in dirty:
+            positions.settled(shard, shard not in failed)
         for shard, error in failed.items():
             for key in dirty.get(shard, {}):
                 self._drop(key)  # ahead of the store: reloaded when next needed
@@ -212,11 +223,15 @@ class EntityHost(Actor):
                 queued.resolve()
             else:
                 queued.reject(cause)
+        for shard, headers, result, raised in replies:
+            if shard not in failed:  # else redelivered: the next attempt replies
+                send_reply(self.system, settings.broker, headers, result, raised)
         self._bound()
 
     async def _activate(self, shard: int, keys: list[str]) -> None:
         settings = self.settings
         stats = settings.shard_stats(shard)
+        await self.positions.load(shard)
         saved = await settings.store.load(settings.kind, shard, keys)
         for key in keys:
             entity = settings.factory(key)
@@ -236,23 +251,27 @@ class EntityHost(Actor):
             if inspect.isawaitable(hook):
                 await hook
 
-    async def _apply(self, entity: Entity, queued: Queued) -> None:
-        """Apply one message, retried in place; dead-lettered after ``max_attempts``."""
+    async def _apply(
+        self, entity: Entity, queued: Queued
+    ) -> tuple[Any, BaseException | None]:
+        """Apply one message, retried in place; dead-lettered after ``max_attempts``.
+        The handler's result, or the error it was dead-lettered with."""
         settings = self.settings
         entity.headers = queued.headers
         for attempt in range(1, settings.max_attempts + 1):
             try:
                 result = entity.handle(queued.message)
                 if inspect.isawaitable(result):
-                    await result
+                    result = await result
                 entity.saved = json.dumps(entity.state)
-                return
+                return result, None
             except Exception as exc:
                 entity.state = json.loads(entity.saved)  # as before this message
                 if attempt == settings.max_attempts:
                     await self._dead_letter(entity, queued, exc, attempt)
-                    return
+                    return None, exc
                 await self.system.clock.sleep(settings.retry.delay(attempt - 1))
+        raise AssertionError("unreachable: the last attempt returns")
 
     async def _dead_letter(
         self, entity: Entity, queued: Queued, exc: BaseException, attempts: int
@@ -272,11 +291,12 @@ class EntityHost(Actor):
         records = {
             key: Saved(e.saved, ".".join(map(str, e.position))) for key, e in entities.items()
         }
+        records.update(self.positions.records(shard))
         began = time.perf_counter()
         await settings.store.save(settings.kind, shard, records, self.access.fence(shard))
         stats = settings.shard_stats(shard)
         stats.saves += 1
-        stats.saved += len(records)
+        stats.saved += len(entities)
         stats.save_seconds += time.perf_counter() - began
 
     # -- memory ----------------------------------------------------------------------------

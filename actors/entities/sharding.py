@@ -11,28 +11,27 @@ import os
 import socket
 import weakref
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from troupe.backoff import Backoff
 from troupe.brokers import Broker, ProducerBridge, Publish
 from troupe.brokers.state import MemoryShardLeases, MemoryStateStore, ShardLeases, StateStore
 from troupe.errors import ConfigError, require_at_least
-from troupe.ref import ActorRef
+from troupe.ref import SYSTEM_TIMEOUT, ActorRef
 from troupe.system import ActorSystem
 
+from .asks import ask_entity
 from .entity import Entity
 from .host import DEFAULT_RETRY, EntitySettings
 from .placement import LeasePlacement, PartitionPlacement
+from .positions import Positions, SourcePositions
+from .rabbitmq import check_store, shard_queues
 from .stats import EntityStats
 
 _MEMORY: weakref.WeakKeyDictionary[Broker, tuple[MemoryStateStore, MemoryShardLeases]] = (
     weakref.WeakKeyDictionary()
 )
-
-
-#: Brokers whose delivered entry ids are message ids, not positions in the source.
-UNPOSITIONED = frozenset({"rabbitmq"})
 
 
 def default_store(broker: Broker) -> tuple[StateStore, ShardLeases | None]:
@@ -54,6 +53,10 @@ def default_store(broker: Broker) -> tuple[StateStore, ShardLeases | None]:
         from troupe.brokers.kafka import KafkaChangelogStore
 
         return KafkaChangelogStore(broker), None  # type: ignore[arg-type]
+    if name == "rabbitmq":
+        from .rabbitmq import STORE_HELP
+
+        raise ConfigError("store", STORE_HELP)
     raise ConfigError(
         "store", f"no default entity state store for {name}: pass store= and leases="
     )
@@ -86,6 +89,18 @@ class EntityRef:
         result: str = await self.entities.producer.ask(self.entities.publish(self.key, message))
         return result
 
+    async def ask(self, message: Any, *, timeout: float | None = SYSTEM_TIMEOUT) -> Any:
+        """Publish ``message`` to the entity and return its handler's result, sent back
+        once the entity's state is saved (through this system's remote inbox).
+
+        ``timeout`` defaults to the system's ``ask_timeout`` (:class:`~troupe.AskTimeout`
+        names ``<kind>:<key>``); a message the handler failed on (dead-lettered after
+        ``max_attempts``) raises :class:`~troupe.actors.RemoteError`. The message is
+        applied once, like a told one; the reply is at most once (a member killed
+        after the save and before the reply leaves the ask to its timeout).
+        """
+        return await ask_entity(self.entities, self.key, message, timeout)
+
     def __repr__(self) -> str:
         return f"<EntityRef {self.entities.kind}:{self.key}>"
 
@@ -97,7 +112,9 @@ class Entities:
     names the type (the source topic / the shard streams ``<kind>.<n>``, the consumer
     group, the state's hash or changelog topic). Placement follows the broker: Kafka's
     partitions (the topic's partition count is the broker's ``partitions``), else
-    ``shards`` shard streams owned through fenced leases of ``lease_ttl`` seconds.
+    ``shards`` shard streams owned through fenced leases of ``lease_ttl`` seconds (on
+    RabbitMQ single-active-consumer shard queues; ``store`` and ``leases`` are then
+    required: see :mod:`troupe.actors.entities.rabbitmq`).
     ``max_active`` bounds the entities kept in memory per host (least recently used
     leave first), ``passivate_after`` the idle seconds before one leaves;
     ``max_attempts`` in-place attempts of a failing message (``retry`` between them)
@@ -124,18 +141,16 @@ class Entities:
         **bridge: Any,
     ) -> None:
         require_at_least("shards", shards, 1)
-        if broker.capabilities.name in UNPOSITIONED:
-            raise ConfigError(
-                "broker",
-                f"entities need entry ids that order like the source (a Redis entry id, a "
-                f"Kafka offset) to skip redelivered messages; {broker.capabilities.name} "
-                "gives message ids only (see docs/guides/entities.md, RabbitMQ)",
-            )
         if not lease_ttl > 0:
             raise ConfigError(
                 "lease_ttl", f"must be a positive number of seconds, got {lease_ttl!r}"
             )
-        if store is None:
+        positions: Callable[[], Positions] = SourcePositions
+        if broker.capabilities.name == "rabbitmq":
+            check_store(store, leases)
+            assert store is not None
+            positions = shard_queues(broker, kind, shards, store, batch, bridge)
+        elif store is None:
             store, default_leases = default_store(broker)
             leases = leases or default_leases
         self.system = system
@@ -158,6 +173,7 @@ class Entities:
             batch=batch,
             max_attempts=max_attempts,
             retry=retry,
+            positions=positions,
         )
         self.bridge = bridge
         self._placement: ActorRef | None = None
@@ -175,11 +191,12 @@ class Entities:
             self._producer = self.system.spawn(ProducerBridge, self.broker)
         return self._producer
 
-    def publish(self, key: str, message: Any) -> Publish:
+    def publish(
+        self, key: str, message: Any, headers: Mapping[str, str] | None = None
+    ) -> Publish:
         """The :class:`Publish` that carries ``message`` to the entity ``key``."""
-        if self.partitioned:
-            return Publish(message, stream=self.kind, key=key)
-        return Publish(message, stream=f"{self.kind}.{shard_of(key, self.shards)}", key=key)
+        stream = self.kind if self.partitioned else f"{self.kind}.{shard_of(key, self.shards)}"
+        return Publish(message, stream=stream, key=key, headers=headers or {})
 
     def ref(self, key: str) -> EntityRef:
         """A ref to the entity ``key`` (usable before or without :meth:`start`)."""

@@ -46,7 +46,7 @@ from .publish import (
     from_amqp,
     to_properties,
 )
-from .topology import Topology, declaration_error
+from .topology import Queue, Topology, declaration_error
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ class RabbitBroker(Broker):
         self._topology_channel: AmqpChannel | None = None
         self._confirms: Confirms | None = None
         self._declared: set[str] = set()
+        self._queues: dict[str, Queue] = {}  # set by declare_as, ahead of the topology
         self._sessions: dict[tuple[str, str, str], Any] = {}
 
     # -- connection -----------------------------------------------------------------------
@@ -199,7 +200,7 @@ class RabbitBroker(Broker):
             "queue", dlq, "queue_declare", queue=dlq, durable=True,
             arguments={"x-queue-type": "classic"},
         )  # fmt: skip
-        queue = self.topology.queue(name)
+        queue = self._queues.get(name) or self.topology.queue(name)
         await self._declare(
             "queue",
             name,
@@ -222,6 +223,19 @@ class RabbitBroker(Broker):
         )
         self._declared.add(name)
         return name
+
+    def declare_as(self, queue: Queue) -> None:
+        """Declare the work queue ``queue.name`` with these settings when it is first used
+        (publish or consume), ahead of the topology's; e.g. ``x-single-active-consumer``.
+
+        Raises ConfigError when the name already has other settings here.
+        """
+        known = self._queues.get(queue.name)
+        if known is not None and known != queue:
+            raise ConfigError(
+                f"queue {queue.name!r}", f"already declared as {known!r}, not {queue!r}"
+            )
+        self._queues[queue.name] = queue
 
     async def ensure_group(self, stream: str, group: str) -> None:
         await self.connect()

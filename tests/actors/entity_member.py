@@ -1,10 +1,11 @@
 """A member hosting ``Tally`` entities, for the multi-process entity tests.
 
-``python entity_member.py URL KIND SIDE_DIR MEMBER``
+``python entity_member.py URL KIND SIDE_DIR MEMBER [STORE_URL]``
 
 It starts :class:`~troupe.actors.entities.Entities` of ``Tally`` on the broker at URL,
 writes ``SIDE_DIR/ready-<pid>`` once started, and runs until SIGTERM (then it drains
-and leaves: its shards move to the others) or kill -9.
+and leaves: its shards move to the others) or kill -9. ``STORE_URL`` (a Redis URL) holds
+the state and the shard leases when the broker keeps neither (RabbitMQ).
 """
 
 from __future__ import annotations
@@ -56,18 +57,29 @@ def connect_member(url: str, journals: str | Path | None = None) -> Broker:
     return connect(url, journal_dir=journals, **options)
 
 
-async def main(url: str, kind: str, side: Path, member: str) -> None:
+def redis_store(store_url: str) -> tuple[Broker, dict[str, Any]]:
+    """A Redis broker and the ``store=`` / ``leases=`` options on it (RabbitMQ members)."""
+    from troupe.brokers.redis import RedisShardLeases, RedisStateStore
+
+    redis = connect(store_url)
+    return redis, {"store": RedisStateStore(redis), "leases": RedisShardLeases(redis)}  # type: ignore[arg-type]
+
+
+async def main(url: str, kind: str, side: Path, member: str, store_url: str | None) -> None:
     broker = connect_member(url, side / "journals")
+    redis, stored = redis_store(store_url) if store_url else (None, {})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     async with ActorSystem() as system:
-        tallies = Entities(system, broker, Tally, kind=kind, member=member, **OPTIONS)
+        tallies = Entities(system, broker, Tally, kind=kind, member=member, **OPTIONS, **stored)
         await tallies.start()
         (side / f"ready-{os.getpid()}").write_text(member)
         await stop.wait()
         await tallies.stop()
     await broker.close()
+    if redis is not None:
+        await redis.close()
 
 
 if __name__ == "__main__":
@@ -75,4 +87,5 @@ if __name__ == "__main__":
         level=logging.INFO, format=f"%(asctime)s {sys.argv[4]} %(name)s %(message)s"
     )
     (Path(sys.argv[3]) / "journals").mkdir(exist_ok=True)
-    asyncio.run(main(sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]))
+    store_url = sys.argv[5] if len(sys.argv) > 5 else None
+    asyncio.run(main(sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4], store_url))

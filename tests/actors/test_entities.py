@@ -13,7 +13,7 @@ from troupe import ActorSystem, ConfigError
 from troupe.actors.entities import Entities, Entity, shard_of
 from troupe.brokers import connect
 from troupe.brokers.message import ERROR_REASON
-from troupe.brokers.state import MemoryShardLeases, MemoryStateStore, Saved
+from troupe.brokers.state import MemoryStateStore, Saved
 
 
 class Counter(Entity):
@@ -165,17 +165,6 @@ def test_bad_settings_fail_at_start_naming_the_setting() -> None:
         asyncio.run(make(shards=0))
     with pytest.raises(ConfigError, match="passivate_after"):
         asyncio.run(make(passivate_after=0))
-
-
-def test_rabbitmq_is_refused_at_start_naming_why() -> None:
-    async def make() -> None:
-        async with ActorSystem() as system:
-            rabbit = connect("amqp://guest:guest@127.0.0.1:5672/")
-            store = MemoryStateStore()
-            Entities(system, rabbit, Counter, kind="bad", store=store, leases=MemoryShardLeases())
-
-    with pytest.raises(ConfigError, match="entry ids that order like the source"):
-        asyncio.run(make())
 
 
 async def test_metrics_show_active_entities_activations_and_save_latency_per_shard() -> None:

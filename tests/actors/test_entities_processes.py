@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 
 from troupe.actors.entities import Entities
-from troupe.brokers import Broker, Message
+from troupe.brokers import Broker, Message, connect
 from troupe.brokers.servers.pytest_plugin import (  # noqa: F401
     kafka_server,
     kafka_url,
     redis_server,
     redis_url,
 )
+from troupe.brokers.state import StateStore
 
 from .entity_member import OPTIONS, connect_member
 
@@ -37,12 +38,12 @@ KILL_EVERY = 2.5  # seconds between kill -9s while the events flow
 class Member:
     """One member process."""
 
-    def __init__(self, url: str, kind: str, side: Path, name: str) -> None:
+    def __init__(self, url: str, kind: str, side: Path, name: str, *extra: str) -> None:
         self.name = name
         self.side = side
         with open(side / "members.log", "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, str(MEMBER), url, kind, str(side), name],
+                [sys.executable, str(MEMBER), url, kind, str(side), name, *extra],
                 cwd=ROOT,
                 stdout=log,
                 stderr=log,
@@ -65,12 +66,15 @@ class Member:
         await asyncio.to_thread(self.process.wait)
 
 
-async def load_states(broker: Broker, kind: str, keys: list[str]) -> dict[str, Any]:
-    """Every key's saved state, read through the default store of the broker."""
+async def load_states(
+    broker: Broker, kind: str, keys: list[str], store: StateStore | None = None
+) -> dict[str, Any]:
+    """Every key's saved state, read through ``store`` (default: the broker's)."""
     from troupe.actors.entities import default_store
     from troupe.actors.entities.sharding import shard_of
 
-    store, _ = default_store(broker)
+    if store is None:
+        store, _ = default_store(broker)
     out: dict[str, Any] = {}
     partitioned = broker.capabilities.offsets
     by_shard: dict[int, list[str]] = defaultdict(list)
@@ -88,11 +92,23 @@ async def load_states(broker: Broker, kind: str, keys: list[str]) -> dict[str, A
     return out
 
 
-async def run_scenario(url: str, tmp_path: Path) -> None:
+async def run_scenario(
+    url: str, tmp_path: Path, store_url: str | None = None, events: int = EVENTS
+) -> None:
+    """The scenario; ``store_url``: a Redis holding the state and leases (RabbitMQ)."""
     kind = "tally"
     side = tmp_path
     broker = connect_member(url)
-    members = [Member(url, kind, side, f"m{i}") for i in range(3)]
+    extra = (store_url,) if store_url else ()
+    store: StateStore | None = None
+    if store_url:
+        from troupe.actors.entities.rabbitmq import declare_shards
+        from troupe.brokers.redis import RedisStateStore
+
+        store_broker = connect(store_url)
+        store = RedisStateStore(store_broker)  # type: ignore[arg-type]
+        declare_shards(broker, kind, OPTIONS["shards"])  # as the members declare them
+    members = [Member(url, kind, side, f"m{i}", *extra) for i in range(3)]
     for member in members:
         await member.ready()
     entities = Entities.__new__(Entities)  # only for publish(): which stream a key goes to
@@ -106,9 +122,9 @@ async def run_scenario(url: str, tmp_path: Path) -> None:
     spawned = 3
     joined = left = False
     per_batch = 500
-    for first in range(0, EVENTS, per_batch):
+    for first in range(0, events, per_batch):
         batches: dict[str, list[Message]] = defaultdict(list)
-        for seq in range(first, min(first + per_batch, EVENTS)):
+        for seq in range(first, min(first + per_batch, events)):
             key = f"k{(seq * 7919) % KEYS}"
             add = seq % 13 + 1
             expected[key].append(seq)
@@ -124,13 +140,13 @@ async def run_scenario(url: str, tmp_path: Path) -> None:
             next_kill = now + KILL_EVERY
             victim = members.pop(0)
             victim.kill()
-            members.append(Member(url, kind, side, f"m{spawned}"))  # back to 3
+            members.append(Member(url, kind, side, f"m{spawned}", *extra))  # back to 3
             spawned += 1
-        if not joined and first >= EVENTS // 3:
+        if not joined and first >= events // 3:
             joined = True
-            members.append(Member(url, kind, side, f"m{spawned}"))  # one joins
+            members.append(Member(url, kind, side, f"m{spawned}", *extra))  # one joins
             spawned += 1
-        if not left and first >= EVENTS // 2:
+        if not left and first >= events // 2:
             left = True
             await members.pop(0).leave()  # one leaves
     keys = sorted(expected)
@@ -138,19 +154,21 @@ async def run_scenario(url: str, tmp_path: Path) -> None:
     states: dict[str, Any] = {}
     try:
         while time.monotonic() < deadline:
-            states = await load_states(broker, kind, keys)
+            states = await load_states(broker, kind, keys, store)
             if all(len(states.get(k, {}).get("seqs", [])) >= len(expected[k]) for k in keys):
                 break
             await asyncio.sleep(1.0)
         for key in keys:
             assert states[key]["seqs"] == expected[key], key  # each once, in order
             assert states[key]["total"] == amounts[key], key
-        assert sum(len(s["seqs"]) for s in states.values()) == EVENTS
+        assert sum(len(s["seqs"]) for s in states.values()) == events
     finally:
         for member in members:
             if member.process.poll() is None:
                 member.kill()
         await broker.close()
+        if store_url:
+            await store_broker.close()
 
 
 async def test_entities_survive_kills_joins_and_leaves_on_redis(
