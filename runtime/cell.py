@@ -1,11 +1,22 @@
 """``ActorCell``: the runtime side of one actor — its instance, mailbox and place in the tree.
 
-The cell's behaviour lives in one module per concept, as functions bound here as methods:
-:mod:`troupe.intake` (messages entering the mailbox), :mod:`troupe.dispatch`
-(handling them in bounded turns), :mod:`troupe.lifecycle` (start, failure,
-resume, restart), :mod:`troupe.stopping` (stop, kill, the end) and
-:mod:`troupe.watch` (death watch). Code outside the core uses
-:class:`~troupe.ActorRef`, :class:`~troupe.Child` and ``Actor``'s API, never a cell.
+A cell is composed of parts, one mixin class per concept, as Akka's ActorCell is
+composed of its Dispatch, DeathWatch, Children and FaultHandling traits::
+
+    class ActorCell(Intake, Dispatch, Lifecycle, Stopping, DeathWatch)
+
+- :class:`~troupe.intake.Intake`: messages entering the mailbox;
+- :class:`~troupe.dispatch.Dispatch`: handling them in bounded turns;
+- :class:`~troupe.lifecycle.Lifecycle`: start, failure, resume, restart;
+- :class:`~troupe.stopping.Stopping`: stop, kill, the end;
+- :class:`~troupe.watch.DeathWatch`: callbacks told when it stops.
+
+Every part derives from :class:`~troupe.cell_state.CellState`, which owns the
+cell's slots (``__slots__``, with their types) and declares the methods the
+parts call on one another; the parts add no slots. ``ActorCell`` itself builds
+the actor instance and answers what a handler sees of the message being
+handled. Code outside the core uses :class:`~troupe.ActorRef`,
+:class:`~troupe.Child` and ``Actor``'s API, never a cell.
 """
 
 from __future__ import annotations
@@ -37,10 +48,8 @@ _STOPPING = State.STOPPING
 
 
 class ActorCell(Intake, Dispatch, Lifecycle, Stopping, DeathWatch):
-    """Owns one actor instance, its mailbox and its place in the tree.
-
-    Its state (the slots below) and the views of the message being handled live
-    here; its behaviour comes from its parts, one mixin per concept."""
+    """Owns one actor instance, its mailbox and its place in the tree; made of the
+    parts it derives from (see the module's docstring)."""
 
     __slots__ = ()  # the slots are CellState's
 

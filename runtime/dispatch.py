@@ -1,4 +1,4 @@
-"""Dispatch: handling an actor's queued messages in bounded turns.
+"""``Dispatch``, a part of the cell (:mod:`troupe.cell`): its queued messages in bounded turns.
 
 No task or thread exists per idle actor. A cell is scheduled on the event
 loop only when its mailbox turns non-empty, and then handles at most
@@ -11,9 +11,9 @@ def`` handlers in one task per turn (``_drain_async``). The system lane runs
 first. A sync handler that held the loop for ``slow_handler_warning`` seconds
 is logged (:mod:`troupe.loop_lag`). An actor back to idle drops its empty
 mailbox deques. Metrics are plain counters
-(see :class:`troupe.metrics.ActorStats`). Also here: what a handler sees of
-the message being handled (sender, headers, ``reply_expected``) and the
-batching seam ``take_queued``.
+(see :class:`troupe.metrics.ActorStats`). Also here: an ask to an idle sync
+actor handled in the asker's task (``run_inline``) and the batching seam
+``take_queued``.
 """
 
 from __future__ import annotations

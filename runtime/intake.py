@@ -1,4 +1,4 @@
-"""Intake: how user and system messages enter an actor's mailbox.
+"""``Intake``, a part of the cell (:mod:`troupe.cell`): how messages enter its mailbox.
 
 ``ActorRef.tell``/``ask`` inline the common case; these are the general
 paths (another thread, a full mailbox, a stopped actor) and the handlers of
@@ -57,7 +57,7 @@ class Intake(CellState):
     def deliver_page(self, envelopes: list[Envelope]) -> None:
         """Put a page of envelopes (``ActorRef.deliver_page``) in the mailbox: one room check
         and one scheduling when the actor runs and the page fits; otherwise one at a time
-        through :func:`deliver`, a message the policy refuses settling its own reply slot
+        through ``deliver``, a message the policy refuses settling its own reply slot
         with the error (it never ran). Loop thread only."""
         mailbox = self.mailbox
         queue = mailbox.queue

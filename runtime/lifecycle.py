@@ -1,4 +1,4 @@
-"""Lifecycle: starting an actor, failing, and the directives that follow a failure.
+"""``Lifecycle``, a part of the cell (:mod:`troupe.cell`): start, failure, and what follows.
 
 A failure (a handler or ``on_start``/``on_restart`` raised, or ``fail`` from
 outside) suspends the actor and asks its parent's ``on_child_failure`` — or,

@@ -1,12 +1,13 @@
-"""Stopping: an orderly stop (children first, then ``on_stop``), a kill, and the end.
+"""``Stopping``, a part of the cell (:mod:`troupe.cell`): an orderly stop, a kill, the end.
 
-At the end the mailbox's messages go to dead letters (a waiting asker gets
-``ActorStopped``, with the stop's reason as ``__cause__``), the name is freed,
-the parent forgets the child and death watchers are told.
+An orderly stop stops the children first, then runs ``on_stop``. At the end the
+mailbox's messages go to dead letters (a waiting asker gets ``ActorStopped``,
+with the stop's reason as ``__cause__``), the name is freed, the parent forgets
+the child and death watchers are told.
 
 An idle actor with nothing to wait for (no children, no lifecycle step or turn
 in progress, and no ``on_stop`` or a plain ``def`` one) stops at once with
-:func:`stop_idle`: no task, no future, O(1) work. Shutdown and a parent's stop
+``stop_idle``: no task, no future, O(1) work. Shutdown and a parent's stop
 of its children use it, so a million idle actors stop in seconds.
 """
 

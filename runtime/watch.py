@@ -1,4 +1,7 @@
-"""Death watch: callbacks told ``Terminated(ref, reason)`` once an actor stops."""
+"""``DeathWatch``, a part of the cell (:mod:`troupe.cell`): callbacks told ``Terminated``.
+
+Each is told ``Terminated(ref, reason)`` once, when the actor stops.
+"""
 
 from __future__ import annotations
 
