@@ -202,7 +202,9 @@ def current_actor(max_depth: int = 40, frame: FrameType | None = None) -> str | 
         if code.co_argcount and code.co_varnames[0] == "self":  # a method: look at self
             owner = frame.f_locals.get("self")
             if isinstance(owner, ActorCell):
-                return owner.name
+                name: str | None = getattr(owner, "name", None)  # None: a cell in the making
+                if name is not None:
+                    return name
         frame = frame.f_back
     return None
 
