@@ -10,10 +10,11 @@ and declares, for the type checker only, the methods the parts call on one
 another (implemented by a part or by ``ActorCell``): so each part type-checks
 on its own, and each implementation is checked against its declaration.
 
-Not a ``typing.Protocol``: a protocol base would be in the cell's run-time MRO
-(typing's metaclass makes ``isinstance`` on a miss ~30x slower), and mypy types
-an attribute a part assigns in an explicit protocol subclass as a new
-attribute of that part. A plain slotted base costs nothing at run time.
+Not a ``typing.Protocol``: as the parts' base it would be in the cell's run-time
+MRO (typing's metaclass makes ``isinstance`` on a miss ~30x slower), and
+whether it is their base or their ``self`` type, mypy takes an attribute a part
+assigns (``self._current = None``) as a new attribute of that part, clashing
+with ``ActorCell``'s. A plain slotted base costs nothing at run time.
 """
 
 from __future__ import annotations
@@ -120,7 +121,8 @@ class CellState:
     watchers: list[Callable[[Terminated], Any]] | None
 
     if TYPE_CHECKING:
-        # Declared for the parts that call them; implemented where the comment says.
+        # Declared for the parts that call them; implemented where the comment says (a
+        # declaration nothing implements goes unnoticed by mypy: the first call fails).
 
         # -- ActorCell
         def _new_instance(self) -> Actor: ...
