@@ -1,35 +1,45 @@
 """``ActorCell``: the runtime side of one actor — its instance, mailbox and place in the tree.
 
-The cell's behaviour lives in one module per concept, as functions bound here as methods:
-:mod:`troupe.intake` (messages entering the mailbox), :mod:`troupe.dispatch`
-(handling them in bounded turns), :mod:`troupe.lifecycle` (start, failure,
-resume, restart), :mod:`troupe.stopping` (stop, kill, the end) and
-:mod:`troupe.watch` (death watch). Code outside the core uses
-:class:`~troupe.ActorRef`, :class:`~troupe.Child` and ``Actor``'s API, never a cell.
+A cell is composed of parts, one mixin class per concept, as Akka's ActorCell is
+composed of its Dispatch, DeathWatch, Children and FaultHandling traits::
+
+    class ActorCell(Intake, Dispatch, Lifecycle, Stopping, DeathWatch)
+
+- :class:`~troupe.intake.Intake`: messages entering the mailbox;
+- :class:`~troupe.dispatch.Dispatch`: handling them in bounded turns;
+- :class:`~troupe.lifecycle.Lifecycle`: start, failure, resume, restart;
+- :class:`~troupe.stopping.Stopping`: stop, kill, the end;
+- :class:`~troupe.watch.DeathWatch`: callbacks told when it stops.
+
+Every part derives from :class:`~troupe.cell_state.CellState`, which owns the
+cell's slots (``__slots__``, with their types) and declares the methods the
+parts call on one another; the parts add no slots. ``ActorCell`` itself builds
+the actor instance and answers what a handler sees of the message being
+handled. Code outside the core uses :class:`~troupe.ActorRef`,
+:class:`~troupe.Child` and ``Actor``'s API, never a cell.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from . import dispatch, intake, lifecycle, stopping, watch
 from .actor import SYSTEM_ASK_TIMEOUT, Actor, is_async_callable
-from .envelope import Envelope
+from .dispatch import Dispatch
 from .errors import ConfigError, MailboxFull, check_timeout
+from .intake import Intake
+from .lifecycle import Lifecycle
 from .mailbox import Mailbox, MailboxConfig
 from .ref import ActorRef
 from .restart import RestartPolicy
 from .state import State, Terminated
+from .stopping import Stopping
 from .timers import Timers
+from .watch import DeathWatch
 
 if TYPE_CHECKING:
-    from .clock import TimerHandle
-    from .delivery import Queued
-    from .metrics import ActorStats
     from .system import ActorSystem
 
 ActorFactory = Callable[..., "Actor"]
@@ -37,45 +47,11 @@ ActorFactory = Callable[..., "Actor"]
 _STOPPING = State.STOPPING
 
 
-class ActorCell:
-    """Owns one actor instance, its mailbox and its place in the tree."""
+class ActorCell(Intake, Dispatch, Lifecycle, Stopping, DeathWatch):
+    """Owns one actor instance, its mailbox and its place in the tree; made of the
+    parts it derives from (see the module's docstring)."""
 
-    __slots__ = (
-        "_backoff",
-        "_current",
-        "_deadline",
-        "_each",
-        "_instance_args",
-        "_is_async",
-        "_lifecycle",
-        "_loop",
-        "_ran_well",
-        "_receive",
-        "_scheduled",
-        "_stopped",
-        "_taken",
-        "_task",
-        "_thread_id",
-        "_throughput",
-        "_timers",
-        "actor",
-        "children",
-        "factory",
-        "failed_after_success",
-        "failed_in_start",
-        "failure",
-        "failure_answered",
-        "mailbox",
-        "metrics",
-        "name",
-        "parent",
-        "ref",
-        "restarts",
-        "shutdown_timeout",
-        "state",
-        "system",
-        "watchers",
-    )
+    __slots__ = ()  # the slots are CellState's
 
     def __init__(
         self,
@@ -97,28 +73,28 @@ class ActorCell:
         self.ref = ActorRef(self)
         self.mailbox = Mailbox(mailbox, self._overflowed)
         self._throughput = throughput
-        self._deadline = deadline  # seconds a turn may run (troupe.dispatch)
-        self._each = False  # time each message (troupe.dispatch)
+        self._deadline = deadline
+        self._each = False
         self._loop = system.loop
         self._thread_id = system.thread_id
         self._scheduled = False
-        self._current: Envelope | None = None
-        self._taken: list[Queued] | None = None  # see take_queued
-        self._backoff: TimerHandle | None = None  # a restart waiting out its delay
-        self._timers: Timers | None = None
-        self._stopped: asyncio.Future[None] | None = None
-        self._task: asyncio.Task[Any] | None = None
-        self._lifecycle: asyncio.Task[Any] | None = None
-        self.children: dict[str, ActorCell] | None = None
-        self.watchers: list[Callable[[Terminated], Any]] | None = None
+        self._current = None
+        self._taken = None
+        self._backoff = None
+        self._timers = None
+        self._stopped = None
+        self._task = None
+        self._lifecycle = None
+        self.children = None
+        self.watchers = None
         self.restarts = 0
-        self.metrics: ActorStats | None = None  # the system sets it when metrics are on
-        self.shutdown_timeout: float | None = None  # parent kills it past this stop deadline
-        self.failure: BaseException | None = None
+        self.metrics = None
+        self.shutdown_timeout = None
+        self.failure = None
         self.failed_in_start = False
-        self._ran_well = False  # a message handled successfully since the last failure
-        self.failed_after_success = False  # the pending failure ended a good run
-        self.failure_answered = False  # the pending failure was an ask's or a retry's
+        self._ran_well = False
+        self.failed_after_success = False
+        self.failure_answered = False
         self.state = State.STARTING
         self.actor = self._new_instance()
         self._bind(self.actor)
@@ -209,63 +185,6 @@ class ActorCell:
         current = self._current
         return current is not None and current.reply is not None
 
-    # -- messages entering the mailbox (troupe.intake)
-
-    deliver = intake.deliver
-    deliver_page = intake.deliver_page
-    _deliver_from_thread = intake._deliver_from_thread
-    send_system = intake.send_system
-    _overflowed = intake._overflowed
-    _undeliverable = intake._undeliverable
-
-    # -- handling them in turns (troupe.dispatch)
-
-    _schedule = dispatch._schedule
-    _finish_turn = dispatch._finish_turn
-    _run_system_lane = dispatch._run_system_lane
-    _drain_sync = dispatch._drain_sync
-    _turn_failed = dispatch._turn_failed
-    _drain_async = dispatch._drain_async
-    take_queued = dispatch.take_queued
-    run_inline = dispatch.run_inline
-    _settle_taken = dispatch._settle_taken
-
-    # -- start, failure, resume, restart (troupe.lifecycle)
-
-    start = lifecycle.start
-    _start_sequence = lifecycle._start_sequence
-    _call_hook = lifecycle._call_hook
-    wait_started = lifecycle.wait_started
-    _run_lifecycle = lifecycle._run_lifecycle
-    _enter_running = lifecycle._enter_running
-    _failed = lifecycle._failed
-    fail = lifecycle.fail
-    resume = lifecycle.resume
-    restart = lifecycle.restart
-    _begin_restart = lifecycle._begin_restart
-    _restart_sequence = lifecycle._restart_sequence
-
-    # -- stop, kill, the end (troupe.stopping)
-
-    stopped = stopping.stopped
-    request_stop = stopping.request_stop
-    _begin_stop = stopping._begin_stop
-    _stop_sequence = stopping._stop_sequence
-    _stop_children = stopping._stop_children
-    stop_idle = stopping.stop_idle
-    has_on_stop = stopping.has_on_stop
-    stop_within = stopping.stop_within
-    kill = stopping.kill
-    _terminate = stopping._terminate
-    cancel_tasks = stopping.cancel_tasks
-    live_tasks = stopping.live_tasks
-
-    # -- death watch (troupe.watch)
-
-    add_watcher = watch.add_watcher
-    remove_watcher = watch.remove_watcher
-    _notify_watchers = watch._notify_watchers
-
 
 def current_actor(max_depth: int = 40, frame: FrameType | None = None) -> str | None:
     """The name of the actor whose handler or lifecycle hook is running on this thread's
@@ -283,7 +202,9 @@ def current_actor(max_depth: int = 40, frame: FrameType | None = None) -> str | 
         if code.co_argcount and code.co_varnames[0] == "self":  # a method: look at self
             owner = frame.f_locals.get("self")
             if isinstance(owner, ActorCell):
-                return owner.name
+                name: str | None = getattr(owner, "name", None)  # None: a cell in the making
+                if name is not None:
+                    return name
         frame = frame.f_back
     return None
 

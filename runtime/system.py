@@ -37,6 +37,7 @@ from .restart import RestartPolicy, RestartTracker
 from .thread_intake import ThreadIntake
 
 if TYPE_CHECKING:
+    from .cell_state import CellState
     from .metrics.export import MetricsEndpoint
 
 logger = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ class ActorSystem:
         self.failures = 0
         self.restarts = 0
         self.stopped_by_policy = 0  # actors stopped past their restart intensity
-        self._restart_windows: dict[ActorCell, RestartTracker] = {}
+        self._restart_windows: dict[CellState, RestartTracker] = {}
         self._clock_spec = clock
         self._cells: dict[str, ActorCell] = {}
         self._ids = itertools.count(1)
@@ -163,7 +164,7 @@ class ActorSystem:
         self.thread_id = -1
         self._closing = False
         self._closed = False
-        self.on_stop_begun: set[ActorCell] | None = None  # during shutdown (troupe.stopping)
+        self.on_stop_begun: set[CellState] | None = None  # during shutdown (troupe.stopping)
         self.failure: BaseException | None = None
         self._failing: asyncio.Task[ShutdownReport] | None = None
         self._failure_listeners: list[Callable[[Child, BaseException], Any]] = []
@@ -445,19 +446,19 @@ class ActorSystem:
 
     # -- events from cells --------------------------------------------------------------
 
-    def unregister(self, cell: ActorCell) -> None:
+    def unregister(self, cell: CellState) -> None:
         if self._cells.get(cell.name) is cell:
             del self._cells[cell.name]
         if self._restart_windows:
             self._restart_windows.pop(cell, None)
 
-    def note_dropped(self, cell: ActorCell, message: Any) -> None:
+    def note_dropped(self, cell: CellState, message: Any) -> None:
         self.dropped += 1
         if cell.metrics is not None:
             cell.metrics.add(DROPPED)
 
     def note_failure(
-        self, cell: ActorCell, exc: BaseException, message: Any, *, hook: str | None = None
+        self, cell: CellState, exc: BaseException, message: Any, *, hook: str | None = None
     ) -> None:
         """Count and log a failure: of a handler on ``message``, or of the lifecycle
         ``hook`` (``on_start``/``on_restart``) when given. An exception whose
@@ -486,7 +487,7 @@ class ActorSystem:
                 exc_info=exc,
             )
         if self._failure_listeners:
-            child = Child(cell)
+            child = Child.of(cell.ref)
             for listener in tuple(self._failure_listeners):
                 try:
                     listener(child, exc)
@@ -517,7 +518,7 @@ class ActorSystem:
         if self._failing is None and not self._closed and not self._closing:
             self._failing = self.loop.create_task(self.shutdown())
 
-    def note_restart(self, cell: ActorCell) -> None:
+    def note_restart(self, cell: CellState) -> None:
         self.restarts += 1
         if cell.metrics is not None:
             cell.metrics.add(RESTARTS)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from troupe import Actor, ActorSystem
-from troupe.cell import current_actor
+from troupe.cell import ActorCell, current_actor
 
 
 def who() -> str | None:
@@ -34,3 +35,12 @@ async def test_handlers_and_hooks_see_their_actor_and_other_code_sees_none() -> 
         assert await sync_ref.ask("who") == ("sync-one", "sync-one")
         assert await async_ref.ask("who") == "async-one"
         assert who() is None  # the test itself is no actor
+
+
+def test_a_cell_whose_init_has_not_named_it_yet_is_skipped() -> None:
+    # The loop watch (troupe.loop_watch) walks the loop thread's stack from another
+    # thread, so it can catch a cell at the start of its __init__, before ``name`` is set.
+    def method(self: ActorCell) -> str | None:
+        return current_actor(frame=sys._getframe())
+
+    assert method(ActorCell.__new__(ActorCell)) is None
