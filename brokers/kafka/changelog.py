@@ -6,7 +6,8 @@ read from source partition *p* goes to changelog partition *p*, keyed by the ent
 its value the position, a newline and the state's JSON. The member that owns source
 partition *p* restores changelog partition *p* into a local table on the first load
 after the assignment (read from the beginning to the end offset) and keeps it current
-with its own saves; ``release`` (on revoke) forgets the table.
+with its own saves; ``release`` (on revoke) forgets the table, also one still being
+restored (it would be stale when the partition comes back).
 
 Memory: the table holds every key ever saved in the owned partitions (not only the
 active entities), as the record's value bytes (``position\nstate``, parsed on load):
@@ -77,22 +78,25 @@ class KafkaChangelogStore(StateStore):
         return topic
 
     async def _table(self, kind: str, shard: int) -> dict[str, bytes]:
-        table = self._tables.get((kind, shard))
+        at = (kind, shard)
+        table = self._tables.get(at)
         if table is not None:
             return table
-        pending = self._restoring.get((kind, shard))
+        pending = self._restoring.get(at)
         if pending is None:
             pending = asyncio.get_running_loop().create_future()
-            self._restoring[(kind, shard)] = pending
+            self._restoring[at] = pending
             try:
                 restored = await self._restore(kind, shard)
             except BaseException as exc:
+                if self._restoring.get(at) is pending:
+                    del self._restoring[at]
                 pending.set_exception(exc)
                 pending.exception()  # retrieved: the waiters (if any) raise it
                 raise
-            finally:
-                del self._restoring[(kind, shard)]
-            self._tables[(kind, shard)] = restored
+            if self._restoring.get(at) is pending:  # kept unless released meanwhile
+                del self._restoring[at]
+                self._tables[at] = restored
             pending.set_result(restored)
             return restored
         return await pending
@@ -153,6 +157,9 @@ class KafkaChangelogStore(StateStore):
 
     async def release(self, kind: str, shard: int) -> None:
         self._tables.pop((kind, shard), None)
+        # a restore under way (a load when the revoke came) is not kept: the partition's
+        # next owner saves after it, and this member may own the partition again later
+        self._restoring.pop((kind, shard), None)
 
 
 __all__ = ["KafkaChangelogStore"]

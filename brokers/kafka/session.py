@@ -23,6 +23,10 @@
   what is contiguous and forgets the rest (abandoned, uncommitted: the next owner
   delivers them again). A late ack of an abandoned record is ignored, unless the
   partition came back to this member and the record is out again (then it counts).
+  The client fetches a new assignment while the assignment callback still runs (it
+  reads the committed offsets and folds the attempts record): the new partitions stay
+  paused until it ends, so no record is handed out before the listener knows its
+  partition (a target refusing it would have it retried behind later records).
 - **release** commits nothing beyond what was handled (the session is ending).
 - **Attempts**: the journal of :mod:`troupe.brokers.attempts` over the record in
   :mod:`troupe.brokers.kafka.attempts`, reloaded and folded at every assignment, both
@@ -205,9 +209,16 @@ class KafkaSession(ConsumerSession):
 
     async def _assign(self, assigned: Any) -> None:
         consumer = self._consumer
-        for tp in sorted(assigned):
-            if tp.topic != self.topic:
-                continue
+        mine = sorted(tp for tp in assigned if tp.topic == self.topic)
+        # the client fetches the new partitions while this callback still runs (it awaits
+        # offsets and the fold lock): hold them paused until the attempts record is folded
+        # and the listener knows them, so nothing is handed out to a target that would
+        # refuse it, and a pause for a full window taken meanwhile is not forgotten
+        self._rebalancing = True
+        if mine:
+            consumer.pause(*mine)
+        self._paused = True
+        for tp in mine:
             committed: int | None = None
             with contextlib.suppress(kerr.KafkaError):
                 committed = await consumer.committed(tp)
@@ -227,7 +238,6 @@ class KafkaSession(ConsumerSession):
                 exc,
             )
         self._rebalancing = False
-        self._paused = False
         self._fresh = True
         self._update_stats()
         logger.debug(
@@ -236,6 +246,8 @@ class KafkaSession(ConsumerSession):
         self._joined.set()
         if self._listener is not None:
             self._listener.assigned(sorted(tp.partition for tp in assigned))
+        if self._unsettled < self.window:
+            self._resume()  # else resumed as records settle
 
     def listen(self, listener: OwnershipListener) -> bool:
         self._listener = listener
@@ -296,7 +308,7 @@ class KafkaSession(ConsumerSession):
         loop = asyncio.get_running_loop()
         if loop.time() >= self._next_commit:
             await self._commit()
-        if self._paused and self._unsettled < self.window:
+        if self._paused and self._unsettled < self.window and not self._rebalancing:
             self._resume()
         out = self._take_held(limit)
         wait = 0.0 if out else timeout

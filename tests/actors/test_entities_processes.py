@@ -177,12 +177,6 @@ async def test_entities_survive_kills_joins_and_leaves_on_redis(
     await run_scenario(redis_url, tmp_path)
 
 
-@pytest.mark.xfail(
-    reason="open bug (issue 24): on Kafka, after kill -9s and a join/leave, a partition's "
-    "later events are sometimes never applied (its new owner does not resume it); "
-    "Redis holds, and the simulation with seeded faults holds",
-    strict=False,
-)
 @pytest.mark.timeout(100)
 async def test_entities_survive_kills_joins_and_leaves_on_kafka(
     kafka_url: str, tmp_path: Path  # noqa: F811

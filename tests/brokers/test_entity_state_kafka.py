@@ -3,6 +3,8 @@ after a release (a revoke), per partition, with the latest record of each key.""
 
 from __future__ import annotations
 
+import asyncio
+
 from troupe.brokers import connect
 from troupe.brokers.kafka import KafkaChangelogStore
 from troupe.brokers.state import Saved
@@ -28,4 +30,24 @@ async def test_records_restore_from_the_changelog_after_a_release(kafka_url: str
             await other.broker.close()
         assert await store.load("cart", 0, ["a"]) == {"a": Saved('{"n": 2}', "0:5")}
     finally:
+        await broker.close()
+
+
+async def test_a_release_during_a_restore_keeps_no_stale_table(kafka_url: str) -> None:
+    """A revoke releases a partition while a load still restores it: that table is not
+    kept, so a load after the partition came back reads what was saved in between."""
+    broker = connect(kafka_url, partitions=1)
+    store = KafkaChangelogStore(broker)  # type: ignore[arg-type]
+    other = KafkaChangelogStore(connect(kafka_url, partitions=1))  # type: ignore[arg-type]
+    try:
+        await store.save("cart", 0, {"a": Saved('{"n": 1}', "0:1")})
+        await store.release("cart", 0)
+        loading = asyncio.ensure_future(store.load("cart", 0, ["a"]))
+        await asyncio.sleep(0)  # its restore is under way
+        await store.release("cart", 0)  # the partition is revoked meanwhile
+        assert await loading == {"a": Saved('{"n": 1}', "0:1")}
+        await other.save("cart", 0, {"a": Saved('{"n": 2}', "0:9")})  # its next owner
+        assert await store.load("cart", 0, ["a"]) == {"a": Saved('{"n": 2}', "0:9")}
+    finally:
+        await other.broker.close()
         await broker.close()

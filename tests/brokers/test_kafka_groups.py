@@ -9,17 +9,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 from redis.asyncio import Redis
 
 from tests.brokers.helpers import TOLERANT
 from tests.helpers import eventually
 from troupe import Actor, ActorSystem
 from troupe.brokers import ConsumerBridge, ProducerBridge, Publish, connect
+from troupe.brokers.attempts import JournaledAttempts
 from troupe.brokers.kafka import KafkaBroker
 from troupe.brokers.message import DELIVERIES, ENTRY_ID, ERROR_REASON
 from troupe.brokers.servers.kafka import KafkaServer
@@ -118,6 +120,83 @@ async def test_members_join_and_leave_mid_stream_without_loss_or_disorder(
 
 async def pending_is(broker: Any, topic: str, group: str, n: int) -> bool:
     return bool(await broker.pending(topic, group) == n)
+
+
+class Owned:
+    """An ownership listener that keeps the partitions its session owns."""
+
+    def __init__(self) -> None:
+        self.owned: set[int] = set()
+        self.revokes = 0
+
+    async def revoked(self, partitions: Sequence[int]) -> None:
+        self.owned.difference_update(partitions)
+        self.revokes += 1
+
+    def assigned(self, partitions: Sequence[int]) -> None:
+        self.owned.update(partitions)
+
+
+async def test_records_of_a_new_assignment_wait_until_it_is_complete(
+    kafka_url: str, tmp_path: Path
+) -> None:
+    """A member's assignment callback may wait (here for the journal directory's fold
+    lock, which another folder on the host holds) while the client already fetches the
+    new partitions. Nothing of them is handed out before the ownership listener is told
+    of them, and a window filled meanwhile does not leave them paused for good: once
+    the callback ends every record of the member's partition is delivered (issue 24: its
+    records stayed paused in the client and were never delivered)."""
+    options: dict[str, Any] = {"partitions": 2, "session_timeout": 3.0, "rebalance_drain": 1.0}
+    first = connect(kafka_url, journal_dir=tmp_path / "a", **options)
+    second = connect(kafka_url, journal_dir=tmp_path / "b", **options)
+    assert isinstance(first, KafkaBroker)
+    await first.publish_messages("t", [first.message(n, key=f"k{n}") for n in range(200)])
+    a = await first.consume("t", "g", "a", window=10)
+    b = None
+    owned = Owned()
+    a.listen(owned)
+    assert owned.owned == {0, 1}
+    journal = a.attempts
+    assert isinstance(journal, JournaledAttempts)
+    loop = asyncio.get_running_loop()
+    early: list[tuple[int | None, set[int]]] = []  # (partition, owned) per delivery
+    taken = []
+    try:
+        async with journal.folding():  # another folder: a's next assignment waits for it
+            b = await asyncio.wait_for(second.consume("t", "g", "b", window=10), 30)  # joins
+            assert owned.revokes == 1
+            until = loop.time() + 1.5
+            while loop.time() < until:  # a keeps fetching, as its bridge does
+                for delivery in await a.fetch(10, 0.1):
+                    early.append((delivery.partition, set(owned.owned)))
+                    taken.append(delivery)
+        await eventually(lambda: len(owned.owned) == 1)  # the other one is b's
+        (partition,) = owned.owned
+        probe = first.consumer(enable_auto_commit=False)
+        await probe.start()
+        try:
+            tp = TopicPartition(first.topic("t"), partition)
+            end = (await probe.end_offsets([tp]))[tp]
+        finally:
+            await probe.stop()
+        assert end > 10  # more than a window: the partition has to be resumed
+        seen = {d.offset for d in taken if d.partition == partition}
+        await a.ack(taken)
+
+        async def delivered_all() -> bool:
+            got = await a.fetch(10, 0.1)
+            seen.update(d.offset for d in got if d.partition == partition)
+            await a.ack(got)
+            return seen == set(range(end))
+
+        await eventually(delivered_all, timeout=20)
+        assert all(p in mine for p, mine in early), f"handed out before assigned: {early}"
+    finally:
+        await a.close()
+        if b is not None:
+            await b.close()
+        await first.close()
+        await second.close()
 
 
 def start_consumer(
