@@ -233,6 +233,11 @@ class EntityHost(Actor):
         stats = settings.shard_stats(shard)
         await self.positions.load(shard)
         saved = await settings.store.load(settings.kind, shard, keys)
+        if not self.access.owns(shard):
+            # revoked while loading (a rebalance whose drain gave up waiting): keeping these
+            # entities would let a later return of the shard use states from before the
+            # other owner's saves
+            raise ShardMoved(f"{settings.kind} shard {shard} moved away while activating")
         for key in keys:
             entity = settings.factory(key)
             record = saved.get(key)

@@ -210,3 +210,55 @@ def test_docs_inventory_example_prints_what_it_says(tmp_path: Any) -> None:
     assert done.stdout.splitlines() == [
         """{'sku-1': '{"on_hand": 10, "reserved": 3}', 'sku-2': '{"on_hand": 5, "reserved": 0}'}"""
     ]
+
+
+class RevokedWhileLoading(MemoryStateStore):
+    """A store whose load sees the shard revoked before it returns (a rebalance whose
+    drain gave up waiting on the activation)."""
+
+    def __init__(self, access: OneShard) -> None:
+        super().__init__()
+        self.access = access
+
+    async def load(self, kind: str, shard: int, keys: Any) -> dict[str, Saved]:
+        saved = await super().load(kind, shard, keys)
+        self.access.owned = False
+        return saved
+
+
+class OneShard:
+    """A placement with one shard, owned until a test says not."""
+
+    owned = True
+
+    def shard_of(self, headers: Any) -> int:
+        return 0
+
+    def owns(self, shard: int) -> bool:
+        return self.owned
+
+    def fence(self, shard: int) -> None:
+        return None
+
+    def save_failed(self, shard: int, error: BaseException) -> None:
+        pass
+
+    def host_failed(self, error: BaseException) -> None:
+        pass
+
+
+async def test_a_shard_revoked_during_activation_keeps_no_entity() -> None:
+    from troupe.actors.entities.host import EntityHost, EntitySettings, ShardMoved
+    from troupe.brokers.message import ENTRY_ID, KEY
+
+    access = OneShard()
+    settings = EntitySettings(
+        kind="revoked", factory=Counter, store=RevokedWhileLoading(access), broker=connect("memory://")
+    )
+    async with ActorSystem() as system:
+        host = system.spawn(EntityHost, settings, access)
+        with pytest.raises(ShardMoved, match="while activating"):
+            await host.ask({"add": 1, "seq": 0}, headers={KEY: "k", ENTRY_ID: "1-0"})
+        # no entity loaded for a shard it lost stays in memory, and nothing was saved
+        assert settings.shard_stats(0).active == 0
+        assert settings.store.records == {}
