@@ -1,6 +1,6 @@
 """``entities.ref(key).ask(...)``: the handler's result comes back through the remote
 reply path once the state is saved; a dead-lettered message raises RemoteError; no
-host answering is an AskTimeout naming the entity. On memory and on a real Redis."""
+host answering is an AskTimeout naming the entity. On memory and on a real Redis and Kafka."""
 
 from __future__ import annotations
 
@@ -14,7 +14,12 @@ from troupe import ActorSystem, AskTimeout, ConfigError
 from troupe.actors import RemoteError
 from troupe.actors.entities import Entities, Entity
 from troupe.brokers import Broker, connect
-from troupe.brokers.servers.pytest_plugin import redis_server, redis_url  # noqa: F401
+from troupe.brokers.servers.pytest_plugin import (  # noqa: F401
+    kafka_server,
+    kafka_url,
+    redis_server,
+    redis_url,
+)
 from troupe.brokers.state import Saved
 
 
@@ -33,13 +38,20 @@ class Account(Entity):
 
 
 async def saved(entities: Entities, key: str) -> dict[str, Any] | None:
+    """The saved state of ``key``: on Kafka from whichever changelog partition holds it
+    (the key's partition is the producer's choice), else from the key's shard."""
     from troupe.actors.entities import shard_of
 
-    found = await entities.settings.store.load(
-        entities.kind, shard_of(key, entities.shards), [key]
-    )
-    record: Saved | None = found.get(key)
-    return None if record is None else json.loads(record.state)
+    store = entities.settings.store
+    if entities.partitioned:
+        shards = range(entities.broker.partitions)  # type: ignore[attr-defined]
+    else:
+        shards = range(shard_of(key, entities.shards), shard_of(key, entities.shards) + 1)
+    for shard in shards:
+        record: Saved | None = (await store.load(entities.kind, shard, [key])).get(key)
+        if record is not None:
+            return dict(json.loads(record.state))
+    return None
 
 
 async def asks_answer_after_the_save(broker: Broker) -> None:
@@ -71,6 +83,16 @@ async def test_ask_on_redis_returns_the_result_or_the_handlers_error(
     redis_url: str,  # noqa: F811
 ) -> None:
     broker = connect(redis_url)
+    try:
+        await asks_answer_after_the_save(broker)
+    finally:
+        await broker.close()
+
+
+async def test_ask_on_kafka_returns_the_result_or_the_handlers_error(
+    kafka_url: str,  # noqa: F811
+) -> None:
+    broker = connect(kafka_url)
     try:
         await asks_answer_after_the_save(broker)
     finally:
