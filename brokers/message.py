@@ -105,7 +105,15 @@ class JsonSerializer:
         ).encode()
 
     def loads(self, body: bytes) -> Any:
-        return json.loads(body)
+        # UTF-8 text straight to the decoder (json.loads(bytes) first sniffs the encoding);
+        # anything else (UTF-16/32 JSON, a BOM) takes json.loads' own way, errors included
+        try:
+            return _decode(body.decode())
+        except (ValueError, AttributeError):  # not UTF-8, not JSON, not bytes: json decides
+            return json.loads(body)
+
+
+_decode = json.JSONDecoder().decode
 
 
 class BytesSerializer:

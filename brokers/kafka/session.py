@@ -339,6 +339,9 @@ class KafkaSession(ConsumerSession):
             part = self._parts.get(tp.partition)
             if part is None or tp.topic != self.topic:
                 continue  # revoked meanwhile: its next owner delivers it
+            if cap is None and not meanwhile and records:
+                self._hand_out(part, records, out)  # the common case, once per page
+                continue
             for r in records:
                 part.next = r.offset + 1
                 if cap is not None and (part.waiting or len(part.open) >= cap):
@@ -374,6 +377,39 @@ class KafkaSession(ConsumerSession):
                 if not self._paused:
                     self._consumer.resume(part.tp)
         return out
+
+    def _hand_out(
+        self, part: _Partition, records: list[ConsumerRecord[bytes, bytes]], out: list[Delivery]
+    ) -> None:
+        """Hand out a partition's fetched records: ``_delivery`` per record, inlined."""
+        topic, stream, group = self.topic, self.stream, self.group
+        counts = self.record.counts
+        handed, add, append = part.handed, part.open.add, out.append
+        partition = part.tp.partition
+        for r in records:
+            offset = r.offset
+            entry = f"{partition}:{offset}"
+            message, error, raw = from_record(
+                topic, partition, offset, r.key, r.value, r.headers, r.timestamp
+            )
+            found = counts.get(entry) if counts else None
+            append(
+                Delivery(
+                    stream,
+                    group,
+                    entry,
+                    message,
+                    1,
+                    found[0] if found is not None else 0,
+                    error,
+                    raw,
+                    partition,
+                    offset,
+                )
+            )
+            handed.append(offset)
+            add(offset)
+        part.next = records[-1].offset + 1
 
     def _delivery(self, r: ConsumerRecord[bytes, bytes]) -> Delivery:
         entry = f"{r.partition}:{r.offset}"
