@@ -261,6 +261,7 @@ class ConsumerBridge(Actor):
         self._target_ref: ActorRef | None = None
         #: the system's middleware, then this bridge's own (troupe.middleware)
         self.middleware = self.system.middleware.extended(middleware)
+        self._me = self.ref  # looked at once per message
 
     # -- actor side ------------------------------------------------------------------------
 
@@ -735,7 +736,7 @@ class ConsumerBridge(Actor):
         if error is None:
             self._acks.append(delivery)
             log = self._log
-            if log is not None and self.ref.is_alive:  # it returned: a crash of the process
+            if log is not None and self._me.is_alive:  # it returned: a crash of the process
                 log.settled((delivery,))  # before the ack costs it no attempt
             else:
                 self._journaled.append(delivery)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import json.scanner
 import os
 import re
 import time
@@ -105,15 +106,20 @@ class JsonSerializer:
         ).encode()
 
     def loads(self, body: bytes) -> Any:
-        # UTF-8 text straight to the decoder (json.loads(bytes) first sniffs the encoding);
-        # anything else (UTF-16/32 JSON, a BOM) takes json.loads' own way, errors included
+        # UTF-8 text without surrounding whitespace straight to json's scanner (json.loads
+        # sniffs the encoding and matches whitespace around the value first); anything
+        # else (whitespace, UTF-16/32, a BOM, not JSON) takes json.loads' way, errors included
         try:
-            return _decode(body.decode())
-        except (ValueError, AttributeError):  # not UTF-8, not JSON, not bytes: json decides
-            return json.loads(body)
+            text = body.decode()
+            value, end = _scan(text, 0)
+            if end == len(text):
+                return value
+        except (ValueError, AttributeError, StopIteration):
+            pass
+        return json.loads(body)
 
 
-_decode = json.JSONDecoder().decode
+_scan = json.scanner.make_scanner(json.JSONDecoder())
 
 
 class BytesSerializer:

@@ -81,13 +81,6 @@ class _Partition:
         self.held = False  # paused: records wait for the partition_window
         self.waiting: deque[ConsumerRecord[bytes, bytes]] = deque()  # fetched, held back
 
-    def settle(self, offset: int) -> bool:
-        """Mark ``offset`` handled; False when it is not out (abandoned or settled)."""
-        if offset not in self.open:
-            return False
-        self.open.discard(offset)
-        return True
-
     def contiguous(self) -> int | None:
         """The offset to commit: one past the highest contiguous settled offset."""
         handed, open_ = self.handed, self.open
@@ -463,7 +456,9 @@ class KafkaSession(ConsumerSession):
         fetching = self._fetching
         for d in deliveries:
             part = parts.get(d.partition) if d.partition is not None else None
-            if part is not None and d.offset is not None and part.settle(d.offset):
+            offset = d.offset
+            if part is not None and offset is not None and offset in part.open:
+                part.open.discard(offset)
                 settled += 1
             elif fetching is not None:  # out again by the fetch that runs: the bridge drops it
                 fetching.add(d.entry_id)
@@ -475,9 +470,10 @@ class KafkaSession(ConsumerSession):
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         self._settle(deliveries)
-        recorded = [d.entry_id for d in deliveries if d.recorded]
-        if recorded:
-            await self.record.clear(recorded)
+        if self.record.counts:  # else no delivery has a record to clear
+            recorded = [d.entry_id for d in deliveries if d.recorded]
+            if recorded:
+                await self.record.clear(recorded)
         loop = asyncio.get_running_loop()
         if loop.time() >= self._next_commit:
             await self._commit()
