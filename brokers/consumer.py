@@ -633,6 +633,15 @@ class ConsumerBridge(Actor):
                 stats.malformed += 1
                 self._dead_letter(delivery, str(exc))
                 continue
+            # the delivery's headers for the target; the message's headers are this
+            # delivery's own (decoded for it): no copy
+            attempts = delivery.attempts
+            headers[ATTEMPT] = _ATTEMPTS[attempts] if attempts < 8 else str(attempts + 1)
+            headers[MESSAGE_ID] = message.id
+            headers[STREAM] = delivery.stream
+            headers[ENTRY_ID] = entry_id
+            if message.key is not None:
+                headers[KEY] = message.key
             page.append(delivery)
             items.append((payload, headers))
         if page:
@@ -661,17 +670,6 @@ class ConsumerBridge(Actor):
             for delivery in page:
                 self._wait_for_target(delivery)
             return
-        for delivery, (_, headers) in zip(page, items, strict=True):
-            message = delivery.message
-            assert message is not None
-            # the message's headers are this delivery's own (decoded for it): no copy
-            attempts = delivery.attempts
-            headers[ATTEMPT] = _ATTEMPTS[attempts] if attempts < 8 else str(attempts + 1)
-            headers[MESSAGE_ID] = message.id
-            headers[STREAM] = delivery.stream
-            headers[ENTRY_ID] = delivery.entry_id
-            if message.key is not None:
-                headers[KEY] = message.key
         middleware = self.middleware
         hooked = bool(middleware.before_deliver or middleware.after_deliver)
         if middleware.before_deliver:  # a hook may skip a message or hold it back
