@@ -198,12 +198,14 @@ class KafkaSession(ConsumerSession):
 
     async def _assign(self, assigned: Any) -> None:
         consumer = self._consumer
-        for tp in sorted(assigned):
-            if tp.topic != self.topic:
-                continue
-            committed: int | None = None
-            with contextlib.suppress(kerr.KafkaError):
-                committed = await consumer.committed(tp)
+        tps = [tp for tp in sorted(assigned) if tp.topic == self.topic]
+        # the committed offsets asked for together (one round trip, not one per partition)
+        found = await asyncio.gather(*[consumer.committed(tp) for tp in tps], return_exceptions=True)
+        for tp, committed in zip(tps, found, strict=True):
+            if isinstance(committed, BaseException):
+                if not isinstance(committed, kerr.KafkaError):
+                    raise committed
+                committed = None
             self._parts[tp.partition] = _Partition(tp, committed)
         try:
             # under the host's fold lock: a member that folds a dead member's journal at
@@ -288,7 +290,7 @@ class KafkaSession(ConsumerSession):
     async def fetch(self, limit: int, timeout: float) -> list[Delivery]:
         loop = asyncio.get_running_loop()
         if loop.time() >= self._next_commit:
-            await self._commit()
+            self._commit_behind()
         if self._paused and self._unsettled < self.window:
             self._resume()
         out = self._take_held(limit)
@@ -476,7 +478,7 @@ class KafkaSession(ConsumerSession):
                 await self.record.clear(recorded)
         loop = asyncio.get_running_loop()
         if loop.time() >= self._next_commit:
-            await self._commit()
+            self._commit_behind()
         elif self._commit_timer is None and not self._closed:
             # a partition gone idle gets its last acks committed within commit_interval,
             # not only at the next fetch
@@ -484,7 +486,12 @@ class KafkaSession(ConsumerSession):
 
     def _commit_due(self) -> None:
         self._commit_timer = None
-        if self._closed:
+        self._commit_behind()
+
+    def _commit_behind(self) -> None:
+        """Commit in a task of its own: a commit's round trip (which waits behind the
+        fetch on the coordinator's connection) holds back neither fetching nor acking."""
+        if self._closed or self._commits:  # one is on its way: it commits what is due
             return
         task = asyncio.get_running_loop().create_task(self._commit())
         self._commits.add(task)
@@ -524,27 +531,32 @@ class KafkaSession(ConsumerSession):
         return None  # nothing is committed beyond the contiguous handled offset
 
     async def _commit(self, *, force: bool = False, parts: Sequence[_Partition] = ()) -> None:
-        """Commit each partition's contiguous handled offset (skipped while rebalancing)."""
+        """Commit each partition's contiguous handled offset (skipped while rebalancing).
+
+        The offsets are taken under the commit lock, so a commit never carries offsets
+        read before another commit or a seek that ran meanwhile; an unforced commit
+        while one is on its way is left to the next one."""
         if self._rebalancing and not force:
             return
         self._next_commit = asyncio.get_running_loop().time() + self._broker.commit_interval
-        offsets: dict[TopicPartition, int] = {}
-        for part in parts or list(self._parts.values()):
-            upto = part.contiguous()
-            if upto is not None:
-                part.next = max(part.next or 0, upto)
-                offsets[part.tp] = upto
-            elif part.handed and part.committed is not None and part.handed[0] > part.committed:
-                offsets[part.tp] = part.handed[0]  # records skipped (compaction, markers)
-        pending = {
-            part.tp: part for part in parts or list(self._parts.values()) if part.tp in offsets
-        }
-        if not offsets:
-            return
         if self._commit_lock.locked() and not force:  # one is on its way: next time
-            self._requeue(offsets)
             return
         async with self._commit_lock:
+            offsets: dict[TopicPartition, int] = {}
+            for part in parts or list(self._parts.values()):
+                upto = part.contiguous()
+                if upto is not None:
+                    part.next = max(part.next or 0, upto)
+                    offsets[part.tp] = upto
+                elif (
+                    part.handed and part.committed is not None and part.handed[0] > part.committed
+                ):
+                    offsets[part.tp] = part.handed[0]  # records skipped (compaction, markers)
+            pending = {
+                part.tp: part for part in parts or list(self._parts.values()) if part.tp in offsets
+            }
+            if not offsets:
+                return
             try:
                 await self._consumer.commit(offsets)
             except (kerr.KafkaError, *_ERRORS) as exc:
@@ -624,7 +636,8 @@ class KafkaSession(ConsumerSession):
 
         consumer = self._consumer
         tps = [part.tp for part in self._parts.values()]
-        async with self._broker.errors("seek"):
+        # under the commit lock: a commit on its way lands before the seek's, never after
+        async with self._commit_lock, self._broker.errors("seek"):
             target = await resolve_seek(consumer, tps, offsets, timestamp)
             for tp, offset in target.items():
                 part = self._parts.get(tp.partition)
