@@ -143,10 +143,26 @@ class _Page:
             bridge._room.set()  # room for the next page
 
     def finished(self, index: int, error: BaseException | None) -> None:
-        mark = self.marks[index]
-        if not mark & _DONE:
-            self.marks[index] = mark | _DONE
-            self._bridge._finished(self.deliveries[index], mark & _STARTED, error)
+        marks = self.marks
+        mark = marks[index]
+        if mark & _DONE:
+            return
+        marks[index] = mark | _DONE
+        bridge = self._bridge
+        delivery = self.deliveries[index]
+        if error is not None or bridge._closed:
+            bridge._finished(delivery, mark & _STARTED, error)
+            return
+        # handled: acked with the next flush (the common case, once per message)
+        bridge._handling -= 1
+        bridge._acks.append(delivery)
+        log = bridge._log
+        if log is not None and bridge._me.is_alive:  # it returned: a crash of the process
+            log.settled_one(delivery)  # before the ack costs it no attempt
+        else:
+            bridge._journaled.append(delivery)
+        bridge._wake.set()
+        bridge._room.set()
 
 
 _STARTED, _DONE = 1, 2
@@ -725,20 +741,16 @@ class ConsumerBridge(Actor):
         )
 
     def _finished(self, delivery: Delivery, started: int, error: BaseException | None) -> None:
+        """A delivery the target did not handle (``error``: why), or any delivery once the
+        bridge closed (handled ones: :meth:`_Page.finished`)."""
         self._handling -= 1
         if self._closed:
             # after the drain deadline, or the bridge was killed: stays unacked
             if not self._handling:
                 self._close_log()
             return
-        if error is None:
-            self._acks.append(delivery)
-            log = self._log
-            if log is not None and self._me.is_alive:  # it returned: a crash of the process
-                log.settled((delivery,))  # before the ack costs it no attempt
-            else:
-                self._journaled.append(delivery)
-        elif not started:  # never reached a handler: not an attempt
+        assert error is not None
+        if not started:  # never reached a handler: not an attempt
             self._waiting -= 1
             if self._closing:
                 self._retries.append(delivery)  # released by the drain
