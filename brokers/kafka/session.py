@@ -198,14 +198,12 @@ class KafkaSession(ConsumerSession):
 
     async def _assign(self, assigned: Any) -> None:
         consumer = self._consumer
-        tps = [tp for tp in sorted(assigned) if tp.topic == self.topic]
-        # the committed offsets asked for together (one round trip, not one per partition)
-        found = await asyncio.gather(*[consumer.committed(tp) for tp in tps], return_exceptions=True)
-        for tp, committed in zip(tps, found, strict=True):
-            if isinstance(committed, BaseException):
-                if not isinstance(committed, kerr.KafkaError):
-                    raise committed
-                committed = None
+        for tp in sorted(assigned):
+            if tp.topic != self.topic:
+                continue
+            committed: int | None = None
+            with contextlib.suppress(kerr.KafkaError):
+                committed = await consumer.committed(tp)
             self._parts[tp.partition] = _Partition(tp, committed)
         try:
             # under the host's fold lock: a member that folds a dead member's journal at
