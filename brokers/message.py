@@ -18,7 +18,7 @@ import json.scanner
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -119,7 +119,10 @@ class JsonSerializer:
         return json.loads(body)
 
 
-_scan = json.scanner.make_scanner(json.JSONDecoder())
+# json's own scanner over a default decoder (typeshed types its context as the scanner)
+_scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    json.JSONDecoder()  # type: ignore[arg-type]
+)
 
 
 class BytesSerializer:
