@@ -614,7 +614,7 @@ class ConsumerBridge(Actor):
         serializer = self.serializer
         loads = serializer.loads
         content_type = serializer.content_type
-        max_deliveries = self.max_deliveries
+        max_deliveries, max_broker = self.max_deliveries, self.max_broker_deliveries
         page: list[Delivery] = []
         items: list[tuple[Any, dict[str, str]]] = []
         for delivery in deliveries:
@@ -631,7 +631,7 @@ class ConsumerBridge(Actor):
                 self._dead_letter(delivery, delivery.error or "malformed entry")
                 continue
             if delivery.attempts >= max_deliveries or (
-                delivery.deliveries - delivery.accounted > self.max_broker_deliveries
+                delivery.deliveries - delivery.accounted > max_broker
             ):
                 self._dead_letter(delivery, self._exhausted(delivery))
                 continue
