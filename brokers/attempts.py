@@ -398,6 +398,9 @@ class JournaledAttempts(AttemptLog):
         for delivery in deliveries:
             remove(delivery.entry_id)
 
+    def settled_one(self, delivery: Delivery) -> None:
+        self.journal.remove(delivery.entry_id)
+
     def folding(self) -> contextlib.AbstractAsyncContextManager[None]:
         """The journal directory's :func:`fold_lock` (then fold with ``lock=False``)."""
         return fold_lock(self.directory)

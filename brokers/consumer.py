@@ -143,10 +143,26 @@ class _Page:
             bridge._room.set()  # room for the next page
 
     def finished(self, index: int, error: BaseException | None) -> None:
-        mark = self.marks[index]
-        if not mark & _DONE:
-            self.marks[index] = mark | _DONE
-            self._bridge._finished(self.deliveries[index], mark & _STARTED, error)
+        marks = self.marks
+        mark = marks[index]
+        if mark & _DONE:
+            return
+        marks[index] = mark | _DONE
+        bridge = self._bridge
+        delivery = self.deliveries[index]
+        if error is not None or bridge._closed:
+            bridge._finished(delivery, mark & _STARTED, error)
+            return
+        # handled: acked with the next flush (the common case, once per message)
+        bridge._handling -= 1
+        bridge._acks.append(delivery)
+        log = bridge._log
+        if log is not None and bridge._me.is_alive:  # it returned: a crash of the process
+            log.settled_one(delivery)  # before the ack costs it no attempt
+        else:
+            bridge._journaled.append(delivery)
+        bridge._wake.set()
+        bridge._room.set()
 
 
 _STARTED, _DONE = 1, 2
@@ -261,6 +277,7 @@ class ConsumerBridge(Actor):
         self._target_ref: ActorRef | None = None
         #: the system's middleware, then this bridge's own (troupe.middleware)
         self.middleware = self.system.middleware.extended(middleware)
+        self._me = self.ref  # looked at once per message
 
     # -- actor side ------------------------------------------------------------------------
 
@@ -597,7 +614,7 @@ class ConsumerBridge(Actor):
         serializer = self.serializer
         loads = serializer.loads
         content_type = serializer.content_type
-        max_deliveries = self.max_deliveries
+        max_deliveries, max_broker = self.max_deliveries, self.max_broker_deliveries
         page: list[Delivery] = []
         items: list[tuple[Any, dict[str, str]]] = []
         for delivery in deliveries:
@@ -614,7 +631,7 @@ class ConsumerBridge(Actor):
                 self._dead_letter(delivery, delivery.error or "malformed entry")
                 continue
             if delivery.attempts >= max_deliveries or (
-                delivery.deliveries - delivery.accounted > self.max_broker_deliveries
+                delivery.deliveries - delivery.accounted > max_broker
             ):
                 self._dead_letter(delivery, self._exhausted(delivery))
                 continue
@@ -632,6 +649,15 @@ class ConsumerBridge(Actor):
                 stats.malformed += 1
                 self._dead_letter(delivery, str(exc))
                 continue
+            # the delivery's headers for the target; the message's headers are this
+            # delivery's own (decoded for it): no copy
+            attempts = delivery.attempts
+            headers[ATTEMPT] = _ATTEMPTS[attempts] if attempts < 8 else str(attempts + 1)
+            headers[MESSAGE_ID] = message.id
+            headers[STREAM] = delivery.stream
+            headers[ENTRY_ID] = entry_id
+            if message.key is not None:
+                headers[KEY] = message.key
             page.append(delivery)
             items.append((payload, headers))
         if page:
@@ -660,17 +686,6 @@ class ConsumerBridge(Actor):
             for delivery in page:
                 self._wait_for_target(delivery)
             return
-        for delivery, (_, headers) in zip(page, items, strict=True):
-            message = delivery.message
-            assert message is not None
-            # the message's headers are this delivery's own (decoded for it): no copy
-            attempts = delivery.attempts
-            headers[ATTEMPT] = _ATTEMPTS[attempts] if attempts < 8 else str(attempts + 1)
-            headers[MESSAGE_ID] = message.id
-            headers[STREAM] = delivery.stream
-            headers[ENTRY_ID] = delivery.entry_id
-            if message.key is not None:
-                headers[KEY] = message.key
         middleware = self.middleware
         hooked = bool(middleware.before_deliver or middleware.after_deliver)
         if middleware.before_deliver:  # a hook may skip a message or hold it back
@@ -726,20 +741,16 @@ class ConsumerBridge(Actor):
         )
 
     def _finished(self, delivery: Delivery, started: int, error: BaseException | None) -> None:
+        """A delivery the target did not handle (``error``: why), or any delivery once the
+        bridge closed (handled ones: :meth:`_Page.finished`)."""
         self._handling -= 1
         if self._closed:
             # after the drain deadline, or the bridge was killed: stays unacked
             if not self._handling:
                 self._close_log()
             return
-        if error is None:
-            self._acks.append(delivery)
-            log = self._log
-            if log is not None and self.ref.is_alive:  # it returned: a crash of the process
-                log.settled((delivery,))  # before the ack costs it no attempt
-            else:
-                self._journaled.append(delivery)
-        elif not started:  # never reached a handler: not an attempt
+        assert error is not None
+        if not started:  # never reached a handler: not an attempt
             self._waiting -= 1
             if self._closing:
                 self._retries.append(delivery)  # released by the drain

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import json.scanner
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -105,7 +106,23 @@ class JsonSerializer:
         ).encode()
 
     def loads(self, body: bytes) -> Any:
+        # UTF-8 text without surrounding whitespace straight to json's scanner (json.loads
+        # sniffs the encoding and matches whitespace around the value first); anything
+        # else (whitespace, UTF-16/32, a BOM, not JSON) takes json.loads' way, errors included
+        try:
+            text = body.decode()
+            value, end = _scan(text, 0)
+            if end == len(text):
+                return value
+        except (ValueError, AttributeError, StopIteration):
+            pass
         return json.loads(body)
+
+
+# json's own scanner over a default decoder (typeshed types its context as the scanner)
+_scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    json.JSONDecoder()  # type: ignore[arg-type]
+)
 
 
 class BytesSerializer:

@@ -112,6 +112,10 @@ class AttemptLog(ABC):
     def settled(self, deliveries: Sequence[Delivery]) -> None:
         """``deliveries`` were acked or dead-lettered: their starts need no counting."""
 
+    def settled_one(self, delivery: Delivery) -> None:
+        """``settled`` for one delivery (the bridge calls it as each handler returns)."""
+        self.settled((delivery,))
+
     async def fold_dead(self) -> int:
         """Fold the logs of dead consumers into the durable record; returns how many starts."""
         return 0

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MARKERS_KEPT = 16
+RETRY_MS = 10  # the record reader's wait before it asks again for metadata (default 100)
 
 
 def split_entry(entry_id: str) -> tuple[int, int] | None:
@@ -68,13 +69,20 @@ class KafkaAttemptsRecord:
         tp = TopicPartition(self.topic, 0)
         counts: dict[str, tuple[int, list[str]]] = {}
         async with broker.errors(f"read attempts {self.topic}"):
-            consumer = broker.consumer(enable_auto_commit=False, auto_offset_reset="earliest")
+            consumer = broker.consumer(
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                retry_backoff_ms=RETRY_MS,  # it knows no metadata of the topic yet
+            )
             await consumer.start()
             try:
-                consumer.assign([tp])
-                await consumer.seek_to_beginning(tp)
+                # the end first: once assigned, the consumer's fetches (which wait up to
+                # fetch_max_wait_ms on an idle topic) hold this question back behind them
                 end = (await consumer.end_offsets([tp]))[tp]
-                while await consumer.position(tp) < end:
+                if end > 0:  # never written to: empty (compaction keeps the end offset)
+                    consumer.assign([tp])
+                    await consumer.seek_to_beginning(tp)
+                while end > 0 and await consumer.position(tp) < end:
                     batch = await consumer.getmany(tp, timeout_ms=1000)
                     for record in batch.get(tp, ()):
                         key = record.key.decode() if record.key else ""

@@ -450,9 +450,11 @@ class KafkaBroker(Broker):
     # -- consuming ------------------------------------------------------------------------
 
     async def ensure_group(self, stream: str, group: str) -> None:
-        """Create the topic; a new group starting at ``latest`` is fixed at today's end."""
+        """Create the topic and the group's attempts record (a compacted topic); a new
+        group starting at ``latest`` is fixed at today's end."""
         topic = self.topic(stream)
         await self.ensure_topic(topic)
+        await self.ensure_topic(self.topic(self.attempts_topic(stream, group)), compact=True)
         if self.start == "latest":
             await self._pin_new_group(topic, self.group_id(group))
 

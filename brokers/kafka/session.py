@@ -85,13 +85,6 @@ class _Partition:
         self.held = False  # paused: records wait for the partition_window
         self.waiting: deque[ConsumerRecord[bytes, bytes]] = deque()  # fetched, held back
 
-    def settle(self, offset: int) -> bool:
-        """Mark ``offset`` handled; False when it is not out (abandoned or settled)."""
-        if offset not in self.open:
-            return False
-        self.open.discard(offset)
-        return True
-
     def contiguous(self) -> int | None:
         """The offset to commit: one past the highest contiguous settled offset."""
         handed, open_ = self.handed, self.open
@@ -307,7 +300,7 @@ class KafkaSession(ConsumerSession):
     async def fetch(self, limit: int, timeout: float) -> list[Delivery]:
         loop = asyncio.get_running_loop()
         if loop.time() >= self._next_commit:
-            await self._commit()
+            self._commit_behind()
         if self._paused and self._unsettled < self.window and not self._rebalancing:
             self._resume()
         out = self._take_held(limit)
@@ -351,6 +344,9 @@ class KafkaSession(ConsumerSession):
             part = self._parts.get(tp.partition)
             if part is None or tp.topic != self.topic:
                 continue  # revoked meanwhile: its next owner delivers it
+            if cap is None and not meanwhile and records:
+                self._hand_out(part, records, out)  # the common case, once per page
+                continue
             for r in records:
                 part.next = r.offset + 1
                 if cap is not None and (part.waiting or len(part.open) >= cap):
@@ -386,6 +382,39 @@ class KafkaSession(ConsumerSession):
                 if not self._paused:
                     self._consumer.resume(part.tp)
         return out
+
+    def _hand_out(
+        self, part: _Partition, records: list[ConsumerRecord[bytes, bytes]], out: list[Delivery]
+    ) -> None:
+        """Hand out a partition's fetched records: ``_delivery`` per record, inlined."""
+        topic, stream, group = self.topic, self.stream, self.group
+        counts = self.record.counts
+        handed, add, append = part.handed, part.open.add, out.append
+        partition = part.tp.partition
+        for r in records:
+            offset = r.offset
+            entry = f"{partition}:{offset}"
+            message, error, raw = from_record(
+                topic, partition, offset, r.key, r.value, r.headers, r.timestamp
+            )
+            found = counts.get(entry) if counts else None
+            append(
+                Delivery(
+                    stream,
+                    group,
+                    entry,
+                    message,
+                    1,
+                    found[0] if found is not None else 0,
+                    error,
+                    raw,
+                    partition,
+                    offset,
+                )
+            )
+            handed.append(offset)
+            add(offset)
+        part.next = records[-1].offset + 1
 
     def _delivery(self, r: ConsumerRecord[bytes, bytes]) -> Delivery:
         entry = f"{r.partition}:{r.offset}"
@@ -439,7 +468,9 @@ class KafkaSession(ConsumerSession):
         fetching = self._fetching
         for d in deliveries:
             part = parts.get(d.partition) if d.partition is not None else None
-            if part is not None and d.offset is not None and part.settle(d.offset):
+            offset = d.offset
+            if part is not None and offset is not None and offset in part.open:
+                part.open.discard(offset)
                 settled += 1
             elif fetching is not None:  # out again by the fetch that runs: the bridge drops it
                 fetching.add(d.entry_id)
@@ -451,12 +482,13 @@ class KafkaSession(ConsumerSession):
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         self._settle(deliveries)
-        recorded = [d.entry_id for d in deliveries if d.recorded]
-        if recorded:
-            await self.record.clear(recorded)
+        if self.record.counts:  # else no delivery has a record to clear
+            recorded = [d.entry_id for d in deliveries if d.recorded]
+            if recorded:
+                await self.record.clear(recorded)
         loop = asyncio.get_running_loop()
         if loop.time() >= self._next_commit:
-            await self._commit()
+            self._commit_behind()
         elif self._commit_timer is None and not self._closed:
             # a partition gone idle gets its last acks committed within commit_interval,
             # not only at the next fetch
@@ -464,7 +496,12 @@ class KafkaSession(ConsumerSession):
 
     def _commit_due(self) -> None:
         self._commit_timer = None
-        if self._closed:
+        self._commit_behind()
+
+    def _commit_behind(self) -> None:
+        """Commit in a task of its own: a commit's round trip (which waits behind the
+        fetch on the coordinator's connection) holds back neither fetching nor acking."""
+        if self._closed or self._commits:  # one is on its way: it commits what is due
             return
         task = asyncio.get_running_loop().create_task(self._commit())
         self._commits.add(task)
@@ -504,27 +541,32 @@ class KafkaSession(ConsumerSession):
         return None  # nothing is committed beyond the contiguous handled offset
 
     async def _commit(self, *, force: bool = False, parts: Sequence[_Partition] = ()) -> None:
-        """Commit each partition's contiguous handled offset (skipped while rebalancing)."""
+        """Commit each partition's contiguous handled offset (skipped while rebalancing).
+
+        The offsets are taken under the commit lock, so a commit never carries offsets
+        read before another commit or a seek that ran meanwhile; an unforced commit
+        while one is on its way is left to the next one."""
         if self._rebalancing and not force:
             return
         self._next_commit = asyncio.get_running_loop().time() + self._broker.commit_interval
-        offsets: dict[TopicPartition, int] = {}
-        for part in parts or list(self._parts.values()):
-            upto = part.contiguous()
-            if upto is not None:
-                part.next = max(part.next or 0, upto)
-                offsets[part.tp] = upto
-            elif part.handed and part.committed is not None and part.handed[0] > part.committed:
-                offsets[part.tp] = part.handed[0]  # records skipped (compaction, markers)
-        pending = {
-            part.tp: part for part in parts or list(self._parts.values()) if part.tp in offsets
-        }
-        if not offsets:
-            return
         if self._commit_lock.locked() and not force:  # one is on its way: next time
-            self._requeue(offsets)
             return
         async with self._commit_lock:
+            offsets: dict[TopicPartition, int] = {}
+            for part in parts or list(self._parts.values()):
+                upto = part.contiguous()
+                if upto is not None:
+                    part.next = max(part.next or 0, upto)
+                    offsets[part.tp] = upto
+                elif (
+                    part.handed and part.committed is not None and part.handed[0] > part.committed
+                ):
+                    offsets[part.tp] = part.handed[0]  # records skipped (compaction, markers)
+            pending = {
+                part.tp: part for part in parts or list(self._parts.values()) if part.tp in offsets
+            }
+            if not offsets:
+                return
             try:
                 await self._consumer.commit(offsets)
             except (kerr.KafkaError, *_ERRORS) as exc:
@@ -604,7 +646,8 @@ class KafkaSession(ConsumerSession):
 
         consumer = self._consumer
         tps = [part.tp for part in self._parts.values()]
-        async with self._broker.errors("seek"):
+        # under the commit lock: a commit on its way lands before the seek's, never after
+        async with self._commit_lock, self._broker.errors("seek"):
             target = await resolve_seek(consumer, tps, offsets, timestamp)
             for tp, offset in target.items():
                 part = self._parts.get(tp.partition)

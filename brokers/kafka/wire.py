@@ -58,17 +58,22 @@ def from_record(
     timestamp_ms: int,
 ) -> tuple[Message | None, str | None, dict[bytes, bytes] | None]:
     """(message, None, None), or (None, reason, raw fields) for an unreadable record."""
-    fallback = f"{topic}:{partition}:{offset}"
+    decoded: dict[str, str] = {}
+    message_id = None
     try:
-        decoded = {name: data.decode() for name, data in headers}
+        for name, data in headers:  # the id header taken out on the way (once per record)
+            if name == ID_HEADER:
+                message_id = data.decode()
+            else:
+                decoded[name] = data.decode()
         text_key = key.decode() if key is not None else None
     except UnicodeDecodeError as exc:
         return (
             None,
-            f"record {fallback} has unreadable fields (not UTF-8): {exc}",
+            f"record {topic}:{partition}:{offset} has unreadable fields (not UTF-8): {exc}",
             raw(key, value, headers),
         )
-    message_id = decoded.pop(ID_HEADER, None) or fallback
+    message_id = message_id or f"{topic}:{partition}:{offset}"
     return (
         Message(value if value is not None else b"", text_key, decoded, message_id,
                 timestamp_ms / 1000.0),

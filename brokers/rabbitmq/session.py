@@ -303,7 +303,8 @@ class RabbitSession(ConsumerSession):
         if not tags:
             return
         top = max(tags)
-        if not self._held or min(self._held) > top:
+        # held in fetch order, which is tag order on the channel: the first is the lowest
+        if not self._held or next(iter(self._held)) > top:
             ch.basic_ack(top, multiple=True)  # every held tag up to ``top`` is in this ack
         else:
             for tag in tags:

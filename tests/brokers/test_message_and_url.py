@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -55,6 +56,36 @@ def test_json_is_the_default_and_bytes_pass_through() -> None:
     assert BYTES.loads(raw.body) == b"\x00\x01"
     with pytest.raises(MalformedMessage, match="does not decode"):
         decode_body(JSON, Message(b"\x80 not json"))
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(
+    _JSON_VALUES,
+    st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32"]),
+    st.sampled_from(["", " ", "\n", "\t "]),
+)
+def test_json_bodies_decode_as_json_loads_does(value: object, encoding: str, pad: str) -> None:
+    # the UTF-8 fast path and json.loads' way (other encodings, a BOM, whitespace) agree
+    body = (pad + json.dumps(value, ensure_ascii=False) + pad).encode(encoding)
+    assert JSON.loads(body) == json.loads(body)
+
+
+@given(st.binary(max_size=40))
+def test_bodies_that_are_not_json_fail_as_json_loads_fails(body: bytes) -> None:
+    try:
+        expected: object = json.loads(body)
+    except ValueError as exc:
+        with pytest.raises(type(exc)) as raised:
+            JSON.loads(body)
+        assert str(raised.value) == str(exc)
+    else:
+        assert JSON.loads(body) == expected or expected != expected  # NaN is not NaN
 
 
 def test_connect_picks_the_broker_by_url() -> None:
