@@ -25,7 +25,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from troupe import Actor, ActorRef, ActorSystem, AskTimeout, Backoff, BackoffState, SystemClosed
@@ -61,7 +61,7 @@ class PendingAsk:
     body: bytes
     member: str | None
     idempotent: bool
-    tried: set[str] = field(default_factory=set)
+    tried: frozenset[str] = frozenset()  # members tried before ``member``
 
 
 class NodeRunner(Actor):
@@ -104,6 +104,9 @@ class RemoteNode:
         label = re.sub(r"[^A-Za-z0-9_-]", "_", system.name)  # a legal topic / queue name
         self.id = f"{label}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.inbox = INBOX + self.id
+        #: told messages carry their sender as the key only where order is per key (Kafka):
+        #: a stream-ordered broker keeps every sender's order in the name's one stream
+        self.keyed = broker.capabilities.ordering == "key"
         self.heartbeat = heartbeat
         self.lease = heartbeat * missed
         self.loop = asyncio.get_running_loop()
@@ -148,7 +151,9 @@ class RemoteNode:
         """Tell ``target``: through its stream (exported) or its system's inbox."""
         if target.export is not None:
             body = self.codec.encode({"p": message, "s": sender})
-            key = f"{self.id}/{sender.name}" if sender is not None else self.id
+            key = None
+            if self.keyed:
+                key = f"{self.id}/{sender.name}" if sender is not None else self.id
             told = {**headers, CONTENT_TYPE: TOLD_TYPE} if headers else TOLD_HEADERS
             publish = Publish(body, stream=stream_of(target.export), key=key, headers=told)
             return self.producer.tell(publish)
@@ -229,10 +234,7 @@ class RemoteNode:
         future: asyncio.Future[Any] = self.loop.create_future()
         # the correlation id goes in front of the body: {"c":"7", + the rest of the request
         body = b'{"c":"' + corr.encode() + b'",' + body[1:]
-        pending = PendingAsk(future, target, body, member, idempotent)
-        if member is not None:
-            pending.tried.add(member)
-        self.pending[corr] = pending
+        self.pending[corr] = PendingAsk(future, target, body, member, idempotent)
         self.send(inbox, body)
         if timeout is not None:
             self.system.ask_deadlines.add(future, target.name, timeout)
@@ -444,10 +446,11 @@ class RemoteNode:
             if pending.future.done():
                 continue
             if pending.idempotent:
-                other = view.pick(frozenset(pending.tried))
+                tried = pending.tried | {member}
+                other = view.pick(tried)
                 if other is not None:
                     pending.member = other.id
-                    pending.tried.add(other.id)
+                    pending.tried = tried
                     self.send(other.inbox, pending.body)
                     continue
             del self.pending[corr]
