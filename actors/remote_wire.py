@@ -51,10 +51,13 @@ def _encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
     return encode
 
 
-_scan = json.scanner.make_scanner(json.JSONDecoder())
+Scan = Callable[[str, int], tuple[Any, int]]  # (text, index) -> (value, end)
+#: the C scanner a JSONDecoder runs (typeshed types it as a class of its own)
+_make_scanner: Callable[[json.JSONDecoder], Scan] = json.scanner.make_scanner  # type: ignore[assignment]
+_scan = _make_scanner(json.JSONDecoder())
 
 
-def _loads(text: str, scan: Callable[[str, int], tuple[Any, int]]) -> Any:
+def _loads(text: str, scan: Scan) -> Any:
     """The value of ``text`` read by the C scanner alone when it is one value with nothing
     around it (as troupe writes it), else ``_UNSCANNED`` (then ``json.loads`` gives the
     exact result or error: whitespace around, extra data, not JSON)."""
@@ -74,7 +77,7 @@ class RefCodec:
     def __init__(self, node: RemoteNode) -> None:
         self.node = node
         self._encode = _encoder(self._ref_spec)
-        self._scan_refs = json.scanner.make_scanner(json.JSONDecoder(object_hook=self._hook))
+        self._scan_refs = _make_scanner(json.JSONDecoder(object_hook=self._hook))
 
     def encode(self, data: Any) -> bytes:
         """JSON bytes; refs become ``{"$ref": ...}``; anything else not JSON: TypeError."""
@@ -84,9 +87,9 @@ class RefCodec:
         """The JSON value of ``body``, with refs as refs (raises ValueError when not JSON)."""
         refs = b'"$ref"' in body or b'"$type"' in body  # else: no hook per object
         try:
-            text = body.decode()
+            text: str | None = str(body, "utf-8")
         except UnicodeDecodeError:
-            text = None
+            text = None  # json.loads reads UTF-16 and UTF-32 too
         if text is not None:
             value = _loads(text, self._scan_refs if refs else _scan)
             if value is not _UNSCANNED:
