@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -371,11 +372,27 @@ class RemoteNode:
                 end = start + 1
                 while end < len(items) and items[end][0] == topic:
                     end += 1
-                try:
-                    await self.broker.broadcast(topic, [m for _, m in items[start:end]])
+                batch = items[start:end]
+                try:  # queued in order; the acks of a batch need not come before the next
+                    sent = await self.broker.broadcast_queued(topic, [m for _, m in batch])
                 except BrokerError as exc:
-                    self._send_failed(items[start:end], exc)
+                    self._send_failed(batch, exc)
+                else:
+                    if sent.done():
+                        self._sent(batch, sent)
+                    else:
+                        sent.add_done_callback(functools.partial(self._sent, batch))
                 start = end
+
+    def _sent(self, items: list[tuple[str, Message]], done: asyncio.Future[None]) -> None:
+        """A batch's broadcast ended: when it failed, so do the asks it carried."""
+        exc = None if done.cancelled() else done.exception()
+        if isinstance(exc, BrokerError):
+            self._send_failed(items, exc)
+        elif exc is not None:
+            logger.error(
+                "remote node %s: sending %d message(s) failed", self.id, len(items), exc_info=exc
+            )
 
     def _send_failed(self, items: list[tuple[str, Message]], exc: BrokerError) -> None:
         logger.warning("remote node %s: sending %d message(s) failed: %s", self.id, len(items), exc)
