@@ -209,7 +209,7 @@ async def test_an_ask_whose_queued_request_fails_later_fails_with_the_broker_err
         echo = remote(client, "echo", via=broker)
         assert await echo.ask("first", timeout=5) == "first"
         broker.failing.add(node.inbox)  # requests to the member: queued, then not acked
-        with pytest.raises(BrokerError, match="acks for troupe.inbox"):
+        with pytest.raises(BrokerError, match=r"acks for troupe\.inbox"):
             await echo.ask("second", timeout=5)
         broker.failing.clear()
         assert await echo.ask("third", timeout=5) == "third"  # the outbox runs on
