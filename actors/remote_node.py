@@ -108,6 +108,7 @@ class RemoteNode:
         #: told messages carry their sender as the key only where order is per key (Kafka):
         #: a stream-ordered broker keeps every sender's order in the name's one stream
         self.keyed = broker.capabilities.ordering == "key"
+        self._own_key = self._key_of(None)
         self.heartbeat = heartbeat
         self.lease = heartbeat * missed
         self.loop = asyncio.get_running_loop()
@@ -140,6 +141,12 @@ class RemoteNode:
                     f"already runs with {setting}={running[setting]!r}; set it on first use",
                 )
 
+    def _key_of(self, sender: str | None) -> str:
+        """The key of this node's told messages from ``sender``: stable while the node
+        runs, so one sender's messages share a partition; four characters, as the client
+        hashes every key it produces (aiokafka: murmur2 in Python, ~1.5 us per 4 bytes)."""
+        return format(hash((self.id, sender)) & 0xFFFF, "04x")
+
     # -- sending ---------------------------------------------------------------------------
 
     def tell(
@@ -154,7 +161,7 @@ class RemoteNode:
             body = self.codec.encode({"p": message, "s": sender})
             key = None
             if self.keyed:
-                key = f"{self.id}/{sender.name}" if sender is not None else self.id
+                key = self._own_key if sender is None else self._key_of(sender.name)
             told = {**headers, CONTENT_TYPE: TOLD_TYPE} if headers else TOLD_HEADERS
             publish = Publish(body, stream=stream_of(target.export), key=key, headers=told)
             return self.producer.tell(publish)
