@@ -40,6 +40,7 @@ class Members:
         self.changed = asyncio.Event()
         self.watchers: list[Callable[[BaseException | None], Any]] = []
         self._turn = itertools.count()
+        self._live: list[Member] | None = None  # live() without exclusions, until a change
         #: why the last live member went: None when it left cleanly (set by the node when
         #: a lease expires)
         self.last_gone: BaseException | None = None
@@ -49,6 +50,7 @@ class Members:
         known = self.members.get(member)
         if known is None:
             self.members[member] = Member(member, inbox, now + lease)
+            self._live = None
             self.changed.set()
         elif not known.leaving:
             known.expires = now + lease
@@ -58,6 +60,7 @@ class Members:
         known = self.members.get(member)
         if known is not None:
             known.leaving = True
+            self._live = None
             known.expires = min(known.expires, now + LEAVE_GRACE)
             if not self.live():
                 self.last_gone = None  # the last live member left cleanly
@@ -67,15 +70,25 @@ class Members:
         gone = [m for m in self.members.values() if m.expires <= now]
         for member in gone:
             del self.members[member.id]
+            self._live = None
         return gone
 
     def live(self, exclude: frozenset[str] = frozenset()) -> list[Member]:
         """Members that take new asks (not leaving), other than ``exclude``."""
+        if not exclude:
+            if self._live is None:
+                self._live = [m for m in self.members.values() if not m.leaving]
+            return list(self._live)
         return [m for m in self.members.values() if not m.leaving and m.id not in exclude]
 
     def pick(self, exclude: frozenset[str] = frozenset()) -> Member | None:
         """The next live member in turn, or None."""
-        live = self.live(exclude)
+        if exclude:
+            live = self.live(exclude)
+        else:
+            if self._live is None:
+                self._live = [m for m in self.members.values() if not m.leaving]
+            live = self._live
         if not live:
             return None
         return live[next(self._turn) % len(live)]

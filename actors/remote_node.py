@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -25,7 +26,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from troupe import Actor, ActorRef, ActorSystem, AskTimeout, Backoff, BackoffState, SystemClosed
@@ -61,7 +62,7 @@ class PendingAsk:
     body: bytes
     member: str | None
     idempotent: bool
-    tried: set[str] = field(default_factory=set)
+    tried: frozenset[str] = frozenset()  # members tried before ``member``
 
 
 class NodeRunner(Actor):
@@ -104,6 +105,10 @@ class RemoteNode:
         label = re.sub(r"[^A-Za-z0-9_-]", "_", system.name)  # a legal topic / queue name
         self.id = f"{label}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.inbox = INBOX + self.id
+        #: told messages carry their sender as the key only where order is per key (Kafka):
+        #: a stream-ordered broker keeps every sender's order in the name's one stream
+        self.keyed = broker.capabilities.ordering == "key"
+        self._own_key = self._key_of(None)
         self.heartbeat = heartbeat
         self.lease = heartbeat * missed
         self.loop = asyncio.get_running_loop()
@@ -136,6 +141,12 @@ class RemoteNode:
                     f"already runs with {setting}={running[setting]!r}; set it on first use",
                 )
 
+    def _key_of(self, sender: str | None) -> str:
+        """The key of this node's told messages from ``sender``: stable while the node
+        runs, so one sender's messages share a partition; four characters, as the client
+        hashes every key it produces (aiokafka: murmur2 in Python, ~1.5 us per 4 bytes)."""
+        return format(hash((self.id, sender)) & 0xFFFF, "04x")
+
     # -- sending ---------------------------------------------------------------------------
 
     def tell(
@@ -148,7 +159,9 @@ class RemoteNode:
         """Tell ``target``: through its stream (exported) or its system's inbox."""
         if target.export is not None:
             body = self.codec.encode({"p": message, "s": sender})
-            key = f"{self.id}/{sender.name}" if sender is not None else self.id
+            key = None
+            if self.keyed:
+                key = self._own_key if sender is None else self._key_of(sender.name)
             told = {**headers, CONTENT_TYPE: TOLD_TYPE} if headers else TOLD_HEADERS
             publish = Publish(body, stream=stream_of(target.export), key=key, headers=told)
             return self.producer.tell(publish)
@@ -229,10 +242,7 @@ class RemoteNode:
         future: asyncio.Future[Any] = self.loop.create_future()
         # the correlation id goes in front of the body: {"c":"7", + the rest of the request
         body = b'{"c":"' + corr.encode() + b'",' + body[1:]
-        pending = PendingAsk(future, target, body, member, idempotent)
-        if member is not None:
-            pending.tried.add(member)
-        self.pending[corr] = pending
+        self.pending[corr] = PendingAsk(future, target, body, member, idempotent)
         self.send(inbox, body)
         if timeout is not None:
             self.system.ask_deadlines.add(future, target.name, timeout)
@@ -384,11 +394,27 @@ class RemoteNode:
                 end = start + 1
                 while end < len(items) and items[end][0] == topic:
                     end += 1
-                try:
-                    await self.broker.broadcast(topic, [m for _, m in items[start:end]])
+                batch = items[start:end]
+                try:  # queued in order; the acks of a batch need not come before the next
+                    sent = await self.broker.broadcast_queued(topic, [m for _, m in batch])
                 except BrokerError as exc:
-                    self._send_failed(items[start:end], exc)
+                    self._send_failed(batch, exc)
+                else:
+                    if sent.done():
+                        self._sent(batch, sent)
+                    else:
+                        sent.add_done_callback(functools.partial(self._sent, batch))
                 start = end
+
+    def _sent(self, items: list[tuple[str, Message]], done: asyncio.Future[None]) -> None:
+        """A batch's broadcast ended: when it failed, so do the asks it carried."""
+        exc = None if done.cancelled() else done.exception()
+        if isinstance(exc, BrokerError):
+            self._send_failed(items, exc)
+        elif exc is not None:
+            logger.error(
+                "remote node %s: sending %d message(s) failed", self.id, len(items), exc_info=exc
+            )
 
     def _send_failed(self, items: list[tuple[str, Message]], exc: BrokerError) -> None:
         logger.warning("remote node %s: sending %d message(s) failed: %s", self.id, len(items), exc)
@@ -459,10 +485,11 @@ class RemoteNode:
             if pending.future.done():
                 continue
             if pending.idempotent:
-                other = view.pick(frozenset(pending.tried))
+                tried = pending.tried | {member}
+                other = view.pick(tried)
                 if other is not None:
                     pending.member = other.id
-                    pending.tried.add(other.id)
+                    pending.tried = tried
                     self.send(other.inbox, pending.body)
                     continue
             del self.pending[corr]

@@ -10,6 +10,9 @@ else that is not JSON is refused with a TypeError. Never pickle.
 from __future__ import annotations
 
 import json
+import json.scanner
+from collections.abc import Callable
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
 
 from troupe import ActorRef
@@ -27,15 +30,71 @@ TOLD_TYPE = "application/vnd.troupe.remote+json"
 TOLD_HEADERS = {CONTENT_TYPE: TOLD_TYPE}
 
 
+def _encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
+    """Compact JSON text (``ensure_ascii``), ``default`` for other objects: the C encoder
+    made once, not once per call as ``json.dumps`` does (pure-Python json: dumps)."""
+    if c_make_encoder is None:  # pragma: no cover - CPython always has the C encoder
+        encoder = json.JSONEncoder(default=default, separators=(",", ":"))
+        return encoder.encode
+    markers: dict[int, Any] = {}
+    iterencode = c_make_encoder(
+        markers, default, encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+
+    def encode(data: Any) -> str:
+        try:
+            return "".join(iterencode(data, 0))
+        except BaseException:
+            markers.clear()  # a failed encode leaves its containers marked
+            raise
+
+    return encode
+
+
+Scan = Callable[[str, int], tuple[Any, int]]  # (text, index) -> (value, end)
+#: the C scanner a JSONDecoder runs (typeshed types it as a class of its own)
+_make_scanner: Callable[[json.JSONDecoder], Scan] = json.scanner.make_scanner  # type: ignore[assignment]
+_scan = _make_scanner(json.JSONDecoder())
+
+
+def _loads(text: str, scan: Scan) -> Any:
+    """The value of ``text`` read by the C scanner alone when it is one value with nothing
+    around it (as troupe writes it), else ``_UNSCANNED`` (then ``json.loads`` gives the
+    exact result or error: whitespace around, extra data, not JSON)."""
+    try:
+        value, end = scan(text, 0)
+    except StopIteration:
+        return _UNSCANNED
+    return value if end == len(text) else _UNSCANNED
+
+
+_UNSCANNED = object()
+
+
 class RefCodec:
     """JSON to and from bytes for one node: its local refs travel as refs to its inbox."""
 
     def __init__(self, node: RemoteNode) -> None:
         self.node = node
+        self._encode = _encoder(self._ref_spec)
+        self._scan_refs = _make_scanner(json.JSONDecoder(object_hook=self._hook))
 
     def encode(self, data: Any) -> bytes:
         """JSON bytes; refs become ``{"$ref": ...}``; anything else not JSON: TypeError."""
-        return json.dumps(data, default=self._ref_spec, separators=(",", ":")).encode()
+        return self._encode(data).encode()
+
+    def decode(self, body: bytes) -> Any:
+        """The JSON value of ``body``, with refs as refs (raises ValueError when not JSON)."""
+        refs = b'"$ref"' in body or b'"$type"' in body  # else: no hook per object
+        try:
+            text: str | None = str(body, "utf-8")
+        except UnicodeDecodeError:
+            text = None  # json.loads reads UTF-16 and UTF-32 too
+        if text is not None:
+            value = _loads(text, self._scan_refs if refs else _scan)
+            if value is not _UNSCANNED:
+                return value
+        return json.loads(body, object_hook=self._hook) if refs else json.loads(body)
 
     def _ref_spec(self, obj: Any) -> Any:
         if isinstance(obj, ActorRef):
@@ -49,12 +108,6 @@ class RefCodec:
             f"(dict, list, str, int, float, bool, None), actor refs and types registered "
             f"with troupe.actors.wire_type"
         )
-
-    def decode(self, body: bytes) -> Any:
-        """The JSON value of ``body``, with refs as refs (raises ValueError when not JSON)."""
-        if b'"$ref"' in body or b'"$type"' in body:
-            return json.loads(body, object_hook=self._hook)
-        return json.loads(body)  # no ref or typed value inside: no hook per object
 
     def _hook(self, obj: dict[str, Any]) -> Any:
         if is_wire_document(obj):

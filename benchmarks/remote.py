@@ -2,24 +2,41 @@
 troupe's remote refs vs the raw client doing the same by hand, in the same run.
 
 Question: what does a remote ref cost over the broker's own client? For each of
-Redis, RabbitMQ and Kafka (servers this script starts) and the in-memory broker:
+Redis, RabbitMQ and Kafka (servers this script starts) and the in-memory broker,
+two sides each (see ``_brokers_common``: setup untimed, wall and process CPU time):
 
 - **asks**: ``ASKS`` round trips with ``CONCURRENCY`` outstanding, from a client
   system to an echo actor exported by a server system (two systems, two broker
-  connections, one process). The raw peer does the same request/reply by hand:
-  the client sends each request with a correlation id and its reply address, a
-  server loop answers it to that address, a reader matches replies to futures
-  (Redis: XADD / XREAD on a request and a reply stream; RabbitMQ: a request queue
-  and an exclusive reply queue, auto ack, pika's AsyncioConnection; Kafka: a
-  request and a reply topic, aiokafka).
-- **tells**: ``TELLS`` 100-byte messages told to the remote ref until the exported
-  actor handled them all (producer bridge -> stream -> consumer bridge, acked after
-  the handler). The raw peer publishes and consumes the same by hand, batches of 100,
-  acked after handling (Redis: pipelined XADD, XREADGROUP, XACK; RabbitMQ: a quorum
-  queue, publisher confirms, prefetch 1000; Kafka: acks=all, a group consumer).
+  connections, one process), ``PAYLOAD`` (a JSON object of about 100 bytes) each
+  way. The guarantee is at most once (nothing acked or stored durably), so the raw
+  side uses the same non-durable channels troupe's inboxes do: the client sends
+  each request (JSON-encoded) with a correlation id and its reply address, a server
+  loop decodes it, runs the handler and sends the encoded result to that address,
+  and a reader decodes replies and matches them to futures.
+  Redis: XADD (``MAXLEN ~``) on a request and a reply stream read with XREAD BLOCK,
+  RESP2 clients as troupe's; RabbitMQ: a direct exchange, a request and a reply
+  queue (exclusive, ``x-max-length``, transient messages, auto ack), pika's
+  AsyncioConnection, one connection per side; Kafka: a request and a reply topic,
+  aiokafka producers configured as troupe's (acks=all, idempotent, linger 5 ms:
+  more than at most once needs, as on troupe's side) and group-less consumers.
+- **tells**: ``TELLS`` messages told to the remote ref until the exported actor
+  handled them all and they were acked (producer bridge -> stream -> consumer
+  bridge, acked after the handler; at least once with attempts counted). The raw
+  side publishes JSON-encoded messages durably in batches of ``BATCH`` (each batch
+  confirmed before the next), and consumes them with the broker's own
+  at-least-once consumer, decoding each and acking after handling. Attempts: the
+  raw side relies on what the broker counts by itself per delivery (Redis: the
+  pending list's delivery count; RabbitMQ: the quorum queue's delivery count;
+  Kafka: none, the committed offset only); troupe counts handler starts exactly
+  (its journal, no broker round trip). Redis: pipelined XADD, XREADGROUP COUNT
+  100, XACK per page; RabbitMQ: a quorum queue, persistent messages, publisher
+  confirms, prefetch 1000, a multiple ack every 100; Kafka: acks=all,
+  idempotent, linger 5 ms, a group consumer committing every 100 ms and at the end.
 
-Each side runs once to warm up, then (troupe, raw) pairs run back to back with the
-order alternating; the result is the median of the per-pair ratios (target >= 0.8).
+Each side runs once to warm up, then ``--repeat`` (default 3) rounds of (troupe,
+raw) run back to back, the order alternating; a row reports the median rate of
+each side, the median of the per-round ratios troupe/raw (target >= 0.8) and the
+median CPU microseconds per message of this process.
 
     python benchmarks/remote.py --quick --json benchmarks/results/remote.json
 """
@@ -27,10 +44,8 @@ order alternating; the result is the median of the per-pair ratios (target >= 0.
 from __future__ import annotations
 
 import asyncio
-import statistics
+import json
 import sys
-import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -39,21 +54,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pika
 import redis.asyncio as aioredis
+from _brokers_common import PAYLOAD, Side, Stopwatch, Timing, add_row, rounds, wait_for
 from _common import Report, parse_args
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pika.adapters.asyncio_connection import AsyncioConnection
 
-import troupe
 from troupe import Actor, ActorSystem
 from troupe.actors import export, remote, remote_node
+from troupe.actors.remote_node import stream_of
 from troupe.brokers import Broker, connect
 from troupe.brokers.servers import KafkaServer, RabbitServer, RedisServer
 
 CONCURRENCY = 16
 BATCH = 100
-PAYLOAD = "x" * 100
+BACKLOG = 10_000  # the bound of troupe's topics (troupe.brokers.tail.TOPIC_BACKLOG)
 ROWS = ("memory", "redis", "rabbitmq", "kafka")
-Run = Callable[[str, int], Awaitable[float]]  # (url, count) -> seconds
+ROUND_TRIPS = {"counted": "ask round trips (msg/s = round trips/s)"}
 
 
 class Echo(Actor):
@@ -62,188 +78,232 @@ class Echo(Actor):
 
 
 class Counter(Actor):
-    def __init__(
-        self, total: int, first: asyncio.Future[None], done: asyncio.Future[float]
-    ) -> None:
+    def __init__(self, total: int, done: asyncio.Future[None]) -> None:
         self.total = total
         self.count = 0
-        self.first = first
         self.done = done
 
     def receive(self, message: Any) -> None:
         self.count += 1
-        if self.count == 1:
-            self.first.set_result(None)
         if self.count == self.total:
-            self.done.set_result(time.perf_counter())
+            self.done.set_result(None)
 
 
-async def concurrently(n: int, ask: Callable[[int], Awaitable[Any]]) -> float:
-    """Seconds for ``n`` calls of ``ask`` with CONCURRENCY in flight."""
+async def concurrently(n: int, ask: Callable[[int], Awaitable[Any]]) -> None:
+    """``n`` calls of ``ask`` with CONCURRENCY in flight."""
 
     async def worker(first: int) -> None:
         for i in range(first, n, CONCURRENCY):
             await ask(i)
 
-    start = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(CONCURRENCY)))
-    return time.perf_counter() - start
 
 
-def brokers_for(url: str, shared: Broker | None) -> tuple[Broker, Broker]:
-    if shared is not None:  # memory: one broker object is the "server"
+_memory: dict[str, Broker] = {}
+
+
+def brokers_for(url: str) -> tuple[Broker, Broker]:
+    """The server's and the client's broker: two connections (memory: one broker object,
+    the "server" every system of this process shares)."""
+    if url == "memory://":
+        shared = _memory.setdefault(url, connect(url))
         return shared, shared
     return connect(url), connect(url)
 
 
-async def troupe_asks(url: str, n: int, memory: Broker | None = None) -> float:
-    server_broker, client_broker = brokers_for(url, memory)
-    name = f"echo.{uuid.uuid4().hex[:8]}"
+async def close_brokers(url: str, *brokers: Broker) -> None:
+    if url != "memory://":
+        for broker in brokers:
+            await broker.close()
+
+
+async def troupe_asks(url: str, n: int, name: str) -> Timing:
+    server_broker, client_broker = brokers_for(url)
+    watch = Stopwatch()
     async with ActorSystem("server") as server, ActorSystem("client") as client:
         await export(server, server.spawn(Echo), name, via=server_broker)
         ref = remote(client, name, via=client_broker)
-        while not remote_node(client, client_broker).view(name).live():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        elapsed = await concurrently(n, lambda i: ref.ask({"i": i, "p": PAYLOAD}))
-    if memory is None:
-        await server_broker.close()
-        await client_broker.close()
-    return elapsed
+        await wait_for(lambda: bool(remote_node(client, client_broker).view(name).live()), 0.01)
+        await ref.ask(PAYLOAD)
+        watch.start()
+        await concurrently(n, lambda i: ref.ask(PAYLOAD))
+        timing = watch.stop()
+    await close_brokers(url, server_broker, client_broker)
+    return timing
 
 
-async def troupe_tells(url: str, n: int, memory: Broker | None = None) -> float:
-    server_broker, client_broker = brokers_for(url, memory)
-    name = f"sink.{uuid.uuid4().hex[:8]}"
-    loop = asyncio.get_running_loop()
-    first: asyncio.Future[None] = loop.create_future()
-    done: asyncio.Future[float] = loop.create_future()
+async def troupe_tells(url: str, n: int, name: str) -> Timing:
+    server_broker, client_broker = brokers_for(url)
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    watch = Stopwatch()
     async with ActorSystem("server") as server, ActorSystem("client") as client:
-        counter = server.spawn(Counter, n, first, done)
-        await export(server, counter, name, via=server_broker, batch=100)
+        counter = server.spawn(Counter, n + 1, done)
+        node = await export(server, counter, name, via=server_broker)
+        stats = server_broker.stats.consumer(stream_of(name), stream_of(name), node.id)
         ref = remote(client, name, via=client_broker)
-        await ref.tell("warm-up")  # counted: n - 1 more are timed, once it arrived
-        await first
-        start = time.perf_counter()
-        for _ in range(n - 1):
+        await ref.tell("warm-up")  # counted: the n timed ones follow once it was acked
+        await wait_for(lambda: stats.acked >= 1, 0.005)
+        watch.start()
+        for _ in range(n):
             await ref.tell(PAYLOAD)
-        finished = await done
-    if memory is None:
-        await server_broker.close()
-        await client_broker.close()
-    return finished - start
+        await done
+        await wait_for(lambda: stats.acked >= n + 1)
+        timing = watch.stop()
+    await close_brokers(url, server_broker, client_broker)
+    return timing
 
 
 # -- raw request/reply by hand ---------------------------------------------------------------
 
 
-async def redis_raw_asks(url: str, n: int) -> float:
-    """XADD requests (correlation id, reply stream) / a server XREAD loop XADDs replies."""
-    tag = uuid.uuid4().hex[:8]
-    requests, replies = f"raw.req.{tag}", f"raw.rep.{tag}"
-    server, client, reader = (aioredis.Redis.from_url(url) for _ in range(3))
-    waiting: dict[bytes, asyncio.Future[bytes]] = {}
+def handle(message: Any) -> Any:
+    """The raw sides' echo handler."""
+    return message
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """A plain redis-py client speaking RESP2, as RedisBroker's does."""
+    return aioredis.Redis.from_url(url, protocol=2)
+
+
+async def redis_raw_asks(url: str, n: int, name: str) -> Timing:
+    """XADD requests (correlation id, reply stream, JSON) / a server XREAD loop XADDs replies."""
+    requests, replies = f"raw.req.{name}", f"raw.rep.{name}"
+    server, client, reader = (redis_client(url) for _ in range(3))
+    waiting: dict[bytes, asyncio.Future[Any]] = {}
     stop = False
 
     async def serve() -> None:
         last = "$"
         while not stop:
-            found = await server.xread({requests: last}, count=1000, block=100)
+            found: Any = await server.xread({requests: last}, count=1000, block=100)
             for _stream, entries in found or ():
                 pipe = server.pipeline(transaction=False)
                 for entry_id, fields in entries:
                     last = entry_id
-                    pipe.xadd(fields[b"r"], {"c": fields[b"c"], "v": fields[b"p"]}, maxlen=10_000)
+                    value = json.dumps(handle(json.loads(fields[b"p"])))
+                    pipe.xadd(
+                        fields[b"r"], {"c": fields[b"c"], "v": value},
+                        maxlen=BACKLOG, approximate=True,
+                    )  # fmt: skip
                 await pipe.execute()
 
     async def read() -> None:
         last = "$"
         while not stop:
-            found = await reader.xread({replies: last}, count=1000, block=100)
+            found: Any = await reader.xread({replies: last}, count=1000, block=100)
             for _stream, entries in found or ():
                 for entry_id, fields in entries:
                     last = entry_id
                     future = waiting.pop(fields[b"c"], None)
                     if future is not None:
-                        future.set_result(fields[b"v"])
+                        future.set_result(json.loads(fields[b"v"]))
 
     tasks = [asyncio.create_task(serve()), asyncio.create_task(read())]
     await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
 
-    async def ask(i: int) -> bytes:
+    async def ask(i: int) -> Any:
         corr = str(i).encode()
-        future = waiting[corr] = asyncio.get_running_loop().create_future()
-        body = f'{{"i":{i},"p":"{PAYLOAD}"}}'
-        await client.xadd(requests, {"c": corr, "r": replies, "p": body}, maxlen=10_000)
+        future = waiting[corr] = loop.create_future()
+        fields = {"c": corr, "r": replies, "p": json.dumps(PAYLOAD)}
+        await client.xadd(requests, fields, maxlen=BACKLOG, approximate=True)  # type: ignore[arg-type]
         return await future
 
-    elapsed = await concurrently(n, ask)
+    watch = Stopwatch()
+    watch.start()
+    await concurrently(n, ask)
+    timing = watch.stop()
     stop = True
     await asyncio.gather(*tasks)
+    await server.delete(requests, replies)
     for c in (server, client, reader):
         await c.aclose()
-    return elapsed
+    return timing
 
 
-async def rabbit_raw_asks(url: str, n: int) -> float:
-    """A request queue (server consumer replies to reply_to) and an exclusive reply queue."""
+async def rabbit_raw_asks(url: str, n: int, name: str) -> Timing:
+    """A direct exchange; a request queue (a server consumer replies to reply_to) and an
+    exclusive reply queue; transient messages, auto ack; a connection per side."""
     loop = asyncio.get_running_loop()
-    conn = await pika_connection(url)
-    server_ch, client_ch = await pika_channel(conn), await pika_channel(conn)
-    requests = f"raw.req.{uuid.uuid4().hex[:8]}"
-    await pika_call(server_ch.queue_declare, requests, exclusive=True, auto_delete=True)
-    frame = await pika_call(client_ch.queue_declare, "", exclusive=True, auto_delete=True)
+    server_conn, client_conn = await pika_connection(url), await pika_connection(url)
+    server_ch, client_ch = await pika_channel(server_conn), await pika_channel(client_conn)
+    exchange = "raw.asks"
+    await pika_call(server_ch.exchange_declare, exchange, exchange_type="direct", durable=False)
+    bound = {"x-max-length": BACKLOG}
+    requests = f"raw.req.{name}"
+    await pika_call(server_ch.queue_declare, requests, exclusive=True, arguments=bound)
+    await pika_call(server_ch.queue_bind, requests, exchange, routing_key=requests)
+    frame = await pika_call(client_ch.queue_declare, "", exclusive=True, arguments=bound)
     replies = frame.method.queue
-    waiting: dict[str, asyncio.Future[bytes]] = {}
+    await pika_call(client_ch.queue_bind, replies, exchange, routing_key=replies)
+    waiting: dict[str, asyncio.Future[Any]] = {}
 
     def on_request(ch: Any, method: Any, props: Any, body: bytes) -> None:
-        ch.basic_publish(
-            "", props.reply_to, body, pika.BasicProperties(correlation_id=props.correlation_id)
-        )
+        value = json.dumps(handle(json.loads(body))).encode()
+        reply = pika.BasicProperties(correlation_id=props.correlation_id)
+        ch.basic_publish(exchange, props.reply_to, value, reply)
 
     def on_reply(ch: Any, method: Any, props: Any, body: bytes) -> None:
         future = waiting.pop(props.correlation_id, None)
         if future is not None:
-            future.set_result(body)
+            future.set_result(json.loads(body))
 
     await pika_call(server_ch.basic_consume, requests, on_request, auto_ack=True)
     await pika_call(client_ch.basic_consume, replies, on_reply, auto_ack=True)
 
-    async def ask(i: int) -> bytes:
+    async def ask(i: int) -> Any:
         corr = str(i)
         future = waiting[corr] = loop.create_future()
-        body = f'{{"i":{i},"p":"{PAYLOAD}"}}'.encode()
         props = pika.BasicProperties(correlation_id=corr, reply_to=replies)
-        client_ch.basic_publish("", requests, body, props)
+        client_ch.basic_publish(exchange, requests, json.dumps(PAYLOAD).encode(), props)
         return await future
 
-    elapsed = await concurrently(n, ask)
-    await pika_close(conn)
-    return elapsed
+    watch = Stopwatch()
+    watch.start()
+    await concurrently(n, ask)
+    timing = watch.stop()
+    await pika_close(server_conn)
+    await pika_close(client_conn)
+    return timing
 
 
-async def kafka_raw_asks(url: str, n: int) -> float:
-    """A request topic (a server consumer produces replies) and a reply topic, aiokafka."""
-    bootstrap = url.split("://", 1)[1].split("?", 1)[0]
-    tag = uuid.uuid4().hex[:8]
-    requests, replies = f"raw.req.{tag}", f"raw.rep.{tag}"
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    server_producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+def kafka_bootstrap(url: str) -> str:
+    return url.split("://", 1)[1].split("?", 1)[0]
+
+
+def kafka_producer(bootstrap: str) -> AIOKafkaProducer:
+    """A producer configured as KafkaBroker's."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+    )
+
+
+async def kafka_tail(bootstrap: str, topic: str) -> AIOKafkaConsumer:
+    """A group-less consumer of ``topic`` from its end, as troupe's tails."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
+        auto_offset_reset="latest", fetch_max_wait_ms=100,
+    )  # fmt: skip
+    await consumer.start()
+    for tp in consumer.assignment():
+        await consumer.seek_to_end(tp)
+        await consumer.position(tp)
+    return consumer
+
+
+async def kafka_raw_asks(url: str, n: int, name: str) -> Timing:
+    """A request topic (a server consumer produces replies to the header's topic) and a
+    reply topic; the correlation id is the record key."""
+    bootstrap = kafka_bootstrap(url)
+    requests, replies = f"raw.req.{name}", f"raw.rep.{name}"
+    producer, server_producer = kafka_producer(bootstrap), kafka_producer(bootstrap)
     await producer.start()
     await server_producer.start()
     for topic in (requests, replies):
         await producer.send_and_wait(topic, b"warm-up")  # creates the topics
-    consumers = []
-    for topic in (requests, replies):
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, enable_auto_commit=False,
-            auto_offset_reset="latest", fetch_max_wait_ms=100,
-        )  # fmt: skip
-        await consumer.start()
-        for tp in consumer.assignment():
-            await consumer.seek_to_end(tp)
-            await consumer.position(tp)
-        consumers.append(consumer)
-    waiting: dict[bytes, asyncio.Future[bytes]] = {}
+    consumers = [await kafka_tail(bootstrap, topic) for topic in (requests, replies)]
+    waiting: dict[bytes, asyncio.Future[Any]] = {}
     stop = False
 
     async def serve() -> None:
@@ -252,7 +312,9 @@ async def kafka_raw_asks(url: str, n: int) -> float:
             sent = []
             for records in batch.values():
                 for r in records:
-                    sent.append(await server_producer.send(replies, r.value, key=r.key))
+                    reply_to = dict(r.headers)["r"].decode()
+                    value = json.dumps(handle(json.loads(r.value))).encode()
+                    sent.append(await server_producer.send(reply_to, value, key=r.key))
             await asyncio.gather(*sent)
 
     async def read() -> None:
@@ -262,57 +324,75 @@ async def kafka_raw_asks(url: str, n: int) -> float:
                 for r in records:
                     future = waiting.pop(r.key, None)
                     if future is not None:
-                        future.set_result(r.value)
+                        future.set_result(json.loads(r.value))
 
     tasks = [asyncio.create_task(serve()), asyncio.create_task(read())]
+    loop = asyncio.get_running_loop()
+    reply_header = [("r", replies.encode())]
 
-    async def ask(i: int) -> bytes:
+    async def ask(i: int) -> Any:
         corr = str(i).encode()
-        future = waiting[corr] = asyncio.get_running_loop().create_future()
-        body = f'{{"i":{i},"p":"{PAYLOAD}"}}'.encode()
-        await (await producer.send(requests, body, key=corr))
+        future = waiting[corr] = loop.create_future()
+        body = json.dumps(PAYLOAD).encode()
+        await (await producer.send(requests, body, key=corr, headers=reply_header))
         return await future
 
-    elapsed = await concurrently(n, ask)
+    watch = Stopwatch()
+    watch.start()
+    await concurrently(n, ask)
+    timing = watch.stop()
     stop = True
     await asyncio.gather(*tasks)
     for consumer in consumers:
         await consumer.stop()
     await producer.stop()
     await server_producer.stop()
-    return elapsed
+    return timing
 
 
-async def redis_raw_tells(url: str, n: int) -> float:
-    """Pipelined XADD batches of 100; XREADGROUP COUNT 100, handle, XACK the batch."""
-    stream = f"raw.tell.{uuid.uuid4().hex[:8]}"
-    producer, consumer = aioredis.Redis.from_url(url), aioredis.Redis.from_url(url)
+class Handled:
+    """The raw tell sides' handler: counts decoded messages."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, body: bytes) -> None:
+        json.loads(body)
+        self.count += 1
+
+
+async def redis_raw_tells(url: str, n: int, name: str) -> Timing:
+    """Pipelined XADD batches of 100; XREADGROUP COUNT 100, decode and handle, XACK the page."""
+    stream = f"raw.tell.{name}"
+    producer, consumer = redis_client(url), redis_client(url)
     await consumer.xgroup_create(stream, "bench", id="0", mkstream=True)
-    body = PAYLOAD.encode()
+    handled = Handled()
 
     async def publish() -> None:
         for first in range(0, n, BATCH):
             pipe = producer.pipeline(transaction=False)
             for _ in range(min(BATCH, n - first)):
-                pipe.xadd(stream, {b"b": body})
+                pipe.xadd(stream, {b"b": json.dumps(PAYLOAD).encode()})
             await pipe.execute()
 
     async def consume() -> None:
-        handled = 0
-        while handled < n:
+        while handled.count < n:
             reply: Any = await consumer.xreadgroup(
                 "bench", "c", {stream: ">"}, count=BATCH, block=50
             )
             for _name, entries in reply or ():
-                handled += len(entries)
+                for _id, fields in entries:
+                    handled(fields[b"b"])
                 await consumer.xack(stream, "bench", *(entry_id for entry_id, _ in entries))
 
-    start = time.perf_counter()
+    watch = Stopwatch()
+    watch.start()
     await asyncio.gather(publish(), consume())
-    elapsed = time.perf_counter() - start
+    timing = watch.stop()
+    await producer.delete(stream)
     await producer.aclose()
     await consumer.aclose()
-    return elapsed
+    return timing
 
 
 async def pika_connection(url: str) -> Any:
@@ -348,13 +428,13 @@ async def pika_close(conn: Any) -> None:
     await closed
 
 
-async def rabbit_raw_tells(url: str, n: int) -> float:
-    """Batches of 100 published with confirms into a quorum queue (as troupe declares);
-    a consumer with prefetch 1000 acks every 100 (multiple)."""
+async def rabbit_raw_tells(url: str, n: int, name: str) -> Timing:
+    """Batches of 100 persistent messages published with confirms into a quorum queue (as
+    troupe declares); a consumer with prefetch 1000 acks every 100 (multiple)."""
     loop = asyncio.get_running_loop()
-    queue = f"raw.tell.{uuid.uuid4().hex[:8]}"
-    conn = await pika_connection(url)
-    pub, con = await pika_channel(conn), await pika_channel(conn)
+    queue = f"raw.tell.{name}"
+    pub_conn, con_conn = await pika_connection(url), await pika_connection(url)
+    pub, con = await pika_channel(pub_conn), await pika_channel(con_conn)
     await pika_call(pub.queue_declare, queue, durable=True, arguments={"x-queue-type": "quorum"})
     confirmed = {"tag": 0, "want": 0}
     waiter: list[asyncio.Future[None]] = []
@@ -366,44 +446,44 @@ async def rabbit_raw_tells(url: str, n: int) -> float:
 
     await pika_call(pub.confirm_delivery, on_confirm)
     done: asyncio.Future[None] = loop.create_future()
-    handled = 0
+    handled = Handled()
 
     def on_message(ch: Any, method: Any, properties: Any, body: bytes) -> None:
-        nonlocal handled
-        handled += 1
-        if handled % BATCH == 0 or handled == n:
+        handled(body)
+        if handled.count % BATCH == 0 or handled.count == n:
             ch.basic_ack(method.delivery_tag, multiple=True)
-        if handled == n:
+        if handled.count == n:
             done.set_result(None)
 
     await pika_call(con.basic_qos, prefetch_count=1000)
     await pika_call(con.basic_consume, queue, on_message)
     props = pika.BasicProperties(delivery_mode=2, content_type="application/json")
-    body = PAYLOAD.encode()
-    start = time.perf_counter()
+    watch = Stopwatch()
+    watch.start()
     for first in range(0, n, BATCH):
         for _ in range(min(BATCH, n - first)):
-            pub.basic_publish("", queue, body, props)
+            pub.basic_publish("", queue, json.dumps(PAYLOAD).encode(), props)
         confirmed["want"] = min(first + BATCH, n)
         waiter[:] = [loop.create_future()]
         if confirmed["tag"] < confirmed["want"]:
             await waiter[0]
     await done
-    elapsed = time.perf_counter() - start
-    await pika_close(conn)
-    return elapsed
+    timing = watch.stop()
+    await pika_call(pub.queue_delete, queue)
+    await pika_close(pub_conn)
+    await pika_close(con_conn)
+    return timing
 
 
-async def kafka_raw_tells(url: str, n: int) -> float:
-    """aiokafka: batches of 100 sends (acks=all, idempotent, linger 5 ms); a group consumer
-    with getmany and a commit every 100 ms."""
-    bootstrap = url.split("://", 1)[1].split("?", 1)[0]
-    topic = f"raw.tell.{uuid.uuid4().hex[:8]}"
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
-    )
+async def kafka_raw_tells(url: str, n: int, name: str) -> Timing:
+    """aiokafka: batches of 100 sends (acks=all, idempotent, linger 5 ms), each batch
+    acknowledged before the next; a group consumer with getmany (100 records), a commit
+    every 100 ms and one at the end."""
+    bootstrap = kafka_bootstrap(url)
+    topic = f"raw.tell.{name}"
+    producer = kafka_producer(bootstrap)
     await producer.start()
-    await producer.send_and_wait(topic, b"warm-up")  # creates the topic
+    await producer.send_and_wait(topic, b"{}")  # creates the topic
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id="bench", enable_auto_commit=False,
         auto_offset_reset="latest",
@@ -414,89 +494,70 @@ async def kafka_raw_tells(url: str, n: int) -> float:
     for tp in consumer.assignment():
         await consumer.seek_to_end(tp)
         await consumer.position(tp)
-    body = PAYLOAD.encode()
+    handled = Handled()
 
     async def publish() -> None:
         for first in range(0, n, BATCH):
-            sent = [await producer.send(topic, body) for _ in range(min(BATCH, n - first))]
+            sent = [
+                await producer.send(topic, json.dumps(PAYLOAD).encode())
+                for _ in range(min(BATCH, n - first))
+            ]
             await asyncio.gather(*sent)
 
     async def consume() -> None:
         loop = asyncio.get_running_loop()
-        handled = 0
         next_commit = loop.time() + 0.1
-        while handled < n:
+        while handled.count < n:
             batch = await consumer.getmany(timeout_ms=50, max_records=BATCH)
-            handled += sum(len(records) for records in batch.values())
+            for records in batch.values():
+                for r in records:
+                    handled(r.value)
             if loop.time() >= next_commit:
                 next_commit = loop.time() + 0.1
                 await consumer.commit()
         await consumer.commit()
 
-    start = time.perf_counter()
+    watch = Stopwatch()
+    watch.start()
     await asyncio.gather(publish(), consume())
-    elapsed = time.perf_counter() - start
+    timing = watch.stop()
     await consumer.stop()
     await producer.stop()
-    return elapsed
+    return timing
 
 
-RAW_TELLS: dict[str, Run] = {
-    "redis": redis_raw_tells,
-    "rabbitmq": rabbit_raw_tells,
-    "kafka": kafka_raw_tells,
-}
-RAW_ASKS: dict[str, Run] = {
+RAW_ASKS: dict[str, Side] = {
     "redis": redis_raw_asks,
     "rabbitmq": rabbit_raw_asks,
     "kafka": kafka_raw_asks,
 }
-
-
-def paired_rates(repeat: int, n: int, url: str, ours: Run, raw: Run) -> tuple[list[float], ...]:
-    """Rates of (troupe, raw) pairs run back to back, the order alternating; one warm-up each."""
-    troupe.run(ours(url, max(n // 10, 50)))
-    troupe.run(raw(url, max(n // 10, 50)))
-    mine: list[float] = []
-    theirs: list[float] = []
-    for i in range(repeat):
-        order = [(ours, mine), (raw, theirs)]
-        for fn, out in order if i % 2 == 0 else reversed(order):
-            out.append(n / troupe.run(fn(url, n)))
-    return mine, theirs
-
-
-def add_row(report: Report, name: str, unit: str, mine: list[float], theirs: list[float]) -> None:
-    ratios = [round(a / b, 3) for a, b in zip(mine, theirs, strict=True)]
-    report.add(
-        name, unit, statistics.median(mine), {"raw": statistics.median(theirs)},
-        paired_ratios=ratios, median_paired_ratio=statistics.median(ratios),
-    )  # fmt: skip
-    print(f"  paired ratios {ratios} (median {statistics.median(ratios):.2f})", flush=True)
+RAW_TELLS: dict[str, Side] = {
+    "redis": redis_raw_tells,
+    "rabbitmq": rabbit_raw_tells,
+    "kafka": kafka_raw_tells,
+}
 
 
 def measure(kind: str, url: str, asks: int, tells: int, repeat: int, report: Report) -> None:
-    mine, theirs = paired_rates(repeat, asks, url, troupe_asks, RAW_ASKS[kind])
-    add_row(report, f"{kind}_remote_ask", "asks/s", mine, theirs)
-    mine, theirs = paired_rates(repeat, tells, url, troupe_tells, RAW_TELLS[kind])
-    add_row(report, f"{kind}_remote_tell", "msg/s", mine, theirs)
+    """The ask and the tell row of one broker: (troupe, raw) rounds, order alternating."""
+    ask_sides = {"troupe": troupe_asks, "raw": RAW_ASKS[kind]}
+    add_row(report, f"{kind}_remote_ask", asks, rounds(repeat, asks, url, ask_sides), **ROUND_TRIPS)
+    tell_sides = {"troupe": troupe_tells, "raw": RAW_TELLS[kind]}
+    add_row(report, f"{kind}_remote_tell", tells, rounds(repeat, tells, url, tell_sides))
 
 
 def main() -> None:
-    args = parse_args(__doc__ or "", ROWS)
+    args = parse_args((__doc__ or "").splitlines()[0], ROWS)
     asks = 2_000 if args.quick else 10_000
     tells = 5_000 if args.quick else 20_000
-    repeat = args.repeat or (3 if args.quick else 5)
+    repeat = args.repeat or 3
     report = Report("remote")
     if args.want("memory"):
-
-        async def memory(fn: Any, n: int) -> float:
-            return float(await fn("memory://", n, connect("memory://")))
-
-        ask_rates = [asks / troupe.run(memory(troupe_asks, asks)) for _ in range(repeat)]
-        tell_rates = [tells / troupe.run(memory(troupe_tells, tells)) for _ in range(repeat)]
-        report.add("memory_remote_ask", "asks/s", statistics.median(ask_rates), {})
-        report.add("memory_remote_tell", "msg/s", statistics.median(tell_rates), {})
+        memory = "memory://"
+        ask_rounds = rounds(repeat, asks, memory, {"troupe": troupe_asks})
+        add_row(report, "memory_remote_ask", asks, ask_rounds, **ROUND_TRIPS)
+        tell_rounds = rounds(repeat, tells, memory, {"troupe": troupe_tells})
+        add_row(report, "memory_remote_tell", tells, tell_rounds)
     if args.want("redis"):
         with RedisServer() as server:
             measure("redis", server.url, asks, tells, repeat, report)

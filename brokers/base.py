@@ -11,6 +11,7 @@ the session is in :mod:`troupe.brokers.session`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -399,6 +400,20 @@ class Broker(ABC):
         """Send ``messages`` to every :class:`~troupe.brokers.tail.Tail` open on ``topic``
         (at most once, not durable; see :mod:`troupe.brokers.tail`)."""
         raise BrokerError(f"the {self.capabilities.name} broker has no broadcast topics")
+
+    async def broadcast_queued(
+        self, topic: str, messages: Sequence[Message]
+    ) -> asyncio.Future[None]:
+        """:meth:`broadcast`, returning once ``messages`` are queued in order: the future
+        completes when they are sent, or fails with what :meth:`broadcast` would raise.
+        Messages of a call made after this one returned follow these on ``topic``, so a
+        sender may queue its next batch while this one is in flight. Default: the whole
+        :meth:`broadcast`, then a done future (Kafka overrides it: acks=all takes a round
+        trip that the next batch need not wait for)."""
+        await self.broadcast(topic, messages)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
 
     async def tail(self, topic: str) -> Tail:
         """Open a tail of ``topic``: the messages broadcast on it from now on."""

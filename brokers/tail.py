@@ -5,7 +5,9 @@ after it opened (never the ones before), at most once, in broadcast order. It
 is not durable and holds a bounded backlog; nothing is acked or redelivered.
 Remote actors (:mod:`troupe.actors.remote`) use one topic per actor system as
 its inbox (replies, asks to its members) and one per exported name for
-membership heartbeats.
+membership heartbeats. ``Broker.broadcast`` returns once a batch is sent;
+``Broker.broadcast_queued`` once it is queued in order, its sending a future, so
+a sender may queue the next batch meanwhile (Kafka: the producer's acks=all wait).
 
 How each broker makes a topic:
 

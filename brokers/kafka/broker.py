@@ -510,6 +510,13 @@ class KafkaBroker(Broker):
 
         await broadcast(self, topic, messages)
 
+    async def broadcast_queued(
+        self, topic: str, messages: Sequence[Message]
+    ) -> asyncio.Future[None]:
+        from .tail import broadcast_queued
+
+        return await broadcast_queued(self, topic, messages)
+
     async def tail(self, topic: str) -> Tail:
         from .tail import KafkaTail
 

@@ -28,6 +28,14 @@ KEY = b"troupe.tail"
 
 async def broadcast(broker: KafkaBroker, topic: str, messages: Sequence[Message]) -> None:
     """Produce ``messages`` to ``topic`` (one partition) and wait for the acks."""
+    await (await broadcast_queued(broker, topic, messages))
+
+
+async def broadcast_queued(
+    broker: KafkaBroker, topic: str, messages: Sequence[Message]
+) -> asyncio.Future[None]:
+    """Hand ``messages`` to the producer in order (one partition); the future is their
+    acks (a failure: BrokerError). A later call's records follow these."""
     name = broker.topic(topic)
     await broker.ensure_topic(name)
     producer = await broker.producer()
@@ -38,6 +46,11 @@ async def broadcast(broker: KafkaBroker, topic: str, messages: Sequence[Message]
             sent.append(
                 await producer.send(name, value, key=KEY, headers=headers, timestamp_ms=timestamp)
             )
+    return asyncio.ensure_future(_acked(broker, name, sent))
+
+
+async def _acked(broker: KafkaBroker, name: str, sent: list[asyncio.Future[Any]]) -> None:
+    async with broker.errors(f"broadcast to {name}"):
         await asyncio.gather(*sent)
 
 
@@ -103,4 +116,4 @@ class KafkaTail(Tail):
         await self._consumer.stop()
 
 
-__all__ = ["KafkaTail", "broadcast"]
+__all__ = ["KafkaTail", "broadcast", "broadcast_queued"]

@@ -16,7 +16,7 @@ from troupe.actors import NoMembers, RemoteRef, export, remote, remote_node
 from troupe.actors.remote_members import Members
 from troupe.actors.remote_node import stream_of
 from troupe.actors.remote_wire import TOLD_TYPE
-from troupe.brokers import MemoryBroker
+from troupe.brokers import BrokerError, MemoryBroker
 from troupe.brokers.message import CONTENT_TYPE, ERROR_REASON
 
 
@@ -182,3 +182,34 @@ def _fast() -> Any:
     from troupe import Backoff
 
     return Backoff(initial=0.01, maximum=0.01, jitter="none")
+
+
+class LateAckFailures(MemoryBroker):
+    """The in-memory broker, but a broadcast to a topic named in ``failing`` is queued and
+    then fails, as a Kafka batch whose acks fail after the next batch was queued."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing: set[str] = set()
+
+    async def broadcast_queued(self, topic: str, messages: Any) -> asyncio.Future[None]:
+        if topic not in self.failing:
+            return await super().broadcast_queued(topic, messages)
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(
+            0.05, acked.set_exception, BrokerError(f"acks for {topic} failed")
+        )
+        return acked
+
+
+async def test_an_ask_whose_queued_request_fails_later_fails_with_the_broker_error() -> None:
+    broker = LateAckFailures()
+    async with ActorSystem("server") as server, ActorSystem("client") as client:
+        node = await export(server, server.spawn(Echo), "echo", via=broker)
+        echo = remote(client, "echo", via=broker)
+        assert await echo.ask("first", timeout=5) == "first"
+        broker.failing.add(node.inbox)  # requests to the member: queued, then not acked
+        with pytest.raises(BrokerError, match=r"acks for troupe\.inbox"):
+            await echo.ask("second", timeout=5)
+        broker.failing.clear()
+        assert await echo.ask("third", timeout=5) == "third"  # the outbox runs on

@@ -31,10 +31,9 @@ ROOT = Path(__file__).resolve().parents[2]
 HEARTBEAT = "0.3"
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
+@pytest.fixture(params=["redis", "rabbitmq", "kafka"])
 def url(request: pytest.FixtureRequest) -> str:
-    name = "redis_url" if request.param == "redis" else "rabbitmq_url"
-    value: str = request.getfixturevalue(name)
+    value: str = request.getfixturevalue(f"{request.param}_url")
     return value
 
 

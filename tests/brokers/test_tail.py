@@ -37,3 +37,20 @@ async def test_every_tail_gets_what_was_broadcast_after_it_opened(broker: Broker
     finally:
         await first.close()
         await second.close()
+
+
+async def test_batches_queued_before_their_acks_arrive_in_order(broker: Broker) -> None:
+    """``broadcast_queued`` returns once a batch is queued: the next batch may follow
+    before the first is acknowledged, and tails still get everything in order."""
+    topic = f"t.{uuid.uuid4().hex[:8]}"
+    tail = await broker.tail(topic)
+    try:
+        sent = [
+            await broker.broadcast_queued(topic, [msg(3 * i), msg(3 * i + 1), msg(3 * i + 2)])
+            for i in range(10)
+        ]
+        for acked in sent:
+            await acked  # each completes, without error
+        assert await fetch_all(tail, 30) == [str(n).encode() for n in range(30)]
+    finally:
+        await tail.close()
