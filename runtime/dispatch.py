@@ -66,7 +66,7 @@ class Dispatch(CellState):
         if self._is_async:
             self._task = self._loop.create_task(self._drain_async())
         else:
-            self._loop.call_soon(self._drain_sync)
+            self._enqueue(self)  # the system's run queue (troupe.run_queue)
 
     def _finish_turn(self) -> None:
         self._scheduled = False
@@ -264,7 +264,7 @@ class Dispatch(CellState):
             # became ready meanwhile (an asker woken by a reply) runs before its next turn.
             self._current = None
             self._taken = None
-            self._loop.call_soon(self._loop.call_soon, self._drain_sync)
+            self._loop.call_soon(self._enqueue, self)
             return
         self._finish_turn()
 
