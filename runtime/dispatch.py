@@ -73,7 +73,7 @@ class Dispatch(CellState):
         self._current = None
         self._taken = None
         mailbox = self.mailbox
-        if mailbox.system or (self.state is State.RUNNING and len(mailbox)):
+        if mailbox.system or (self.state is _RUNNING and mailbox.queue):
             self._schedule()
             return
         # Idle again: drop the empty deques (a deque keeps a block of 64 slots, ~0.6 KiB),
@@ -186,7 +186,16 @@ class Dispatch(CellState):
                 if mailbox.waiters:
                     mailbox.admit_waiter()
                 n -= 1
-                if type(item) is Envelope:
+                if type(item) is not Envelope:  # a bare message (a plain tell): the common case
+                    try:
+                        receive(item)
+                        ok = True
+                        continue
+                    except Exception as exc:
+                        error = exc
+                        message = item
+                        reply = None
+                else:
                     self._current = item
                     message = item.message
                     reply = item.reply
@@ -194,38 +203,37 @@ class Dispatch(CellState):
                     if headers is not None and TRACEPARENT in headers:
                         traced = enter_trace(headers)
                     if isinstance(reply, TrackedReply) and not reply.start(self.name):
+                        self._current = None
                         if traced:
                             leave_trace()
                             traced = False
                         continue
-                else:
-                    message = item
-                    reply = None
-                    if self._current is not None:  # an earlier envelope of this turn
-                        self._current = None
-                try:
-                    result = receive(message)
-                except Exception as exc:
-                    if stats is not None:
-                        slow += 1
-                    if ok:
-                        self._ran_well = True
-                        ok = False
-                    self._turn_failed(exc, message, reply, began, first=segment - n == 1)
-                    if traced:
-                        leave_trace()
-                    ended = True
-                    began = perf_counter()  # the failure is observed: not its logging too
-                    break
-                ok = True
-                if reply is not None:
-                    if not reply.done():
-                        reply.set_result(result)
-                    self._current = None
+                    try:
+                        result = receive(message)
+                    except Exception as exc:
+                        error = exc
+                    else:
+                        ok = True
+                        if reply is not None and not reply.done():
+                            reply.set_result(result)
+                        self._current = None  # a bare message after it has none
+                        if traced:
+                            leave_trace()
+                            traced = False
+                        continue
+                # the handler raised ``error``: the turn ends here
+                if stats is not None:
+                    slow += 1
+                if ok:
+                    self._ran_well = True
+                    ok = False
+                self._turn_failed(error, message, reply, began, first=segment - n == 1)
+                del error  # no cycle through its traceback and this frame
                 if traced:
                     leave_trace()
-                    traced = False
-                    self._current = None
+                ended = True
+                began = perf_counter()  # the failure is observed: not its logging too
+                break
             done = segment - n
             left -= done
             now = perf_counter()
