@@ -13,7 +13,7 @@ from .delivery import PageSlot, TrackedReply
 from .dispatch import INLINE_RUN
 from .envelope import Envelope
 from .errors import check_timeout
-from .mailbox import ACCEPTED, SPARE_QUEUES, Accepted
+from .mailbox import SPARE_QUEUES, Accepted
 from .message_types import message_type_of
 from .state import State
 from .tracing import PROPAGATION, current_traceparent, outgoing
@@ -69,7 +69,6 @@ class ActorRef:
     def tell(
         self,
         message: Any,
-        *,
         sender: ActorRef | None = None,
         headers: dict[str, str] | None = None,
     ) -> Accepted | asyncio.Future[None]:
@@ -77,6 +76,9 @@ class ActorRef:
 
         Returns an awaitable: ``await ref.tell(m)`` waits for mailbox room when
         the mailbox policy is ``backpressure``; otherwise it is already done.
+        Pass ``sender`` and ``headers`` by keyword (they are not keyword-only only
+        because a call to a function with keyword-only parameters is not specialized
+        by CPython 3.11: ~20 ns more per tell).
         A ``backpressure`` mailbox parks at most ``max_parked`` messages beyond
         its capacity; past that ``tell`` raises :class:`~troupe.MailboxFull`.
         From a thread other than the system's (while its loop runs), a full
@@ -102,12 +104,12 @@ class ActorRef:
                     else:  # ActorCell._schedule, inlined
                         cell._scheduled = True
                         cell._enqueue(cell)
-                    return ACCEPTED
+                    return cell.system.accepted
             elif len(queue) < mailbox.capacity and not mailbox.waiters and cell._scheduled:
-                # the hot path of ActorCell.deliver, inlined: a turn is pending (so the loop
-                # ran when it was queued; a message added while the loop is paused joins it)
+                # the hot path of ActorCell.deliver, inlined: a turn is pending (queued while
+                # the loop ran; a message added while the loop is paused joins that turn)
                 queue.append(message)
-                return ACCEPTED
+                return cell.system.accepted
         return cell.deliver(message)
 
     @property

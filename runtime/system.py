@@ -143,6 +143,9 @@ class ActorSystem:
         self.segment_bound = self.slow_handlers.threshold  # see troupe.dispatch
         self.loop_lag: LoopLagMonitor | None = None  # made by start()
         self._thread_intake: ThreadIntake | None = None
+        #: What ``ActorRef.tell`` returns when the message went straight in: a done future of
+        #: the system's loop (awaiting it costs less than awaiting ``Accepted``); set by start().
+        self.accepted: asyncio.Future[None]
         #: Queues a sync actor's turn (``RunQueue.add``, see troupe.run_queue); set by start().
         self.enqueue: Callable[[CellState], None] = _not_started
         checked_shutdown = check_timeout("shutdown_timeout", shutdown_timeout, zero=True)
@@ -216,6 +219,8 @@ class ActorSystem:
         if self._loop is not None:
             return
         self._loop = asyncio.get_running_loop()
+        self.accepted = self._loop.create_future()
+        self.accepted.set_result(None)
         self.thread_id = threading.get_ident()
         self._thread_intake = ThreadIntake(self._loop)
         if self.handler_hook is None:  # a simulated loop brings its own (troupe.testing)
