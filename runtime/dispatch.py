@@ -6,8 +6,9 @@ loop only when its mailbox turns non-empty, and then handles at most
 ``throughput_deadline`` seconds (Akka's throughput-deadline-time), before
 yielding (a sync actor over its time budget sits out one loop round before
 its next turn, so a slow actor delays the others by one handler call, not
-by a turn of them): sync handlers in a plain loop callback (``_drain_sync``), ``async
-def`` handlers in one task per turn (``_drain_async``). The system lane runs
+by a turn of them): sync handlers in the system's run queue (``_drain_sync``, run by
+:mod:`troupe.run_queue`'s one loop callback), ``async def`` handlers in one task per
+turn (``_drain_async``). The system lane runs
 first. A sync handler that held the loop for ``slow_handler_warning`` seconds
 is logged (:mod:`troupe.loop_lag`). An actor back to idle drops its empty
 mailbox deques. Metrics are plain counters
