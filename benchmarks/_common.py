@@ -19,7 +19,12 @@ def parse_args(description: str, rows: Sequence[str] = ()) -> argparse.Namespace
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, about 30 s")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--repeat", type=int, default=None, help="runs per measurement (actors.py: median; others: best)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="runs per measurement (actors.py: median; others: best)",
+    )
     if rows:
         parser.add_argument(
             "--only", metavar="ROWS", help=f"comma-separated rows to measure: {', '.join(rows)}"
