@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _RUNNING = State.RUNNING
+#: A turn's queue when the mailbox holds none (a turn for the system lane): empty for good.
+_NO_MESSAGES: deque[Any] = deque(maxlen=0)
 
 
 def answered(reply: object) -> bool:
@@ -155,6 +158,8 @@ class Dispatch(CellState):
             if len(SPARE_QUEUES) < SPARE_LIMIT:
                 SPARE_QUEUES.append(queue)
             return
+        if queue is None:
+            queue = _NO_MESSAGES  # popleft raises IndexError: the turn ends
         receive = self._receive
         left = self._throughput
         stats = self.metrics
@@ -180,10 +185,14 @@ class Dispatch(CellState):
                     start += lane
                     began += lane
                     turn_end += lane
-                if self.state is not _RUNNING or not queue:
+                if self.state is not _RUNNING:
                     ended = True
                     break
-                item = queue.popleft()
+                try:
+                    item = queue.popleft()
+                except IndexError:  # none left (cheaper than testing ``queue`` per message)
+                    ended = True
+                    break
                 if mailbox.waiters:
                     mailbox.admit_waiter()
                 n -= 1
