@@ -78,6 +78,7 @@ class ActorCell(Intake, Dispatch, Lifecycle, Stopping, DeathWatch):
         self._loop = system.loop
         self._thread_id = system.thread_id
         self._scheduled = False
+        self._enqueue = system.enqueue
         self._current = None
         self._taken = None
         self._backoff = None

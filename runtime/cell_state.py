@@ -46,6 +46,7 @@ class CellState:
         "_current",
         "_deadline",
         "_each",
+        "_enqueue",
         "_instance_args",
         "_is_async",
         "_lifecycle",
@@ -101,6 +102,7 @@ class CellState:
     _deadline: float  # seconds a turn may run
     _each: bool  # time each message
     _scheduled: bool  # a turn is scheduled or running
+    _enqueue: Callable[[CellState], None]  # the system's run queue (troupe.run_queue)
     _current: Envelope | None  # the message being handled, in its envelope
     _taken: list[Queued] | None  # see take_queued
     _task: asyncio.Task[Any] | None  # an async actor's turn
@@ -134,6 +136,7 @@ class CellState:
 
         # -- Dispatch
         def _schedule(self) -> None: ...
+        def _drain_sync(self) -> None: ...
 
         # -- Lifecycle
         def _run_lifecycle(self, coro: Awaitable[None]) -> None: ...

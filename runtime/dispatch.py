@@ -6,8 +6,9 @@ loop only when its mailbox turns non-empty, and then handles at most
 ``throughput_deadline`` seconds (Akka's throughput-deadline-time), before
 yielding (a sync actor over its time budget sits out one loop round before
 its next turn, so a slow actor delays the others by one handler call, not
-by a turn of them): sync handlers in a plain loop callback (``_drain_sync``), ``async
-def`` handlers in one task per turn (``_drain_async``). The system lane runs
+by a turn of them): sync handlers in the system's run queue (``_drain_sync``, run by
+:mod:`troupe.run_queue`'s one loop callback), ``async def`` handlers in one task per
+turn (``_drain_async``). The system lane runs
 first. A sync handler that held the loop for ``slow_handler_warning`` seconds
 is logged (:mod:`troupe.loop_lag`). An actor back to idle drops its empty
 mailbox deques. Metrics are plain counters
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _RUNNING = State.RUNNING
+#: A turn's queue when the mailbox holds none (a turn for the system lane): empty for good.
+_NO_MESSAGES: deque[Any] = deque(maxlen=0)
 
 
 def answered(reply: object) -> bool:
@@ -66,14 +70,14 @@ class Dispatch(CellState):
         if self._is_async:
             self._task = self._loop.create_task(self._drain_async())
         else:
-            self._loop.call_soon(self._drain_sync)
+            self._enqueue(self)  # the system's run queue (troupe.run_queue)
 
     def _finish_turn(self) -> None:
         self._scheduled = False
         self._current = None
         self._taken = None
         mailbox = self.mailbox
-        if mailbox.system or (self.state is State.RUNNING and len(mailbox)):
+        if mailbox.system or (self.state is _RUNNING and mailbox.queue):
             self._schedule()
             return
         # Idle again: drop the empty deques (a deque keeps a block of 64 slots, ~0.6 KiB),
@@ -154,6 +158,8 @@ class Dispatch(CellState):
             if len(SPARE_QUEUES) < SPARE_LIMIT:
                 SPARE_QUEUES.append(queue)
             return
+        if queue is None:
+            queue = _NO_MESSAGES  # popleft raises IndexError: the turn ends
         receive = self._receive
         left = self._throughput
         stats = self.metrics
@@ -179,14 +185,27 @@ class Dispatch(CellState):
                     start += lane
                     began += lane
                     turn_end += lane
-                if self.state is not _RUNNING or not queue:
+                if self.state is not _RUNNING:
                     ended = True
                     break
-                item = queue.popleft()
+                try:
+                    item = queue.popleft()
+                except IndexError:  # none left (cheaper than testing ``queue`` per message)
+                    ended = True
+                    break
                 if mailbox.waiters:
                     mailbox.admit_waiter()
                 n -= 1
-                if type(item) is Envelope:
+                if type(item) is not Envelope:  # a bare message (a plain tell): the common case
+                    try:
+                        receive(item)
+                        ok = True
+                        continue
+                    except Exception as exc:
+                        error = exc
+                        message = item
+                        reply = None
+                else:
                     self._current = item
                     message = item.message
                     reply = item.reply
@@ -194,38 +213,37 @@ class Dispatch(CellState):
                     if headers is not None and TRACEPARENT in headers:
                         traced = enter_trace(headers)
                     if isinstance(reply, TrackedReply) and not reply.start(self.name):
+                        self._current = None
                         if traced:
                             leave_trace()
                             traced = False
                         continue
-                else:
-                    message = item
-                    reply = None
-                    if self._current is not None:  # an earlier envelope of this turn
-                        self._current = None
-                try:
-                    result = receive(message)
-                except Exception as exc:
-                    if stats is not None:
-                        slow += 1
-                    if ok:
-                        self._ran_well = True
-                        ok = False
-                    self._turn_failed(exc, message, reply, began, first=segment - n == 1)
-                    if traced:
-                        leave_trace()
-                    ended = True
-                    began = perf_counter()  # the failure is observed: not its logging too
-                    break
-                ok = True
-                if reply is not None:
-                    if not reply.done():
-                        reply.set_result(result)
-                    self._current = None
+                    try:
+                        result = receive(message)
+                    except Exception as exc:
+                        error = exc
+                    else:
+                        ok = True
+                        if reply is not None and not reply.done():
+                            reply.set_result(result)
+                        self._current = None  # a bare message after it has none
+                        if traced:
+                            leave_trace()
+                            traced = False
+                        continue
+                # the handler raised ``error``: the turn ends here
+                if stats is not None:
+                    slow += 1
+                if ok:
+                    self._ran_well = True
+                    ok = False
+                self._turn_failed(error, message, reply, began, first=segment - n == 1)
+                del error  # no cycle through its traceback and this frame
                 if traced:
                     leave_trace()
-                    traced = False
-                    self._current = None
+                ended = True
+                began = perf_counter()  # the failure is observed: not its logging too
+                break
             done = segment - n
             left -= done
             now = perf_counter()
@@ -264,7 +282,7 @@ class Dispatch(CellState):
             # became ready meanwhile (an asker woken by a reply) runs before its next turn.
             self._current = None
             self._taken = None
-            self._loop.call_soon(self._loop.call_soon, self._drain_sync)
+            self._loop.call_soon(self._enqueue, self)
             return
         self._finish_turn()
 

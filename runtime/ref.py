@@ -13,7 +13,7 @@ from .delivery import PageSlot, TrackedReply
 from .dispatch import INLINE_RUN
 from .envelope import Envelope
 from .errors import check_timeout
-from .mailbox import ACCEPTED, SPARE_QUEUES, Accepted
+from .mailbox import SPARE_QUEUES, Accepted
 from .message_types import message_type_of
 from .state import State
 from .tracing import PROPAGATION, current_traceparent, outgoing
@@ -69,7 +69,6 @@ class ActorRef:
     def tell(
         self,
         message: Any,
-        *,
         sender: ActorRef | None = None,
         headers: dict[str, str] | None = None,
     ) -> Accepted | asyncio.Future[None]:
@@ -77,6 +76,9 @@ class ActorRef:
 
         Returns an awaitable: ``await ref.tell(m)`` waits for mailbox room when
         the mailbox policy is ``backpressure``; otherwise it is already done.
+        Pass ``sender`` and ``headers`` by keyword (they are not keyword-only only
+        because a call to a function with keyword-only parameters is not specialized
+        by CPython 3.11: ~20 ns more per tell).
         A ``backpressure`` mailbox parks at most ``max_parked`` messages beyond
         its capacity; past that ``tell`` raises :class:`~troupe.MailboxFull`.
         From a thread other than the system's (while its loop runs), a full
@@ -89,25 +91,25 @@ class ActorRef:
             headers = outgoing(headers, cell.system.tracing)  # carry the trace (troupe.tracing)
         if sender is not None or headers is not None:
             message = Envelope(message, None, sender, headers)
-        # the system's loop runs in this thread: the loop thread, with the loop running
-        if cell.state is _RUNNING and _get_running_loop() is cell._loop:
+        # On the loop thread (get_ident: _get_running_loop() makes a getpid() system call).
+        if cell.state is _RUNNING and get_ident() == cell._thread_id:
             mailbox = cell.mailbox
             queue = mailbox.queue
             if queue is None:  # an idle actor holds no deque (see Mailbox)
-                if not cell._scheduled:
+                if not cell._scheduled and cell._loop.is_running():
                     queue = mailbox.queue = SPARE_QUEUES.pop() if SPARE_QUEUES else deque()
                     queue.append(message)
                     if cell._is_async:
                         cell._schedule()
                     else:  # ActorCell._schedule, inlined
                         cell._scheduled = True
-                        cell._loop.call_soon(cell._drain_sync)
-                    return ACCEPTED
-            elif len(queue) < mailbox.capacity and not mailbox.waiters:
-                queue.append(message)  # the hot path of ActorCell.deliver, inlined
-                if not cell._scheduled:
-                    cell._schedule()
-                return ACCEPTED
+                        cell._enqueue(cell)
+                    return cell.system.accepted
+            elif len(queue) < mailbox.capacity and not mailbox.waiters and cell._scheduled:
+                # the hot path of ActorCell.deliver, inlined: a turn is pending (queued while
+                # the loop ran; a message added while the loop is paused joins that turn)
+                queue.append(message)
+                return cell.system.accepted
         return cell.deliver(message)
 
     @property
@@ -145,9 +147,12 @@ class ActorRef:
             timeout = cell.system.ask_timeout if own is SYSTEM_ASK_TIMEOUT else own
         elif timeout is not None:
             timeout = check_timeout("timeout", timeout)
-        loop = _get_running_loop()
-        if loop is not cell._loop:
-            raise outside_loop(self.name, "ask", NO_LOOP if loop is None else OTHER_LOOP)
+        loop = cell._loop
+        if get_ident() != cell._thread_id or not loop.is_running():  # (as tell: no getpid())
+            running = _get_running_loop()
+            if running is not loop:
+                why = NO_LOOP if running is None else OTHER_LOOP
+                raise outside_loop(self.name, "ask", why)
         reply: asyncio.Future[Any] = loop.create_future()
         if PROPAGATION.on and (current_traceparent.get() is not None or cell.system.tracing):
             headers = outgoing(headers, cell.system.tracing)

@@ -34,6 +34,7 @@ from .middleware import HandlerHookMiddleware, Middleware, MiddlewareChain
 from .props import Props
 from .ref import ActorRef
 from .restart import RestartPolicy, RestartTracker
+from .run_queue import DirectQueue, RunQueue
 from .thread_intake import ThreadIntake
 
 if TYPE_CHECKING:
@@ -73,6 +74,10 @@ class ShutdownReport:
 SKIPPED_NAMES = 100
 #: Idle actors stopped in a row before shutdown lets the loop run and checks its deadline.
 STOP_BATCH = 1024
+
+
+def _not_started(cell: CellState) -> None:
+    raise SystemClosed("the actor system is not started; use 'async with ActorSystem()'")
 
 
 class ActorSystem:
@@ -138,6 +143,11 @@ class ActorSystem:
         self.segment_bound = self.slow_handlers.threshold  # see troupe.dispatch
         self.loop_lag: LoopLagMonitor | None = None  # made by start()
         self._thread_intake: ThreadIntake | None = None
+        #: What ``ActorRef.tell`` returns when the message went straight in: a done future of
+        #: the system's loop (awaiting it costs less than awaiting ``Accepted``); set by start().
+        self.accepted: asyncio.Future[None]
+        #: Queues a sync actor's turn (``RunQueue.add``, see troupe.run_queue); set by start().
+        self.enqueue: Callable[[CellState], None] = _not_started
         checked_shutdown = check_timeout("shutdown_timeout", shutdown_timeout, zero=True)
         if checked_shutdown is None:
             raise ConfigError("shutdown_timeout", "must be zero or a positive number of seconds")
@@ -209,6 +219,8 @@ class ActorSystem:
         if self._loop is not None:
             return
         self._loop = asyncio.get_running_loop()
+        self.accepted = self._loop.create_future()
+        self.accepted.set_result(None)
         self.thread_id = threading.get_ident()
         self._thread_intake = ThreadIntake(self._loop)
         if self.handler_hook is None:  # a simulated loop brings its own (troupe.testing)
@@ -218,6 +230,9 @@ class ActorSystem:
         if getattr(self._loop, "troupe_deterministic", False):
             self.throughput_deadline = float("inf")  # a simulation's turns: by count, not time
             self.inline_asks = False
+            self.enqueue = DirectQueue(self._loop).add  # its scheduler orders every turn
+        else:
+            self.enqueue = RunQueue(self._loop).add
         spec = self._clock_spec
         if spec is None:
             self._clock = RealClock(self._loop)
