@@ -26,7 +26,6 @@ from troupe.errors import TroupeError
 
 from .message import (
     ATTEMPT,
-    BYTES,
     DELIVERIES,
     ENTRY_ID,
     ERROR_REASON,
@@ -41,6 +40,7 @@ from .message import (
     STREAM,
     Message,
     Serializer,
+    build_message,
 )
 from .session import ConsumerSession, Delivery
 from .tail import Tail
@@ -236,17 +236,12 @@ class Broker(ABC):
         """Build a Message: bytes payloads are the body as they are (marked
         ``application/octet-stream``, so a consumer gets bytes back whatever its
         serializer), others are serialized."""
-        if isinstance(payload, bytes | bytearray | memoryview):
-            body = bytes(payload)
-            content_type = BYTES.content_type
-        else:
-            ser = serializer or self.serializer
-            body = ser.dumps(payload)
-            content_type = ser.content_type
-        all_headers = dict(headers) if headers else {}
-        if content_type is not None:
-            all_headers.setdefault("content-type", content_type)
-        return Message(body, key, all_headers)
+        return build_message(
+            payload,
+            serializer or self.serializer,
+            key=key,
+            headers=dict(headers) if headers else {},
+        )
 
     async def publish(
         self,

@@ -13,6 +13,7 @@ reason when an entry cannot be read.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import json.scanner
 import os
@@ -47,6 +48,27 @@ class MalformedMessage(TroupeError):
     """A broker entry or body could not be read; the reason says what was wrong."""
 
 
+class _Ids:
+    """Message ids: 32 hex digits, a random prefix of this process (80 bits, drawn again
+    in a forked child) and a counter, unique across processes and restarts without a
+    system call per message."""
+
+    def __init__(self) -> None:
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        self.prefix = os.urandom(10).hex()
+        self.counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFFFFFF:012x}"
+
+
+#: a new message id (32 hex digits, unique across processes and restarts)
+new_id: Callable[[], str] = _Ids()
+
+
 @dataclass(slots=True)
 class Message:
     """One broker message. ``body`` is bytes; ``headers`` map strings to strings.
@@ -58,7 +80,7 @@ class Message:
     body: bytes
     key: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    id: str = field(default_factory=lambda: os.urandom(16).hex())
+    id: str = field(default_factory=new_id)
     timestamp: float = field(default_factory=time.time)
     raw: dict[bytes, bytes] | None = None
 
@@ -177,6 +199,23 @@ def serializer_for(content_type: str | None, default: Serializer) -> Serializer:
     return BYTES
 
 
+def build_message(
+    payload: Any, serializer: Serializer, *, key: str | None, headers: dict[str, str]
+) -> Message:
+    """A Message for ``payload``, taking ``headers`` as its own (no copy): bytes payloads
+    are the body as they are (marked ``application/octet-stream``), others go through
+    ``serializer``; the content type is added to ``headers`` unless set."""
+    if isinstance(payload, bytes | bytearray | memoryview):
+        body = bytes(payload)
+        content_type = BYTES.content_type
+    else:
+        body = serializer.dumps(payload)
+        content_type = serializer.content_type
+    if content_type is not None and CONTENT_TYPE not in headers:
+        headers[CONTENT_TYPE] = content_type
+    return Message(body, key, headers)
+
+
 def decode_body(serializer: Serializer, message: Message) -> Any:
     """The payload of ``message`` read as its content type says (see
     :func:`serializer_for`); raises MalformedMessage naming the cause."""
@@ -206,10 +245,10 @@ _PACKED, _BODY, _KEY, _HEADERS, _ID, _TIME = b"m", b"b", b"k", b"h", b"i", b"t"
 _DEAD = b"troupe-dead"
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]+")  # ids that need no JSON escaping
 _PLAIN_TYPE = re.compile(r"[A-Za-z0-9/+.-]+")  # content types that need none
-# the common metadata with its newline: ["<plain id>",<timestamp>,null,<no headers, or
-# only a plain content type (what a ProducerBridge writes)>]\n
+# the common metadata with its newline: ["<plain id>",<timestamp>,<null or a plain key>,
+# <no headers, or only a plain content type (what a ProducerBridge writes)>]\n
 _FAST_META = re.compile(
-    rb'\["([A-Za-z0-9_.:-]+)",(-?[0-9][0-9.eE+-]*),null,'
+    rb'\["([A-Za-z0-9_.:-]+)",(-?[0-9][0-9.eE+-]*),(?:null|"([A-Za-z0-9_.:-]+)"),'
     rb'(?:null|\{"content-type":"([A-Za-z0-9/+.-]+)"\})\]\n'
 )
 
@@ -220,17 +259,19 @@ def to_fields(message: Message) -> dict[bytes, bytes]:
     if message.raw is not None:
         dead = [message_id, message.timestamp, key, headers or None]
         return {**message.raw, _DEAD: json.dumps(dead, separators=(",", ":")).encode()}
-    if key is None and _PLAIN_ID.fullmatch(message_id):
-        # the common cases, without json.dumps (same bytes as the general case): no
-        # headers, or only a plain content type (what a ProducerBridge sends)
+    if _PLAIN_ID.fullmatch(message_id) and (key is None or _PLAIN_ID.fullmatch(key)):
+        # the common cases, without json.dumps (same bytes as the general case): no key
+        # or a plain one, and no headers or only a plain content type (what a
+        # ProducerBridge sends)
+        packed_key = "null" if key is None else f'"{key}"'
         if not headers:
-            meta = f'["{message_id}",{message.timestamp!r},null,null]'.encode()
+            meta = f'["{message_id}",{message.timestamp!r},{packed_key},null]'.encode()
             return {_PACKED: meta + b"\n" + message.body}
         if len(headers) == 1:
             content_type = headers.get(CONTENT_TYPE)
             if content_type is not None and _PLAIN_TYPE.fullmatch(content_type):
                 meta = (
-                    f'["{message_id}",{message.timestamp!r},null,'
+                    f'["{message_id}",{message.timestamp!r},{packed_key},'
                     f'{{"content-type":"{content_type}"}}]'
                 ).encode()
                 return {_PACKED: meta + b"\n" + message.body}
@@ -275,9 +316,15 @@ def unpack(packed: bytes, fallback_id: str) -> Message:
     try:
         fast = _FAST_META.match(packed)
         if fast is not None:  # one regex call, no json.loads
-            plain_id, stamp, content_type = fast.groups()
+            plain_id, stamp, key, content_type = fast.groups()
             headers = {} if content_type is None else {CONTENT_TYPE: content_type.decode()}
-            return Message(packed[fast.end() :], None, headers, plain_id.decode(), float(stamp))
+            return Message(
+                packed[fast.end() :],
+                None if key is None else key.decode(),
+                headers,
+                plain_id.decode(),
+                float(stamp),
+            )
         cut = packed.find(b"\n")
         if cut < 0:
             raise ValueError("no newline after the metadata")
@@ -327,8 +374,10 @@ __all__ = [
     "Message",
     "Serializer",
     "TextSerializer",
+    "build_message",
     "decode_body",
     "from_fields",
+    "new_id",
     "serializer_for",
     "to_fields",
     "unpack",

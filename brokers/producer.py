@@ -54,7 +54,7 @@ from troupe.backoff import Backoff
 from troupe.errors import require_at_least
 
 from .base import WITHDRAW, Broker, BrokerError, ProducerStats, PublishError, PublishRefused
-from .message import TRACEPARENT, Message, Serializer
+from .message import TRACEPARENT, Message, Serializer, build_message
 
 logger = logging.getLogger(__name__)
 
@@ -202,10 +202,11 @@ class ProducerBridge(Actor):
     ) -> tuple[str, float | None, float | None, Message]:
         if not isinstance(payload, Publish) and self.stream is not None:
             trace = headers.get(TRACEPARENT)  # a bare payload to the bridge's stream: no spec
-            msg = self.broker.message(
+            msg = build_message(
                 payload,
-                headers=None if trace is None else {TRACEPARENT: trace},
-                serializer=self.serializer,
+                self.serializer or self.broker.serializer,
+                key=None,
+                headers={} if trace is None else {TRACEPARENT: trace},
             )
             return self.stream, None, None, msg
         spec = payload if isinstance(payload, Publish) else Publish(payload)
@@ -216,20 +217,17 @@ class ProducerBridge(Actor):
             )
         if (spec.delay or spec.at is not None) and not self.broker.capabilities.delayed:
             raise PublishError(f"{self.broker.capabilities.name} has no delayed delivery")
-        all_headers = dict(spec.headers)
+        all_headers = dict(spec.headers)  # the message's own: built without another copy
         if TRACEPARENT in headers and TRACEPARENT not in all_headers:
             all_headers[TRACEPARENT] = headers[TRACEPARENT]
+        serializer = self.serializer or self.broker.serializer
         if not self.middleware.before_publish:
-            msg = self.broker.message(
-                spec.payload, key=spec.key, headers=all_headers, serializer=self.serializer
-            )
+            msg = build_message(spec.payload, serializer, key=spec.key, headers=all_headers)
             return stream, spec.delay, spec.at, msg
         for hook in self.middleware.before_publish:
             hook(self, stream, spec.payload, all_headers)
         try:
-            msg = self.broker.message(
-                spec.payload, key=spec.key, headers=all_headers, serializer=self.serializer
-            )
+            msg = build_message(spec.payload, serializer, key=spec.key, headers=all_headers)
         except Exception as exc:
             for after in self.middleware.after_publish:
                 after(self, stream, None, all_headers, exc)

@@ -25,8 +25,9 @@ from ..message import Message, to_fields
 logger = logging.getLogger(__name__)
 
 # KEYS[1] the stream (or its delayed sorted set), KEYS[2] the producer's record.
-# ARGV: mode ('a' append, 'd' delay), sequence, record ttl ms, maxlen or '', due ms,
-# then per message: id, field count n, n field/value pairs.
+# ARGV: mode ('a' append, 'd' delay, 'p' append packed messages), sequence, record ttl ms,
+# maxlen or '', due ms, then per message: id, field count n, n field/value pairs; in mode
+# 'p' (every message is its one packed field 'm', as to_fields writes it) only the value.
 _PUBLISH_ONCE = """
 local done = redis.call('HGET', KEYS[2], 'seq')
 if done then
@@ -41,14 +42,21 @@ if done then
 end
 local ids = {}
 local i = 6
+local packed = ARGV[1] == 'p'
 while i <= #ARGV do
-  local id = ARGV[i]
-  local n = tonumber(ARGV[i + 1])
-  local fields = {}
-  for j = 1, 2 * n do
-    fields[j] = ARGV[i + 1 + j]
+  local id, fields
+  if packed then
+    fields = {'m', ARGV[i]}
+    i = i + 1
+  else
+    id = ARGV[i]
+    local n = tonumber(ARGV[i + 1])
+    fields = {}
+    for j = 1, 2 * n do
+      fields[j] = ARGV[i + 1 + j]
+    end
+    i = i + 2 + 2 * n
   end
-  i = i + 2 + 2 * n
   if ARGV[1] == 'd' then
     redis.call('HSET', KEYS[1] .. ':' .. id, unpack(fields))
     redis.call('ZADD', KEYS[1], ARGV[5], id)
@@ -65,6 +73,7 @@ return {0, joined}
 """
 
 STORED, REPEATED, STALE = 0, 1, 2
+_PACKED = b"m"  # the one field of a message as to_fields packs it
 
 
 def record_key(stream: str, producer: str) -> str:
@@ -90,20 +99,27 @@ async def publish_once(
     ``delayed_key`` instead (entry ids ``""``). Raises :class:`BrokerError` for a
     sequence older than the producer's last stored one. Redis errors propagate.
     """
+    all_fields = [to_fields(message) for message in messages]
+    packed = [fields.get(_PACKED) for fields in all_fields if len(fields) == 1]
+    mode = "d" if due is not None else "a"
+    if due is None and len(packed) == len(messages) and None not in packed:
+        mode = "p"  # the common case: one value per message on the wire, not four
     args: list[Any] = [
-        "d" if due is not None else "a",
+        mode,
         sequence,
         max(1, math.ceil(window * 1000)),
         "" if maxlen is None else maxlen,
         0 if due is None else int(due * 1000),
     ]
-    for message in messages:
-        fields = to_fields(message)
-        args.append(message.id)
-        args.append(len(fields))
-        for name, value in fields.items():
-            args.append(name)
-            args.append(value)
+    if mode == "p":
+        args += packed
+    else:
+        for message, fields in zip(messages, all_fields, strict=True):
+            args.append(message.id)
+            args.append(len(fields))
+            for name, value in fields.items():
+                args.append(name)
+                args.append(value)
     target = stream if due is None else (delayed_key or f"{stream}:delayed")
     script = client.register_script(_PUBLISH_ONCE)
     reply: Any = await script(keys=[target, record_key(stream, producer)], args=args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import pytest
 from hypothesis import given
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from troupe import ConfigError
 from troupe.brokers import JSON, MalformedMessage, MemoryBroker, Message, connect, redact
-from troupe.brokers.message import BYTES, decode_body, from_fields, to_fields
+from troupe.brokers.message import BYTES, decode_body, from_fields, new_id, to_fields, unpack
 from troupe.brokers.redis.broker import RedisBroker
 
 headers = st.dictionaries(st.text(min_size=1, max_size=10), st.text(max_size=20), max_size=4)
@@ -26,6 +27,42 @@ def test_fields_round_trip(body: bytes, key: str | None, headers: dict[str, str]
     message = Message(body, key, headers)
     back = from_fields(to_fields(message), "1-0")
     assert back == message
+
+
+plain = st.text("abcXYZ019_.:-", min_size=1, max_size=12)
+
+
+@given(
+    key=st.none() | plain | st.text(max_size=8),
+    content_type=st.none() | st.sampled_from(["application/json", "text/plain; x"]),
+    stamp=st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_packed_fields_are_the_json_metadata_whatever_the_path(
+    key: str | None, content_type: str | None, stamp: float
+) -> None:
+    # plain keys and ids take the fast path; its bytes are json.dumps' and read back alike
+    headers = {} if content_type is None else {"content-type": content_type}
+    message = Message(b'{"a":1}', key, headers, "m-1", stamp)
+    meta = json.dumps(["m-1", stamp, key, headers or None], separators=(",", ":")).encode()
+    assert to_fields(message) == {b"m": meta + b"\n" + b'{"a":1}'}
+    assert unpack(to_fields(message)[b"m"], "1-0") == message
+
+
+def test_message_ids_are_unique_hex_and_new_in_a_forked_child() -> None:
+    ids = {new_id() for _ in range(10_000)} | {Message(b"").id for _ in range(100)}
+    assert len(ids) == 10_100
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child's ids must not repeat the parent's next ones
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    parent = new_id()
+    assert child[:20] != parent[:20] and child not in ids
 
 
 def test_entries_of_other_producers_with_separate_fields_are_read() -> None:
