@@ -326,8 +326,12 @@ class ProducerBridge(Actor):
                 if expired:  # reported failed: the broker withdraws what it can, first
                     task.cancel(msg=WITHDRAW)
                     await asyncio.wait({task}, timeout=CANCEL_GRACE)
-                else:  # the bridge is going away: the client may still finish the publish
-                    task.cancel()
+                else:
+                    # the bridge is going away (stopped, killed): the publish is left to
+                    # finish, not cancelled — a cancel could stop it before the client wrote
+                    # it (RabbitMQ's per-route tasks), losing a message its asker was told
+                    # may still be stored
+                    _leave_to_finish(task)
             elif not task.cancelled():
                 task.exception()  # retrieved: reported through the outcome
 
@@ -376,6 +380,23 @@ class ProducerBridge(Actor):
                 self.broker.url,
                 error,
             )
+
+
+#: publishes of bridges that went away, held until they end (a task needs a reference)
+_FINISHING: set[asyncio.Future[Any]] = set()
+
+
+def _leave_to_finish(task: asyncio.Future[Any]) -> None:
+    """Keep ``task`` running after its bridge stopped; its outcome is not reported (the
+    askers already got a PublishError saying it may or may not be stored)."""
+    _FINISHING.add(task)
+
+    def ended(done: asyncio.Future[Any]) -> None:
+        _FINISHING.discard(done)
+        if not done.cancelled():
+            done.exception()  # retrieved: nobody is left to report it to
+
+    task.add_done_callback(ended)
 
 
 def _publish_error(exc: Exception) -> PublishError:

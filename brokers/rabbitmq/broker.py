@@ -368,15 +368,8 @@ class RabbitBroker(Broker):
     async def read_stream(self, stream: str, count: int = 1000) -> list[Message]:
         """The ready messages of a queue, oldest first, left in place (a channel that reads
         them without acking, then closes)."""
-        await self.connect()
-        channel = await self._channel()
-        try:
-            ok = await channel.call("queue_declare", queue=stream, passive=True)
-        except ChannelClosed as exc:
-            if exc.code == 404:
-                return []
-            raise BrokerError(f"reading {stream!r} on {self.url} failed: {exc}") from exc
-        want = min(count, ok.method.message_count)
+        ready = await self._ready_count(stream, f"reading {stream!r}")
+        want = min(count, ready)
         if want == 0:
             return []
         assert self._connection is not None
@@ -407,13 +400,24 @@ class RabbitBroker(Broker):
 
     async def lag(self, stream: str, group: str) -> int | None:
         """Messages ready in the queue (not delivered to any consumer)."""
-        channel = await self._channel()
+        return await self._ready_count(stream, f"queue {stream!r}")
+
+    async def _ready_count(self, stream: str, what: str) -> int:
+        """Messages ready in ``stream`` (0 when it does not exist), asked on a channel of
+        its own: a passive declare of a missing queue closes its channel, and the shared
+        declaration channel may be in use by a publish declaring that queue meanwhile."""
+        await self.connect()
+        assert self._connection is not None
+        channel = await self._connection.channel()
         try:
             ok = await channel.call("queue_declare", queue=stream, passive=True)
         except ChannelClosed as exc:
             if exc.code == 404:
                 return 0
-            raise BrokerError(f"queue {stream!r} on {self.url}: {exc}") from exc
+            raise BrokerError(f"{what} on {self.url}: {exc}") from exc
+        finally:
+            if channel.is_open:
+                await channel.close()
         return int(ok.method.message_count)
 
 

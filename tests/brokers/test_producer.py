@@ -149,3 +149,34 @@ async def test_a_failed_publish_is_retried_until_the_delivery_timeout_then_repor
     assert stats.failed == 5
     assert stats.published == 0
     assert stats.retries == len(calls) - 1
+
+
+async def test_a_publish_in_flight_when_its_bridge_is_killed_is_left_to_finish(
+    broker: Broker,
+) -> None:
+    """A bridge killed mid-publish tells its asker it may or may not be stored, and does not
+    cancel the publish: one the client had not written yet would otherwise be lost."""
+    in_flight: list[int] = []
+    async with ActorSystem() as system:
+        for i in range(8):  # killed after 0..7 loop steps: before, during, after the publish
+            producer = system.spawn(ProducerBridge, broker, "killed")
+            answer = asyncio.ensure_future(producer.ask({"n": i}))
+            for _ in range(i):
+                await asyncio.sleep(0)
+            system.cell_of(producer).kill()
+            try:
+                await answer
+            except PublishError as exc:
+                if "before the broker confirmed" in str(exc):
+                    in_flight.append(i)
+            except Exception:
+                pass  # killed before it handled the ask: nothing was sent
+        assert in_flight, "no kill landed while a publish was in flight"
+        deadline = time.monotonic() + 10
+        while True:
+            messages = await broker.read_stream("killed")
+            stored = {broker.serializer.loads(m.body)["n"] for m in messages}
+            if set(in_flight) <= stored or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        assert set(in_flight) <= stored, (in_flight, stored)
