@@ -100,18 +100,34 @@ async def test_members_share_single_active_consumer_shards_and_fold_in_order(
         ]
         for member in members:
             await member.start()
-        for seq in range(200):
-            await members[seq % 2].ref(f"k{seq % 8}").send({"add": seq, "seq": seq})
-        await wait_for(lambda: sum(len(s["seqs"]) for s in totals(store, "ctr").values()) == 200)
+        sent: dict[str, list[int]] = {f"k{k}": [] for k in range(8)}
+
+        async def send_wave(first: int, count: int) -> None:
+            for seq in range(first, first + count):
+                key = f"k{seq % 8}"
+                sent[key].append(seq)
+                await members[seq % 2].ref(key).send({"add": seq, "seq": seq})
+            total = first + count
+            await wait_for(
+                lambda: sum(len(s["seqs"]) for s in totals(store, "ctr").values()) == total
+            )
+
+        def hosted() -> list[set[int]]:
+            return [{s for s, st in m.stats.items() if st.active} for m in members]
+
+        await send_wave(0, 200)
+        # the first member may hold every shard until the second one's heartbeat is seen:
+        # later waves land on the shares the leases settle on
+        seq = 200
+        while not (hosted()[0] and hosted()[1]) and seq < 2000:
+            await asyncio.sleep(0.2)
+            await send_wave(seq, 8)
+            seq += 8
+        assert hosted()[0] and hosted()[1] and not hosted()[0] & hosted()[1]  # shared
         state = totals(store, "ctr")
-        for k in range(8):
-            seqs = list(range(k, 200, 8))
-            assert state[f"k{k}"] == {"total": sum(seqs), "seqs": seqs}  # once each, in order
-        hosted = [{s for s, st in m.stats.items() if st.active} for m in members]
-        assert hosted[0] and hosted[1] and not hosted[0] & hosted[1]  # the shards are shared
-        assert await members[0].ref("k1").ask({"add": 1000, "seq": 200}) == 1000 + sum(
-            range(1, 200, 8)
-        )
+        for key, seqs in sent.items():
+            assert state[key] == {"total": sum(seqs), "seqs": seqs}  # once each, in order
+        assert await members[0].ref("k1").ask({"add": 1000, "seq": seq}) == 1000 + sum(sent["k1"])
         # the shard queues are single active consumer: declaring them otherwise is refused
         plain = connect(rabbitmq_url, journal_dir=tmp_path / "plain")
         try:
