@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import json.encoder
 import json.scanner
 import os
 import re
@@ -117,12 +118,29 @@ def _typed_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+# json's C encoder with the settings of JsonSerializer.dumps, made once; None without
+# the C accelerator. No circular-reference markers: a circular payload ends in a
+# RecursionError, and json.dumps then reports it.
+_encode: Callable[[Any, int], Any] | None = (
+    json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None, _typed_default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+    if json.encoder.c_make_encoder is not None  # type: ignore[attr-defined]
+    else None
+)
+
+
 class JsonSerializer:
     """JSON in UTF-8 (the default); dataclasses, Pydantic models and msgspec Structs too."""
 
     content_type = "application/json"
 
     def dumps(self, payload: Any) -> bytes:
+        if _encode is not None:  # json's C encoder, made once (json.dumps makes one per call)
+            try:
+                return "".join(_encode(payload, 0)).encode()
+            except RecursionError:
+                pass  # too deep or circular: json.dumps says which
         return json.dumps(
             payload, separators=(",", ":"), ensure_ascii=False, default=_typed_default
         ).encode()

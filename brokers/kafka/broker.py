@@ -12,7 +12,10 @@
   ``sasl_plain_password``, ...); credentials are never logged nor shown in reprs.
 - **Producing**: one idempotent producer per broker (``acks="all"``,
   ``enable_idempotence=True``), key-hash partitioning (a message's ``key``; no key:
-  spread), batching with ``linger`` seconds, ``compression`` (gzip, snappy, lz4, zstd)
+  spread), ``compression`` (gzip, snappy, lz4, zstd). A batch (a producer bridge's)
+  goes out at once as one closed record batch per partition
+  (:mod:`troupe.brokers.kafka.produce`); a single message waits up to ``linger``
+  seconds to share a request with concurrent publishes
   and aiokafka's retries within ``request_timeout``; the producer bridge retries on
   top of that until its ``delivery_timeout``. :meth:`KafkaBroker.produce` reports
   (partition, offset) per message, and :meth:`KafkaBroker.report` gives the report of a
@@ -70,6 +73,7 @@ from ..message import JSON, Message, Serializer
 from ..options import check_client_options, check_hosts
 from ..session import ConsumerSession
 from ..tail import Tail
+from .produce import produce_batches
 from .wire import from_record, to_record
 
 logger = logging.getLogger(__name__)
@@ -382,18 +386,17 @@ class KafkaBroker(Broker):
         producer = await self.producer()
         async with self.errors(f"produce to {topic}"):
             try:
-                futures = []
-                for message in messages:
-                    key, value, headers, timestamp = to_record(message)
-                    futures.append(
-                        await producer.send(
-                            topic, value, key=key, headers=headers, timestamp_ms=timestamp
-                        )
+                if len(messages) > 1:
+                    reports = await produce_batches(
+                        producer, topic, messages, alone_above=self.max_batch_bytes // 2
                     )
-                results: list[Any] = await asyncio.gather(*futures, return_exceptions=True)
-                for result in results:
-                    if isinstance(result, BaseException):
-                        raise result
+                else:  # one message: it lingers to share a request with concurrent sends
+                    key, value, headers, timestamp = to_record(messages[0])
+                    sent = await producer.send(
+                        topic, value, key=key, headers=headers, timestamp_ms=timestamp
+                    )
+                    result = await sent
+                    reports = [(result.partition, result.offset)]
             except asyncio.CancelledError as cancelled:
                 if cancelled.args and cancelled.args[0] == WITHDRAW:
                     # the producer bridge gave up at its delivery_timeout and reports the
@@ -406,7 +409,6 @@ class KafkaBroker(Broker):
                     # producer's state is gone; the retry gets a new producer id
                     await self._drop_producer(producer)
                 raise
-            reports = [(m.partition, m.offset) for m in results]
         kept = self._reports
         for message, report in zip(messages, reports, strict=True):
             kept[message.id] = report

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from aiokafka import TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from tests.brokers.helpers import TOLERANT
 from tests.helpers import eventually
@@ -231,6 +232,9 @@ async def test_delivery_reports_and_key_partitioning(kafka_url: str, tmp_path: P
     for i, (partition, _offset) in enumerate(reports):
         by_key.setdefault(f"user-{i % 4}", set()).add(partition)
     assert all(len(parts) == 1 for parts in by_key.values())  # one partition per key
+    # the Java client's placement (murmur2 of the key), as a single send would choose
+    for key, parts in by_key.items():
+        assert parts == {DefaultPartitioner()(key.encode(), [0, 1, 2], [0, 1, 2])}
     offsets: dict[int, list[int]] = {}
     for partition, offset in reports:
         offsets.setdefault(partition, []).append(offset)
