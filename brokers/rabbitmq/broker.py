@@ -252,8 +252,7 @@ class RabbitBroker(Broker):
             await self.connect()
             confirms = self._confirms
         assert confirms is not None
-        futures = [confirms.publish(exchange, routing_key, body, props) for body, props in items]
-        await asyncio.gather(*futures)
+        await confirms.publish(exchange, routing_key, items)
 
     async def _drop_confirms(self) -> None:
         self._confirms = None

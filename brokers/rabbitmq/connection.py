@@ -13,7 +13,7 @@ callbacks into futures:
   channel the broker closes (e.g. 406 PRECONDITION_FAILED) fails its waiters
   with :class:`ChannelClosed` carrying the reply code and text;
 - :class:`Confirms` puts a channel in confirm mode and gives a future per
-  publish, settled by the broker's ``basic.ack`` / ``basic.nack`` (many in
+  batch of publishes, settled by the broker's ``basic.ack`` / ``basic.nack`` (many in
   flight, ``multiple`` acks honoured); a ``mandatory`` publish the broker
   returned (unroutable) fails its future.
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -233,13 +234,24 @@ class AmqpChannel:
             pass
 
 
+class _Batch:
+    """Publishes confirmed together: one future for the lot."""
+
+    __slots__ = ("future", "ids", "left")
+
+    def __init__(self, future: asyncio.Future[None], ids: list[str | None]) -> None:
+        self.future = future
+        self.ids = ids  # message ids, to find a returned (unroutable) one
+        self.left = len(ids)
+
+
 class Confirms:
-    """Publisher confirms on a channel: one future per publish, many in flight."""
+    """Publisher confirms on a channel: one future per batch of publishes, many in flight."""
 
     def __init__(self, channel: AmqpChannel) -> None:
         self.channel = channel
         self._tag = 0
-        self._waiting: dict[int, tuple[asyncio.Future[None], str | None]] = {}
+        self._waiting: dict[int, _Batch] = {}  # delivery tag -> its batch
         self._returned: dict[str, str] = {}
 
     async def start(self) -> None:
@@ -254,18 +266,22 @@ class Confirms:
         self,
         exchange: str,
         routing_key: str,
-        body: bytes,
-        properties: pika.BasicProperties,
+        items: list[tuple[bytes, pika.BasicProperties]],
         *,
         mandatory: bool = True,
     ) -> asyncio.Future[None]:
-        """Send one message; the future settles when the broker confirmed (or returned) it."""
+        """Send ``(body, properties)`` items; the future settles when the broker confirmed
+        them all, or fails with the first nack or return (unroutable)."""
         ch = self.channel.check()
-        future = self.channel.future()
-        ch.basic_publish(exchange, routing_key, body, properties, mandatory)
-        self._tag += 1
-        self._waiting[self._tag] = (future, properties.message_id)
-        return future
+        batch = _Batch(self.channel.future(), [props.message_id for _, props in items])
+        publish, waiting, tag = ch.basic_publish, self._waiting, self._tag
+        for body, props in items:
+            publish(exchange, routing_key, body, props, mandatory)
+            tag += 1
+            waiting[tag] = batch
+        self._tag = tag
+        coalesce_output(ch.connection)
+        return batch.future
 
     def _on_return(self, _: Any, method: Any, properties: Any, body: bytes) -> None:
         if properties.message_id is not None:
@@ -277,26 +293,56 @@ class Confirms:
         nack = isinstance(method, pika.spec.Basic.Nack)
         tags = [t for t in self._waiting if t <= tag] if method.multiple else [tag]
         for t in tags:
-            entry = self._waiting.pop(t, None)
-            if entry is None:
+            batch = self._waiting.pop(t, None)
+            if batch is None:
                 continue
-            future, message_id = entry
+            batch.left -= 1
+            future = batch.future
             if future.done():
                 continue
-            returned = self._returned.pop(message_id, None) if message_id is not None else None
             if nack:
                 # RabbitMQ nacks what it could not store (a queue leader stopping, say):
                 # retried, unlike an unroutable message
                 future.set_exception(BrokerError("the broker could not store it (basic.nack)"))
-            elif returned is not None:
-                future.set_exception(Unroutable(f"returned by the broker: {returned}"))
-            else:
-                future.set_result(None)
+            elif batch.left == 0:
+                self._settle(batch)
+
+    def _settle(self, batch: _Batch) -> None:
+        returned = self._returned
+        if returned:
+            for message_id in batch.ids:
+                why = returned.pop(message_id, None) if message_id is not None else None
+                if why is not None:
+                    batch.future.set_exception(Unroutable(f"returned by the broker: {why}"))
+                    return
+        batch.future.set_result(None)
 
     @property
     def in_flight(self) -> int:
         """Publishes not yet confirmed."""
         return len(self._waiting)
+
+
+def coalesce_output(connection: Any) -> bool:
+    """Join what ``connection`` has buffered for the socket into one chunk; True if it did.
+
+    pika marshals each AMQP frame on its own (a publish is three: method, header,
+    body) and its transport sends every buffered frame with a ``send`` call of its
+    own: a batch of 100 publishes costs 300 system calls here and 300 reads on the
+    broker. Joined, the batch leaves in one call (about 13 us less CPU per message
+    in ``benchmarks/brokers_rabbitmq.py``). This reaches into pika's transport
+    (``_transport._tx_buffers``, pika 1.3 and 1.4): the bytes and their order are
+    unchanged, and where the attributes are not there it does nothing
+    (``tests/brokers/test_rabbitmq.py`` checks that it applies to the pinned pika).
+    """
+    transport = getattr(connection, "_transport", None)
+    buffers = getattr(transport, "_tx_buffers", None)
+    if not isinstance(buffers, deque) or len(buffers) < 2:
+        return False
+    joined = b"".join(buffers)
+    buffers.clear()
+    buffers.append(joined)
+    return True
 
 
 def settle(future: asyncio.Future[Any], value: Any) -> None:

@@ -322,3 +322,42 @@ def test_crash_rounds_count_exactly_the_started_attempts(
         assert {m: int(h[ATTEMPT]) for m, h in seen} == {i: s + 1 for i, s in starts.items()}
 
     asyncio.run(scenario())
+
+
+async def test_a_batch_leaves_in_one_write_and_arrives_whole_and_in_order(
+    rabbitmq_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The frames of a published batch are joined into one socket write (pika's transport
+    internals, checked here against the pinned pika); every message arrives, in order."""
+    from troupe.brokers.rabbitmq import connection as amqp
+
+    joined: list[bool] = []
+    coalesce = amqp.coalesce_output
+
+    def spy(connection: Any) -> bool:
+        joined.append(coalesce(connection))
+        return joined[-1]
+
+    monkeypatch.setattr(amqp, "coalesce_output", spy)
+    broker = rabbit(rabbitmq_url)
+    stream = f"joined-{uuid.uuid4().hex[:8]}"
+    await broker.ensure_group(stream, stream)
+    bodies = [f"m{i}-" * 200 for i in range(60)]  # several frames per write, ~1 KB each
+    await broker.publish_messages(stream, [broker.message(body) for body in bodies])
+    assert True in joined  # the pinned pika's transport took one joined chunk
+    received = await eventually_all(broker, stream, len(bodies))
+    assert received == bodies
+    await broker.close()
+
+
+async def eventually_all(broker: RabbitBroker, stream: str, count: int) -> list[Any]:
+    """Bodies of ``count`` messages consumed from ``stream`` (acked), in arrival order."""
+    session = await broker.consume(stream, stream, "reader", window=count)
+    out: list[Any] = []
+    deadline = time.monotonic() + 10
+    while len(out) < count and time.monotonic() < deadline:
+        page = await session.fetch(count - len(out), 0.5)
+        out += [broker.serializer.loads(d.message.body) for d in page if d.message is not None]
+        await session.ack(page)
+    await session.close()
+    return out
