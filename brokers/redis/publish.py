@@ -27,7 +27,9 @@ logger = logging.getLogger(__name__)
 # KEYS[1] the stream (or its delayed sorted set), KEYS[2] the producer's record.
 # ARGV: mode ('a' append, 'd' delay, 'p' append packed messages), sequence, record ttl ms,
 # maxlen or '', due ms, then per message: id, field count n, n field/value pairs; in mode
-# 'p' (every message is its one packed field 'm', as to_fields writes it) only the value.
+# 'p' (every message is its one packed field 'm', as to_fields writes it) two arguments for
+# the whole batch: the values' byte lengths joined by ',' and the values joined (one
+# argument each, not one per message: the client encodes every argument on its own).
 _PUBLISH_ONCE = """
 local done = redis.call('HGET', KEYS[2], 'seq')
 if done then
@@ -41,29 +43,36 @@ if done then
   end
 end
 local ids = {}
-local i = 6
-local packed = ARGV[1] == 'p'
-while i <= #ARGV do
-  local id, fields
-  if packed then
-    fields = {'m', ARGV[i]}
-    i = i + 1
+local function append(fields)
+  if ARGV[4] ~= '' then
+    ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', unpack(fields))
   else
-    id = ARGV[i]
+    ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', unpack(fields))
+  end
+end
+if ARGV[1] == 'p' then
+  local blob, at = ARGV[7], 1
+  for size in string.gmatch(ARGV[6], '%d+') do
+    local stop = at + tonumber(size)
+    append({'m', string.sub(blob, at, stop - 1)})
+    at = stop
+  end
+else
+  local i = 6
+  while i <= #ARGV do
+    local id = ARGV[i]
     local n = tonumber(ARGV[i + 1])
-    fields = {}
+    local fields = {}
     for j = 1, 2 * n do
       fields[j] = ARGV[i + 1 + j]
     end
     i = i + 2 + 2 * n
-  end
-  if ARGV[1] == 'd' then
-    redis.call('HSET', KEYS[1] .. ':' .. id, unpack(fields))
-    redis.call('ZADD', KEYS[1], ARGV[5], id)
-  elseif ARGV[4] ~= '' then
-    ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', unpack(fields))
-  else
-    ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', unpack(fields))
+    if ARGV[1] == 'd' then
+      redis.call('HSET', KEYS[1] .. ':' .. id, unpack(fields))
+      redis.call('ZADD', KEYS[1], ARGV[5], id)
+    else
+      append(fields)
+    end
   end
 end
 local joined = table.concat(ids, ' ')
@@ -112,7 +121,9 @@ async def publish_once(
         0 if due is None else int(due * 1000),
     ]
     if mode == "p":
-        args += packed
+        values: list[bytes] = packed  # type: ignore[assignment]  # (no None: checked above)
+        args.append(",".join([str(len(value)) for value in values]))
+        args.append(b"".join(values))
     else:
         for message, fields in zip(messages, all_fields, strict=True):
             args.append(message.id)

@@ -66,6 +66,31 @@ end
 return added
 """
 
+# Ack a page: XACK its entry ids and drop their attempt records in one script; each list of
+# ids travels as one argument (the client encodes every argument on its own).
+# KEYS: stream, attempts hash. ARGV: group, entry ids joined by ' ', recorded ids joined.
+_ACK = """
+local ids, acked = {}, 0
+for id in string.gmatch(ARGV[2], '%S+') do
+  ids[#ids + 1] = id
+  if #ids == 500 then
+    acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+    ids = {}
+  end
+end
+if #ids > 0 then acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids)) end
+ids = {}
+for id in string.gmatch(ARGV[3], '%S+') do
+  ids[#ids + 1] = id
+  if #ids == 500 then
+    redis.call('HDEL', KEYS[2], unpack(ids))
+    ids = {}
+  end
+end
+if #ids > 0 then redis.call('HDEL', KEYS[2], unpack(ids)) end
+return acked
+"""
+
 
 class RedisSession(ConsumerSession):
     """One consumer of a Redis consumer group (see the module docstring)."""
@@ -291,15 +316,11 @@ class RedisSession(ConsumerSession):
         ids = [d.entry_id for d in deliveries]
         self._holding.difference_update(ids)
         recorded = [d.entry_id for d in deliveries if d.attempts or d.deliveries > 1]
-        client = self._broker.client
         async with self._broker._errors("XACK"):
-            if not recorded:
-                await client.xack(self.stream, self.group, *ids)
-                return
-            pipe = client.pipeline(transaction=True)
-            pipe.xack(self.stream, self.group, *ids)
-            pipe.hdel(self.attempts_key, *recorded)
-            await pipe.execute()
+            await self._broker.script(_ACK)(
+                keys=[self.stream, self.attempts_key],
+                args=[self.group, " ".join(ids), " ".join(recorded)],
+            )
 
     async def dead_letter(self, delivery: Delivery, message: Message) -> None:
         self._holding.discard(delivery.entry_id)
