@@ -1,9 +1,14 @@
 """troupe messages as AMQP messages, both ways, and the delay tiers.
 
 A :class:`~troupe.brokers.Message` travels as: body = the body; properties
-``message_id`` (the id), ``timestamp`` (seconds), ``content_type``,
-``delivery_mode`` 2 (persistent); headers = the message's headers plus
-``troupe-key`` (the key) and ``troupe-ts`` (the exact timestamp).
+``message_id`` (the id), ``timestamp`` (whole seconds, as AMQP defines it),
+``content_type``, ``app_id`` ``troupe`` (what marks a troupe message), ``delivery_mode`` 2
+(persistent); headers = the message's headers plus ``troupe-key`` (the key), and no
+headers table at all when there are none (a table costs pika a Python loop each way).
+A ``troupe-ts`` header (the exact timestamp) marks a message as troupe's instead where
+``app_id`` is another producer's (the DLQ copy of its message), and in messages of
+earlier troupe versions. Otherwise the timestamp is kept to the second on RabbitMQ: what
+reads it (the crash accounting of the attempts record) allows a minute of clock skew.
 
 A message from another producer (plain pika, amqp-tools) needs none of that:
 its AMQP headers become string headers, its other properties become
@@ -38,7 +43,8 @@ from ..message import CONTENT_TYPE, ERROR_REASON, KEY, ORIGINAL_STREAM, Message
 logger = logging.getLogger(__name__)
 
 KEY_HEADER = KEY  # "troupe-key"
-TIMESTAMP_HEADER = "troupe-ts"
+TIMESTAMP_HEADER = "troupe-ts"  # the exact timestamp, in messages of earlier versions
+APP_ID = "troupe"  # the app_id of troupe's messages
 PROPERTY_PREFIX = "amqp-"
 #: properties carried as ``amqp-<name>`` headers and restored when published again
 RESTORED = ("content_encoding", "correlation_id", "reply_to", "type", "app_id", "priority")
@@ -64,13 +70,16 @@ def to_properties(message: Message) -> pika.BasicProperties:
             headers[name] = value
     if message.key is not None:
         headers[KEY_HEADER] = message.key
-    headers[TIMESTAMP_HEADER] = repr(message.timestamp)
+    if "app_id" in restored:  # a DLQ copy of another producer's message keeps its app_id
+        headers[TIMESTAMP_HEADER] = repr(message.timestamp)  # and this header marks it ours
+    else:
+        restored["app_id"] = APP_ID
     return pika.BasicProperties(
         message_id=message.id,
         timestamp=int(message.timestamp),
         content_type=content_type,
         delivery_mode=2,
-        headers=headers,
+        headers=headers or None,
         **restored,
     )
 
@@ -100,7 +109,9 @@ def from_amqp(method: Any, properties: Any, body: bytes) -> tuple[Message, int]:
         count = 2
     if properties.content_type is not None:
         headers[CONTENT_TYPE] = properties.content_type
-    foreign = properties.message_id is None or TIMESTAMP_HEADER not in raw_headers
+    foreign = properties.message_id is None or (
+        properties.app_id != APP_ID and TIMESTAMP_HEADER not in raw_headers
+    )
     if foreign:
         for prop in (*RESTORED, *INFORMATIVE):
             value = getattr(properties, prop, None)
@@ -161,6 +172,7 @@ def delayed_properties(message: Message, due: float) -> tuple[pika.BasicProperti
 
 
 __all__ = [
+    "APP_ID",
     "KEY_HEADER",
     "TIMESTAMP_HEADER",
     "delay_queue",
