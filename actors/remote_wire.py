@@ -85,7 +85,7 @@ class RefCodec:
 
     def decode(self, body: bytes) -> Any:
         """The JSON value of ``body``, with refs as refs (raises ValueError when not JSON)."""
-        refs = b'"$ref"' in body or b'"$type"' in body  # else: no hook per object
+        refs = b'"$' in body and (b'"$ref"' in body or b'"$type"' in body)  # else no hook
         try:
             text: str | None = str(body, "utf-8")
         except UnicodeDecodeError:

@@ -271,6 +271,19 @@ _FAST_META = re.compile(
 )
 
 
+#: the packed metadata's end for a plain content type: its headers, ``]`` and the newline
+_TYPE_TAILS: dict[str, bytes] = {}
+
+
+def _type_tail(content_type: str) -> bytes:
+    """The tail for ``content_type`` (plain: no JSON escaping), kept for the next message
+    (a few types are in use: the bound keeps odd producers from growing it)."""
+    tail = f'{{"content-type":"{content_type}"}}]\n'.encode()
+    if len(_TYPE_TAILS) < 64:
+        _TYPE_TAILS[content_type] = tail
+    return tail
+
+
 def to_fields(message: Message) -> dict[bytes, bytes]:
     """The field mapping a message is stored as."""
     key, headers, message_id = message.key, message.headers, message.id
@@ -287,12 +300,12 @@ def to_fields(message: Message) -> dict[bytes, bytes]:
             return {_PACKED: meta + b"\n" + message.body}
         if len(headers) == 1:
             content_type = headers.get(CONTENT_TYPE)
-            if content_type is not None and _PLAIN_TYPE.fullmatch(content_type):
-                meta = (
-                    f'["{message_id}",{message.timestamp!r},{packed_key},'
-                    f'{{"content-type":"{content_type}"}}]'
-                ).encode()
-                return {_PACKED: meta + b"\n" + message.body}
+            tail = _TYPE_TAILS.get(content_type) if content_type is not None else None
+            if tail is None and content_type is not None and _PLAIN_TYPE.fullmatch(content_type):
+                tail = _type_tail(content_type)
+            if tail is not None:
+                meta = f'["{message_id}",{message.timestamp!r},{packed_key},'.encode()
+                return {_PACKED: meta + tail + message.body}
     fields = [message_id, message.timestamp, key, headers or None]
     meta = json.dumps(fields, separators=(",", ":")).encode()
     return {_PACKED: meta + b"\n" + message.body}
