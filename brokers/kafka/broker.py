@@ -15,8 +15,8 @@
   spread), ``compression`` (gzip, snappy, lz4, zstd). A batch (a producer bridge's)
   goes out at once as one closed record batch per partition
   (:mod:`troupe.brokers.kafka.produce`); a single message waits up to ``linger``
-  seconds to share a request with concurrent publishes
-  and aiokafka's retries within ``request_timeout``; the producer bridge retries on
+  seconds to share a request with concurrent publishes. aiokafka retries within
+  ``request_timeout``; the producer bridge retries on
   top of that until its ``delivery_timeout``. :meth:`KafkaBroker.produce` reports
   (partition, offset) per message, and :meth:`KafkaBroker.report` gives the report of a
   message id a producer bridge's ask returned. A retry after aiokafka gave up (or after

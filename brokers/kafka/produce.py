@@ -57,6 +57,9 @@ async def produce_batches(
         for i in indexes:
             key, value, headers, timestamp = records[i]
             if len(value or b"") + len(key or b"") > alone_above:
+                if members:  # the records before it go first: the partition keeps the order
+                    await _submit(producer, builder, topic, partition, members, placed)
+                    builder, members = producer.create_batch(), []
                 placed[i] = (
                     await producer.send(
                         topic, value, key=key, headers=headers, timestamp_ms=timestamp,

@@ -303,3 +303,17 @@ async def test_partition_window_1_keeps_order_through_retries(
     for key in (0, 1):  # each key (partition) in publish order, the retried one included
         assert [m for m in seen if m % 2 == key] == list(range(key, 30, 2))
     await broker.close()
+
+
+async def test_a_large_record_in_a_batch_keeps_its_place_in_the_partition(
+    kafka_url: str, tmp_path: Path
+) -> None:
+    """A record too large to share a batch goes alone, after the records before it."""
+    broker = kafka(kafka_url, tmp_path, partitions=2, max_batch_bytes=4096)
+    bodies = [b"a" * 10, b"b" * 3000, b"c" * 10, b"d" * 3000, b"e" * 10]
+    messages = [broker.message(body, key="same", serializer=BYTES) for body in bodies]
+    reports = await broker.produce("big", messages)
+    assert len({partition for partition, _ in reports}) == 1
+    offsets = [offset for _, offset in reports]
+    assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+    await broker.close()
