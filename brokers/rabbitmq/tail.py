@@ -18,7 +18,7 @@ import pika
 
 from ..message import Message
 from ..tail import TOPIC_BACKLOG, Tail
-from .connection import AmqpChannel, settle
+from .connection import AmqpChannel, coalesce_output, settle
 
 if TYPE_CHECKING:
     from .broker import RabbitBroker
@@ -48,6 +48,7 @@ async def broadcast(broker: RabbitBroker, topic: str, messages: Sequence[Message
     channel = (await broker._channel()).check()
     for message in messages:  # the body alone: a topic is troupe's own channel
         channel.basic_publish(EXCHANGE, topic, message.body, _PLAIN)
+    coalesce_output(channel.connection)  # the batch's frames in one write
 
 
 class RabbitTail(Tail):
