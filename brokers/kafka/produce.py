@@ -7,11 +7,11 @@ batches (``create_batch``), one per partition (more when one fills up), closes t
 and submits them with ``send_batch``; closed batches are drained by the sender at
 once, where ``send`` would wait ``linger`` for the batch to fill.
 
-Partitions are chosen as ``send`` chooses them: a keyed message by the producer's
-partitioner (murmur2 of the key, as the Java client does, so placement by key is
-unchanged); messages without a key all go to one partition chosen at random among
-the available ones (Kafka's sticky partitioning, KIP-480: one batch, not one per
-partition). Records of one partition keep the order of the call; the idempotent
+Partitions are chosen as ``send`` chooses them, by aiokafka's default partitioner: a
+keyed message by murmur2 of its key (as the Java client does, so placement by key is
+unchanged), a message without a key at random among the available partitions (so a
+batch spreads over the partitions as before). Records of one partition keep the order
+of the call; the idempotent
 producer's sequence numbers, retries and ``acks=all`` apply to these batches as to
 any other. A large record (over the batch size) is sent on its own with ``send``,
 which refuses one over ``max_request_size`` with a clear error, as before.
@@ -20,7 +20,6 @@ which refuses one over ``max_request_size`` with a clear error, as before.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,12 +42,10 @@ async def produce_batches(
     cluster = producer.client.cluster
     every = list(cluster.partitions_for_topic(topic))
     available = list(cluster.available_partitions_for_topic(topic))
-    sticky = random.choice(available or every)
     records = [to_record(message) for message in messages]
     by_partition: dict[int, list[int]] = {}
     for i, (key, _, _, _) in enumerate(records):
-        partition = sticky if key is None else _PARTITIONER(key, every, available)
-        by_partition.setdefault(partition, []).append(i)
+        by_partition.setdefault(_PARTITIONER(key, every, available), []).append(i)
     # per message: the future of its batch (or of its own send), its offset in that batch
     placed: dict[int, tuple[asyncio.Future[Any], int]] = {}
     for partition, indexes in by_partition.items():

@@ -50,16 +50,29 @@ class Count(Actor):
         return self.count
 
 
+async def warm_until_inline(system: ActorSystem, ref: Any) -> None:
+    """Ask ``"warm"`` until an ask ran inline with inline runs left: on a loaded machine a
+    handler preempted past the segment bound sends the next ask through the loop (by design,
+    as a slow handler does), which is not what these tests look at."""
+    for _ in range(100):
+        reply = ref.ask("warm")
+        inline = reply.done() and system.inline_left > 0
+        await reply
+        if inline:
+            return
+    raise AssertionError("no ask ran inline in 100 tries")
+
+
 async def test_inline_ask_returns_a_done_reply_and_keeps_order() -> None:
     log: list[Any] = []
     async with ActorSystem("inline") as system:
         ref = system.spawn(Recorder, log)
-        await ref.ask("warm")
+        await warm_until_inline(system, ref)
         reply = ref.ask("first")
         assert reply.done() and reply.result() == "first"  # handled in this task
         ref.tell("queued")
         assert await ref.ask("behind") == "behind"  # not inline: a tell was queued first
-        assert [m for m, _, _ in log] == ["warm", "first", "queued", "behind"]
+        assert [m for m, _, _ in log if m != "warm"] == ["first", "queued", "behind"]
         assert await ref.ask("ask-self") == "ask-self"
         await system.wait_idle(5)
         assert [m for m, _, _ in log][-2:] == ["ask-self", "told-from-handler"]
@@ -88,7 +101,7 @@ async def test_inline_ask_carries_headers_and_trace_and_restores_the_askers() ->
     parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     async with ActorSystem("inline-trace", tracing=True) as system:
         ref = system.spawn(Recorder, log)
-        await ref.ask("warm")
+        await warm_until_inline(system, ref)
         token = current_traceparent.set(parent)
         try:
             assert ref.ask("traced", headers={"k": "v"}).done()
