@@ -7,11 +7,12 @@ batches (``create_batch``), one per partition (more when one fills up), closes t
 and submits them with ``send_batch``; closed batches are drained by the sender at
 once, where ``send`` would wait ``linger`` for the batch to fill.
 
-Partitions are chosen as ``send`` chooses them, by aiokafka's default partitioner: a
-keyed message by murmur2 of its key (as the Java client does, so placement by key is
-unchanged), a message without a key at random among the available partitions (so a
-batch spreads over the partitions as before). Records of one partition keep the order
-of the call; the idempotent
+A keyed message goes where ``send`` puts it (aiokafka's default partitioner: murmur2 of
+the key, as the Java client, so placement by key is unchanged); the messages of a batch
+without a key share one partition chosen at random among the available ones (sticky
+partitioning, the Java client's default since Kafka 2.4, KIP-480: one record batch
+where a choice per record makes one per partition; over many batches they spread
+evenly). Records of one partition keep the order of the call; the idempotent
 producer's sequence numbers, retries and ``acks=all`` apply to these batches as to
 any other. A large record (over the batch size) is sent on its own with ``send``,
 which refuses one over ``max_request_size`` with a clear error, as before.
@@ -20,6 +21,7 @@ which refuses one over ``max_request_size`` with a clear error, as before.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,10 +44,12 @@ async def produce_batches(
     cluster = producer.client.cluster
     every = list(cluster.partitions_for_topic(topic))
     available = list(cluster.available_partitions_for_topic(topic))
+    sticky = random.choice(available or every)  # this batch's partition for unkeyed records
     records = [to_record(message) for message in messages]
     by_partition: dict[int, list[int]] = {}
     for i, (key, _, _, _) in enumerate(records):
-        by_partition.setdefault(_PARTITIONER(key, every, available), []).append(i)
+        partition = sticky if key is None else _PARTITIONER(key, every, available)
+        by_partition.setdefault(partition, []).append(i)
     # per message: the future of its batch (or of its own send), its offset in that batch
     placed: dict[int, tuple[asyncio.Future[Any], int]] = {}
     for partition, indexes in by_partition.items():

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -181,15 +180,24 @@ async def cluster(broker_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
 def assert_contract(
     cluster: Cluster, dead: list[Message], healthy: set[int], poison: set[int]
 ) -> dict[int, list[str]]:
-    """Nothing confirmed lost, no healthy message in the DLQ, each poison one dead-lettered
-    after exactly MAX_DELIVERIES starts (by the side channel and by its DLQ headers)."""
+    """Nothing confirmed lost; no healthy message in the DLQ unless a kill caught it in its
+    handler MAX_DELIVERIES times (that is the contract: started that often, never finished,
+    as the side channel shows); each poison one dead-lettered after exactly MAX_DELIVERIES
+    starts (by the side channel and by its DLQ headers)."""
     by_n = {cluster.number(m): m for m in dead}
-    assert sorted(set(by_n) & healthy) == [], "healthy messages were dead-lettered: " + "; ".join(
-        by_n[n].headers[ERROR_REASON] for n in sorted(set(by_n) & healthy)[:3]
-    )
-    assert healthy - cluster.handled() == set(), "confirmed messages were lost"
-    assert set(by_n) == poison
     starts = cluster.starts()
+    handled = cluster.handled()
+    caught = {  # killed in its handler at MAX_DELIVERIES kills: rightly dead-lettered
+        n for n in set(by_n) & healthy if len(starts.get(n, ())) >= MAX_DELIVERIES
+    } - handled
+    wrongly = sorted((set(by_n) & healthy) - caught)
+    assert wrongly == [], "healthy messages were dead-lettered: " + "; ".join(
+        f"{n}: {by_n[n].headers[ERROR_REASON]} (starts seen: {starts.get(n)})" for n in wrongly[:3]
+    )
+    for n in caught:
+        assert by_n[n].headers[DELIVERIES] == str(MAX_DELIVERIES)
+    assert healthy - handled - caught == set(), "confirmed messages were lost"
+    assert set(by_n) - caught == poison
     assert {n: len(starts[n]) for n in poison} == dict.fromkeys(poison, MAX_DELIVERIES), {
         n: starts[n] for n in poison
     }
@@ -198,13 +206,9 @@ def assert_contract(
     return starts
 
 
-HEALTHY = 1200  # (15 ms each: longer than the kills, waits for caught messages included)
+HEALTHY = 800
 POISON = {10_000, 10_001, 10_002}
 KILLS = 6
-
-
-def handled_all(cluster: Cluster, messages: set[int]) -> bool:
-    return messages <= cluster.handled()
 
 
 @pytest.mark.timeout(150)
@@ -219,17 +223,11 @@ async def test_a_crash_loop_over_a_backlog(cluster: Cluster) -> None:
         payloads.insert(100 + 250 * k, {"n": n, "poison": True})
     await cluster.publish(payloads)
     healthy = set(range(HEALTHY))
-    killed_mid: set[int] = set()  # healthy messages a kill caught in their handler
     for kill in range(KILLS):
         member = await cluster.start("main" if kill % 2 == 0 else f"temp-{kill}")
         await member.ready()
-        # what the last kill caught mid-handler is handled before the next kill: a healthy
-        # message killed in its handler max_deliveries times is rightly dead-lettered, and
-        # on a loaded machine a member can take longer than the pause to get back to it
-        await eventually(partial(handled_all, cluster, killed_mid), timeout=60, interval=0.05)
         await asyncio.sleep(rng.uniform(0.5, 2.0))
         member.kill()
-        killed_mid = set(cluster.starts()) - cluster.handled() - POISON
     assert len(cluster.handled()) < HEALTHY, "the backlog ended before the kills: make it longer"
     await cluster.start("final")
     await eventually(lambda: cluster.settled(healthy, POISON), timeout=120, interval=0.5)
