@@ -297,25 +297,28 @@ class Confirms:
             if batch is None:
                 continue
             batch.left -= 1
-            future = batch.future
-            if future.done():
-                continue
-            if nack:
+            if nack and not batch.future.done():
                 # RabbitMQ nacks what it could not store (a queue leader stopping, say):
                 # retried, unlike an unroutable message
-                future.set_exception(BrokerError("the broker could not store it (basic.nack)"))
-            elif batch.left == 0:
+                batch.future.set_exception(
+                    BrokerError("the broker could not store it (basic.nack)")
+                )
+            if batch.left == 0:
                 self._settle(batch)
 
     def _settle(self, batch: _Batch) -> None:
-        returned = self._returned
-        if returned:
+        """Every publish of ``batch`` was answered: done, unless one was returned."""
+        why = None
+        if self._returned:  # (returns of this batch are forgotten in any case)
             for message_id in batch.ids:
-                why = returned.pop(message_id, None) if message_id is not None else None
-                if why is not None:
-                    batch.future.set_exception(Unroutable(f"returned by the broker: {why}"))
-                    return
-        batch.future.set_result(None)
+                found = self._returned.pop(message_id, None) if message_id is not None else None
+                why = why or found
+        if batch.future.done():
+            return
+        if why is not None:
+            batch.future.set_exception(Unroutable(f"returned by the broker: {why}"))
+        else:
+            batch.future.set_result(None)
 
     @property
     def in_flight(self) -> int:
