@@ -14,7 +14,7 @@ partitioning, the Java client's default since Kafka 2.4, KIP-480: one record bat
 where a choice per record makes one per partition; over many batches they spread
 evenly). Records of one partition keep the order of the call; the idempotent
 producer's sequence numbers, retries and ``acks=all`` apply to these batches as to
-any other. A large record (over the batch size) is sent on its own with ``send``,
+any other. A large record (over half the batch size) is sent on its own with ``send``,
 which refuses one over ``max_request_size`` with a clear error, as before.
 """
 
