@@ -113,6 +113,21 @@ async def test_a_batch_counts_every_message_in_metrics_and_answers_every_asker(
     assert ids == [m.id for m in stored[1::2]]
 
 
+async def test_a_batch_takes_up_to_500_queued_messages_by_default(broker: Broker) -> None:
+    async with ActorSystem() as system:
+        producer = system.spawn(ProducerBridge, broker, "out")
+        for i in range(900):  # all queued before the bridge's first turn
+            producer.tell({"n": i})
+        stats = broker.stats.producer(producer.name)
+        deadline = time.monotonic() + 20
+        while stats.published < 900:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+    assert stats.batches == 2  # 500 (the one handled and 499 queued behind it), then 400
+    stored = await broker.read_stream("out")
+    assert [broker.serializer.loads(m.body) for m in stored] == [{"n": i} for i in range(900)]
+
+
 @pytest.mark.parametrize("bad", [0, -1.0, "1", True, float("nan")])
 async def test_delivery_timeout_is_checked_at_spawn(broker: Broker, bad: Any) -> None:
     async with ActorSystem() as system:
