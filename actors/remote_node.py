@@ -156,7 +156,12 @@ class RemoteNode:
         sender: ActorRef | RemoteRef | None,
         headers: dict[str, str] | None,
     ) -> Accepted | asyncio.Future[None]:
-        """Tell ``target``: through its stream (exported) or its system's inbox."""
+        """Tell ``target``: through its stream (exported) or its system's inbox. Raises
+        SystemClosed once this node is closed: nothing leaves it any more, and a message
+        dropped without a word would look delivered (a handler telling it fails instead, so
+        a bridge delivers its message again)."""
+        if self._closed:
+            raise SystemClosed(f"the remote node of system {self.system.name!r} is closed")
         if target.export is not None:
             body = self.codec.encode({"p": message, "s": sender})
             key = None

@@ -67,7 +67,8 @@ class RemoteRef:
     ) -> Accepted | asyncio.Future[None]:
         """Send ``message`` (JSON, refs allowed) one-way; ``await`` it for backpressure.
 
-        Raises TypeError at once when the message is not JSON.
+        Raises TypeError at once when the message is not JSON, and
+        :class:`~troupe.SystemClosed` once this system's remote node is closed (shut down).
         """
         return self._node.tell(self, message, sender, headers)
 

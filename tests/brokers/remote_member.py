@@ -2,8 +2,9 @@
 
 ``python remote_member.py URL NAME LOG`` exports :class:`Worker` as NAME on the
 broker at URL, with a 0.3 s heartbeat; each handler start is appended to LOG
-(``<pid> <op> <id>``). Prints ``ready <pid>`` once exported; runs until killed
-(SIGTERM: a clean shutdown, its members hear ``down``).
+(``<pid> <op> <id>``), and each handled ``record`` as ``<pid> done <id>``. Prints
+``ready <pid>`` once exported; runs until killed (SIGTERM: a clean shutdown, its members
+hear ``down``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from troupe.brokers import Broker, connect
 
 
 class Worker(Actor):
-    """echo / slow (sleeps) / fail / record (told) / forward (tell a carried ref)."""
+    """echo / slow / fail / record (told: tells its sender, then notes ``done``) / forward
+    (tell a carried ref); a message with ``s`` sleeps that long first."""
 
     def __init__(self, log: str, who: str) -> None:
         self.log = log
@@ -33,12 +35,14 @@ class Worker(Actor):
     async def receive(self, message: Any) -> Any:
         op = message["op"]
         self.note(op, message.get("id"))
-        if op == "slow":
+        if "s" in message:  # slow, or a record that takes its time
             await asyncio.sleep(message["s"])
-        elif op == "fail":
+        if op == "fail":
             raise KeyError(message["id"])
-        elif op == "record" and self.sender is not None:
-            self.sender.tell({"ack": message["id"], "who": self.who})
+        elif op == "record":
+            if self.sender is not None:
+                self.sender.tell({"ack": message["id"], "who": self.who})
+            self.note("done", message["id"])
         elif op == "forward":
             message["to"].tell({"done": message["id"], "who": self.who})
         return {"who": self.who, "id": message.get("id")}

@@ -1,5 +1,6 @@
 """Remote actors across processes on every broker: tell, ask, refs in messages, members
-killed with kill -9 during asks, and ``watch`` of a remote name.
+killed with kill -9 during asks and while holding told messages, and ``watch`` of a remote
+name.
 
 Members are real OS processes (``remote_member.py``) on Redis, RabbitMQ and Kafka;
 on the in-memory broker (one process by nature) they are actor systems of the test
@@ -20,8 +21,16 @@ import pytest
 
 from tests.brokers.remote_member import HEARTBEAT, serve
 from tests.helpers import eventually
-from troupe import Actor, ActorSystem, AskTimeout, Terminated
-from troupe.actors import LeaseExpired, MemberLost, NoMembers, RemoteError, remote, remote_node
+from troupe import Actor, ActorSystem, AskTimeout, SystemClosed, Terminated
+from troupe.actors import (
+    LeaseExpired,
+    MemberLost,
+    NoMembers,
+    RemoteError,
+    RemoteRef,
+    remote,
+    remote_node,
+)
 from troupe.brokers import Broker
 
 pytestmark = pytest.mark.broker
@@ -236,6 +245,46 @@ async def test_member_killed_during_asks(
         ids = [i for _, i in runs]
         assert len(ids) == len(set(ids))  # never run twice
         assert {str(r["id"]) for r in answered} == {i for w, i in runs if w == second.who}
+
+
+async def test_tells_survive_a_member_killed_while_it_holds_them(
+    cluster: Cluster, system: ActorSystem, broker: Broker
+) -> None:
+    """Told messages go through the delivery contract: when a member is killed with
+    kill -9 holding a share of them, the other member handles that share. Every message
+    is handled, only what the killed member had started may run twice, and the survivor's
+    replies (tells to a ref carried in the message) all arrive."""
+    first, second = await cluster.start(2)
+    remote_node(system, broker, heartbeat=HEARTBEAT)
+    orders = remote(system, NAME, via=broker)
+    await eventually(lambda: len(remote_node(system, broker).view(NAME).live()) == 2, timeout=10)
+    box: list[Any] = []
+    inbox = system.spawn(Inbox, box, name="inbox")
+    total = 300
+    for i in range(total):
+        orders.tell({"op": "record", "id": i, "s": 0.01}, sender=inbox)
+    await eventually(lambda: sum(w == first.who for w, _ in cluster.runs("done")) >= 10)
+    await first.kill()
+    everything = set(range(total))
+    await eventually(lambda: {int(i) for _, i in cluster.runs("done")} == everything, timeout=90)
+    started = cluster.runs("record")
+    by_first = {int(i) for w, i in started if w == first.who}
+    twice = {int(i) for _, i in started if sum(1 for _, j in started if j == i) > 1}
+    assert twice <= by_first, twice - by_first  # a redelivery only after the crash
+    assert everything - by_first <= {int(i) for w, i in started if w == second.who}
+    by_second = {int(i) for w, i in cluster.runs("done") if w == second.who}
+    await eventually(lambda: by_second <= {m["ack"] for m in box if m["who"] == second.who})
+
+
+async def test_a_tell_from_a_closed_node_fails_instead_of_vanishing(broker: Broker) -> None:
+    async with ActorSystem("gone") as gone:
+        node = remote_node(gone, broker, heartbeat=HEARTBEAT)
+        orders = remote(gone, NAME, via=broker)  # an exported name: through its stream
+        actor = RemoteRef(node, inbox="troupe.inbox.elsewhere", actor="worker")  # an inbox
+        await node.close()
+        for ref in (orders, actor):
+            with pytest.raises(SystemClosed, match=r"remote node of system 'gone' is closed"):
+                ref.tell({"op": "echo"})
 
 
 async def test_watch_remote_name(cluster: Cluster, system: ActorSystem, broker: Broker) -> None:
