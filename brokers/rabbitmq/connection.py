@@ -291,7 +291,13 @@ class Confirms:
         method = frame.method
         tag: int = method.delivery_tag
         nack = isinstance(method, pika.spec.Basic.Nack)
-        tags = [t for t in self._waiting if t <= tag] if method.multiple else [tag]
+        tags = [tag]
+        if method.multiple:  # every waiting tag up to ``tag``: the dict is in tag order
+            tags = []
+            for t in self._waiting:
+                if t > tag:
+                    break  # (a multiple ack no longer scans the publishes still in flight)
+                tags.append(t)
         for t in tags:
             batch = self._waiting.pop(t, None)
             if batch is None:
