@@ -70,24 +70,22 @@ return added
 # ids travels as one argument (the client encodes every argument on its own).
 # KEYS: stream, attempts hash. ARGV: group, entry ids joined by ' ', recorded ids joined.
 _ACK = """
-local ids, acked = {}, 0
-for id in string.gmatch(ARGV[2], '%S+') do
-  ids[#ids + 1] = id
-  if #ids == 500 then
-    acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
-    ids = {}
+local function in_chunks(joined, call)  -- at most 500 ids per command
+  local ids, total = {}, 0
+  for id in string.gmatch(joined, '%S+') do
+    ids[#ids + 1] = id
+    if #ids == 500 then
+      total = total + call(ids)
+      ids = {}
+    end
   end
+  if #ids > 0 then total = total + call(ids) end
+  return total
 end
-if #ids > 0 then acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids)) end
-ids = {}
-for id in string.gmatch(ARGV[3], '%S+') do
-  ids[#ids + 1] = id
-  if #ids == 500 then
-    redis.call('HDEL', KEYS[2], unpack(ids))
-    ids = {}
-  end
-end
-if #ids > 0 then redis.call('HDEL', KEYS[2], unpack(ids)) end
+local acked = in_chunks(ARGV[2], function(ids)
+  return redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+end)
+in_chunks(ARGV[3], function(ids) return redis.call('HDEL', KEYS[2], unpack(ids)) end)
 return acked
 """
 
@@ -315,7 +313,7 @@ class RedisSession(ConsumerSession):
             return
         ids = [d.entry_id for d in deliveries]
         self._holding.difference_update(ids)
-        recorded = [d.entry_id for d in deliveries if d.attempts or d.deliveries > 1]
+        recorded = [d.entry_id for d in deliveries if d.recorded]
         async with self._broker._errors("XACK"):
             await self._broker.script(_ACK)(
                 keys=[self.stream, self.attempts_key],
