@@ -12,7 +12,12 @@ set of entries with failed or crashed starts.
 Every member keeps the record in memory: it reads the topic to its end when it
 joins and after each rebalance (partitions it takes over may carry starts of their
 previous owner), and writes through it (``acks=all``, awaited) before a retry is
-scheduled. Starts are added under their journal marker, so a start folded twice
+scheduled. Its reader is a consumer of its own, opened while the member joins the
+group (:meth:`KafkaAttemptsRecord.prepare`: the topic made, the client connected, the
+topic's metadata known) and kept until the session closes, so a read after an
+assignment costs one round trip when the record is empty (the common case).
+
+Starts are added under their journal marker, so a start folded twice
 (a folder that died half-way) counts once; starts of entries below the group's
 committed offset (already handled) are not added. Why a topic and not a local file:
 a partition moves between hosts on a rebalance, and its starts must move with it.
@@ -20,12 +25,14 @@ a partition moves between hosts on a rebalance, and its starts must move with it
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ..attempts import Start
 
@@ -36,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 MARKERS_KEPT = 16
 RETRY_MS = 10  # the record reader's wait before it asks again for metadata (default 100)
+READ_WAIT_MS = 20  # the longest a fetch of the reader waits on the idle topic (default 500)
 
 
 def split_entry(entry_id: str) -> tuple[int, int] | None:
@@ -54,49 +62,75 @@ class KafkaAttemptsRecord:
         self._broker = broker
         self.topic = broker.topic(broker.attempts_topic(stream, group))
         self.counts: dict[str, tuple[int, list[str]]] = {}
+        self._partition = TopicPartition(self.topic, 0)
+        self._opening: asyncio.Future[AIOKafkaConsumer] | None = None  # the reader
 
     def get(self, entry_id: str) -> int:
         """Starts recorded for ``entry_id`` (0 when none)."""
         found = self.counts.get(entry_id)
         return found[0] if found is not None else 0
 
-    async def load(self) -> None:
-        """Read the record topic to its end (replacing what is in memory)."""
+    def prepare(self) -> None:
+        """Start opening the reader now (beside the group join); ``load`` waits for it."""
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(self._open())
+
+    async def _open(self) -> AIOKafkaConsumer:
         broker = self._broker
-        if await broker.ensure_topic(self.topic, compact=True):
-            self.counts = {}
-            return  # created just now: empty
-        tp = TopicPartition(self.topic, 0)
-        counts: dict[str, tuple[int, list[str]]] = {}
-        async with broker.errors(f"read attempts {self.topic}"):
-            consumer = broker.consumer(
+        await broker.ensure_topic(self.topic, compact=True)
+        async with broker.errors(f"open attempts {self.topic}"):
+            reader = broker.consumer(
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 retry_backoff_ms=RETRY_MS,  # it knows no metadata of the topic yet
+                fetch_max_wait_ms=READ_WAIT_MS,  # a fetch left polling holds back little
             )
-            await consumer.start()
+            await reader.start()
             try:
-                # the end first: once assigned, the consumer's fetches (which wait up to
-                # fetch_max_wait_ms on an idle topic) hold this question back behind them
-                end = (await consumer.end_offsets([tp]))[tp]
-                if end > 0:  # never written to: empty (compaction keeps the end offset)
-                    consumer.assign([tp])
-                    await consumer.seek_to_beginning(tp)
-                while end > 0 and await consumer.position(tp) < end:
-                    batch = await consumer.getmany(tp, timeout_ms=1000)
-                    for record in batch.get(tp, ()):
-                        key = record.key.decode() if record.key else ""
-                        if record.value is None:
-                            counts.pop(key, None)
-                            continue
-                        try:
-                            value = json.loads(record.value)
-                            counts[key] = (int(value["n"]), [str(m) for m in value["m"]])
-                        except (ValueError, KeyError, TypeError):
-                            logger.warning("ignoring unreadable attempts record %r", record.value)
-            finally:
-                await consumer.stop()
+                await reader.end_offsets([self._partition])  # learns the topic's metadata
+            except BaseException:
+                await reader.stop()
+                raise
+        return reader
+
+    async def load(self) -> None:
+        """Read the record topic to its end (replacing what is in memory)."""
+        opening = self._opening
+        if opening is None:
+            opening = self._opening = asyncio.ensure_future(self._open())
+        try:
+            reader = await opening
+        except BaseException:
+            if self._opening is opening:
+                self._opening = None  # the next load tries again
+            raise
+        tp = self._partition
+        counts: dict[str, tuple[int, list[str]]] = {}
+        async with self._broker.errors(f"read attempts {self.topic}"):
+            # the end first: once assigned, the reader's fetches hold this question back
+            end = (await reader.end_offsets([tp]))[tp]
+            if end > 0:  # never written to: empty (compaction keeps the end offset)
+                reader.assign([tp])
+                try:
+                    await reader.seek_to_beginning(tp)
+                    while await reader.position(tp) < end:
+                        batch = await reader.getmany(tp, timeout_ms=1000)
+                        for record in batch.get(tp, ()):
+                            _fold_record(counts, record.key, record.value)
+                finally:
+                    reader.unsubscribe()  # no fetch keeps polling until the next read
         self.counts = counts
+
+    async def close(self) -> None:
+        """Stop the reader (the session ends)."""
+        opening, self._opening = self._opening, None
+        if opening is None:
+            return
+        if not opening.done():
+            opening.cancel()  # _open stops a reader it started
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            reader = await opening  # (cancelled or failed: no reader to stop)
+            await reader.stop()
 
     async def add(
         self,
@@ -140,6 +174,21 @@ class KafkaAttemptsRecord:
             futures = [await producer.send(self.topic, None, key=e.encode()) for e in gone]
             for future in futures:
                 await future
+
+
+def _fold_record(
+    counts: dict[str, tuple[int, list[str]]], key: bytes | None, value: bytes | None
+) -> None:
+    """One record of the topic into ``counts``: a value sets the entry, a tombstone drops it."""
+    entry = key.decode() if key else ""
+    if value is None:
+        counts.pop(entry, None)
+        return
+    try:
+        data = json.loads(value)
+        counts[entry] = (int(data["n"]), [str(m) for m in data["m"]])
+    except (ValueError, KeyError, TypeError):
+        logger.warning("ignoring unreadable attempts record %r", value)
 
 
 __all__ = ["KafkaAttemptsRecord", "split_entry"]

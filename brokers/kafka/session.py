@@ -159,6 +159,7 @@ class KafkaSession(ConsumerSession):
     async def start(self) -> None:
         """Join the group; returns after the first assignment (raises BrokerConnectionError)."""
         broker = self._broker
+        self.record.prepare()  # its reader opens while the member joins
         try:
             async with broker.errors(f"join group {self.group_id}"):
                 await self._consumer.start()
@@ -175,6 +176,7 @@ class KafkaSession(ConsumerSession):
             self._closed = True
             with contextlib.suppress(Exception):
                 await self._consumer.stop()
+            await self.record.close()
             self.attempts.close()
             raise
 
@@ -195,6 +197,7 @@ class KafkaSession(ConsumerSession):
         finally:
             with contextlib.suppress(Exception):
                 await self._consumer.stop()  # leaves the group: a rebalance moves our partitions
+            await self.record.close()
             self._parts.clear()
             self.stats.partitions = {}  # holds none now (metrics would show stale lag)
 
@@ -211,10 +214,14 @@ class KafkaSession(ConsumerSession):
         if mine:
             consumer.pause(*mine)
         self._paused = True
-        for tp in mine:
-            committed: int | None = None
-            with contextlib.suppress(kerr.KafkaError):
-                committed = await consumer.committed(tp)
+        # the committed offsets asked for all at once (one round trip, not one per partition)
+        asks = [consumer.committed(tp) for tp in mine]
+        found = await asyncio.gather(*asks, return_exceptions=True)
+        for tp, committed in zip(mine, found, strict=True):
+            if isinstance(committed, BaseException):
+                if not isinstance(committed, kerr.KafkaError):
+                    raise committed
+                committed = None
             self._parts[tp.partition] = _Partition(tp, committed)
         try:
             # under the host's fold lock: a member that folds a dead member's journal at

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -23,6 +24,7 @@ from troupe import Actor, ActorSystem
 from troupe.brokers import ConsumerBridge, ProducerBridge, Publish, connect
 from troupe.brokers.attempts import JournaledAttempts
 from troupe.brokers.kafka import KafkaBroker
+from troupe.brokers.kafka.session import KafkaSession
 from troupe.brokers.message import DELIVERIES, ENTRY_ID, ERROR_REASON
 from troupe.brokers.servers.kafka import KafkaServer
 from troupe.supervisors import Backoff
@@ -192,6 +194,55 @@ async def test_records_of_a_new_assignment_wait_until_it_is_complete(
         await eventually(delivered_all, timeout=20)
         assert all(p in mine for p, mine in early), f"handed out before assigned: {early}"
     finally:
+        await a.close()
+        if b is not None:
+            await b.close()
+        await first.close()
+        await second.close()
+
+
+async def test_each_assignment_reads_the_attempts_record_written_since_the_last(
+    kafka_url: str, tmp_path: Path
+) -> None:
+    """A member keeps one reader of the group's attempts record from its join to its close:
+    starts that the previous owner of a partition added to the record after this member
+    joined are read when the partition comes to it (the reader reads again at every
+    assignment), and nothing of the record is left out by reading it early."""
+    options: dict[str, Any] = {"partitions": 2, "session_timeout": 3.0, "rebalance_drain": 1.0}
+    first = connect(kafka_url, journal_dir=tmp_path / "a", **options)
+    second = connect(kafka_url, journal_dir=tmp_path / "b", **options)
+    assert isinstance(first, KafkaBroker) and isinstance(second, KafkaBroker)
+    await first.publish_messages("t", [first.message(n, key=f"k{n}") for n in range(20)])
+    a = await first.consume("t", "g", "a", window=50)
+    b = None
+    owned = Owned()
+    a.listen(owned)
+    assert isinstance(a, KafkaSession)
+    assert a.record.counts == {}
+
+    async def keep_fetching() -> None:  # as a bridge does, acking what it gets
+        while True:
+            await a.ack(await a.fetch(10, 0.05))
+
+    fetching = asyncio.create_task(keep_fetching())
+    try:
+        b = await asyncio.wait_for(second.consume("t", "g", "b", window=50), 30)
+        assert isinstance(b, KafkaSession)
+        await eventually(lambda: len(owned.owned) == 1)
+        (theirs,) = {0, 1} - owned.owned
+
+        async def never_committed(partition: int) -> int | None:
+            return None
+
+        entry = f"{theirs}:19"
+        await b.record.add([(entry, 2, "b-marker")], never_committed)  # b's failed starts
+        await b.close()  # b leaves: its partition comes to a
+        await eventually(lambda: owned.owned == {0, 1}, timeout=20)
+        assert a.record.get(entry) == 2
+    finally:
+        fetching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fetching
         await a.close()
         if b is not None:
             await b.close()
