@@ -51,7 +51,7 @@ def render(result: dict[str, Any], source: str) -> str:
         "ratios are troupe / peer (above 1: troupe is better).",
         "",
         "| measurement | unit | troupe | peers: figure (troupe / peer) "
-        "| CPU µs/msg troupe vs raw |",
+        "| CPU µs per message, each side |",
         "|---|---|---|---|---|",
     ]
     for row in result["results"]:
@@ -59,8 +59,7 @@ def render(result: dict[str, Any], source: str) -> str:
             f"{peer} {peer_cell(row, peer, value)}" for peer, value in row["peers"].items()
         )
         cpu = row.get("cpu_us_per_msg_median", {})
-        raw = next((value for name, value in cpu.items() if "raw" in name), None)
-        cpu_cell = f"{cpu['troupe']} vs {raw}" if "troupe" in cpu and raw is not None else ""
+        cpu_cell = ", ".join(f"{name} {value}" for name, value in cpu.items())
         lines.append(
             f"| {row['name']} | {row['unit']} | {number(row['troupe'])} | {peers} | {cpu_cell} |"
         )
