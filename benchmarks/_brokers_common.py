@@ -14,7 +14,10 @@ count; the broker server is another process). ``rounds`` runs every side once
 to warm up, then ``repeat`` rounds in which every side runs once, the order
 rotating from round to round; a row reports the median rate of each side, the
 median of the per-round ratios troupe/peer (both ran back to back under the
-same load) and the median CPU microseconds per message.
+same load) and the median CPU microseconds per message; a consume-only row also gives,
+for the sides that record it (``Stopwatch.stop(first)``), the median time from the
+start to the first message handled (``first_message_ms_median``: a consumer joining,
+reading what it needs and fetching before it hands anything over).
 """
 
 from __future__ import annotations
@@ -43,29 +46,39 @@ FETCH = 100
 
 
 class Sink(Actor):
-    """Counts messages (decoded JSON objects); resolves ``done`` at ``total``."""
+    """Counts messages (decoded JSON objects); resolves ``done`` at ``total``; appends the
+    time of the first one to ``first`` when given."""
 
-    def __init__(self, total: int, done: asyncio.Future[None]) -> None:
+    def __init__(
+        self, total: int, done: asyncio.Future[None], first: list[float] | None = None
+    ) -> None:
         self.total = total
         self.count = 0
         self.done = done
+        self.first = first
 
     def receive(self, message: Any) -> None:
         self.count += 1
+        if self.count == 1 and self.first is not None:
+            self.first.append(time.perf_counter())
         if self.count == self.total and not self.done.done():
             self.done.set_result(None)
 
 
 class Counter:
-    """The raw sides' handler: counts decoded messages; ``done`` at ``total``."""
+    """The raw sides' handler: counts decoded messages; ``done`` at ``total``; ``first`` is
+    when the first one came (``perf_counter``)."""
 
     def __init__(self, total: int) -> None:
         self.total = total
         self.count = 0
+        self.first: float | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def __call__(self, message: Any) -> None:
         self.count += 1
+        if self.count == 1:
+            self.first = time.perf_counter()
         if self.count == self.total and not self.done.done():
             self.done.set_result(None)
 
@@ -74,6 +87,7 @@ class Counter:
 class Timing:
     seconds: float
     cpu: float
+    first: float | None = None  # seconds from the start to the first message handled
 
 
 class Stopwatch:
@@ -86,8 +100,13 @@ class Stopwatch:
         self._cpu = time.process_time()
         self._wall = time.perf_counter()
 
-    def stop(self) -> Timing:
-        return Timing(time.perf_counter() - self._wall, time.process_time() - self._cpu)
+    def stop(self, first: float | None = None) -> Timing:
+        """``first``: when the first message was handled (``perf_counter``), if known."""
+        return Timing(
+            time.perf_counter() - self._wall,
+            time.process_time() - self._cpu,
+            None if first is None else first - self._wall,
+        )
 
 
 async def ask_all(producer: ActorRef, n: int) -> None:
@@ -144,12 +163,13 @@ async def bridges_consume_only(broker: Broker, n: int, stream: str, group: str) 
     async with ActorSystem("bench") as system:
         done = asyncio.get_running_loop().create_future()
         stats = broker.stats.consumer(stream, group, "c")
+        first: list[float] = []
         watch.start()
-        sink = system.spawn(Sink, n, done)
+        sink = system.spawn(Sink, n, done, first)
         system.spawn(ConsumerBridge, broker, stream, group, sink, consumer="c")
         await done
         await wait_for(lambda: stats.acked >= n)
-        timing = watch.stop()
+        timing = watch.stop(first[0])
     await broker.close()
     return timing
 
@@ -168,6 +188,16 @@ def rounds(repeat: int, n: int, url: str, sides: dict[str, Side]) -> dict[str, l
     return timings
 
 
+def _first_records(timings: dict[str, list[Timing]]) -> dict[str, Any]:
+    """The median time to the first message handled, per side that measured it (ms)."""
+    firsts = {
+        name: round(statistics.median(t.first for t in runs if t.first is not None) * 1000, 1)
+        for name, runs in timings.items()
+        if runs and all(t.first is not None for t in runs)
+    }
+    return {"first_message_ms_median": firsts} if firsts else {}
+
+
 def add_row(
     report: Report, row: str, n: int, timings: dict[str, list[Timing]], **extra: Any
 ) -> dict[str, float]:
@@ -183,6 +213,7 @@ def add_row(
         name: round(statistics.median(t.cpu for t in runs) / n * 1e6, 1)
         for name, runs in timings.items()
     }
+    firsts = _first_records(timings)
     report.add(
         row,
         "msg/s",
@@ -196,9 +227,13 @@ def add_row(
             for peer, theirs in rates.items()
         },
         cpu_us_per_msg_median=cpu,
+        **firsts,
         **extra,
     )
     summary = ", ".join(f"{peer} {r:.2f}x" for peer, r in ratios.items())
     cpus = ", ".join(f"{name} {us}" for name, us in cpu.items())
     print(f"  {row}: troupe / peer, median of {len(ours)} rounds: {summary}; CPU us/msg: {cpus}")
+    if firsts:
+        ms = ", ".join(f"{name} {v}" for name, v in firsts["first_message_ms_median"].items())
+        print(f"  first message handled after (ms, median): {ms}")
     return ratios

@@ -18,7 +18,8 @@ joining the group). Sides (see ``_brokers_common``):
   returns), producer with the same settings, 100 ``publish`` calls in flight (each acked).
   Skipped with a note when FastStream is not installed.
 
-Targets: troupe >= 0.8x raw, end to end and consume only; ahead of FastStream's
+Consume only also reports the median time to the first message handled (troupe and
+raw). Targets: troupe >= 0.8x raw, end to end and consume only; ahead of FastStream's
 batch subscriber. The script starts its own Kafka node (``KafkaServer``: the
 jars that ``scripts/test`` fetches), or uses ``TROUPE_KAFKA_BOOTSTRAP``.
 
@@ -169,7 +170,7 @@ async def raw_consume_only(url: str, n: int, topic: str) -> Timing:
     consumer = raw_consumer(url, topic, "earliest")
     await consumer.start()
     await raw_consume(consumer, handle)
-    timing = watch.stop()
+    timing = watch.stop(handle.first)
     await consumer.stop()
     return timing
 
