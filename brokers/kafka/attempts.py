@@ -14,8 +14,9 @@ joins and after each rebalance (partitions it takes over may carry starts of the
 previous owner), and writes through it (``acks=all``, awaited) before a retry is
 scheduled. Its reader is a consumer of its own, opened while the member joins the
 group (:meth:`KafkaAttemptsRecord.prepare`: the topic made, the client connected, the
-topic's metadata known) and kept until the session closes, so a read after an
-assignment costs one round trip when the record is empty (the common case).
+topic's metadata known; the partition assigned to it and paused) and kept until the
+session closes, so a read after an assignment costs one round trip when the record is
+empty (the common case).
 
 Starts are added under their journal marker, so a start folded twice
 (a folder that died half-way) counts once; starts of entries below the group's
@@ -87,7 +88,11 @@ class KafkaAttemptsRecord:
             )
             await reader.start()
             try:
-                await reader.end_offsets([self._partition])  # learns the topic's metadata
+                # assigned and paused: the client asks for this one topic's metadata (not the
+                # whole cluster's) and fetches nothing until a read resumes it
+                reader.assign([self._partition])
+                reader.pause(self._partition)
+                await reader.end_offsets([self._partition])
             except BaseException:
                 await reader.stop()
                 raise
@@ -110,7 +115,7 @@ class KafkaAttemptsRecord:
             # the end first: once assigned, the reader's fetches hold this question back
             end = (await reader.end_offsets([tp]))[tp]
             if end > 0:  # never written to: empty (compaction keeps the end offset)
-                reader.assign([tp])
+                reader.resume(tp)
                 try:
                     await reader.seek_to_beginning(tp)
                     while await reader.position(tp) < end:
@@ -118,7 +123,7 @@ class KafkaAttemptsRecord:
                         for record in batch.get(tp, ()):
                             _fold_record(counts, record.key, record.value)
                 finally:
-                    reader.unsubscribe()  # no fetch keeps polling until the next read
+                    reader.pause(tp)  # no fetch keeps polling until the next read
         self.counts = counts
 
     async def close(self) -> None:
