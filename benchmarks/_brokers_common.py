@@ -7,8 +7,10 @@ broker's default serializer) and default bridge and broker settings. Each peer
 (a raw client loop, FastStream's batch subscriber) decodes the same JSON, acks
 after its handler ran and publishes with the same confirmations.
 
-A side is an ``async def side(url, n, name) -> Timing``: it sets up (not timed),
-calls ``watch.start()``, does the work, and returns ``watch.stop()``: wall
+Every side runs under ``troupe.run`` (uvloop when installed, and its garbage
+collector threshold: the raw sides get the same). A side is an
+``async def side(url, n, name) -> Timing``: it sets up (not timed), calls
+``watch.start()``, does the work, and returns ``watch.stop()``: wall
 seconds and this process's CPU seconds (every thread of it: client I/O threads
 count; the broker server is another process). ``rounds`` runs every side once
 to warm up, then ``repeat`` rounds in which every side runs once, the order
@@ -17,12 +19,15 @@ median of the per-round ratios troupe/peer (both ran back to back under the
 same load) and the median CPU microseconds per message; a consume-only row also gives,
 for the sides that record it (``Stopwatch.stop(first)``), the median time from the
 start to the first message handled (``first_message_ms_median``: a consumer joining,
-reading what it needs and fetching before it hands anything over).
+reading what it needs and fetching before it hands anything over). Every row also gives
+the median time the cyclic garbage collector ran during a side's timed part
+(``gc_ms_median``, from ``gc.callbacks``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import statistics
 import time
@@ -88,15 +93,35 @@ class Timing:
     seconds: float
     cpu: float
     first: float | None = None  # seconds from the start to the first message handled
+    gc: float = 0.0  # seconds the garbage collector ran meanwhile
+
+
+class _CollectorClock:
+    """Adds up the time the cyclic garbage collector runs (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._began = 0.0
+        gc.callbacks.append(self._observe)
+
+    def _observe(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self._began
+
+
+_COLLECTOR = _CollectorClock()
 
 
 class Stopwatch:
-    """Wall and process CPU time of a side's timed part."""
+    """Wall and process CPU time of a side's timed part, and the collector's share of it."""
 
     def __init__(self) -> None:
-        self._wall = self._cpu = 0.0
+        self._wall = self._cpu = self._gc = 0.0
 
     def start(self) -> None:
+        self._gc = _COLLECTOR.total
         self._cpu = time.process_time()
         self._wall = time.perf_counter()
 
@@ -106,6 +131,7 @@ class Stopwatch:
             time.perf_counter() - self._wall,
             time.process_time() - self._cpu,
             None if first is None else first - self._wall,
+            _COLLECTOR.total - self._gc,
         )
 
 
@@ -214,6 +240,10 @@ def add_row(
         for name, runs in timings.items()
     }
     firsts = _first_records(timings)
+    collected = {
+        name: round(statistics.median(t.gc for t in runs) * 1000, 1)
+        for name, runs in timings.items()
+    }
     report.add(
         row,
         "msg/s",
@@ -227,12 +257,16 @@ def add_row(
             for peer, theirs in rates.items()
         },
         cpu_us_per_msg_median=cpu,
+        gc_ms_median=collected,
         **firsts,
         **extra,
     )
     summary = ", ".join(f"{peer} {r:.2f}x" for peer, r in ratios.items())
     cpus = ", ".join(f"{name} {us}" for name, us in cpu.items())
     print(f"  {row}: troupe / peer, median of {len(ours)} rounds: {summary}; CPU us/msg: {cpus}")
+    print(
+        "  garbage collector (ms, median): " + ", ".join(f"{k} {v}" for k, v in collected.items())
+    )
     if firsts:
         ms = ", ".join(f"{name} {v}" for name, v in firsts["first_message_ms_median"].items())
         print(f"  first message handled after (ms, median): {ms}")
