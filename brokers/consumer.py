@@ -472,9 +472,6 @@ class ConsumerBridge(Actor):
             room = await self._wait_for_room()
             if not room:
                 return
-            if loop.time() >= next_lag:
-                next_lag = loop.time() + LAG_INTERVAL
-                self.stats.lag = await session.lag()
             settled: set[str] = set()
             self._settled_meanwhile = settled
             deliveries = await session.fetch(room, self.block)
@@ -486,6 +483,9 @@ class ConsumerBridge(Actor):
                     await session.release(deliveries)  # taken while stopping: not handled
                 return
             self._dispatch_all(deliveries)
+            if loop.time() >= next_lag:  # after a fetch: the first page is not held back by it
+                next_lag = loop.time() + LAG_INTERVAL
+                self.stats.lag = await session.lag()
 
     def _window(self) -> int:
         if self.prefetch is not None:
