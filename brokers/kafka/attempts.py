@@ -112,7 +112,7 @@ class KafkaAttemptsRecord:
         tp = self._partition
         counts: dict[str, tuple[int, list[str]]] = {}
         async with self._broker.errors(f"read attempts {self.topic}"):
-            # the end first: once assigned, the reader's fetches hold this question back
+            # the end first, while the partition is paused: a fetch in flight would hold it back
             end = (await reader.end_offsets([tp]))[tp]
             if end > 0:  # never written to: empty (compaction keeps the end offset)
                 reader.resume(tp)
