@@ -153,16 +153,18 @@ class _Page:
         if error is not None or bridge._closed:
             bridge._finished(delivery, mark & _STARTED, error)
             return
-        # handled: acked with the next flush (the common case, once per message)
+        # handled: acked with the next flush (the common case, once per message); the room
+        # it frees is the flush's to announce
         bridge._handling -= 1
         bridge._acks.append(delivery)
         log = bridge._log
         if log is not None and bridge._me.is_alive:  # it returned: a crash of the process
             log.settled_one(delivery)  # before the ack costs it no attempt
-        else:
+        else:  # killed bridges count their starts as a crash would
             bridge._journaled.append(delivery)
-        bridge._wake.set()
-        bridge._room.set()
+        if not bridge._wake_pending:  # one Event.set per flush, not per message
+            bridge._wake_pending = True
+            bridge._wake.set()
 
 
 _STARTED, _DONE = 1, 2
@@ -268,7 +270,8 @@ class ConsumerBridge(Actor):
         self._retries: list[Delivery] = []
         self._timers: dict[str, TimerHandle] = {}
         self._wake = asyncio.Event()  # work for the worker task
-        self._room = asyncio.Event()  # an in-flight message finished
+        self._wake_pending = False  # _wake set for a handled delivery, not yet seen by the worker
+        self._room = asyncio.Event()  # room for intake: a page started, acks flushed, a failure
         self._reader: asyncio.Task[None] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
@@ -497,6 +500,7 @@ class ConsumerBridge(Actor):
         while not self._finishing:
             await self._wake.wait()
             self._wake.clear()
+            self._wake_pending = False
             if not self._alive():
                 return
             await self._flush()
