@@ -24,13 +24,16 @@ group, timed from creating the consumer until its last commit returned:
   offset kept), as ``actors.py``'s deque ceiling does: no mailbox bound,
   supervision, failure handling, retry, stats or backpressure. The floor of any
   design that hands each message to an actor with a mailbox of its own.
+- contract_page_hop: the same, with each page one item of that deque (the callback
+  walks a page's messages in order, one at a time): the floor of a mailbox that
+  holds a page as one item.
 - troupe: ``brokers_kafka.py``'s troupe side (``ConsumerBridge`` -> a counting
   actor, default settings): all of the above plus the actor delivery.
 
-The row reports troupe against the others, and contract_inline and contract_hop
-against aiokafka_raw (``contract_inline_vs_raw``, ``contract_hop_vs_raw``: the
-medians of the rounds' ratios). The script starts its own Kafka node
-(``KafkaServer``), or uses ``TROUPE_KAFKA_BOOTSTRAP``.
+The row reports troupe against the others, and each contract side against
+aiokafka_raw (``contract_inline_vs_raw``, ``contract_hop_vs_raw``,
+``contract_page_hop_vs_raw``: the medians of the rounds' ratios). The script starts
+its own Kafka node (``KafkaServer``), or uses ``TROUPE_KAFKA_BOOTSTRAP``.
 
     python benchmarks/kafka_consume_costs.py --quick --json benchmarks/results/costs.json
 """
@@ -86,23 +89,34 @@ async def fill_through_bridge(url: str, topic: str, n: int) -> None:
     await broker.close()
 
 
+#: One fetched record for a hop: (partition, offset, entry id, payload, headers).
+Item = tuple[Any, int, str, Any, dict[str, str]]
+
+
 class DequeHop:
     """contract_hop's target: a deque drained a message at a time by one loop callback,
-    with the journal start and clear around the handler (see the docstring)."""
+    with the journal start and clear around the handler (see the docstring).
+    ``pages``: a page is one item of the deque (contract_page_hop)."""
 
-    def __init__(self, handler: Handler, journal: Journal, handled: dict[Any, int]) -> None:
-        self.items: deque[tuple[Any, int, str, Any, dict[str, str]]] = deque()
+    def __init__(
+        self, handler: Handler, journal: Journal, handled: dict[Any, int], *, pages: bool
+    ) -> None:
+        self.items: deque[Any] = deque()
+        self.pages = pages
         self.handler = handler
         self.journal = journal
         self.handled = handled
         self.scheduled = False
         self.loop = asyncio.get_running_loop()
 
-    def put_page(self, page: list[tuple[Any, int, str, Any, dict[str, str]]]) -> None:
-        self.items.extend(page)
+    def put_page(self, page: list[Item]) -> None:
+        if self.pages:
+            self.items.append(page)
+        else:
+            self.items.extend(page)
         if not self.scheduled:
             self.scheduled = True
-            self.loop.call_soon(self.drain)
+            self.loop.call_soon(self.drain_pages if self.pages else self.drain)
 
     def drain(self) -> None:
         self.scheduled = False
@@ -116,12 +130,28 @@ class DequeHop:
             remove(entry)
             handled[tp] = offset + 1
 
+    def drain_pages(self) -> None:
+        self.scheduled = False
+        items, handler, handled = self.items, self.handler, self.handled
+        add, remove, receive = self.journal.add, self.journal.remove, handler.receive
+        while items:
+            page: list[Item] = items.popleft()
+            for _, _, entry, payload, headers in page:
+                add(entry)
+                handler.headers = headers
+                receive(payload)
+                remove(entry)
+            if page:
+                tp, offset = page[-1][0], page[-1][1]
+                handled[tp] = offset + 1
+
 
 async def drain_inline(
-    url: str, topic: str, count: Counter, journal: Journal, *, hop: bool = False
+    url: str, topic: str, count: Counter, journal: Journal, *, hop: str | None = None
 ) -> None:
     """The contract's per-message work over a raw getmany loop (see the docstring);
-    ``hop``: each page handed to a :class:`DequeHop` instead of handled in the loop."""
+    ``hop`` ("message" or "page"): each page handed to a :class:`DequeHop` that holds a
+    message or a page per item, instead of handled in the loop."""
     loop = asyncio.get_running_loop()
     consumer = raw_consumer(url, topic, "earliest")
     await consumer.start()
@@ -130,7 +160,7 @@ async def drain_inline(
     add, remove, receive = journal.add, journal.remove, handler.receive
     next_commit = loop.time() + COMMIT_EVERY
     handled: dict[Any, int] = {}  # per partition: the offset to commit (after the last handled)
-    target = DequeHop(handler, journal, handled) if hop else None
+    target = DequeHop(handler, journal, handled, pages=hop == "page") if hop else None
     while count.count < count.total:
         pages = await consumer.getmany(timeout_ms=500, max_records=FETCH)
         for tp, records in pages.items():
@@ -168,7 +198,7 @@ async def drain_inline(
     await consumer.stop()
 
 
-async def inline_consume_only(url: str, n: int, topic: str, *, hop: bool = False) -> Timing:
+async def inline_consume_only(url: str, n: int, topic: str, *, hop: str | None = None) -> Timing:
     await fill_through_bridge(url, topic, n)
     count = Counter(n)
     with tempfile.TemporaryDirectory() as directory:
@@ -182,7 +212,11 @@ async def inline_consume_only(url: str, n: int, topic: str, *, hop: bool = False
 
 
 async def hop_consume_only(url: str, n: int, topic: str) -> Timing:
-    return await inline_consume_only(url, n, topic, hop=True)
+    return await inline_consume_only(url, n, topic, hop="message")
+
+
+async def page_hop_consume_only(url: str, n: int, topic: str) -> Timing:
+    return await inline_consume_only(url, n, topic, hop="page")
 
 
 def main() -> None:
@@ -196,6 +230,7 @@ def main() -> None:
             "aiokafka_raw": raw_consume_only,
             "contract_inline": inline_consume_only,
             "contract_hop": hop_consume_only,
+            "contract_page_hop": page_hop_consume_only,
         }
         timings = rounds(repeat, n, url, sides)
         against_raw = {
@@ -203,7 +238,7 @@ def main() -> None:
                 raw.seconds / own.seconds
                 for own, raw in zip(timings[side], timings["aiokafka_raw"], strict=True)
             )
-            for side in ("contract_inline", "contract_hop")
+            for side in ("contract_inline", "contract_hop", "contract_page_hop")
         }
         add_row(
             report,

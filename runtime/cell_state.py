@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .envelope import Envelope
     from .mailbox import Mailbox
     from .metrics import ActorStats
+    from .page_run import PageRun
     from .ref import ActorRef
     from .state import State, Terminated
     from .system import ActorSystem
@@ -103,7 +104,7 @@ class CellState:
     _each: bool  # time each message
     _scheduled: bool  # a turn is scheduled or running
     _enqueue: Callable[[CellState], None]  # the system's run queue (troupe.run_queue)
-    _current: Envelope | None  # the message being handled, in its envelope
+    _current: Envelope | PageRun | None  # the message being handled, in its envelope or page
     _taken: list[Queued] | None  # see take_queued
     _task: asyncio.Task[Any] | None  # an async actor's turn
 

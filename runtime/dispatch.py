@@ -31,12 +31,14 @@ from .envelope import Envelope, open_envelope
 from .errors import ActorStopped
 from .mailbox import SPARE_LIMIT, SPARE_QUEUES
 from .metrics import BUCKET0, FAILED, FAST_BOUND, SUM_NS
+from .page_run import PageRun
 from .state import State
 from .tracing import TRACEPARENT, current_traceparent
 from .tracing import enter as enter_trace
 from .tracing import leave as leave_trace
 
 if TYPE_CHECKING:
+    from .envelope import Reply
     from .ref import ActorRef
 
 logger = logging.getLogger(__name__)
@@ -121,6 +123,7 @@ class Dispatch(CellState):
             queue is not None
             and len(queue) == 1
             and type(queue[0]) is not Envelope
+            and type(queue[0]) is not PageRun
             and not mailbox.system
             and not mailbox.waiters
             and self.state is _RUNNING
@@ -196,7 +199,49 @@ class Dispatch(CellState):
                 if mailbox.waiters:
                     mailbox.admit_waiter()
                 n -= 1
-                if type(item) is not Envelope:  # a bare message (a plain tell): the common case
+                if type(item) is PageRun:
+                    # a page's next message (troupe.page_run): its tracker is told directly,
+                    # as an envelope's PageSlot would tell it
+                    index = item.next
+                    item.index = index
+                    item.next = index + 1
+                    self._current = item
+                    headers = item.page_headers[index]
+                    if headers is not None and TRACEPARENT in headers:
+                        traced = enter_trace(headers)
+                    tracker = item.tracker
+                    try:
+                        tracker.started(index)
+                    except Exception as exc:
+                        logger.exception("page tracker of a message to %s failed", self.name)
+                        tracker.finished(index, exc)
+                        self._current = None
+                        if traced:
+                            leave_trace()
+                            traced = False
+                        continue
+                    message = item.messages[index]
+                    try:
+                        receive(message)
+                    except Exception as exc:
+                        error = exc
+                        reply: Reply | None = item.reply  # the slot the failure settles
+                        item.slot = None
+                    else:
+                        ok = True
+                        slot = item.slot
+                        if slot is None:
+                            tracker.finished(index, None)
+                        else:  # the handler took its message (take_current): settled once
+                            item.slot = None
+                            if not slot.done():
+                                slot.set_result(None)
+                        self._current = None
+                        if traced:
+                            leave_trace()
+                            traced = False
+                        continue
+                elif type(item) is not Envelope:  # a bare message (a plain tell)
                     try:
                         receive(item)
                         ok = True

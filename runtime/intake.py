@@ -12,15 +12,17 @@ import threading
 from asyncio import _get_running_loop
 from collections import deque
 from collections.abc import Callable
+from itertools import repeat
 from threading import get_ident
 from typing import Any
 
 from .cell_state import CellState
 from .dead_letters import MAILBOX_FULL, RECIPIENT_STOPPED, SYSTEM_CLOSED
-from .envelope import Envelope, open_envelope
+from .envelope import open_envelope
 from .errors import ActorStopped, MessageDropped
 from .mailbox import ACCEPTED, SPARE_QUEUES, Accepted
 from .metrics import DEAD_LETTERED
+from .page_run import PageRun
 from .ref import LOOP_STOPPED, NO_LOOP, outside_loop
 from .state import State
 from .thread_intake import ThreadWaiter, put_on_loop
@@ -54,25 +56,28 @@ class Intake(CellState):
             self._schedule()
         return pending
 
-    def deliver_page(self, envelopes: list[Envelope]) -> None:
-        """Put a page of envelopes (``ActorRef.deliver_page``) in the mailbox: one room check
-        and one scheduling when the actor runs and the page fits; otherwise one at a time
-        through ``deliver``, a message the policy refuses settling its own reply slot
-        with the error (it never ran). Loop thread only."""
+    def deliver_page(self, run: PageRun) -> None:
+        """Put a page (``ActorRef.deliver_page``) in the mailbox: one room check and one
+        scheduling when the actor runs and the page fits, its messages queued as entries
+        of one :class:`~troupe.page_run.PageRun`; otherwise one envelope at a time through
+        ``deliver``, a message the policy refuses settling its own reply slot with the
+        error (it never ran). Loop thread only."""
         mailbox = self.mailbox
         queue = mailbox.queue
+        size = len(run.messages)
         if (
             self.state is _RUNNING
             and not mailbox.waiters
-            and (len(queue) if queue is not None else 0) + len(envelopes) <= mailbox.capacity
+            and (len(queue) if queue is not None else 0) + size <= mailbox.capacity
             and _get_running_loop() is self._loop
         ):
             if queue is None:
                 queue = mailbox.queue = SPARE_QUEUES.pop() if SPARE_QUEUES else deque()
-            queue.extend(envelopes)
+            queue.extend(repeat(run, size))
             if not self._scheduled:
                 self._schedule()
             return
+        envelopes = [run.envelope() for _ in range(size)]
         for envelope in envelopes:
             try:
                 self.deliver(envelope)

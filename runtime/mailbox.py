@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from .envelope import Envelope
 from .errors import ConfigError, MailboxFull, require_int
+from .page_run import PageRun, unpacked
 from .state import Terminated
 
 DEFAULT_CAPACITY = 1000
@@ -143,7 +144,8 @@ class Mailbox:
     """One actor's queue of user messages plus its system lane. Loop-thread only.
 
     The deques are made on first use, so an idle actor stays small. The cell's
-    dispatch loop reads ``queue`` (None or a deque) directly: it is the hot path.
+    dispatch loop reads ``queue`` (None or a deque) directly: it is the hot path. A page
+    from ``deliver_page`` is one entry per message, all one :class:`~troupe.page_run.PageRun`.
     """
 
     __slots__ = (
@@ -226,7 +228,7 @@ class Mailbox:
         if policy is OverflowPolicy.REJECT:
             raise MailboxFull(actor_name, self.capacity, policy.value)
         if policy is OverflowPolicy.DROP_OLDEST:
-            oldest = queue.popleft()
+            oldest = unpacked(queue.popleft())
             queue.append(item)
             self.dropped += 1
             self._on_overflow(oldest, policy.value)
@@ -237,14 +239,15 @@ class Mailbox:
         return ACCEPTED
 
     def pop(self) -> Any:
-        """Take the oldest user message; raise IndexError when there is none."""
+        """Take the oldest user message (a page's as its envelope: troupe.page_run);
+        raise IndexError when there is none."""
         queue = self.queue
         if queue is None:
             raise IndexError("empty mailbox")
         item = queue.popleft()
         if self.waiters:
             self.admit_waiter()
-        return item
+        return item.envelope() if type(item) is PageRun else item
 
     def admit_waiter(self) -> None:
         """Move the oldest message parked by backpressure into the queue (room was made)."""
@@ -270,8 +273,9 @@ class Mailbox:
         return len(waiters)
 
     def drain(self) -> list[Any]:
-        """Remove and return every queued and parked user message (oldest first)."""
-        items: list[Any] = list(self.queue) if self.queue else []
+        """Remove and return every queued and parked user message (oldest first; a page's
+        as their envelopes)."""
+        items: list[Any] = [unpacked(item) for item in self.queue] if self.queue else []
         if self.queue:
             self.queue.clear()
         if self.waiters:

@@ -9,12 +9,13 @@ from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from .actor import SYSTEM_ASK_TIMEOUT
-from .delivery import PageSlot, TrackedReply
+from .delivery import TrackedReply
 from .dispatch import INLINE_RUN
 from .envelope import Envelope
 from .errors import check_timeout
 from .mailbox import SPARE_QUEUES, Accepted
 from .message_types import message_type_of
+from .page_run import PageRun
 from .state import State
 from .tracing import PROPAGATION, current_traceparent, outgoing
 
@@ -236,21 +237,15 @@ class ActorRef:
             raise RuntimeError(
                 f"deliver_page({self.name!r}) must be called on the actor system's loop thread"
             )
+        messages = [message for message, _ in items]
         if PROPAGATION.on and (current_traceparent.get() is not None or cell.system.tracing):
             tracing = cell.system.tracing
-            envelopes = [
-                Envelope(message, PageSlot(tracker, i), None, outgoing(headers, tracing))
-                for i, (message, headers) in enumerate(items)
-            ]
+            page_headers = [outgoing(headers, tracing) for _, headers in items]
         else:
-            envelopes = [
-                Envelope(message, PageSlot(tracker, i), None, headers)
-                for i, (message, headers) in enumerate(items)
-            ]
-        if senders is not None:
-            for envelope, sender in zip(envelopes, senders, strict=True):
-                envelope.sender = sender
-        cell.deliver_page(envelopes)
+            page_headers = [headers for _, headers in items]
+        if senders is not None and len(senders) != len(messages):
+            raise ValueError(f"deliver_page: {len(senders)} senders for {len(messages)} messages")
+        cell.deliver_page(PageRun(tracker, messages, page_headers, senders))
 
     @property
     def mailbox_capacity(self) -> int:

@@ -14,6 +14,7 @@ from troupe import (
     Child,
     MailboxConfig,
     MailboxFull,
+    MessageDropped,
     PageTracker,
     Queued,
 )
@@ -159,6 +160,129 @@ async def test_deliver_page_off_the_loop_thread_is_refused() -> None:
         ref = system.spawn(Recorder, [])
         with pytest.raises(RuntimeError, match="loop thread"):
             await asyncio.to_thread(ref.deliver_page, [("a", None)], Page([], ["a"]))
+
+
+# -- a page in the mailbox (troupe.page_run): every path that takes a message from it ------
+
+
+class Killer(Recorder):
+    """Kills itself on "kill" (a sync handler: the rest of the page is still queued)."""
+
+    def receive(self, message: Any) -> Any:
+        if message == "kill":
+            Child.of(self.ref).kill()
+        return super().receive(message)
+
+
+class Taker(Recorder):
+    """Settles its own message ("own") or takes the next two queued ("take")."""
+
+    def __init__(self, log: list[str], taken: list[Queued]) -> None:
+        super().__init__(log)
+        self.taken = taken
+
+    def receive(self, message: Any) -> Any:
+        if message == "own":
+            current = self.take_current()
+            assert current is not None and current.headers["n"] == "1"
+            current.reject(KeyError("settled by the handler"))
+        if message == "take":
+            self.taken.extend(self.take_queued(2))
+            for queued in self.taken:
+                queued.resolve()
+        return super().receive(message)
+
+
+async def test_a_page_and_tells_between_pages_keep_their_order_and_senders() -> None:
+    log: list[str] = []
+    async with ActorSystem() as system:
+        ref = system.spawn(Recorder, log)
+        other = system.spawn(Recorder, [])
+        first, second = Page(log, ["a", "b"]), Page(log, ["c", "d"])
+        ref.deliver_page(items(["a", "b"]), first, senders=[other, None])
+        ref.tell("t", headers={"n": "tell"})
+        ref.deliver_page(items(["c", "d"]), second)
+        await system.wait_idle(2)
+    assert [line for line in log if line.startswith("handled")] == [
+        "handled a 0",
+        "handled b 1",
+        "handled t tell",
+        "handled c 0",
+        "handled d 1",
+    ]
+    assert first.errors == {0: None, 1: None} and second.errors == {0: None, 1: None}
+
+
+async def test_a_sender_per_message_of_a_page_is_the_handlers_sender() -> None:
+    seen: list[Any] = []
+
+    class Senders(Actor):
+        def receive(self, message: Any) -> None:
+            seen.append((message, self.sender))
+
+    async with ActorSystem() as system:
+        ref = system.spawn(Senders)
+        other = system.spawn(Recorder, [])
+        ref.deliver_page(items(["a", "b"]), Page([], ["a", "b"]), senders=[other, None])
+        await system.wait_idle(2)
+        with pytest.raises(ValueError, match="1 senders for 2 messages"):
+            ref.deliver_page(items(["a", "b"]), Page([], ["a", "b"]), senders=[other])
+    assert seen == [("a", other), ("b", None)]
+
+
+async def test_killed_in_the_middle_of_a_page_the_rest_finishes_unstarted_once_each() -> None:
+    log: list[str] = []
+    messages = ["a", "kill", "c", "d"]
+    async with ActorSystem() as system:
+        ref = system.spawn(Killer, log)
+        page = Page(log, messages)
+        ref.deliver_page(items(messages), page)
+        await system.wait_idle(2)
+    assert page.starts == {0: 1, 1: 1}
+    assert page.errors[0] is None
+    assert all(isinstance(page.errors[i], ActorStopped) for i in (2, 3))
+    assert log.index("finished c") < log.index("finished d")
+
+
+async def test_drop_oldest_drops_the_pages_next_message_and_finishes_it_once() -> None:
+    log: list[str] = []
+    async with ActorSystem() as system:
+        ref = system.spawn(Recorder, log, mailbox=MailboxConfig(capacity=3, policy="drop_oldest"))
+        await system.wait_idle(1)
+        page = Page(log, ["a", "b", "c"])
+        ref.deliver_page(items(["a", "b", "c"]), page)  # fills the mailbox
+        ref.tell("late")  # drops the oldest queued: the page's "a"
+        await system.wait_idle(2)
+    assert page.starts == {1: 1, 2: 1}
+    assert isinstance(page.errors[0], MessageDropped)
+    assert page.errors[1] is None and page.errors[2] is None
+    assert [line for line in log if line.startswith("handled")] == [
+        "handled b 1",
+        "handled c 2",
+        "handled late None",
+    ]
+
+
+async def test_a_handler_that_settles_or_takes_page_messages_finishes_each_once() -> None:
+    log: list[str] = []
+    taken: list[Queued] = []
+    messages = ["a", "own", "take", "x", "y", "z"]
+    async with ActorSystem() as system:
+        ref = system.spawn(Taker, log, taken)
+        page = Page(log, messages)  # its finished() asserts each message finishes once
+        ref.deliver_page(items(messages), page)
+        await system.wait_idle(2)
+        assert Child.of(ref).restarts == 0
+    assert isinstance(page.errors[1], KeyError)  # what the handler settled it with
+    assert [q.message for q in taken] == ["x", "y"]
+    assert [q.headers["n"] for q in taken] == ["3", "4"]
+    assert all(page.errors[i] is None for i in (0, 2, 3, 4, 5))
+    assert [line for line in log if line.startswith("handled")] == [
+        "handled a 0",
+        "handled own 1",
+        "handled take 2",
+        "handled z 5",
+    ]
 
 
 # -- receive_batch ---------------------------------------------------------------------------
