@@ -300,6 +300,19 @@ class ConsumerBridge(Actor):
 
     async def on_stop(self) -> None:
         """Drain: stop intake, let in-flight work finish, ack only what was handled."""
+        try:
+            await self._drain()
+        except asyncio.CancelledError:
+            # killed while draining (a kill during a stop or restart): no task of the bridge is
+            # left to notice it (the reader ended, the worker waits for work that will not
+            # come), so it ends here as a killed bridge does. Else its session stays open and
+            # keeps what it holds: on RabbitMQ, also what the drain released, pushed back to
+            # the same channel, so those messages are never delivered again.
+            self._closed = False  # (the drain sets it before closing the session)
+            self._abandon()
+            raise
+
+    async def _drain(self) -> None:
         self._closing = True
         await _finish(self._reader, self.block + 0.2)  # a fetch in progress returns first
         unhandled: list[Delivery] = []
@@ -465,6 +478,9 @@ class ConsumerBridge(Actor):
         self._session, self._log = session, session.attempts
         if self.ownership is not None:
             session.listen(self.ownership)
+        if self._closed:  # killed while it opened: _abandon had no session to close
+            with contextlib.suppress(BrokerError):
+                await session.close()
         if self._closing or not self._alive():
             self._close_log()
             return

@@ -205,6 +205,7 @@ class Dispatch(CellState):
                     index = item.next
                     item.index = index
                     item.next = index + 1
+                    message = item.messages[index]
                     self._current = item
                     headers = item.page_headers[index]
                     if headers is not None and TRACEPARENT in headers:
@@ -220,7 +221,6 @@ class Dispatch(CellState):
                             leave_trace()
                             traced = False
                         continue
-                    message = item.messages[index]
                     try:
                         receive(message)
                     except Exception as exc:
@@ -242,13 +242,13 @@ class Dispatch(CellState):
                             traced = False
                         continue
                 elif type(item) is not Envelope:  # a bare message (a plain tell)
+                    message = item  # named if its segment turns out slow
                     try:
                         receive(item)
                         ok = True
                         continue
                     except Exception as exc:
                         error = exc
-                        message = item
                         reply = None
                 else:
                     self._current = item

@@ -56,6 +56,37 @@ async def test_a_slow_handler_is_logged_naming_the_actor_and_message_type(
     assert "actor billing" in text and "Order message" in text and "ThreadActor" in text
 
 
+@pytest.mark.parametrize("queued", ["tells", "page"])
+async def test_a_slow_first_message_of_a_turn_is_logged_naming_its_type(
+    caplog: pytest.LogCaptureFixture, queued: str
+) -> None:
+    """The first message of a turn with more queued behind it (a tell, or a page's message)
+    that holds the loop is reported with its type; the turn goes on."""
+    caplog.set_level(logging.WARNING, logger="troupe.loop_lag")
+
+    class Page:
+        def retry(self, index: int) -> bool:
+            return False
+
+        def started(self, index: int) -> None:
+            pass
+
+        def finished(self, index: int, error: BaseException | None) -> None:
+            assert error is None
+
+    async with ActorSystem(slow_handler_warning=0.02, loop_lag_interval=None) as system:
+        ref = system.spawn(Blocker, 0.03, name="billing")
+        if queued == "tells":
+            ref.tell(Order())
+            ref.tell(Order())
+        else:
+            ref.deliver_page([(Order(), None), (Order(), None)], Page())
+        assert await system.wait_idle(5)
+        assert system.cell_of(ref).actor.handled == 2  # type: ignore[attr-defined]
+    held = [r for r in caplog.records if "held the event loop" in r.getMessage()]
+    assert len(held) == 1 and "Order message" in held[0].getMessage()
+
+
 async def test_a_fast_handler_is_not_logged(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="troupe.loop_lag")
     async with ActorSystem(slow_handler_warning=0.05) as system:
