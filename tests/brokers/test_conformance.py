@@ -608,6 +608,35 @@ async def test_own_pending_is_resumed_page_by_page(broker: Broker) -> None:
     assert resumed == expected
 
 
+async def test_a_bridge_killed_while_it_drains_gives_its_work_to_the_next_consumer(
+    broker: Broker,
+) -> None:
+    """A kill during the drain of a restart cancels ``on_stop`` before it closed the session,
+    and no task of the bridge is left to notice: the bridge still ends as a killed bridge
+    does (its session closed), so the next consumer gets every message it held."""
+    gate = asyncio.Event()
+    started: list[Any] = []
+    seen: list[tuple[Any, dict[str, str]]] = []
+    async with ActorSystem(restart=TOLERANT) as system:
+        target = system.spawn(Gate, gate, started, [])
+        for i in range(2):
+            await broker.publish("s", i)
+        bridge = system.spawn(
+            ConsumerBridge, broker, "s", "g", target, **bridge_options(drain_timeout=30.0)
+        )
+        await eventually(lambda: started == [0])  # 1 waits behind it in the mailbox
+        cell = system.cell_of(bridge)
+        cell.restart()  # its drain waits for the handler of 0
+        await asyncio.sleep(0.5)
+        cell.kill()
+        again = system.spawn(Recorder, seen, {})
+        system.spawn(ConsumerBridge, broker, "s", "g", again, **bridge_options(claim_idle=0.1))
+        try:
+            await eventually(lambda: sorted(m for m, _ in seen) == [0, 1], timeout=20)
+        finally:
+            gate.set()
+
+
 async def test_an_abruptly_killed_bridge_leaves_its_work_unacked(broker: Broker) -> None:
     """A bridge killed without a drain acks nothing more; a new consumer takes its entries
     over, and what the dead bridge had started counts as an attempt."""

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from tests.brokers.helpers import TOLERANT
 from tests.helpers import eventually
-from troupe import Actor, ActorSystem, ConfigError
+from troupe import ActorSystem, ConfigError
 from troupe.brokers import (
     BrokerConnectionError,
     ConsumerBridge,
@@ -132,50 +132,6 @@ async def test_undecodable_message_of_another_producer_keeps_bytes_and_propertie
 
 async def _dlq_size(broker: RabbitBroker, stream: str, n: int) -> bool:
     return len(await broker.dead_letters(stream)) == n
-
-
-class Held(Actor):
-    """Records each message it starts, then returns once ``go`` is set."""
-
-    def __init__(self, started: list[Any], go: asyncio.Event) -> None:
-        self.started = started
-        self.go = go
-
-    async def receive(self, message: Any) -> None:
-        self.started.append(message)
-        await self.go.wait()
-
-
-async def test_a_bridge_killed_while_it_drains_gives_back_what_its_session_held(
-    rabbitmq_url: str,
-) -> None:
-    """A kill during the drain of a restart (or a stop) cancels ``on_stop`` before it closed
-    the session, and no task of the bridge is left to notice the kill: the bridge closes it
-    then, so what its channel held (and what the drain released, which RabbitMQ pushes back
-    to that channel) goes to the next consumer instead of staying unacked for ever."""
-    broker = rabbit(rabbitmq_url)
-    await broker.publish_messages("work", [broker.message(i) for i in range(2)])
-    started: list[Any] = []
-    go = asyncio.Event()
-    seen: list[tuple[Any, dict[str, str]]] = []
-    async with ActorSystem(restart=TOLERANT) as system:
-        held = system.spawn(Held, started, go)
-        options: dict[str, Any] = {"block": 0.05, "retry": FAST}
-        bridge = system.spawn(
-            ConsumerBridge, broker, "work", "g", held, drain_timeout=30.0, **options
-        )
-        await eventually(lambda: started == [0])  # 1 waits behind it in the mailbox
-        cell = system.cell_of(bridge)
-        cell.restart()  # its drain waits for the handler of 0
-        await asyncio.sleep(0.5)  # the reader has ended: the drain waits
-        cell.kill()
-        target = system.spawn(Recorder, seen, {})
-        system.spawn(ConsumerBridge, broker, "work", "g", target, **options)
-        try:
-            await eventually(lambda: sorted(m for m, _ in seen) == [0, 1], timeout=10)
-        finally:
-            go.set()
-    await broker.close()
 
 
 async def test_topology_routes_by_key_and_unroutable_publishes_fail(rabbitmq_url: str) -> None:
