@@ -537,8 +537,12 @@ class ConsumerBridge(Actor):
                 self._forget(acks)
             if self._failures:
                 failures, self._failures = self._failures, []
+                last = self.max_deliveries - 1
                 for delivery, exc in failures:
-                    await log.failed(delivery)  # durable before the retry is scheduled
+                    if delivery.attempts < last:  # durable before the retry is scheduled
+                        await log.failed(delivery)
+                    # else dead-lettered next, its start still journaled: a crash before
+                    # the DLQ move counts it all the same, one round trip sooner
                     delivery.attempts += 1
                     self._after_failure(delivery, exc)
             if self._dead:
