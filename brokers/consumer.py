@@ -85,6 +85,7 @@ logger = logging.getLogger(__name__)
 
 TARGET_WAIT = 0.1  # seconds between looks for a target actor that is not running
 LAG_INTERVAL = 1.0  # seconds between lag readings for stats.lag
+LAG_WAIT = 1.0  # seconds a bridge that stops reading waits for a lag reading to end
 DEFAULT_RETRY = Backoff(initial=0.1, maximum=5.0, multiplier=2.0, jitter="equal")
 _ATTEMPTS = tuple(str(n) for n in range(1, 9))  # troupe-attempt header values, prebuilt
 
@@ -274,6 +275,7 @@ class ConsumerBridge(Actor):
         self._room = asyncio.Event()  # room for intake: a page started, acks flushed, a failure
         self._reader: asyncio.Task[None] | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._lag_reading: asyncio.Task[None] | None = None  # reads stats.lag beside the fetches
         self._closing = False
         self._finishing = False
         self._closed = False
@@ -485,6 +487,14 @@ class ConsumerBridge(Actor):
             self._close_log()
             return
         self._worker = asyncio.get_running_loop().create_task(self._guard(self._work_loop))
+        try:
+            await self._fetch_loop(session)
+        finally:
+            lag, self._lag_reading = self._lag_reading, None
+            if lag is not None:  # let a reading in progress end (it may be opening a channel)
+                await _finish(lag, LAG_WAIT)
+
+    async def _fetch_loop(self, session: ConsumerSession) -> None:
         loop = asyncio.get_running_loop()
         next_lag = loop.time()
         while not self._closing and not self.system.is_closing and self._alive():
@@ -502,9 +512,18 @@ class ConsumerBridge(Actor):
                     await session.release(deliveries)  # taken while stopping: not handled
                 return
             self._dispatch_all(deliveries)
-            if loop.time() >= next_lag:  # after a fetch: the first page is not held back by it
+            reading = self._lag_reading
+            if loop.time() >= next_lag and (reading is None or reading.done()):
+                # read beside the fetches (a Kafka member asks the broker for the ends of
+                # partitions it has not fetched yet): the next page does not wait for it
                 next_lag = loop.time() + LAG_INTERVAL
-                self.stats.lag = await session.lag()
+                self._lag_reading = loop.create_task(self._read_lag(session))
+
+    async def _read_lag(self, session: ConsumerSession) -> None:
+        try:
+            self.stats.lag = await session.lag()
+        except (BrokerError, ConnectionError) as exc:  # the fetches meet it too, and say so
+            logger.debug("bridge %s could not read its lag: %s", self.name, exc)
 
     def _window(self) -> int:
         if self.prefetch is not None:

@@ -199,7 +199,17 @@ class Dispatch(CellState):
                 if mailbox.waiters:
                     mailbox.admit_waiter()
                 n -= 1
-                if type(item) is PageRun:
+                kind = type(item)
+                if kind is not Envelope and kind is not PageRun:  # a bare message (a tell)
+                    message = item  # named if its segment turns out slow
+                    try:
+                        receive(item)
+                        ok = True
+                        continue
+                    except Exception as exc:
+                        error = exc
+                        reply = None
+                elif kind is PageRun:
                     # a page's next message (troupe.page_run): its tracker is told directly,
                     # as an envelope's PageSlot would tell it
                     index = item.next
@@ -241,15 +251,6 @@ class Dispatch(CellState):
                             leave_trace()
                             traced = False
                         continue
-                elif type(item) is not Envelope:  # a bare message (a plain tell)
-                    message = item  # named if its segment turns out slow
-                    try:
-                        receive(item)
-                        ok = True
-                        continue
-                    except Exception as exc:
-                        error = exc
-                        reply = None
                 else:
                     self._current = item
                     message = item.message

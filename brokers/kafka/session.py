@@ -207,13 +207,17 @@ class KafkaSession(ConsumerSession):
         consumer = self._consumer
         mine = sorted(tp for tp in assigned if tp.topic == self.topic)
         # the client fetches the new partitions while this callback still runs (it awaits
-        # offsets and the fold lock): hold them paused until the attempts record is folded
-        # and the listener knows them, so nothing is handed out to a target that would
-        # refuse it, and a pause for a full window taken meanwhile is not forgotten
+        # offsets and the fold lock): after a rebalance, hold them paused until the
+        # attempts record is folded and the listener knows them, so nothing is handed out
+        # to a target that would refuse it, and a pause for a full window taken meanwhile
+        # is not forgotten. The first assignment needs no pause (start() still waits: no
+        # fetch hands anything out yet), so the client fetches the first records meanwhile.
+        first = not self._joined.is_set()
         self._rebalancing = True
-        if mine:
-            consumer.pause(*mine)
-        self._paused = True
+        if not first:
+            if mine:
+                consumer.pause(*mine)
+            self._paused = True
         # the committed offsets asked for all at once (one round trip, not one per partition)
         asks = [consumer.committed(tp) for tp in mine]
         found = await asyncio.gather(*asks, return_exceptions=True)
@@ -246,7 +250,7 @@ class KafkaSession(ConsumerSession):
         self._joined.set()
         if self._listener is not None:
             self._listener.assigned(sorted(tp.partition for tp in assigned))
-        if self._unsettled < self.window:
+        if self._paused and self._unsettled < self.window:
             self._resume()  # else resumed as records settle
 
     def listen(self, listener: OwnershipListener) -> bool:
@@ -311,18 +315,25 @@ class KafkaSession(ConsumerSession):
         if self._paused and self._unsettled < self.window and not self._rebalancing:
             self._resume()
         out = self._take_held(limit)
-        wait = 0.0 if out else timeout
-        if self._fresh:
-            self._fresh = False
-            if not out and await self._backlog():
-                wait = max(wait, FIRST_FETCH)
-        deadline = loop.time() + wait
+        began = loop.time()
+        deadline = began + (0.0 if out else timeout)
         while len(out) < limit:
             left = max(0.0, deadline - loop.time())
             # records held back for a partition_window come free as records settle
             step = min(left, HELD_POLL) if self._holding() else left
             await self._fetch_into(out, limit, step)
-            if out or loop.time() >= deadline:
+            if out:
+                self._fresh = False
+                break
+            if loop.time() >= deadline:
+                # the first fetch after an assignment came back empty: wait longer when the
+                # partitions hold a backlog (asked only now: a fetch that brings records
+                # first costs no round trip)
+                if self._fresh:
+                    self._fresh = False
+                    if await self._backlog():
+                        deadline = max(deadline, began + FIRST_FETCH)
+                        continue
                 break
             out = self._take_held(limit)
             if out:
