@@ -208,7 +208,7 @@ class Dispatch(CellState):
                         continue
                     except Exception as exc:
                         error = exc
-                        reply = None
+                        reply: Reply | None = None
                 elif kind is PageRun:
                     # a page's next message (troupe.page_run): its tracker is told directly,
                     # as an envelope's PageSlot would tell it
@@ -235,7 +235,7 @@ class Dispatch(CellState):
                         receive(message)
                     except Exception as exc:
                         error = exc
-                        reply: Reply | None = item.reply  # the slot the failure settles
+                        reply = item.reply  # the slot the failure settles
                         item.slot = None
                     else:
                         ok = True
