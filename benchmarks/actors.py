@@ -15,13 +15,13 @@ caller's task under the actor's lock; ``pip install -e '.[bench]'``, skipped
 with a note when xoscar is not installed).
 
 Every side of a row runs once to warm up, then the sides take turns, round
-after round, and each reports the median of its rounds: a shared machine's
-load changes within a run, and no side gets a cold start or a quiet moment the
-others miss.
+after round (the order rotating), and each reports the median of its rounds: a
+shared machine's load changes within a run, and no side gets a cold start or a
+quiet moment the others miss.
 The raw actors queue all ``n`` tells unbounded, so their rate depends on how
-much free memory the allocator holds (after pykka and thespian ran in the
-process, the deque ceiling is up to ~1.8x faster); ``tell_cpu`` counts the
-loop thread's CPU time instead of wall time.
+much free memory the allocator holds (right after pykka and thespian ran in the
+process, the deque ceiling is up to ~1.8x faster: hence the rotation); ``tell_cpu``
+counts the loop thread's CPU time instead of wall time.
 
     python benchmarks/actors.py --quick --json benchmarks/results/actors.json
 
@@ -817,15 +817,24 @@ def process_tree_rate(processes: int, messages: int) -> float:
 
 def interleaved(repeat: int, **measures: Callable[[], float]) -> dict[str, float]:
     """Median rate of each side: one warm-up round, then ``repeat`` rounds in which every
-    side runs in turn (peers that are not installed are skipped)."""
-    sides = {name: fn for name, fn in measures.items() if name not in MISSING}
+    side runs in turn, the order rotating from round to round as in ``_brokers_common.rounds``
+    (no side always runs right after the same one: a peer that leaves the allocator holding
+    free memory speeds up whichever side follows it). Peers not installed are skipped."""
+    sides = {name: fn for name, fn in measures.items() if peer_of(name) not in MISSING}
     rates: dict[str, list[float]] = {name: [] for name in sides}
+    names = list(sides)
     for round_ in range(repeat + 1):
-        for name, measure in sides.items():
-            rate = measure()
+        turn = round_ % len(names)
+        for name in names[turn:] + names[:turn]:
+            rate = sides[name]()
             if round_:  # round 0 warms every side up
                 rates[name].append(rate)
     return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def peer_of(side: str) -> str:
+    """The package a side measures: ``xoscar_local_ref`` -> ``xoscar``."""
+    return side.split("_", 1)[0]
 
 
 def rate_of(count: int, fn: Any, *args: Any) -> Callable[[], float]:

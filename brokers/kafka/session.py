@@ -24,9 +24,11 @@
   delivers them again). A late ack of an abandoned record is ignored, unless the
   partition came back to this member and the record is out again (then it counts).
   The client fetches a new assignment while the assignment callback still runs (it
-  reads the committed offsets and folds the attempts record): the new partitions stay
-  paused until it ends, so no record is handed out before the listener knows its
-  partition (a target refusing it would have it retried behind later records).
+  reads the committed offsets and folds the attempts record): after a rebalance the new
+  partitions stay paused until it ends, so no record is handed out before the listener
+  knows its partition (a target refusing it would have it retried behind later
+  records). The first assignment is not paused: ``start`` has not returned, so nothing
+  is handed out yet, and the client fetches the first records meanwhile.
 - **release** commits nothing beyond what was handled (the session is ending).
 - **Attempts**: the journal of :mod:`troupe.brokers.attempts` over the record in
   :mod:`troupe.brokers.kafka.attempts`, reloaded and folded at every assignment, both
