@@ -23,7 +23,8 @@ journals of dead consumers — those whose lock it can take — into the broker'
 durable *attempts record* (Redis: one hash per stream and group, HINCRBY per
 entry, only for entries still pending), then deletes them. A failure seen
 in-process is added to the record before the retry is scheduled, then its slot
-is cleared; the record field is removed with the ack or the DLQ move. Each
+is cleared (the last one allowed goes to the DLQ with its slot still there); the
+record field is removed with the ack or the DLQ move. Each
 start is added under a marker (journal incarnation + start number, SET NX with
 a TTL), so a start is counted once even when the consumer dies between adding
 a failure and clearing its slot, or a folder dies half-way. A delivery's
