@@ -524,6 +524,8 @@ class ConsumerBridge(Actor):
             self.stats.lag = await session.lag()
         except (BrokerError, ConnectionError) as exc:  # the fetches meet it too, and say so
             logger.debug("bridge %s could not read its lag: %s", self.name, exc)
+        except Exception:  # not the bridge's work: reported, the bridge goes on
+            logger.exception("bridge %s: reading its lag failed", self.name)
 
     def _window(self) -> int:
         if self.prefetch is not None:
