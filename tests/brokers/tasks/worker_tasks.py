@@ -13,7 +13,11 @@ tasks = TaskRegistry()
 
 
 def note(tag: str, event: str) -> None:
-    Path(os.environ["TASK_NOTES"], f"{tag}.{event}").write_text(str(os.getpid()))
+    """Write the note whole, then give it its name: a reader never sees it empty."""
+    final = Path(os.environ["TASK_NOTES"], f"{tag}.{event}")
+    staging = final.with_name(f".{final.name}.{os.getpid()}")  # matches no reader's glob
+    staging.write_text(str(os.getpid()))
+    os.replace(staging, final)
 
 
 @tasks.task
