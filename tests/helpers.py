@@ -1,4 +1,4 @@
-"""Helpers shared by every test folder: waiting until a condition holds.
+"""Helpers shared by every test folder: waiting until a condition holds, reading logs.
 
 Import as ``from tests.helpers import eventually`` (pytest runs with
 ``--import-mode=importlib`` from the repository root, so ``tests`` is a
@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 DEFAULT_TIMEOUT = 30.0  # generous: two cores shared by many test runs
 """Seconds before a condition that never holds fails the test."""
@@ -57,3 +58,13 @@ async def _holds(condition: Condition, in_thread: bool) -> bool:
     if inspect.isawaitable(result):
         result = await result
     return bool(result)
+
+
+def written_lines(path: Path) -> list[str]:
+    """The complete lines of a log that other processes append to (none when it is missing):
+    a line still being written, with no newline yet, is left for the next read."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    return text[: text.rfind("\n") + 1].splitlines()

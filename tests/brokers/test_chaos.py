@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import pytest
 
 from tests.brokers.chaos_member import ChaosTarget, bridge_options, connect_member, working
-from tests.helpers import eventually
+from tests.helpers import eventually, written_lines
 from troupe import ActorRef, ActorSystem, Child
 from troupe.brokers import ConsumerBridge
 from troupe.brokers.message import DELIVERIES, ERROR_REASON, Message
@@ -154,10 +154,7 @@ def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
 
 
 def _lines(path: Path) -> list[str]:
-    try:
-        return [line for line in path.read_text().splitlines() if line]
-    except FileNotFoundError:
-        return []
+    return [line for line in written_lines(path) if line]
 
 
 @pytest.fixture

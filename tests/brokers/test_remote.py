@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.brokers.remote_member import HEARTBEAT, serve
-from tests.helpers import eventually
+from tests.helpers import eventually, written_lines
 from troupe import Actor, ActorSystem, AskTimeout, SystemClosed, Terminated
 from troupe.actors import (
     LeaseExpired,
@@ -133,9 +133,7 @@ class Cluster:
 
     def runs(self, op: str) -> list[tuple[str, str]]:
         """(member, id) of every handler start of ``op``, from the members' log."""
-        if not self.log.exists():
-            return []
-        lines = [line.split() for line in self.log.read_text().splitlines()]
+        lines = [line.split() for line in written_lines(self.log)]
         return [(who, ident) for who, kind, ident in lines if kind == op]
 
 

@@ -21,7 +21,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import eventually, wait_sync
+from tests.helpers import eventually, wait_sync, written_lines
 from troupe import ActorSystem
 from troupe.brokers.tasks import Inspector, TaskClient, TaskRegistry, WorkerPool, open_broker
 from troupe.brokers.tasks.consumers import REASON_HEADER
@@ -88,10 +88,8 @@ class Node:
 
 def read_log(log: Path) -> list[tuple[str, int, int, float]]:
     """(event, pid, task, time) lines."""
-    if not log.exists():
-        return []
     out = []
-    for line in log.read_text().splitlines():
+    for line in written_lines(log):
         event, pid, n, at = line.split()
         out.append((event, int(pid), int(n), float(at)))
     return out
